@@ -1,0 +1,20 @@
+# edgeport: SIP edge proxy for Routr.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY edgeport ./edgeport
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+RUN groupadd --system edgeport && useradd --system --gid edgeport --no-create-home edgeport
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+COPY deploy/edgeport.yaml /etc/routr/edgeport.yaml
+ENV CONFIG_PATH=/etc/routr/edgeport.yaml \
+    PYTHONUNBUFFERED=1
+USER edgeport
+# SIP over UDP and TCP, TLS, WS, WSS; health and metrics.
+EXPOSE 5060/udp 5060/tcp 5061/tcp 5062/tcp 5063/tcp 8080/tcp
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"]
+ENTRYPOINT ["edgeport"]

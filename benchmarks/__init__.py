@@ -1,0 +1,1 @@
+"""Micro-benchmarks for the hot paths; run ``python -m benchmarks [name ...]``."""

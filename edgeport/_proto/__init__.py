@@ -1,0 +1,1 @@
+"""Protobuf and grpclib code generated from proto/ (never edited)."""

@@ -1,0 +1,100 @@
+"""A small Routr-style Processor built into edgeport: registrar, location, routing.
+
+Runs standalone (``edgeport builtin-processor --bind 0.0.0.0:51904``) as the
+processor of any EdgePort, or embedded in edgeport's own nursery
+(:func:`serve_builtin_processor`). What it decides is described in
+``router.py``; its optional static peers file in ``config.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import signal
+from typing import Final
+
+import trio
+import trio_asyncio
+
+from edgeport.builtin.config import PeersConfigError, StaticPeer, load_peers
+from edgeport.builtin.service import serve_builtin_processor, serve_processor_service
+from edgeport.processor import parse_processor_addr
+
+__all__ = ["cli_main", "serve_builtin_processor", "serve_processor_service"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BIND: Final = "0.0.0.0:51904"
+EXIT_OK: Final = 0
+EXIT_USAGE: Final = 2
+EXIT_FAILED: Final = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeport builtin-processor",
+        description="Serve edgeport's built-in Routr Processor over gRPC.",
+    )
+    parser.add_argument(
+        "--bind",
+        default=DEFAULT_BIND,
+        metavar="HOST:PORT",
+        help=f"address to serve on (default {DEFAULT_BIND}; port 0 picks one)",
+    )
+    parser.add_argument("--peers", metavar="FILE", help="YAML file of static peers")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="when logging is not already set up by the caller (default INFO)",
+    )
+    return parser
+
+
+async def _run(host: str, port: int, peers: dict[str, StaticPeer]) -> None:
+    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            await nursery.start(functools.partial(serve_builtin_processor, peers=peers), host, port)
+            async for signum in signals:
+                logger.info("%s received, stopping", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+
+
+def cli_main(argv: list[str]) -> int:
+    """``edgeport builtin-processor [--bind HOST:PORT] [--peers FILE]``; returns the exit code."""
+    args = _parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    try:
+        host, port = _parse_bind(args.bind)
+    except ValueError as error:
+        logger.error("--bind: %s", error)
+        return EXIT_USAGE
+    peers: dict[str, StaticPeer] = {}
+    if args.peers:
+        try:
+            peers = load_peers(args.peers)
+        except PeersConfigError as error:
+            for problem in error.problems:
+                logger.error("peers: %s", problem)
+            return EXIT_USAGE
+        logger.info("%d static peers from %s", len(peers), args.peers)
+    failed = False
+    try:
+        trio.run(_run, host, port, peers)
+    except* OSError as group:
+        for failure in group.exceptions:
+            logger.error("cannot serve on %s: %s", args.bind, failure)
+        failed = True
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _parse_bind(bind: str) -> tuple[str, int]:
+    if bind.endswith(":0"):  # port 0 is allowed here: the system picks one
+        host, _port = parse_processor_addr(bind[:-2] + ":1")
+        return host, 0
+    return parse_processor_addr(bind)

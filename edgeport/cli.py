@@ -1,0 +1,240 @@
+"""The ``edgeport`` command: arguments, logging set-up, configuration, exit codes.
+
+::
+
+    edgeport [--config PATH] [--log-level LEVEL] [--log-format text|json]
+    edgeport check-config PATH
+    edgeport builtin-processor [ARGS...]
+    edgeport --version
+
+The configuration comes from ``--config``, else ``CONFIG_PATH``, else the
+embedded default. Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 1 when
+the server cannot run in this build, 2 for a configuration problem or a
+startup failure (a port that cannot be bound): one line per problem on
+stderr and no traceback. This is the only module that prints or configures
+logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Any, Final
+
+import yaml
+
+from edgeport import __version__
+from edgeport.config import ConfigError, describe_config, load_config, load_config_with_warnings
+
+if TYPE_CHECKING:
+    from edgeport.config import EdgePortConfig
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK: Final = 0
+EXIT_UNAVAILABLE: Final = 1
+EXIT_CONFIG: Final = 2
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS: Final = ("text", "json")
+
+# The attributes every LogRecord has; anything else came in through ``extra``.
+_RECORD_ATTRIBUTES: Final = frozenset(
+    vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None))
+) | {"message", "asctime", "taskName"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse's --help, --version and usage errors
+        return exit_.code if isinstance(exit_.code, int) else EXIT_CONFIG
+    configure_logging(args.log_level, args.log_format)
+    if args.command == "check-config":
+        return _check_config(args.path)
+    if args.command == "builtin-processor":
+        from edgeport.builtin import cli_main  # the processor's own dependencies load only here
+
+        return cli_main(list(args.args))
+    return _serve(args.config)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeport",
+        description="A SIP edge proxy for Routr: SIP over UDP, TCP, TLS, WS and WSS in, "
+        "gRPC to a Routr processor out.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgeport {__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="YAML or JSON configuration (default: $CONFIG_PATH, else a built-in default)",
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default="INFO",
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO)",
+    )
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = commands.add_parser(
+        "check-config",
+        help="validate a configuration and print the effective one",
+        description="Validate a configuration file (with the environment applied) and print "
+        "the effective configuration, passwords masked. Exit 0 when valid, 2 when not.",
+    )
+    check.add_argument("path", metavar="PATH")
+    builtin = commands.add_parser(
+        "builtin-processor",
+        help="serve the built-in Routr processor",
+        add_help=False,
+        prefix_chars="\0",  # every argument, --help included, belongs to the processor
+    )
+    builtin.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _check_config(path: str) -> int:
+    try:
+        config, warnings = load_config_with_warnings(path, os.environ)
+    except ConfigError as error:
+        _print_problems(error.problems)
+        _print_problems([f"warning: {line}" for line in error.warnings])
+        return EXIT_CONFIG
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    print(yaml.safe_dump(describe_config(config), sort_keys=False), end="")
+    return EXIT_OK
+
+
+def _serve(path: str | None) -> int:
+    try:
+        config = load_config(path, os.environ)
+    except ConfigError as error:
+        _print_problems(error.problems)
+        _print_problems([f"warning: {line}" for line in error.warnings])
+        return EXIT_CONFIG
+    try:
+        server = importlib.import_module("edgeport.server")
+    except ModuleNotFoundError as error:
+        if error.name != "edgeport.server":
+            raise
+        logger.error("the server is not available in this build")
+        return EXIT_UNAVAILABLE
+    logger.info("edgeport %s starting as %s", __version__, config.ref)
+    return _run(server.serve, config)
+
+
+def _run(serve: Any, config: EdgePortConfig) -> int:
+    import trio
+
+    try:
+        trio.run(serve, config)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except BaseExceptionGroup as group:
+        startup, rest = group.split(_is_startup_error)
+        if rest is not None:
+            _, rest = rest.split(KeyboardInterrupt)
+        if rest is not None:
+            raise
+        if startup is None:
+            return EXIT_OK  # interrupted
+        _print_problems([str(exc) for exc in _leaves(startup)])
+        return EXIT_CONFIG
+    except Exception as error:
+        if not _is_startup_error(error):
+            raise
+        _print_problems([str(error)])
+        return EXIT_CONFIG
+    return EXIT_OK
+
+
+def _is_startup_error(error: BaseException) -> bool:
+    """Errors that mean "cannot start" and say why in one line carry ``startup_error = True``."""
+    return getattr(error, "startup_error", False) is True
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for item in group.exceptions:
+        if isinstance(item, BaseExceptionGroup):
+            leaves.extend(_leaves(item))
+        else:
+            leaves.append(item)
+    return leaves
+
+
+def _print_problems(lines: list[str]) -> None:
+    for line in lines:
+        print(line, file=sys.stderr)
+
+
+# --- logging ------------------------------------------------------------------
+
+
+def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
+    """One stderr handler on the root logger, replacing any earlier one."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def _timestamp(created: float) -> str:
+    moment = datetime.datetime.fromtimestamp(created, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in vars(record).items()
+        if key not in _RECORD_ATTRIBUTES and not key.startswith("_")
+    }
+
+
+class TextFormatter(logging.Formatter):
+    """``2026-11-26T10:00:00.123Z INFO edgeport.proxy message key=value``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{_timestamp(record.created)} {record.levelname} {record.name} "
+        line += record.getMessage()
+        for key, value in _extras(record).items():
+            line += f" {key}={value}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        if record.stack_info:
+            line += "\n" + self.formatStack(record.stack_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, every ``extra`` key, exc."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": _timestamp(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in _extras(record).items():
+            entry.setdefault(key, value)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)

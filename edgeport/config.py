@@ -1,0 +1,1019 @@
+"""The EdgePort configuration: typed model, loading, environment overrides, validation.
+
+One pass, as contract §6 describes: file (YAML or JSON) -> dict -> environment
+overrides -> cattrs structuring -> cross-field checks. Every problem is
+collected and reported at once, one line each, naming the key path or the
+environment variable, in a :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import enum
+import ipaddress
+import json
+import logging
+import re
+import typing
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import cattrs
+import yaml
+from cattrs.errors import ClassValidationError, IterableValidationError, IterableValidationNote
+from cattrs.gen import make_dict_structure_fn, override
+
+from edgeport.keystore import KEYSTORE_TYPES, KeystoreError, load_keystore, load_trust_store
+from edgeport.localnets import detect_localnets
+from edgeport.sip.transport import Transport
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PROCESSOR_TIMEOUT = 3.0  # seconds, edgeport extension spec.processor.timeout
+DEFAULT_IDLE_TIMEOUT = 600.0  # seconds, edgeport extension spec.connections.idleTimeout
+DEFAULT_MAX_CONNECTIONS = 10_000  # edgeport extension spec.connections.max
+DEFAULT_MAX_IN_FLIGHT = 1_000  # edgeport extension spec.maxInFlight
+DEFAULT_SHUTDOWN_TIMEOUT = 32.0  # seconds, edgeport extension spec.shutdownTimeout
+DEFAULT_HEALTHCHECK_PORT = 8080
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` holds one line per problem.
+
+    ``warnings`` holds the warning lines found on the way (unknown keys...),
+    which often explain a problem (a misspelled required key).
+    """
+
+    def __init__(self, problems: list[str], warnings: list[str] | None = None) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+        self.warnings = warnings or []
+
+
+class UnknownMethodAction(enum.Enum):
+    DISCARD = "Discard"
+    RESPOND = "Respond"
+
+
+class ClientAuthType(enum.Enum):
+    DISABLED = "Disabled"
+    DISABLED_ALL = "DisabledAll"
+    REQUIRED = "Required"
+    WANTED = "Wanted"
+
+
+@dataclass(frozen=True, slots=True)
+class TransportConfig:
+    protocol: Transport
+    port: int
+    bind_addr: str  # the effective address: entry bindAddr, else spec.bindAddr, else 0.0.0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityContext:
+    key_store: str
+    key_store_password: str = ""
+    key_store_type: str = "pkcs12"  # "pkcs12" or edgeport's "pem"
+    trust_store: str | None = None
+    trust_store_password: str = ""
+    client_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    client_auth_type: ClientAuthType = ClientAuthType.DISABLED
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorConfig:
+    addr: str  # "host:port", or "builtin" for the embedded processor
+    timeout: float = DEFAULT_PROCESSOR_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketConfig:
+    allowed_origins: tuple[str, ...] = ()  # empty: any Origin
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherConfig:
+    console_enabled: bool = False
+    nats_enabled: bool = False
+    nats_url: str = "nats://localhost:4222"
+    nats_subject: str = "routr"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    enabled: bool = False
+    port: int = DEFAULT_HEALTHCHECK_PORT
+
+
+@dataclass(frozen=True, slots=True)
+class EdgePortConfig:
+    """The effective configuration: file, then environment overrides, validated."""
+
+    ref: str
+    api_version: str
+    transports: tuple[TransportConfig, ...]
+    methods: tuple[str, ...]
+    processor: ProcessorConfig
+    region: str | None = None
+    bind_addr: str = "0.0.0.0"
+    external_addrs: tuple[str, ...] = ()
+    localnets: tuple[str, ...] = ()  # after auto-detection when the config had none
+    unknown_method_action: UnknownMethodAction = UnknownMethodAction.DISCARD
+    security_context: SecurityContext | None = None
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
+    publishers: PublisherConfig = field(default_factory=PublisherConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    strip_session_progress_sdp: bool = False
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+
+
+# ---------------------------------------------------------------------------
+# Loading: file -> dict -> environment overrides -> cattrs -> cross-field checks
+# ---------------------------------------------------------------------------
+
+KIND: Final = "EdgePort"
+API_VERSIONS: Final = ("v2beta1", "v2")
+SIP_METHODS: Final = (  # the names of the Method enum in processor.proto
+    "REGISTER",
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "MESSAGE",
+    "INFO",
+    "NOTIFY",
+    "SUBSCRIBE",
+    "PRACK",
+    "UPDATE",
+    "REFER",
+    "PUBLISH",
+)
+TLS_PROTOCOLS: Final = ("TLSv1.2", "TLSv1.3")
+INSECURE_TLS_PROTOCOLS: Final = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1")
+BUILTIN_PROCESSOR: Final = "builtin"
+MAX_CONFIG_BYTES: Final = 1024 * 1024  # a configuration file is a few hundred bytes
+PASSWORD_MASK: Final = "****"
+_MAX_SHOWN_CHARS: Final = 60  # a bad value is quoted in the message up to this length
+
+_HOSTNAME_RE: Final = re.compile(r"[A-Za-z0-9_.-]+")
+_PORT_RE: Final = re.compile(r"[0-9]{1,5}")
+_NATS_SUBJECT_RE: Final = re.compile(r"[^\s*>.]+(\.[^\s*>.]+)*")
+_NATS_SCHEMES: Final = ("nats", "tls", "ws", "wss")
+
+_DEFAULT_DOCUMENT: Final[Mapping[str, Any]] = {
+    "kind": KIND,
+    "apiVersion": "v2beta1",
+    "ref": "edgeport-01",
+    "spec": {
+        "bindAddr": "0.0.0.0",
+        "transport": [
+            {"protocol": "udp", "port": 5060},
+            {"protocol": "tcp", "port": 5060},
+            {"protocol": "ws", "port": 5062},
+        ],
+        "methods": list(SIP_METHODS),
+        "processor": {"addr": BUILTIN_PROCESSOR},
+    },
+}
+
+
+def load_config(path: str | Path | None, env: Mapping[str, str]) -> EdgePortConfig:
+    """The effective configuration; each warning is logged on ``edgeport.config``.
+
+    ``path`` None means ``CONFIG_PATH`` from ``env``, and with neither the
+    embedded default (see :func:`default_config`), still with ``env`` applied.
+    Raises :class:`ConfigError` listing every problem.
+    """
+    config, warnings = load_config_with_warnings(path, env)
+    for line in warnings:
+        logger.warning("%s", line)
+    return config
+
+
+def load_config_with_warnings(
+    path: str | Path | None, env: Mapping[str, str]
+) -> tuple[EdgePortConfig, list[str]]:
+    """Like :func:`load_config`, returning the warning lines instead of logging them.
+
+    A warning names a key edgeport ignores (unknown or misspelled) or an
+    environment value it reads as false; it never stops the start.
+    """
+    if path is None and env.get("CONFIG_PATH"):
+        path = env["CONFIG_PATH"]
+    if path is None:
+        document: Any = copy.deepcopy(dict(_DEFAULT_DOCUMENT))
+    else:
+        document = _read_document(Path(path))
+    return _build(document, env)
+
+
+def default_config() -> EdgePortConfig:
+    """The configuration used when there is no file at all and no environment.
+
+    Reference ``edgeport-01``; UDP and TCP on 5060 and WS on 5062 on 0.0.0.0;
+    every SIP method; the embedded processor; localnets detected.
+    """
+    config, _ = _build(copy.deepcopy(dict(_DEFAULT_DOCUMENT)), {})
+    return config
+
+
+def describe_config(config: EdgePortConfig) -> dict[str, Any]:
+    """The effective configuration as plain data, in the file's camelCase shape.
+
+    Passwords are masked. The settings that only the environment sets
+    (publishers, health checks, 183 SDP stripping) are under ``environment``,
+    by variable name.
+    """
+    spec: dict[str, Any] = {
+        "bindAddr": config.bind_addr,
+        "transport": [
+            {"protocol": item.protocol.value, "port": item.port, "bindAddr": item.bind_addr}
+            for item in config.transports
+        ],
+        "methods": list(config.methods),
+        "processor": {"addr": config.processor.addr, "timeout": config.processor.timeout},
+        "externalAddrs": list(config.external_addrs),
+        "localnets": list(config.localnets),
+        "unknownMethodAction": config.unknown_method_action.value,
+    }
+    security = config.security_context
+    if security is not None:
+        spec["securityContext"] = {
+            "keyStore": security.key_store,
+            "keyStorePassword": _mask(security.key_store_password),
+            "keyStoreType": security.key_store_type,
+            "trustStore": security.trust_store,
+            "trustStorePassword": _mask(security.trust_store_password),
+            "client": {
+                "protocols": list(security.client_protocols),
+                "authType": security.client_auth_type.value,
+            },
+        }
+    spec["connections"] = {
+        "idleTimeout": config.connections.idle_timeout,
+        "max": config.connections.max_connections,
+    }
+    spec["websocket"] = {"allowedOrigins": list(config.websocket.allowed_origins)}
+    spec["maxInFlight"] = config.max_in_flight
+    spec["shutdownTimeout"] = config.shutdown_timeout
+    described: dict[str, Any] = {"kind": KIND, "apiVersion": config.api_version, "ref": config.ref}
+    if config.region is not None:
+        described["metadata"] = {"region": config.region}
+    described["spec"] = spec
+    described["environment"] = {
+        "CONSOLE_PUBLISHER_ENABLED": config.publishers.console_enabled,
+        "NATS_PUBLISHER_ENABLED": config.publishers.nats_enabled,
+        "NATS_PUBLISHER_URL": config.publishers.nats_url,
+        "NATS_PUBLISHER_SUBJECT": config.publishers.nats_subject,
+        "ENABLE_HEALTHCHECKS": config.health.enabled,
+        "HEALTHCHECK_PORT": config.health.port,
+        "STRIP_SESSION_PROGRESS_SDP": config.strip_session_progress_sdp,
+    }
+    return described
+
+
+def _mask(secret: str) -> str:
+    return PASSWORD_MASK if secret else ""
+
+
+# --- reading the file -------------------------------------------------------
+
+
+def _read_document(path: Path) -> Any:
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the file: {exc.strerror or exc}"]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: larger than {MAX_CONFIG_BYTES} bytes"])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
+    suffix = path.suffix.lower()
+    if suffix == ".json" or (
+        suffix not in (".yaml", ".yml") and text.lstrip().startswith(("{", "["))
+    ):
+        document = _parse_json(path, text)
+    else:
+        document = _parse_yaml(path, text)
+    if document is None:
+        raise ConfigError([f"{path}: the file is empty"])
+    if not isinstance(document, dict):
+        raise ConfigError([f"{path}: expected a mapping at the top level, got {_show(document)}"])
+    return document
+
+
+def _parse_json(path: Path, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        line = f"{path}: line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        raise ConfigError([line]) from None
+
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise ConfigError([f"{path}: {where}{exc.problem or exc}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: {exc}"]) from None
+
+
+# --- the file's shape, structured by cattrs ----------------------------------
+#
+# Field names are chosen so that their camelCase form is the key in the file.
+
+
+@attrs.frozen
+class _MetadataFile:
+    region: str | None = None
+
+
+@attrs.frozen
+class _TransportFile:
+    protocol: Transport
+    port: int
+    bind_addr: str | None = None
+
+
+@attrs.frozen
+class _ProcessorFile:
+    addr: str
+    timeout: float = DEFAULT_PROCESSOR_TIMEOUT
+
+
+@attrs.frozen
+class _ClientFile:
+    protocols: tuple[str, ...] = TLS_PROTOCOLS
+    auth_type: ClientAuthType = ClientAuthType.DISABLED
+
+
+@attrs.frozen
+class _SecurityContextFile:
+    key_store: str
+    key_store_password: str = ""
+    key_store_type: str = "pkcs12"
+    trust_store: str | None = None
+    trust_store_password: str = ""
+    client: _ClientFile = _ClientFile()
+    debugging: bool = False  # Routr's JSSE debug switch; accepted, has no effect here
+
+
+@attrs.frozen
+class _ConnectionsFile:
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    max: int = DEFAULT_MAX_CONNECTIONS
+
+
+@attrs.frozen
+class _WebSocketFile:
+    allowed_origins: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class _SpecFile:
+    transport: tuple[_TransportFile, ...]
+    methods: tuple[str, ...]
+    processor: _ProcessorFile
+    bind_addr: str = "0.0.0.0"
+    external_addrs: tuple[str, ...] = ()
+    localnets: tuple[str, ...] = ()
+    unknown_method_action: UnknownMethodAction = UnknownMethodAction.DISCARD
+    security_context: _SecurityContextFile | None = None
+    connections: _ConnectionsFile = _ConnectionsFile()
+    websocket: _WebSocketFile = _WebSocketFile()
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+
+
+@attrs.frozen
+class _DocumentFile:
+    kind: str
+    api_version: str
+    ref: str
+    spec: _SpecFile
+    metadata: _MetadataFile = _MetadataFile()
+
+
+class _Invalid(ValueError):
+    """A value the file or environment got wrong: one message per problem, no path."""
+
+    def __init__(self, *messages: str) -> None:
+        super().__init__("; ".join(messages))
+        self.messages = messages
+
+
+_Hook = Callable[[Any, Any], Any]
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    if len(text) > _MAX_SHOWN_CHARS:
+        text = text[: _MAX_SHOWN_CHARS - 3] + "..."
+    return text
+
+
+def _one_of(values: Sequence[str]) -> str:
+    return ", ".join(values[:-1]) + " or " + values[-1] if len(values) > 1 else values[0]
+
+
+def _string(value: Any, _: Any = None) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a string, got {_show(value)}")
+    return value
+
+
+def _nonempty_string(value: Any, _: Any = None) -> str:
+    text = _string(value).strip()
+    if not text:
+        raise _Invalid("must not be empty")
+    return text
+
+
+def _integer(value: Any, _: Any = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid(f"expected an integer, got {_show(value)}")
+    return value
+
+
+def _number(value: Any, _: Any = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid(f"expected a number of seconds, got {_show(value)}")
+    return float(value)
+
+
+def _boolean(value: Any, _: Any = None) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"expected true or false, got {_show(value)}")
+    return value
+
+
+def _port(value: Any, _: Any = None) -> int:
+    port = _integer(value)
+    if not 1 <= port <= 65535:
+        raise _Invalid(f"expected a port from 1 to 65535, got {port}")
+    return port
+
+
+def _positive_integer(value: Any, _: Any = None) -> int:
+    number = _integer(value)
+    if number <= 0:
+        raise _Invalid(f"expected a positive integer, got {number}")
+    return number
+
+
+def _positive_seconds(value: Any, _: Any = None) -> float:
+    seconds = _number(value)
+    if not seconds > 0 or seconds == float("inf"):
+        raise _Invalid(f"expected a positive number of seconds, got {_show(value)}")
+    return seconds
+
+
+def _non_negative_seconds(value: Any, _: Any = None) -> float:
+    seconds = _number(value)
+    if not seconds >= 0 or seconds == float("inf"):
+        raise _Invalid(f"expected zero or a positive number of seconds, got {_show(value)}")
+    return seconds
+
+
+def _kind(value: Any, _: Any = None) -> str:
+    if value != KIND:
+        raise _Invalid(f"expected {KIND!r}, got {_show(value)}")
+    return KIND
+
+
+def _api_version(value: Any, _: Any = None) -> str:
+    if value not in API_VERSIONS:
+        raise _Invalid(f"expected {_one_of(API_VERSIONS)}, got {_show(value)}")
+    return str(value)
+
+
+def _protocol(value: Any, _: Any = None) -> Transport:
+    names = [item.value for item in Transport]
+    text = _string(value)
+    if text.lower() not in names:
+        raise _Invalid(f"unknown protocol {text!r} (expected {_one_of(names)})")
+    return Transport(text.lower())
+
+
+def _method(value: Any, _: Any = None) -> str:
+    name = _string(value).strip().upper()
+    if name not in SIP_METHODS:
+        raise _Invalid(f"unknown SIP method {value!r}")
+    return name
+
+
+def _ip_address(value: Any, _: Any = None) -> str:
+    text = _string(value).strip()
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise _Invalid(f"expected an IPv4 or IPv6 address, got {text!r}") from None
+
+
+def _cidr(value: Any, _: Any = None) -> str:
+    text = _string(value).strip()
+    try:
+        if "/" not in text:
+            raise ValueError(text)
+        ipaddress.ip_interface(text)
+    except ValueError:
+        raise _Invalid(f"expected a network like 10.0.0.0/8, got {text!r}") from None
+    return text
+
+
+def _processor_addr(value: Any, _: Any = None) -> str:
+    text = _string(value).strip()
+    if text == BUILTIN_PROCESSOR:
+        return text
+    host, _sep, port = text.rpartition(":")
+    valid_port = _PORT_RE.fullmatch(port) is not None and 1 <= int(port) <= 65535
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            valid_host = isinstance(ipaddress.ip_address(host[1:-1]), ipaddress.IPv6Address)
+        except ValueError:
+            valid_host = False
+    else:
+        valid_host = _HOSTNAME_RE.fullmatch(host) is not None
+    if not (valid_host and valid_port):
+        raise _Invalid(f"expected host:port or {BUILTIN_PROCESSOR!r}, got {text!r}")
+    return text
+
+
+def _tls_protocol(value: Any, _: Any = None) -> str:
+    text = _string(value).strip()
+    if text in INSECURE_TLS_PROTOCOLS:
+        raise _Invalid(f"{text} is insecure and not supported (use {_one_of(TLS_PROTOCOLS)})")
+    if text not in TLS_PROTOCOLS:
+        raise _Invalid(f"unknown TLS protocol {text!r} (expected {_one_of(TLS_PROTOCOLS)})")
+    return text
+
+
+def _store_type(value: Any, _: Any = None) -> str:
+    text = _string(value).strip().lower()
+    if text == "jks":
+        raise _Invalid(
+            "jks is not supported: convert the keystore to PKCS#12 "
+            "(keytool -importkeystore -deststoretype pkcs12) or use pem"
+        )
+    if text not in KEYSTORE_TYPES:
+        raise _Invalid(f"expected {_one_of(KEYSTORE_TYPES)}, got {value!r}")
+    return text
+
+
+def _enum(enum_type: type[enum.Enum]) -> _Hook:
+    values = [str(item.value) for item in enum_type]
+
+    def structure(value: Any, _: Any = None) -> enum.Enum:
+        if not isinstance(value, str) or value not in values:
+            raise _Invalid(f"expected {_one_of(values)}, got {_show(value)}")
+        return enum_type(value)
+
+    return structure
+
+
+def _optional(hook: _Hook) -> _Hook:
+    def structure(value: Any, type_: Any = None) -> Any:
+        return None if value is None else hook(value, type_)
+
+    return structure
+
+
+def _list_of(
+    item_hook: _Hook,
+    *,
+    unique: bool = True,
+    non_empty: str | None = None,
+    check: Callable[[tuple[Any, ...]], list[str]] | None = None,
+) -> _Hook:
+    """A list whose items go through ``item_hook``; every bad item is reported by index."""
+
+    def structure(value: Any, type_: Any = None) -> tuple[Any, ...]:
+        if not isinstance(value, list):
+            raise _Invalid(f"expected a list, got {_show(value)}")
+        items: list[Any] = []
+        errors: list[Exception] = []
+        for index, raw in enumerate(value):
+            try:
+                items.append(item_hook(raw, None))
+            except Exception as exc:  # collected and reported with its index
+                note = IterableValidationNote(f"Structuring item @ index {index}", index, None)
+                exc.add_note(note)
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError("While structuring a list", errors, tuple)
+        result = tuple(items)
+        problems: list[str] = []
+        if non_empty is not None and not result:
+            problems.append(non_empty)
+        if unique:
+            seen: list[Any] = []
+            for item in result:
+                if item in seen:
+                    shown = item.value if isinstance(item, enum.Enum) else item
+                    problems.append(f"{shown!r} appears twice")
+                seen.append(item)
+        if check is not None and not problems:
+            problems.extend(check(result))
+        if problems:
+            raise _Invalid(*problems)
+        return result
+
+    return structure
+
+
+def _check_transports(entries: tuple[_TransportFile, ...]) -> list[str]:
+    problems: list[str] = []
+    protocols = [entry.protocol for entry in entries]
+    for protocol in dict.fromkeys(protocols):
+        if protocols.count(protocol) > 1:
+            problems.append(f"protocol {protocol.value!r} appears twice")
+    plain_pair = {Transport.UDP, Transport.TCP}
+    for i, first in enumerate(entries):
+        for second in entries[i + 1 :]:
+            if first.protocol is second.protocol or first.port != second.port:
+                continue
+            if {first.protocol, second.protocol} != plain_pair:
+                problems.append(
+                    f"port {first.port} is used by both {first.protocol.value} "
+                    f"and {second.protocol.value} (only udp and tcp may share a port)"
+                )
+    return problems
+
+
+for _cl in (
+    _MetadataFile,
+    _TransportFile,
+    _ProcessorFile,
+    _ClientFile,
+    _SecurityContextFile,
+    _ConnectionsFile,
+    _WebSocketFile,
+    _SpecFile,
+    _DocumentFile,
+):
+    attrs.resolve_types(_cl, globals())
+
+
+_converter: Final = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
+
+
+def _register(cl: type[Any], hooks: Mapping[str, _Hook]) -> _Hook:
+    overrides: dict[str, Any] = {
+        field.name: override(rename=_camel(field.name), struct_hook=hooks[field.name])
+        for field in attrs.fields(cl)
+    }
+    generated = make_dict_structure_fn(cl, _converter, **overrides)
+
+    def structure(value: Any, _: Any = None) -> Any:
+        if not isinstance(value, Mapping):
+            raise _Invalid(f"expected a mapping, got {_show(value)}")
+        return generated(value, cl)
+
+    _converter.register_structure_hook(cl, structure)
+    return structure
+
+
+_structure_metadata: Final = _register(_MetadataFile, {"region": _optional(_string)})
+_structure_transport: Final = _register(
+    _TransportFile,
+    {"protocol": _protocol, "port": _port, "bind_addr": _optional(_ip_address)},
+)
+_structure_processor: Final = _register(
+    _ProcessorFile, {"addr": _processor_addr, "timeout": _positive_seconds}
+)
+_structure_client: Final = _register(
+    _ClientFile,
+    {
+        "protocols": _list_of(_tls_protocol, non_empty="at least one protocol is required"),
+        "auth_type": _enum(ClientAuthType),
+    },
+)
+_structure_security: Final = _register(
+    _SecurityContextFile,
+    {
+        "key_store": _nonempty_string,
+        "key_store_password": _string,
+        "key_store_type": _store_type,
+        "trust_store": _optional(_nonempty_string),
+        "trust_store_password": _string,
+        "client": _structure_client,
+        "debugging": _boolean,
+    },
+)
+_structure_connections: Final = _register(
+    _ConnectionsFile, {"idle_timeout": _positive_seconds, "max": _positive_integer}
+)
+_structure_websocket: Final = _register(
+    _WebSocketFile, {"allowed_origins": _list_of(_nonempty_string)}
+)
+_structure_spec: Final = _register(
+    _SpecFile,
+    {
+        "transport": _list_of(
+            _structure_transport,
+            unique=False,
+            non_empty="at least one transport is required",
+            check=_check_transports,
+        ),
+        "methods": _list_of(_method, non_empty="at least one method is required"),
+        "processor": _structure_processor,
+        "bind_addr": _ip_address,
+        "external_addrs": _list_of(_nonempty_string),
+        "localnets": _list_of(_cidr),
+        "unknown_method_action": _enum(UnknownMethodAction),
+        "security_context": _optional(_structure_security),
+        "connections": _structure_connections,
+        "websocket": _structure_websocket,
+        "max_in_flight": _positive_integer,
+        "shutdown_timeout": _non_negative_seconds,
+    },
+)
+_structure_document: Final = _register(
+    _DocumentFile,
+    {
+        "kind": _kind,
+        "api_version": _api_version,
+        "ref": _nonempty_string,
+        "spec": _structure_spec,
+        "metadata": _structure_metadata,
+    },
+)
+
+
+def _problem_lines(exc: BaseException, path: str) -> list[str]:
+    """One line per problem in a cattrs error tree, each with its key path."""
+    lines: list[str] = []
+    if isinstance(exc, ClassValidationError):
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            key = _camel(note.name)
+            lines.extend(_problem_lines(sub, f"{path}.{key}" if path else key))
+        for sub in without:
+            lines.extend(_problem_lines(sub, path))
+    elif isinstance(exc, IterableValidationError):
+        item_notes, others = exc.group_exceptions()
+        for sub, item_note in item_notes:
+            lines.extend(_problem_lines(sub, f"{path}[{item_note.index}]"))
+        for sub in others:
+            lines.extend(_problem_lines(sub, path))
+    elif isinstance(exc, _Invalid):
+        lines.extend(f"{path}: {message}" for message in exc.messages)
+    elif isinstance(exc, KeyError):
+        lines.append(f"{path}: required key missing")
+    else:
+        lines.append(f"{path}: {exc}")
+    return lines
+
+
+def _unknown_keys(value: Any, cl: type[Any], path: str) -> list[str]:
+    """A warning for each key in ``value`` that ``cl`` (and what it nests) does not know."""
+    if not isinstance(value, Mapping):
+        return []
+    fields = {_camel(field.name): field for field in attrs.fields(cl)}
+    warnings: list[str] = []
+    for key, item in value.items():
+        where = f"{path}.{key}" if path else str(key)
+        field = fields.get(key)
+        if field is None:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            warnings.append(f"{where}: unknown key, ignored{hint}")
+            continue
+        nested, is_list = _nested_class(field.type)
+        if nested is None:
+            continue
+        if is_list and isinstance(item, list):
+            for index, element in enumerate(item):
+                warnings.extend(_unknown_keys(element, nested, f"{where}[{index}]"))
+        elif not is_list:
+            warnings.extend(_unknown_keys(item, nested, where))
+    return warnings
+
+
+def _nested_class(field_type: Any) -> tuple[type[Any] | None, bool]:
+    candidates = typing.get_args(field_type) or (field_type,)
+    is_list = typing.get_origin(field_type) is tuple
+    for candidate in candidates:
+        if isinstance(candidate, type) and attrs.has(candidate):
+            return candidate, is_list
+    return None, False
+
+
+# --- environment --------------------------------------------------------------
+
+# Variables that override a key of the file, and that key's path.
+_ENV_KEYS: Final = (
+    ("HOSTNAME", "ref"),
+    ("PROCESSOR_ADDR", "spec.processor.addr"),
+    ("EXTERNAL_ADDRS", "spec.externalAddrs"),
+    ("LOCALNETS", "spec.localnets"),
+)
+
+
+def _env_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _apply_env_to_document(document: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    """Write the overriding variables into the document; returns key path -> variable."""
+    applied: dict[str, str] = {}
+    spec = document.get("spec")
+    for variable, key_path in _ENV_KEYS:
+        value = env.get(variable, "")
+        if not value.strip():
+            continue  # unset and empty are the same, as in Routr
+        if key_path == "ref":
+            document["ref"] = value.strip()
+        elif not isinstance(spec, dict):
+            continue  # spec itself is reported
+        elif key_path == "spec.processor.addr":
+            processor = spec.setdefault("processor", {})
+            if not isinstance(processor, dict):
+                continue
+            processor["addr"] = value.strip()
+        else:
+            spec[_camel_last(key_path)] = _env_list(value)
+        applied[key_path] = variable
+    return applied
+
+
+def _camel_last(key_path: str) -> str:
+    return key_path.rsplit(".", 1)[-1]
+
+
+def _name_variables(lines: list[str], applied: Mapping[str, str]) -> list[str]:
+    """Put the variable's name in front of a problem in a value it set."""
+    named: list[str] = []
+    for line in lines:
+        key_path = line.split(": ", 1)[0]
+        for overridden, variable in applied.items():
+            if key_path == overridden or key_path.startswith((overridden + "[", overridden + ".")):
+                line = f"{variable} ({line}"
+                line = line.replace(": ", "): ", 1)
+                break
+        named.append(line)
+    return named
+
+
+@dataclass(slots=True)
+class _EnvSettings:
+    publishers: PublisherConfig
+    health: HealthConfig
+    strip_session_progress_sdp: bool
+    ignore_loopback: bool
+
+
+def _env_settings(env: Mapping[str, str], problems: list[str], warnings: list[str]) -> _EnvSettings:
+    def flag(variable: str) -> bool:
+        value = env.get(variable, "").strip()
+        if value and value.lower() not in ("true", "false"):
+            warnings.append(f"{variable}: {value!r} is not true or false; read as false")
+        return value.lower() == "true"
+
+    subject = env.get("NATS_PUBLISHER_SUBJECT", "").strip() or "routr"
+    if _NATS_SUBJECT_RE.fullmatch(subject) is None:
+        problems.append(f"NATS_PUBLISHER_SUBJECT: not a valid NATS subject: {subject!r}")
+    url = env.get("NATS_PUBLISHER_URL", "").strip() or "nats://localhost:4222"
+    for server in url.split(","):
+        parts = urllib.parse.urlsplit(server.strip())
+        try:
+            parts.port  # noqa: B018  (raises ValueError for a bad port)
+            valid = parts.scheme in _NATS_SCHEMES and bool(parts.hostname)
+        except ValueError:
+            valid = False
+        if not valid:
+            problems.append(
+                f"NATS_PUBLISHER_URL: expected nats://host:port, got {server.strip()!r}"
+            )
+    port = DEFAULT_HEALTHCHECK_PORT
+    port_text = env.get("HEALTHCHECK_PORT", "").strip()
+    if port_text:
+        if _PORT_RE.fullmatch(port_text) and 1 <= int(port_text) <= 65535:
+            port = int(port_text)
+        else:
+            problems.append(f"HEALTHCHECK_PORT: expected a port from 1 to 65535, got {port_text!r}")
+    return _EnvSettings(
+        publishers=PublisherConfig(
+            console_enabled=flag("CONSOLE_PUBLISHER_ENABLED"),
+            nats_enabled=flag("NATS_PUBLISHER_ENABLED"),
+            nats_url=url,
+            nats_subject=subject,
+        ),
+        health=HealthConfig(enabled=flag("ENABLE_HEALTHCHECKS"), port=port),
+        strip_session_progress_sdp=flag("STRIP_SESSION_PROGRESS_SDP"),
+        ignore_loopback=flag("IGNORE_LOOPBACK_FROM_LOCALNETS"),
+    )
+
+
+# --- the pass -------------------------------------------------------------------
+
+
+def _build(document: dict[str, Any], env: Mapping[str, str]) -> tuple[EdgePortConfig, list[str]]:
+    problems: list[str] = []
+    warnings: list[str] = _unknown_keys(document, _DocumentFile, "")
+    applied = _apply_env_to_document(document, env)
+    settings = _env_settings(env, problems, warnings)
+    parsed: _DocumentFile | None = None
+    try:
+        parsed = _converter.structure(document, _DocumentFile)
+    except Exception as exc:  # every structuring problem, as a tree of exceptions
+        problems[:0] = _name_variables(_problem_lines(exc, ""), applied)
+    if parsed is not None:
+        problems.extend(_cross_checks(parsed.spec))
+    if problems or parsed is None:
+        raise ConfigError(problems, warnings)
+    return _to_config(parsed, settings), warnings
+
+
+def _cross_checks(spec: _SpecFile) -> list[str]:
+    """Rules that join several keys, or look outside the file (the keystores)."""
+    problems: list[str] = []
+    secure = [entry.protocol.value for entry in spec.transport if entry.protocol.secure]
+    security = spec.security_context
+    if secure and security is None:
+        problems.append(
+            f"spec.securityContext: required key missing (spec.transport uses {_one_of(secure)})"
+        )
+    if security is not None:
+        try:
+            load_keystore(security.key_store, security.key_store_password, security.key_store_type)
+        except KeystoreError as exc:
+            problems.append(f"spec.securityContext.keyStore: {exc}")
+        if security.trust_store is not None:
+            try:
+                load_trust_store(security.trust_store, security.trust_store_password)
+            except KeystoreError as exc:
+                problems.append(f"spec.securityContext.trustStore: {exc}")
+    return problems
+
+
+def _to_config(document: _DocumentFile, settings: _EnvSettings) -> EdgePortConfig:
+    spec = document.spec
+    security: SecurityContext | None = None
+    if spec.security_context is not None:
+        given = spec.security_context
+        security = SecurityContext(
+            key_store=given.key_store,
+            key_store_password=given.key_store_password,
+            key_store_type=given.key_store_type,
+            trust_store=given.trust_store,
+            trust_store_password=given.trust_store_password,
+            client_protocols=given.client.protocols,
+            client_auth_type=given.client.auth_type,
+        )
+    localnets = spec.localnets or detect_localnets(ignore_loopback=settings.ignore_loopback)
+    return EdgePortConfig(
+        ref=document.ref,
+        api_version=document.api_version,
+        transports=tuple(
+            TransportConfig(
+                protocol=entry.protocol,
+                port=entry.port,
+                bind_addr=entry.bind_addr or spec.bind_addr,
+            )
+            for entry in spec.transport
+        ),
+        methods=spec.methods,
+        processor=ProcessorConfig(addr=spec.processor.addr, timeout=spec.processor.timeout),
+        region=document.metadata.region,
+        bind_addr=spec.bind_addr,
+        external_addrs=spec.external_addrs,
+        localnets=localnets,
+        unknown_method_action=spec.unknown_method_action,
+        security_context=security,
+        connections=ConnectionLimits(
+            idle_timeout=spec.connections.idle_timeout,
+            max_connections=spec.connections.max,
+        ),
+        websocket=WebSocketConfig(allowed_origins=spec.websocket.allowed_origins),
+        publishers=settings.publishers,
+        health=settings.health,
+        strip_session_progress_sdp=settings.strip_session_progress_sdp,
+        max_in_flight=spec.max_in_flight,
+        shutdown_timeout=spec.shutdown_timeout,
+    )

@@ -1,0 +1,40 @@
+"""SIP message <-> Routr protobuf, as pure functions (contract §2-4).
+
+- SIP -> protobuf: :func:`to_sip_message`, :func:`to_message_request`.
+- protobuf -> SIP: :func:`build_answer`, :func:`build_forward_request`,
+  :func:`build_forward_response`, and :func:`next_hop` for the target.
+- Tables: ResponseType <-> status code, Method.
+"""
+
+from edgeport.convert.codes import (
+    method_value,
+    response_type_for_status,
+    should_send_response,
+    status_for_response_type,
+)
+from edgeport.convert.replies import (
+    ForwardedRequest,
+    NextHop,
+    build_answer,
+    build_forward_request,
+    build_forward_response,
+    next_hop,
+)
+from edgeport.convert.to_proto import to_message_request, to_sip_message
+from edgeport.convert.to_sip import ReplyError
+
+__all__ = [
+    "ForwardedRequest",
+    "NextHop",
+    "ReplyError",
+    "build_answer",
+    "build_forward_request",
+    "build_forward_response",
+    "method_value",
+    "next_hop",
+    "response_type_for_status",
+    "should_send_response",
+    "status_for_response_type",
+    "to_message_request",
+    "to_sip_message",
+]

@@ -1,0 +1,272 @@
+"""Protobuf header values -> SIP header text (contract §2 conventions, read backwards).
+
+A processor's reply is untrusted input: every value that ends up on the wire
+goes through here. A value holding CR, LF or NUL would start a new header
+line or end the header section (header injection), so it is refused with
+:class:`ReplyError`, and the proxy answers 500. The conventions are those
+of the forward direction: a port of -1 (or 0, a field the processor never
+set) is absent, ``ttl`` below 1 is absent, ``Contact.expires`` and
+``Contact.q_value`` below 0 are absent, ``r_port_flag`` without a positive
+``r_port`` is a bare ``;rport`` (RFC 3581 §3).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from edgeport.sip.headers import is_token, quote_string
+from edgeport.sip.uri import SipUri
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from edgeport._proto import sipmessage_pb2 as pb
+
+__all__ = [
+    "ReplyError",
+    "address_text",
+    "authorization_text",
+    "check_header_name",
+    "check_value",
+    "contact_text",
+    "from_to_text",
+    "route_text",
+    "sip_uri",
+    "sip_uri_text",
+    "via_text",
+    "www_authenticate_text",
+]
+
+# Characters that would break the message framing: RFC 3261 §7.3.1 header
+# lines end at CRLF; NUL has no place in a SIP message.
+_LINE_BREAKERS: Final = frozenset("\r\n\x00")
+# Inside a URI, whitespace would also end the Request-URI of the start line.
+_URI_BREAKERS: Final = frozenset("\r\n\x00 \t<>")
+_DEFAULT_VIA_TRANSPORT: Final = "UDP"
+_MAX_PORT: Final = 65535
+
+
+class ReplyError(ValueError):
+    """A processor reply that cannot be turned into a SIP message; the proxy answers 500."""
+
+
+def check_value(value: str, what: str) -> str:
+    """Return ``value`` when it holds no CR, LF or NUL; raise ReplyError otherwise."""
+    if not _LINE_BREAKERS.isdisjoint(value):
+        raise ReplyError(f"{what} holds CR, LF or NUL")
+    return value
+
+
+def check_header_name(name: str) -> str:
+    """RFC 3261 §7.3: ``field-name = token``; anything else is refused."""
+    if not is_token(name):
+        raise ReplyError(f"invalid header name {name!r}")
+    return name
+
+
+def _bracket(host: str) -> str:
+    # RFC 3261 §25.1: an IPv6 address in a URI or Via is an IPv6reference, in brackets.
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]"
+    return host
+
+
+def _port(port: int, what: str) -> int | None:
+    if port <= 0:
+        return None
+    if port > _MAX_PORT:
+        raise ReplyError(f"{what} port {port} out of range")
+    return port
+
+
+def sip_uri(uri: pb.SipURI, what: str = "URI") -> SipUri:
+    """A ``SipURI`` message as a :class:`SipUri`: ``sip:user:pw@host:port;transport=tcp;...``.
+
+    Parameters come out in a fixed order: transport, user, method, ttl,
+    maddr, lr, bnc. A transport is written lower case (Routr processors set
+    ``TCP``). An empty host is refused.
+    """
+    host = uri.host
+    if not host:
+        raise ReplyError(f"{what} has no host")
+    params: dict[str, str | None] = {}
+    if uri.transport_param:
+        params["transport"] = uri.transport_param.lower()
+    if uri.user_param:
+        params["user"] = uri.user_param
+    if uri.method_param:
+        params["method"] = uri.method_param
+    if uri.ttl_param > 0:
+        params["ttl"] = str(uri.ttl_param)
+    if uri.m_addr_param:
+        params["maddr"] = uri.m_addr_param
+    if uri.lr_param:
+        params["lr"] = None
+    if uri.bnc_param:
+        params["bnc"] = None
+    result = SipUri(
+        "sips" if uri.secure else "sip",
+        uri.user or None,
+        uri.user_password or None if uri.user else None,
+        _bracket(host),
+        _port(uri.port, what),
+        params,
+    )
+    if not _URI_BREAKERS.isdisjoint(str(result)):
+        raise ReplyError(f"{what} holds whitespace, CR, LF, NUL or angle brackets")
+    return result
+
+
+def sip_uri_text(uri: pb.SipURI, what: str = "URI") -> str:
+    return str(sip_uri(uri, what))
+
+
+def address_text(address: pb.Address, what: str) -> str:
+    """``"Display" <uri>``; the display name is a quoted-string (RFC 3261 §25.1)."""
+    uri = sip_uri_text(address.uri, what)
+    if address.display_name:
+        name = check_value(address.display_name, f"{what} display name")
+        return f"{quote_string(name)} <{uri}>"
+    return f"<{uri}>"
+
+
+def _param_text(name: str, value: str, what: str) -> str:
+    if not is_token(name):
+        raise ReplyError(f"{what} parameter name {name!r} is not a token")
+    if not value:
+        return f";{name}"
+    return f";{name}={check_value(value, what)}"
+
+
+def _params_text(params: Iterable[tuple[str, str]], what: str) -> str:
+    return "".join(_param_text(name, value, what) for name, value in params)
+
+
+def from_to_text(header: pb.From | pb.To, what: str) -> str:
+    """From / To: the address, every parameter, and ``tag`` from its own field.
+
+    ``tag`` is both a field and a parameter in the protobuf; the field wins,
+    and the tag is written once, after the other parameters.
+    """
+    tag = header.tag
+    parts = [address_text(header.address, what)]
+    for name, value in header.parameters.items():
+        if name == "tag":
+            continue
+        parts.append(_param_text(name, value, what))
+    if not tag:
+        tag = header.parameters.get("tag", "")
+    if tag:
+        parts.append(f";tag={check_value(tag, what)}")
+    return "".join(parts)
+
+
+def _q_text(q: float) -> str:
+    # RFC 3261 §20.10: qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
+    text = f"{min(q, 1.0):.3f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def contact_text(contact: pb.Contact) -> str:
+    """Contact: ``*`` for a wildcard, else the address with ``expires`` and ``q`` when set."""
+    if contact.address.wildcard:
+        return "*"
+    text = address_text(contact.address, "Contact")
+    if contact.expires >= 0:
+        text += f";expires={contact.expires}"
+    if contact.q_value >= 0.0:
+        text += f";q={_q_text(contact.q_value)}"
+    return text
+
+
+def route_text(route: pb.Route | pb.RecordRoute, what: str) -> str:
+    return address_text(route.address, what) + _params_text(route.parameters.items(), what)
+
+
+def via_text(via: pb.Via, branch: str | None = None) -> str:
+    """``SIP/2.0/UDP host:port;branch=...;rport=...;received=...;maddr=...;ttl=...``.
+
+    ``branch`` replaces an empty branch (the top Via of a forwarded request).
+    """
+    host = via.host
+    if not host:
+        raise ReplyError("Via has no host")
+    transport = via.transport.upper() or _DEFAULT_VIA_TRANSPORT
+    if not is_token(transport):
+        raise ReplyError(f"invalid Via transport {transport!r}")
+    parts = [f"SIP/2.0/{transport} {_bracket(host)}"]
+    port = _port(via.port, "Via")
+    if port is not None:
+        parts.append(f":{port}")
+    branch = via.branch or branch
+    if branch:
+        parts.append(f";branch={branch}")
+    if via.r_port > 0:
+        parts.append(f";rport={_port(via.r_port, 'Via rport')}")
+    elif via.r_port_flag:
+        parts.append(";rport")
+    if via.received:
+        parts.append(f";received={via.received}")
+    if via.m_addr:
+        parts.append(f";maddr={via.m_addr}")
+    if via.ttl > 0:
+        parts.append(f";ttl={via.ttl}")
+    text = "".join(parts)
+    if not _URI_BREAKERS.isdisjoint(text[8:].replace(" ", "", 1)):
+        raise ReplyError("Via holds whitespace, CR, LF, NUL or angle brackets")
+    return text
+
+
+def _auth_params(pairs: Iterable[tuple[str, str, bool]]) -> str:
+    items = []
+    for name, value, quoted in pairs:
+        if value:
+            check_value(value, name)
+            items.append(f"{name}={quote_string(value) if quoted else value}")
+    return ", ".join(items)
+
+
+def www_authenticate_text(challenge: pb.WWWAuthenticate) -> str:
+    """``Digest realm="...", nonce="...", opaque="...", stale=true, algorithm=MD5, qop="auth"``.
+
+    RFC 2617 §3.2.1: realm, domain, nonce, opaque and qop-options are quoted;
+    stale and algorithm are tokens. ``stale`` is written only when true.
+    """
+    scheme = check_header_name(challenge.scheme or "Digest")
+    params = _auth_params(
+        (
+            ("realm", challenge.realm, True),
+            ("domain", challenge.domain, True),
+            ("nonce", challenge.nonce, True),
+            ("opaque", challenge.opaque, True),
+            ("stale", "true" if challenge.stale else "", False),
+            ("algorithm", challenge.algorithm, False),
+            ("qop", challenge.qop, True),
+        )
+    )
+    return f"{scheme} {params}" if params else scheme
+
+
+def authorization_text(credentials: pb.Authorization) -> str:
+    """``Digest username="...", realm="...", nonce="...", uri="...", response="...", ...``.
+
+    RFC 2617 §3.2.2: qop, nc and algorithm are tokens; nc is 8 hex digits.
+    ``method`` is not a digest parameter and is not written.
+    """
+    scheme = check_header_name(credentials.scheme or "Digest")
+    nc = f"{credentials.nonce_count:08x}" if credentials.nonce_count > 0 else ""
+    params = _auth_params(
+        (
+            ("username", credentials.username, True),
+            ("realm", credentials.realm, True),
+            ("nonce", credentials.nonce, True),
+            ("uri", credentials.uri, True),
+            ("response", credentials.response, True),
+            ("algorithm", credentials.algorithm, False),
+            ("cnonce", credentials.c_nonce, True),
+            ("opaque", credentials.opaque, True),
+            ("qop", credentials.qop, False),
+            ("nc", nc, False),
+        )
+    )
+    return f"{scheme} {params}" if params else scheme

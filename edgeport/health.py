@@ -1,0 +1,298 @@
+"""Health and metrics over HTTP: ``/healthz``, ``/readyz`` and ``/metrics``.
+
+A deliberately small HTTP/1.1 server on raw trio streams (RFC 9112): one
+request per connection, a bounded request head, a deadline per connection,
+``Connection: close`` on every answer. Orchestrators probe it; Prometheus
+scrapes it.
+
+``/healthz`` is liveness: every registered check passes and the event loop
+is responsive. Responsiveness is measured by a heartbeat task that records
+``trio.current_time()`` every ``HEARTBEAT_INTERVAL``; a last beat older than
+``HEARTBEAT_MAX_AGE`` means tasks wait too long for their turn (a blocked or
+saturated loop). ``/readyz`` is readiness: one callback, typically "the
+processor answered recently".
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
+
+import trio
+
+from edgeport.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL: Final = 0.2  # seconds between heartbeats
+HEARTBEAT_MAX_AGE: Final = 1.0  # seconds without a heartbeat before the loop counts as stalled
+MAX_REQUEST_HEAD_BYTES: Final = 8192  # request line and headers; probes send a few hundred
+MAX_HEADER_LINES: Final = 100
+CONNECTION_TIMEOUT: Final = 5.0  # seconds for a client to send its request and take the answer
+MAX_CONNECTIONS: Final = 32  # concurrent; a probe or a scrape needs one
+JSON_CONTENT_TYPE: Final = "application/json"
+ALLOWED_METHODS: Final = ("GET", "HEAD")
+
+_REASONS: Final = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
+
+
+class HealthChecks:
+    """Named liveness checks and one readiness check, each a callable returning bool."""
+
+    def __init__(self) -> None:
+        self._liveness: dict[str, tuple[Callable[[], bool], str]] = {}
+        self._readiness: tuple[Callable[[], bool], str] | None = None
+
+    def add_liveness(
+        self, name: str, check: Callable[[], bool], *, problem: str | None = None
+    ) -> None:
+        """Register ``check``; when it returns False, ``/healthz`` reports ``problem``.
+
+        The default problem is ``"<name> is not running"``.
+        """
+        self._liveness[name] = (check, problem or f"{name} is not running")
+
+    def remove_liveness(self, name: str) -> None:
+        self._liveness.pop(name, None)
+
+    def set_readiness(self, check: Callable[[], bool], *, problem: str = "not ready") -> None:
+        self._readiness = (check, problem)
+
+    def liveness_problems(self) -> list[str]:
+        return [
+            problem for name, (check, problem) in self._liveness.items() if not _passes(name, check)
+        ]
+
+    def readiness_problems(self) -> list[str]:
+        """What keeps the service from being ready; none when no readiness check is set."""
+        if self._readiness is None:
+            return []
+        check, problem = self._readiness
+        return [] if _passes("readiness", check) else [problem]
+
+
+def _passes(name: str, check: Callable[[], bool]) -> bool:
+    try:
+        return bool(check())
+    except Exception:
+        logger.exception("health check %s raised", name)
+        return False
+
+
+class Heartbeat:
+    """Records when the event loop last let the heartbeat task run."""
+
+    def __init__(
+        self, *, interval: float = HEARTBEAT_INTERVAL, max_age: float = HEARTBEAT_MAX_AGE
+    ) -> None:
+        self.interval = interval
+        self.max_age = max_age
+        self.last_beat: float | None = None
+
+    def beat(self) -> None:
+        self.last_beat = trio.current_time()
+
+    def problem(self) -> str | None:
+        if self.last_beat is None:
+            return "event loop heartbeat is not running"
+        age = trio.current_time() - self.last_beat
+        if age > self.max_age:
+            return f"event loop did not answer for {age:.1f} s"
+        return None
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.beat()
+        task_status.started()
+        while True:
+            await trio.sleep(self.interval)
+            self.beat()
+
+
+async def serve_health(
+    port: int,
+    *,
+    host: str = "0.0.0.0",
+    checks: HealthChecks,
+    render_metrics: Callable[[], str],
+    heartbeat: Heartbeat | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the health endpoints on ``host:port`` until cancelled; report the bound port.
+
+    Without ``heartbeat`` the server runs its own; with one, the caller runs it
+    (``heartbeat.serve``) and the server only reads it.
+    """
+    server = _HealthServer(checks, render_metrics)
+    async with trio.open_nursery() as nursery:
+        if heartbeat is None:
+            heartbeat = Heartbeat()
+            await nursery.start(heartbeat.serve)
+        server.heartbeat = heartbeat
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, server.handle, port, host=host)
+        )
+        bound_port: int = listeners[0].socket.getsockname()[1]
+        logger.info("health endpoints on http://%s:%d", host, bound_port)
+        task_status.started(bound_port)
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class _HealthServer:
+    def __init__(self, checks: HealthChecks, render_metrics: Callable[[], str]) -> None:
+        self._checks = checks
+        self._render_metrics = render_metrics
+        self._limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
+        self.heartbeat = Heartbeat()
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        try:
+            self._limiter.acquire_nowait()
+        except trio.WouldBlock:
+            logger.warning("health server: %d connections open, closing one more", MAX_CONNECTIONS)
+            await stream.aclose()
+            return
+        try:
+            with trio.move_on_after(CONNECTION_TIMEOUT) as scope:
+                head = await _receive_head(stream)
+                if head is not None:
+                    await stream.send_all(self._answer(head))
+            if scope.cancelled_caught:
+                logger.debug("health server: a client took over %.1f s", CONNECTION_TIMEOUT)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            logger.debug("health server: client went away: %r", exc)
+        except Exception:
+            logger.exception("health server: answering a request failed")
+        finally:
+            self._limiter.release()
+            await stream.aclose()
+
+    def _answer(self, head: bytes | _BadRequest) -> bytes:
+        if isinstance(head, _BadRequest):
+            return _response(head.status, _json({"status": "FAIL", "problems": [str(head)]}))
+        try:
+            method, path = _parse_head(head)
+        except _BadRequest as exc:
+            return _response(exc.status, _json({"status": "FAIL", "problems": [str(exc)]}))
+        route = {"/healthz": self._healthz, "/readyz": self._readyz, "/metrics": self._metrics}
+        endpoint = route.get(path)
+        if endpoint is None:
+            return _response(404, _json({"status": "FAIL", "problems": [f"no page {path}"]}))
+        if method not in ALLOWED_METHODS:
+            return _response(
+                405,
+                _json({"status": "FAIL", "problems": [f"method {method} is not allowed"]}),
+                extra_headers=(("Allow", ", ".join(ALLOWED_METHODS)),),
+            )
+        status, content_type, body = endpoint()
+        return _response(status, body, content_type=content_type, with_body=method == "GET")
+
+    def _healthz(self) -> tuple[int, str, bytes]:
+        problems = self._checks.liveness_problems()
+        stalled = self.heartbeat.problem()
+        if stalled is not None:
+            problems.append(stalled)
+        return _status_document(problems)
+
+    def _readyz(self) -> tuple[int, str, bytes]:
+        return _status_document(self._checks.readiness_problems())
+
+    def _metrics(self) -> tuple[int, str, bytes]:
+        try:
+            text = self._render_metrics()
+        except Exception:
+            logger.exception("rendering metrics failed")
+            return 500, JSON_CONTENT_TYPE, _json({"status": "FAIL", "problems": ["metrics"]})
+        return 200, METRICS_CONTENT_TYPE, text.encode()
+
+
+def _status_document(problems: list[str]) -> tuple[int, str, bytes]:
+    if problems:
+        return 503, JSON_CONTENT_TYPE, _json({"status": "FAIL", "problems": problems})
+    return 200, JSON_CONTENT_TYPE, _json({"status": "OK"})
+
+
+def _json(document: dict[str, object]) -> bytes:
+    return json.dumps(document).encode()
+
+
+async def _receive_head(stream: trio.SocketStream) -> bytes | _BadRequest | None:
+    """The request head up to the empty line; None when the client sent nothing."""
+    buffer = bytearray()
+    while True:
+        end = buffer.find(b"\r\n\r\n")
+        if 0 <= end <= MAX_REQUEST_HEAD_BYTES:
+            return bytes(buffer[:end])
+        if len(buffer) > MAX_REQUEST_HEAD_BYTES:
+            return _BadRequest(431, "request head too large")
+        data = await stream.receive_some(MAX_REQUEST_HEAD_BYTES)
+        if not data:
+            return _BadRequest(400, "incomplete request") if buffer else None
+        buffer += data
+
+
+def _parse_head(head: bytes) -> tuple[str, str]:
+    """Method and path of a request head (RFC 9112 §3, §5)."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise _BadRequest(400, "malformed request line")
+    method, target, version = parts
+    if not version.startswith("HTTP/"):
+        raise _BadRequest(400, "malformed request line")
+    if not version.startswith("HTTP/1."):
+        raise _BadRequest(505, f"{version} is not supported")
+    if len(lines) - 1 > MAX_HEADER_LINES:
+        raise _BadRequest(431, "too many header fields")
+    for line in lines[1:]:
+        name, colon, _ = line.partition(":")
+        # RFC 9112 §5.1: "No whitespace is allowed between the field name and colon."
+        if not colon or not name or name != name.strip() or " " in name:
+            raise _BadRequest(400, "malformed header field")
+    if target.startswith("/"):
+        path = target.partition("?")[0]
+    elif target.startswith(("http://", "https://")):
+        path = urlsplit(target).path or "/"
+    else:
+        raise _BadRequest(400, "unsupported request target")
+    return method, path
+
+
+def _response(
+    status: int,
+    body: bytes,
+    *,
+    content_type: str = JSON_CONTENT_TYPE,
+    with_body: bool = True,
+    extra_headers: tuple[tuple[str, str], ...] = (),
+) -> bytes:
+    headers = [
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+        ("Connection", "close"),
+        *extra_headers,
+    ]
+    head = f"HTTP/1.1 {status} {_REASONS[status]}\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in headers
+    )
+    return head.encode("latin-1") + b"\r\n" + (body if with_body else b"")

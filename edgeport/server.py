@@ -1,0 +1,252 @@
+"""The root of a running edgeport: one nursery holding every long-lived task.
+
+``serve(config)`` opens the trio-asyncio loop (grpclib and nats-py run on
+it), starts the built-in processor when ``spec.processor.addr`` is
+``builtin``, the processor client, the event publishers, the transaction
+timers, every transport listener and the health server, and runs until
+cancelled or, with ``handle_signals``, until SIGTERM/SIGINT. On a signal it
+drains: new requests get 503, in-flight transactions get up to
+``shutdown_timeout`` seconds, queued events are flushed, then everything
+closes. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+import trio_asyncio
+
+from edgeport.config import EdgePortConfig
+from edgeport.events import EventBus, serve_event_publishers
+from edgeport.metrics import METRICS
+from edgeport.processor import ProcessorClient, open_processor_client
+from edgeport.proxy import Destination, Proxy
+from edgeport.sip.timers import TimerConfig
+from edgeport.transaction_layer import TransactionLayer
+from edgeport.transports import Peer, TransportLayer, serve_transports
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_PROCESSOR: Final = "builtin"
+EVENT_FLUSH_TIMEOUT: Final = 5.0  # seconds to publish queued events at shutdown
+DRAIN_POLL_INTERVAL: Final = 0.1  # seconds between checks for in-flight transactions
+
+
+@dataclass(slots=True)
+class RunningServer:
+    """What ``serve`` reports once every listener is bound."""
+
+    config: EdgePortConfig
+    transports: TransportLayer
+    transactions: TransactionLayer[Destination]
+    proxy: Proxy
+    processor: ProcessorClient
+    events: EventBus
+    processor_addr: str
+    health_port: int | None
+    shutdown: Callable[[], None]
+
+    @property
+    def listening_points(self) -> list[Peer]:
+        return self.transports.listening_points
+
+
+async def serve(
+    config: EdgePortConfig,
+    *,
+    handle_signals: bool = False,
+    timers: TimerConfig | None = None,
+    task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run edgeport until cancelled (or a signal, with ``handle_signals``).
+
+    Opens the trio-asyncio loop unless the caller already runs inside one.
+    """
+    if trio_asyncio.current_loop.get(None) is not None:
+        await _serve_in_loop(
+            config, handle_signals=handle_signals, timers=timers, task_status=task_status
+        )
+        return
+    async with trio_asyncio.open_loop():
+        await _serve_in_loop(
+            config, handle_signals=handle_signals, timers=timers, task_status=task_status
+        )
+
+
+async def _serve_in_loop(
+    config: EdgePortConfig,
+    *,
+    handle_signals: bool,
+    timers: TimerConfig | None,
+    task_status: trio.TaskStatus[RunningServer],
+) -> None:
+    async with trio.open_nursery() as root:
+        processor_addr = config.processor.addr
+        if processor_addr == BUILTIN_PROCESSOR:
+            from edgeport.builtin.service import serve_builtin_processor
+
+            port = await root.start(serve_builtin_processor, "127.0.0.1", 0)
+            processor_addr = f"127.0.0.1:{port}"
+            logger.info("built-in processor on %s", processor_addr)
+
+        async with open_processor_client(
+            processor_addr, timeout=config.processor.timeout
+        ) as processor:
+            events = EventBus.from_config(config.publishers)
+            await root.start(serve_event_publishers, config.publishers, events)
+
+            proxy = Proxy(config, processor, events)
+            transactions: TransactionLayer[Destination] = TransactionLayer(
+                timers or TimerConfig(), proxy.send_outgoing
+            )
+            await root.start(transactions.serve)
+
+            tls = None
+            if config.security_context is not None:
+                from edgeport.transports.tls import build_server_context
+
+                tls = build_server_context(config.security_context)
+            work = await _open_work_nursery(root)
+            transports: TransportLayer = await root.start(
+                _serve_transports_named,
+                config,
+                proxy.handle_inbound,
+                tls,
+                proxy.connection_closed,
+            )
+            proxy.attach(work, transports, transactions)
+            _register_gauges(transactions, transports)
+            for point in transports.listening_points:
+                logger.info("listening on %s", point)
+
+            health_port = None
+            if config.health.enabled:
+                health_port = await root.start(
+                    _serve_health_named, config, processor, transports
+                )
+                logger.info("health and metrics on :%d", health_port)
+
+            stop = trio.Event()
+            running = RunningServer(
+                config=config,
+                transports=transports,
+                transactions=transactions,
+                proxy=proxy,
+                processor=processor,
+                events=events,
+                processor_addr=processor_addr,
+                health_port=health_port,
+                shutdown=stop.set,
+            )
+            if handle_signals:
+                root.start_soon(_watch_signals, stop, root.cancel_scope)
+            task_status.started(running)
+            await stop.wait()
+            await _drain(config, proxy, transactions, events)
+            root.cancel_scope.cancel()
+
+
+async def _open_work_nursery(root: trio.Nursery) -> trio.Nursery:
+    """A nursery for the proxy's own tasks (response relays), living as long as ``root``."""
+
+    async def hold(*, task_status: trio.TaskStatus[trio.Nursery]) -> None:
+        async with trio.open_nursery() as nursery:
+            task_status.started(nursery)
+            await trio.sleep_forever()
+
+    nursery: trio.Nursery = await root.start(hold)
+    return nursery
+
+
+async def _serve_transports_named(
+    config: EdgePortConfig,
+    handler: Callable[..., object],
+    tls: object,
+    on_closed: Callable[..., None],
+    *,
+    task_status: trio.TaskStatus[TransportLayer],
+) -> None:
+    await serve_transports(
+        config.transports,
+        handler,  # type: ignore[arg-type]
+        tls=tls,  # type: ignore[arg-type]
+        limits=config.connections,
+        websocket=config.websocket,
+        on_connection_closed=on_closed,
+        task_status=task_status,
+    )
+
+
+async def _serve_health_named(
+    config: EdgePortConfig,
+    processor: ProcessorClient,
+    transports: TransportLayer,
+    *,
+    task_status: trio.TaskStatus[int],
+) -> None:
+    from edgeport.health import HealthChecks, serve_health
+
+    checks = HealthChecks()
+    for point in transports.listening_points:
+        checks.add_liveness(f"listener {point}", _listener_alive(transports, point))
+    checks.set_readiness(processor.check_health)
+    await serve_health(
+        config.health.port, checks=checks, render_metrics=METRICS.render, task_status=task_status
+    )
+
+
+def _listener_alive(transports: TransportLayer, point: Peer) -> Callable[[], bool]:
+    def alive() -> bool:
+        return transports.listener_alive(point)
+
+    return alive
+
+
+def _register_gauges(
+    transactions: TransactionLayer[Destination], transports: TransportLayer
+) -> None:
+    METRICS.active_transactions.set_function(
+        lambda: float(
+            transactions.active_server_transactions + transactions.active_client_transactions
+        )
+    )
+
+
+async def _watch_signals(stop: trio.Event, root: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            if not stop.is_set():
+                logger.info("%s: draining, a second signal stops at once", signal.Signals(signum).name)
+                stop.set()
+            else:
+                logger.warning("second signal: stopping now")
+                root.cancel()
+                return
+
+
+async def _drain(
+    config: EdgePortConfig,
+    proxy: Proxy,
+    transactions: TransactionLayer[Destination],
+    events: EventBus,
+) -> None:
+    """Graceful shutdown: refuse new work, let transactions end, flush events."""
+    proxy.accepting = False
+    with trio.move_on_after(config.shutdown_timeout) as scope:
+        while proxy.pending_forwards > 0 or proxy.in_flight > 0:
+            await trio.sleep(DRAIN_POLL_INTERVAL)
+    if scope.cancelled_caught:
+        logger.warning(
+            "shutdown: %d forwarded requests still unanswered after %.0f s",
+            proxy.pending_forwards,
+            config.shutdown_timeout,
+        )
+    with trio.move_on_after(EVENT_FLUSH_TIMEOUT):
+        await events.drain()
+    if events.pending():
+        logger.warning("shutdown: %d events not published", events.pending())

@@ -1,0 +1,821 @@
+"""Typed SIP header values: Via, name-addr headers, CSeq, digest auth (RFC 3261 §20, §25).
+
+Header names: canonical spelling and compact forms (RFC 3261 §7.3.3, §20,
+plus RFC 3265, RFC 3515, RFC 3841, RFC 3892, RFC 4028, RFC 4474). Values:
+each ``parse_*`` takes the raw text of one header line (already unfolded)
+and returns a typed value or raises SipParseError; ``str()`` of a typed
+value writes it back. Comma-separated lists (Via, Contact, Route,
+Record-Route) are split outside quoted strings and ``<...>``.
+
+All scanning is index-based over ``str``; no regular expressions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from edgeport.sip.errors import SipParseError
+from edgeport.sip.uri import OpaqueUri, Uri, parse_host, parse_port, parse_uri
+
+__all__ = [
+    "COMPACT_FORMS",
+    "CSeq",
+    "DigestChallenge",
+    "DigestCredentials",
+    "NameAddr",
+    "Via",
+    "canonical_name",
+    "header_key",
+    "parse_call_id",
+    "parse_cseq",
+    "parse_digest_challenge",
+    "parse_digest_credentials",
+    "parse_int_value",
+    "parse_name_addr",
+    "parse_name_addr_list",
+    "parse_via",
+    "parse_via_list",
+    "quote_string",
+    "split_header_values",
+]
+
+# RFC 3261 §7.3.3 and the extensions' compact forms: compact letter -> full name.
+COMPACT_FORMS: Final[dict[str, str]] = {
+    "a": "Accept-Contact",  # RFC 3841
+    "b": "Referred-By",  # RFC 3892
+    "c": "Content-Type",
+    "d": "Request-Disposition",  # RFC 3841
+    "e": "Content-Encoding",
+    "f": "From",
+    "i": "Call-ID",
+    "j": "Reject-Contact",  # RFC 3841
+    "k": "Supported",
+    "l": "Content-Length",
+    "m": "Contact",
+    "n": "Identity-Info",  # RFC 4474
+    "o": "Event",  # RFC 3265
+    "r": "Refer-To",  # RFC 3515
+    "s": "Subject",
+    "t": "To",
+    "u": "Allow-Events",  # RFC 3265
+    "v": "Via",
+    "x": "Session-Expires",  # RFC 4028
+    "y": "Identity",  # RFC 4474
+}
+
+_KNOWN_NAMES: Final = (
+    "Accept",
+    "Accept-Contact",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Alert-Info",
+    "Allow",
+    "Allow-Events",
+    "Authentication-Info",
+    "Authorization",
+    "Call-ID",
+    "Call-Info",
+    "Contact",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Content-Length",
+    "Content-Type",
+    "CSeq",
+    "Date",
+    "Error-Info",
+    "Event",
+    "Expires",
+    "From",
+    "History-Info",
+    "Identity",
+    "Identity-Info",
+    "In-Reply-To",
+    "Max-Forwards",
+    "MIME-Version",
+    "Min-Expires",
+    "Min-SE",
+    "Organization",
+    "P-Asserted-Identity",
+    "P-Preferred-Identity",
+    "Path",
+    "Priority",
+    "Privacy",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Proxy-Require",
+    "RAck",
+    "Reason",
+    "Record-Route",
+    "Refer-To",
+    "Referred-By",
+    "Reject-Contact",
+    "Replaces",
+    "Reply-To",
+    "Request-Disposition",
+    "Require",
+    "Retry-After",
+    "Route",
+    "RSeq",
+    "Security-Client",
+    "Security-Server",
+    "Security-Verify",
+    "Server",
+    "Service-Route",
+    "Session-Expires",
+    "SIP-ETag",
+    "SIP-If-Match",
+    "Subject",
+    "Subscription-State",
+    "Supported",
+    "Timestamp",
+    "To",
+    "Unsupported",
+    "User-Agent",
+    "Via",
+    "Warning",
+    "WWW-Authenticate",
+)
+# lower-cased full name -> canonical spelling
+CANONICAL_NAMES: Final[dict[str, str]] = {name.lower(): name for name in _KNOWN_NAMES}
+# lower-cased compact letter -> lower-cased full name
+COMPACT_KEYS: Final[dict[str, str]] = {k: v.lower() for k, v in COMPACT_FORMS.items()}
+COMPACT_KEYS.update({k.upper(): v for k, v in COMPACT_KEYS.items()})
+
+
+def header_key(name: str) -> str:
+    """The lookup key of a header name: lower case, compact form expanded."""
+    if len(name) == 1:
+        expanded = COMPACT_KEYS.get(name)
+        if expanded is not None:
+            return expanded
+    return name.lower()
+
+
+def canonical_name(name: str) -> str:
+    """``"v"`` -> ``"Via"``, ``"call-id"`` -> ``"Call-ID"``; an unknown name as given."""
+    return CANONICAL_NAMES.get(header_key(name), name)
+
+
+def canonical_name_for_key(key: str, name: str) -> str:
+    """canonical_name() when the key is already known (the serialiser's fast path)."""
+    return CANONICAL_NAMES.get(key, name)
+
+
+# --- low-level scanning ------------------------------------------------------
+
+# RFC 3261 §25.1: token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
+TOKEN_CHARS: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
+_TOKEN_SET: Final = frozenset(TOKEN_CHARS)
+_WS: Final = " \t"
+_DIGITS: Final = "0123456789"
+# Characters that may not appear in an unquoted parameter value.
+_BAD_PARAM_VALUE: Final = frozenset('"<>,;\\')
+_BAD_PARAM_VALUE_FAST: Final = frozenset("<>,\\")
+# RFC 7235 §2.1: token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_TOKEN68_CHARS: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~+/"
+# RFC 3261 §8.1.1.5: "The sequence number value MUST be expressible as a 32-bit
+# unsigned integer and MUST be less than 2**31."
+_MAX_CSEQ: Final = 2**31 - 1
+
+
+def is_token(text: str) -> bool:
+    """True when ``text`` is a non-empty RFC 3261 token."""
+    return bool(text) and not text.strip(TOKEN_CHARS)
+
+
+def _skip_ws(s: str, i: int) -> int:
+    n = len(s)
+    while i < n and s[i] in _WS:
+        i += 1
+    return i
+
+
+def _read_token(s: str, i: int, what: str) -> tuple[str, int]:
+    n = len(s)
+    j = i
+    while j < n and s[j] in _TOKEN_SET:
+        j += 1
+    if j == i:
+        raise SipParseError(f"Invalid {what}")
+    return s[i:j], j
+
+
+def _scan_quoted(s: str, i: int) -> tuple[str, int]:
+    """Read the quoted-string starting at ``s[i] == '"'``; return (unescaped text, end)."""
+    n = len(s)
+    j = i + 1
+    close = s.find('"', j)
+    backslash = s.find("\\", j)
+    if close >= 0 and (backslash < 0 or backslash > close):
+        return s[j:close], close + 1  # the common case: no quoted-pair
+    out: list[str] = []
+    while j < n:
+        ch = s[j]
+        if ch == '"':
+            return "".join(out), j + 1
+        if ch == "\\":
+            j += 1
+            if j >= n:
+                break
+            ch = s[j]
+        out.append(ch)
+        j += 1
+    raise SipParseError("Unterminated quoted string")
+
+
+def quote_string(text: str) -> str:
+    """Write ``text`` as a quoted-string, escaping ``"`` and ``\\`` (RFC 3261 §25.1)."""
+    if '"' in text or "\\" in text:
+        text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def split_header_values(value: str) -> list[str]:
+    """Split a comma-separated header value outside quoted strings and ``<...>``.
+
+    RFC 3261 §7.3.1: a header line may hold several values of a
+    comma-separated list. Empty elements are dropped; each item is stripped.
+    """
+    if "," not in value:
+        item = value.strip()
+        return [item] if item else []
+    if '"' not in value:
+        if "<" not in value:
+            return [item for item in (part.strip() for part in value.split(",")) if item]
+        # Re-join the pieces of a "<...>" that held a comma.
+        items: list[str] = []
+        pending = ""
+        for part in value.split(","):
+            pending = f"{pending},{part}" if pending else part
+            if pending.count("<") <= pending.count(">"):
+                item = pending.strip()
+                if item:
+                    items.append(item)
+                pending = ""
+        if pending:
+            raise SipParseError("Unterminated <URI>")
+        return items
+    return _split_quoted(value)
+
+
+def _split_quoted(value: str) -> list[str]:
+    items = []
+    start = 0
+    i = 0
+    n = len(value)
+    in_quote = False
+    in_angle = False
+    while i < n:
+        ch = value[i]
+        if in_quote:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                in_quote = False
+        elif in_angle:
+            if ch == ">":
+                in_angle = False
+        elif ch == '"':
+            in_quote = True
+        elif ch == "<":
+            in_angle = True
+        elif ch == ",":
+            item = value[start:i].strip()
+            if item:
+                items.append(item)
+            start = i + 1
+        i += 1
+    if in_quote:
+        raise SipParseError("Unterminated quoted string")
+    if in_angle:
+        raise SipParseError("Unterminated <URI>")
+    item = value[start:].strip()
+    if item:
+        items.append(item)
+    return items
+
+
+def parse_params(s: str, i: int, what: str = "header") -> dict[str, str | None]:
+    """Parse ``*( SEMI generic-param )`` from ``s[i:]`` (RFC 3261 §25.1).
+
+    Names are lower-cased; a value is kept as written (a quoted-string keeps
+    its quotes, so it serialises back unchanged); a name without ``=`` maps
+    to None. SWS is allowed around ``;`` and ``=``.
+    """
+    rest = s[i:] if i else s
+    if not rest:
+        return {}
+    if (
+        rest[0] == ";"
+        and '"' not in rest
+        and " " not in rest
+        and "\t" not in rest
+        and _BAD_PARAM_VALUE_FAST.isdisjoint(rest)
+    ):
+        # The common case: ";name=value;flag", no whitespace, no quoted strings.
+        params: dict[str, str | None] = {}
+        for item in rest[1:].split(";"):
+            name, eq, value = item.partition("=")
+            if not (name.isascii() and name.isalnum()) and (not name or name.strip(TOKEN_CHARS)):
+                raise SipParseError(f"Invalid {what} parameter")
+            if eq:
+                if not value:
+                    raise SipParseError(f"Invalid {what} parameter value")
+                params[name.lower()] = value
+            else:
+                params[name.lower()] = None
+        return params
+    return _parse_params_slow(s, i, what)
+
+
+def _parse_params_slow(s: str, i: int, what: str) -> dict[str, str | None]:
+    params: dict[str, str | None] = {}
+    n = len(s)
+    while True:
+        i = _skip_ws(s, i)
+        if i >= n:
+            return params
+        if s[i] != ";":
+            raise SipParseError(f"Invalid {what} parameters")
+        i = _skip_ws(s, i + 1)
+        name, i = _read_token(s, i, f"{what} parameter")
+        i = _skip_ws(s, i)
+        value: str | None = None
+        if i < n and s[i] == "=":
+            i = _skip_ws(s, i + 1)
+            if i < n and s[i] == '"':
+                _, j = _scan_quoted(s, i)
+            else:
+                j = i
+                while j < n and s[j] not in "; \t":
+                    j += 1
+                if j == i or not _BAD_PARAM_VALUE.isdisjoint(s[i:j]):
+                    raise SipParseError(f"Invalid {what} parameter value")
+            value = s[i:j]
+            i = j
+        params[name.lower()] = value
+
+
+def _params_str(params: dict[str, str | None]) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
+def parse_int_value(value: str, what: str, maximum: int = 2**32 - 1) -> int:
+    """A header whose value is ``1*DIGIT`` (Max-Forwards, Expires, Content-Length)."""
+    text = value.strip()
+    if not text or text.strip(_DIGITS) or len(text) > 10:
+        raise SipParseError(f"Invalid {what}")
+    number = int(text)
+    if number > maximum:
+        raise SipParseError(f"Invalid {what}")
+    return number
+
+
+# --- Via ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Via:
+    """One Via value (RFC 3261 §20.42, §18.2.1; RFC 3581 rport).
+
+    ``params`` keeps every parameter in order with lower-cased names:
+    ``branch``, ``received``, ``rport`` (None when present without a value),
+    ``maddr``, ``ttl`` and any extension.
+    """
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    protocol: str = "SIP/2.0"
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def received(self) -> str | None:
+        return self.params.get("received")
+
+    @property
+    def has_rport(self) -> bool:
+        """RFC 3581: the client asks for the response at the source port."""
+        return "rport" in self.params
+
+    @property
+    def rport(self) -> int | None:
+        """The rport value, or None when absent or without a value."""
+        value = self.params.get("rport")
+        if value is None or not value.isdigit():
+            return None
+        return int(value)
+
+    @property
+    def maddr(self) -> str | None:
+        return self.params.get("maddr")
+
+    @property
+    def ttl(self) -> int | None:
+        value = self.params.get("ttl")
+        if value is None or not value.isdigit():
+            return None
+        return int(value)
+
+    @property
+    def sent_by(self) -> str:
+        """``host`` or ``host:port``."""
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        port = "" if self.port is None else f":{self.port}"
+        return f"{self.protocol}/{self.transport} {self.host}{port}{_params_str(self.params)}"
+
+
+def parse_via(value: str) -> Via:
+    """Parse one Via value: ``SIP / 2.0 / UDP host[:port] *(;param)`` (RFC 3261 §20.42)."""
+    s = value
+    if s.startswith("SIP/2.0/"):
+        via = _parse_via_fast(s)
+        if via is not None:
+            return via
+    n = len(s)
+    i = _skip_ws(s, 0)
+    name, i = _read_token(s, i, "Via protocol")
+    i = _skip_ws(s, i)
+    if i >= n or s[i] != "/":
+        raise SipParseError("Invalid Via protocol")
+    version, i = _read_token(s, _skip_ws(s, i + 1), "Via protocol")
+    i = _skip_ws(s, i)
+    if i >= n or s[i] != "/":
+        raise SipParseError("Invalid Via protocol")
+    transport, i = _read_token(s, _skip_ws(s, i + 1), "Via transport")
+    j = _skip_ws(s, i)
+    if j == i:
+        raise SipParseError("Invalid Via sent-by")
+    i = j
+    if i < n and s[i] == "[":
+        close = s.find("]", i)
+        if close < 0:
+            raise SipParseError("Invalid Via sent-by")
+        host_end = close + 1
+    else:
+        host_end = i
+        while host_end < n and s[host_end] not in ":; \t":
+            host_end += 1
+    try:
+        host = parse_host(s[i:host_end])
+    except SipParseError:
+        raise SipParseError("Invalid Via sent-by") from None
+    i = _skip_ws(s, host_end)
+    port: int | None = None
+    if i < n and s[i] == ":":
+        i = _skip_ws(s, i + 1)
+        j = i
+        while j < n and s[j] in _DIGITS:
+            j += 1
+        try:
+            port = parse_port(s[i:j])
+        except SipParseError:
+            raise SipParseError("Invalid Via sent-by") from None
+        i = j
+    params = parse_params(s, i, "Via")
+    protocol = f"{name}/{version}".upper()
+    if protocol != "SIP/2.0":
+        raise SipParseError("Unsupported Via protocol")
+    return Via(transport.upper(), host, port, params, protocol)
+
+
+def _parse_via_fast(s: str) -> Via | None:
+    """``SIP/2.0/UDP host[:port][;params]`` with no optional whitespace; else None."""
+    sp = s.find(" ", 8)
+    transport = s[8:sp]
+    if sp < 0 or not (transport.isascii() and transport.isalpha()):
+        return None
+    semi = s.find(";", sp)
+    sent_by = s[sp + 1 :] if semi < 0 else s[sp + 1 : semi]
+    if not sent_by or " " in sent_by or "\t" in sent_by:
+        return None
+    port: int | None = None
+    try:
+        if sent_by[0] == "[":
+            close = sent_by.find("]")
+            host = sent_by[: close + 1]
+            tail = sent_by[close + 1 :] if close > 0 else "?"
+            if tail:
+                if tail[0] != ":":
+                    raise SipParseError("Invalid Via sent-by")
+                port = parse_port(tail[1:])
+        else:
+            host, colon, port_text = sent_by.partition(":")
+            if colon:
+                port = parse_port(port_text)
+        parse_host(host)
+    except SipParseError:
+        raise SipParseError("Invalid Via sent-by") from None
+    params = {} if semi < 0 else parse_params(s, semi, "Via")
+    return Via(transport.upper(), host, port, params)
+
+
+def parse_via_list(value: str) -> list[Via]:
+    """Every Via value on one header line, in order."""
+    return [parse_via(item) for item in split_header_values(value)]
+
+
+# --- name-addr / addr-spec (From, To, Contact, Route, Record-Route) ----------
+
+
+@dataclass(slots=True)
+class NameAddr:
+    """A From, To, Contact, Route or Record-Route value (RFC 3261 §20.10, §25.1).
+
+    ``params`` are the header parameters (``tag``, ``expires``, ``q``...),
+    names lower-cased, values as written. Contact ``*`` is
+    ``NameAddr(None, OpaqueUri("", "*"), wildcard=True)``.
+    """
+
+    display_name: str | None
+    uri: Uri
+    params: dict[str, str | None] = field(default_factory=dict)
+    wildcard: bool = False
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    @property
+    def expires(self) -> int | None:
+        """The Contact ``expires`` parameter, or None when absent or not a number."""
+        value = self.params.get("expires")
+        if value is None or not value.isdigit():
+            return None
+        return int(value)
+
+    @property
+    def q(self) -> float | None:
+        """The Contact ``q`` parameter, or None when absent or not a number."""
+        value = self.params.get("q")
+        if value is None:
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            return None
+
+    def __str__(self) -> str:
+        if self.wildcard:
+            return "*"
+        # Always the name-addr form: a URI holding "," ";" or "?" needs the brackets.
+        if self.display_name is None:
+            return f"<{self.uri}>{_params_str(self.params)}"
+        return f"{quote_string(self.display_name)} <{self.uri}>{_params_str(self.params)}"
+
+
+_WILDCARD_URI: Final = "*"
+
+
+def parse_name_addr(value: str) -> NameAddr:
+    """Parse ``( name-addr / addr-spec ) *( SEMI param )``, or the Contact ``*``.
+
+    RFC 3261 §20.10: "If the URI is not enclosed in angle brackets, any
+    semicolon-delimited parameters are header-parameters, not URI parameters."
+    """
+    s = value.strip()
+    if s == _WILDCARD_URI:
+        return NameAddr(None, OpaqueUri("", _WILDCARD_URI), {}, wildcard=True)
+    if not s:
+        raise SipParseError("Empty address")
+    display: str | None = None
+    if s[0] == '"':
+        display, i = _scan_quoted(s, 0)
+        i = _skip_ws(s, i)
+        if i >= len(s) or s[i] != "<":
+            raise SipParseError("Invalid address")
+        lt = i
+    else:
+        lt = s.find("<")
+        if lt > 0:
+            token_display = s[:lt].strip()
+            # display-name = *(token LWS) / quoted-string
+            if token_display.replace(" ", "").replace("\t", "").strip(TOKEN_CHARS):
+                raise SipParseError("Invalid display name")
+            display = " ".join(token_display.split()) if token_display else None
+    if lt >= 0:
+        gt = s.find(">", lt)
+        if gt < 0:
+            raise SipParseError("Unterminated <URI>")
+        uri = parse_uri(s[lt + 1 : gt])
+        params = parse_params(s, gt + 1, "address")
+    else:
+        semi = s.find(";")
+        uri_text = s if semi < 0 else s[:semi]
+        uri = parse_uri(uri_text.rstrip())
+        params = {} if semi < 0 else parse_params(s, semi, "address")
+    return NameAddr(display, uri, params)
+
+
+def parse_name_addr_list(value: str) -> list[NameAddr]:
+    """Every address on one Contact / Route / Record-Route line, in order."""
+    return [parse_name_addr(item) for item in split_header_values(value)]
+
+
+def parse_call_id(value: str) -> str:
+    """``callid = word [ "@" word ]``: one run of non-space characters (RFC 3261 §25.1)."""
+    text = value.strip()
+    if not text or len(text.split()) != 1:
+        raise SipParseError("Invalid Call-ID")
+    return text
+
+
+# --- CSeq --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    """``CSeq: 4711 INVITE`` (RFC 3261 §20.16)."""
+
+    seq: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.method}"
+
+
+def parse_cseq(value: str) -> CSeq:
+    """``1*DIGIT LWS Method``; the number below 2**31 (RFC 3261 §8.1.1.5)."""
+    parts = value.split()
+    if len(parts) != 2:
+        raise SipParseError("Invalid CSeq")
+    number, method = parts
+    if not number or number.strip(_DIGITS) or len(number) > 10 or not is_token(method):
+        raise SipParseError("Invalid CSeq")
+    seq = int(number)
+    if seq > _MAX_CSEQ:
+        raise SipParseError("Invalid CSeq")
+    return CSeq(seq, method)
+
+
+# --- digest authentication (RFC 3261 §22, §25.1; RFC 2617, RFC 7616, RFC 8760)
+
+
+def _parse_auth(value: str, what: str) -> tuple[str, dict[str, str], str | None]:
+    """``scheme (token68 / auth-param *(COMMA auth-param))``; quoted values unescaped."""
+    s = value.strip()
+    scheme, i = _read_token(s, 0, what)
+    n = len(s)
+    i = _skip_ws(s, i)
+    params: dict[str, str] = {}
+    if i >= n:
+        return scheme, params, None
+    rest = s[i:]
+    if not rest.rstrip("=").strip(_TOKEN68_CHARS) and "=" not in rest.rstrip("="):
+        return scheme, params, rest
+    while i < n:
+        if s[i] == ",":  # empty list element
+            i = _skip_ws(s, i + 1)
+            continue
+        name, i = _read_token(s, i, what)
+        i = _skip_ws(s, i)
+        if i >= n or s[i] != "=":
+            raise SipParseError(f"Invalid {what}")
+        i = _skip_ws(s, i + 1)
+        if i < n and s[i] == '"':
+            param_value, i = _scan_quoted(s, i)
+        else:
+            param_value, i = _read_token(s, i, what)
+        params[name.lower()] = param_value
+        i = _skip_ws(s, i)
+        if i < n:
+            if s[i] != ",":
+                raise SipParseError(f"Invalid {what}")
+            i = _skip_ws(s, i + 1)
+    return scheme, params, None
+
+
+def _auth_str(
+    scheme: str, params: dict[str, str], token68: str | None, bare: frozenset[str]
+) -> str:
+    if token68 is not None:
+        return f"{scheme} {token68}"
+    items = ", ".join(
+        f"{k}={v}" if k in bare else f"{k}={quote_string(v)}" for k, v in params.items()
+    )
+    return f"{scheme} {items}" if items else scheme
+
+
+# Parameters written as tokens, not quoted strings (RFC 2617 §3.2.1, §3.2.2; RFC 7616 §3.3, §3.4).
+_CHALLENGE_TOKENS: Final = frozenset({"algorithm", "stale", "userhash", "charset"})
+_CREDENTIAL_TOKENS: Final = frozenset({"algorithm", "qop", "nc", "userhash"})
+
+
+@dataclass(slots=True)
+class DigestChallenge:
+    """A WWW-Authenticate / Proxy-Authenticate value (RFC 3261 §20.44, §20.27).
+
+    ``params``: lower-cased names, values unquoted and unescaped. A
+    non-parameter scheme (``Basic xyz``, ``Bearer xyz``) keeps its blob in
+    ``token68``.
+    """
+
+    scheme: str
+    params: dict[str, str] = field(default_factory=dict)
+    token68: str | None = None
+
+    @property
+    def realm(self) -> str | None:
+        return self.params.get("realm")
+
+    @property
+    def nonce(self) -> str | None:
+        return self.params.get("nonce")
+
+    @property
+    def opaque(self) -> str | None:
+        return self.params.get("opaque")
+
+    @property
+    def algorithm(self) -> str | None:
+        return self.params.get("algorithm")
+
+    @property
+    def domain(self) -> str | None:
+        return self.params.get("domain")
+
+    @property
+    def qop_options(self) -> list[str]:
+        """``qop="auth,auth-int"`` -> ["auth", "auth-int"]."""
+        qop = self.params.get("qop")
+        return [] if qop is None else [q.strip() for q in qop.split(",") if q.strip()]
+
+    @property
+    def stale(self) -> bool:
+        return self.params.get("stale", "").lower() == "true"
+
+    def __str__(self) -> str:
+        return _auth_str(self.scheme, self.params, self.token68, _CHALLENGE_TOKENS)
+
+
+@dataclass(slots=True)
+class DigestCredentials:
+    """An Authorization / Proxy-Authorization value (RFC 3261 §20.7, §20.28)."""
+
+    scheme: str
+    params: dict[str, str] = field(default_factory=dict)
+    token68: str | None = None
+
+    @property
+    def username(self) -> str | None:
+        return self.params.get("username")
+
+    @property
+    def realm(self) -> str | None:
+        return self.params.get("realm")
+
+    @property
+    def nonce(self) -> str | None:
+        return self.params.get("nonce")
+
+    @property
+    def uri(self) -> str | None:
+        return self.params.get("uri")
+
+    @property
+    def response(self) -> str | None:
+        return self.params.get("response")
+
+    @property
+    def algorithm(self) -> str | None:
+        return self.params.get("algorithm")
+
+    @property
+    def cnonce(self) -> str | None:
+        return self.params.get("cnonce")
+
+    @property
+    def opaque(self) -> str | None:
+        return self.params.get("opaque")
+
+    @property
+    def qop(self) -> str | None:
+        return self.params.get("qop")
+
+    @property
+    def nc(self) -> str | None:
+        """The nonce count as written: 8 hex digits (RFC 2617 §3.2.2)."""
+        return self.params.get("nc")
+
+    def __str__(self) -> str:
+        return _auth_str(self.scheme, self.params, self.token68, _CREDENTIAL_TOKENS)
+
+
+def parse_digest_challenge(value: str) -> DigestChallenge:
+    """Parse a WWW-Authenticate or Proxy-Authenticate value."""
+    scheme, params, token68 = _parse_auth(value, "challenge")
+    return DigestChallenge(scheme, params, token68)
+
+
+def parse_digest_credentials(value: str) -> DigestCredentials:
+    """Parse an Authorization or Proxy-Authorization value."""
+    scheme, params, token68 = _parse_auth(value, "credentials")
+    return DigestCredentials(scheme, params, token68)

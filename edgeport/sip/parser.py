@@ -1,0 +1,240 @@
+"""Bytes to a Request or Response (RFC 3261 §7, §7.3.1, §7.4.1, §7.5, §8.1.1, §18.3).
+
+``parse_message`` takes one complete message (a datagram, or a frame the
+stream framer cut by Content-Length) and returns a message whose header
+lines are split but whose structured values (Via, From, To...) are parsed
+only on demand; the headers every request must carry are checked here, so
+a message that comes out is fit to route. Everything wrong becomes a
+SipParseError with a status hint and, when the start line and headers
+could be read, the partial message so a proxy can still answer ``400``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from edgeport.sip.errors import MAX_MESSAGE_BYTES, SipParseError
+from edgeport.sip.headers import (
+    CANONICAL_NAMES,
+    COMPACT_KEYS,
+    TOKEN_CHARS,
+    parse_call_id,
+    parse_cseq,
+    parse_int_value,
+    parse_name_addr,
+    parse_via,
+    split_header_values,
+)
+from edgeport.sip.message import Headers, Request, Response
+from edgeport.sip.uri import OpaqueUri, Uri, parse_uri
+
+__all__ = ["parse_message"]
+
+_SIP_VERSION: Final = "SIP/2.0"
+_DIGITS: Final = "0123456789"
+# RFC 3261 §8.1.1: "A valid SIP request formulated by a UAC MUST, at a minimum,
+# contain the following header fields: To, From, CSeq, Call-ID, Max-Forwards,
+# and Via". Max-Forwards is left out: a proxy adds it when absent (§16.6 step 3).
+_MANDATORY: Final = (
+    ("via", "Via"),
+    ("from", "From"),
+    ("to", "To"),
+    ("call-id", "Call-ID"),
+    ("cseq", "CSeq"),
+)
+
+
+def parse_message(data: bytes) -> Request | Response:
+    """Parse one complete SIP message; raise SipParseError when it is not one.
+
+    The body is Content-Length bytes long (RFC 3261 §18.3: "If a message is
+    received with a Content-Length larger than the body, the message MUST be
+    discarded"; extra bytes of a datagram beyond it are dropped). Without
+    Content-Length the body is the rest of the data.
+    """
+    # Routr refuses a SIP message over 1 MiB; RFC 3261 §21.5.14 names the code.
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise SipParseError("Message Too Large", 513)
+    start = 0
+    size = len(data)
+    # RFC 3261 §7.5: "Implementations processing SIP messages over
+    # stream-oriented transports MUST ignore any CRLF appearing before the
+    # start-line".
+    while start < size and data[start] in b"\r\n":
+        start += 1
+    if start == size:
+        raise SipParseError("Empty message")
+    head_end = data.find(b"\r\n\r\n", start)
+    body_start = head_end + 4
+    lf_end = data.find(b"\n\n", start, None if head_end < 0 else head_end)
+    if lf_end >= 0:  # a blank line written with bare LF, tolerated (RFC 3261 §7 says CRLF)
+        head_end, body_start = lf_end, lf_end + 2
+    if head_end < 0:
+        raise SipParseError("Missing empty line after headers")
+    try:
+        head = data[start:head_end].decode("utf-8")
+    except UnicodeDecodeError:
+        raise SipParseError("Invalid UTF-8 in headers") from None
+    if "\x00" in head:
+        raise SipParseError("NUL byte in message")
+    lines = _split_lines(head)
+
+    message, version_error = _parse_start_line(lines[0])
+    items, header_error = _parse_header_lines(lines)
+    # first value of each header, by key
+    first = {key: value for _, key, value in reversed(items)}
+    message.headers = Headers._from_keyed(items)
+    if version_error is not None:
+        raise SipParseError(version_error, 505, message)
+    if header_error is not None:
+        raise SipParseError(header_error, 400, message)
+    if (
+        isinstance(message, Request)
+        and isinstance(message.uri, OpaqueUri)
+        and not message.uri.scheme
+    ):
+        raise SipParseError("Invalid Request-URI", 400, message)
+
+    body = data[body_start:]
+    length: int | None = None
+    if "content-length" in first:
+        try:
+            length = parse_int_value(first["content-length"], "Content-Length")
+            for _, key, value in items:
+                if key == "content-length" and parse_int_value(value, "Content-Length") != length:
+                    raise SipParseError("Conflicting Content-Length")
+        except SipParseError as exc:
+            raise SipParseError(exc.reason, 400, message) from None
+        if length > len(body):  # a stream framer never hands over a short body
+            raise SipParseError("Content-Length larger than body", 400, message)
+        if length < len(body):
+            body = body[:length]
+    message.body = body
+    try:
+        views = _check_mandatory(message, first)
+    except SipParseError as exc:
+        raise SipParseError(exc.reason, exc.status_code, message) from None
+    views["content-length"] = length
+    message._prime_cache(views)
+    return message
+
+
+def _split_lines(head: str) -> list[str]:
+    crlf = head.count("\r\n")
+    if head.count("\n") == crlf and head.count("\r") == crlf:
+        return head.split("\r\n")
+    # Bare LF line ends are tolerated; a bare CR is not a line end anywhere.
+    lines = [line[:-1] if line.endswith("\r") else line for line in head.split("\n")]
+    for line in lines:
+        if "\r" in line:
+            raise SipParseError("Bare CR in message")
+    return lines
+
+
+def _parse_start_line(line: str) -> tuple[Request | Response, str | None]:
+    """The start line as an empty Request or Response, and a 505 reason if any."""
+    if line[:4].upper() == "SIP/":
+        # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
+        parts = line.split(" ", 2)
+        if len(parts) < 2:
+            raise SipParseError("Malformed Status-Line")
+        version, code = parts[0], parts[1]
+        reason = parts[2] if len(parts) == 3 else ""
+        if len(code) != 3 or code.strip(_DIGITS) or not 100 <= int(code) <= 699:
+            raise SipParseError("Invalid Status-Code")
+        return Response(int(code), reason), _check_version(version)
+    # Request-Line = Method SP Request-URI SP SIP-Version CRLF
+    parts = line.split(" ")
+    if len(parts) != 3 or not parts[1]:
+        raise SipParseError("Malformed Request-Line")
+    method, uri_text, version = parts
+    if not method or method.strip(TOKEN_CHARS):
+        raise SipParseError("Invalid method")
+    version_error = _check_version(version)
+    uri: Uri
+    try:
+        uri = parse_uri(uri_text)
+    except SipParseError:
+        uri = OpaqueUri("", uri_text)  # kept for the partial message; refused later
+    return Request(method, uri), version_error
+
+
+def _check_version(version: str) -> str | None:
+    # SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT; "SIP" is case-insensitive.
+    if version.upper() == _SIP_VERSION:
+        return None
+    major, dot, minor = version[4:].partition(".")
+    if (
+        version[:4].upper() == "SIP/"
+        and dot
+        and major
+        and minor
+        and not major.strip(_DIGITS)
+        and not minor.strip(_DIGITS)
+    ):
+        # RFC 3261 §21.5.6: 505 Version Not Supported.
+        return "Version Not Supported"
+    raise SipParseError("Invalid SIP version")
+
+
+def _parse_header_lines(lines: list[str]) -> tuple[list[tuple[str, str, str]], str | None]:
+    """Header lines after the start line, unfolded; the first problem, if any.
+
+    A bad line is skipped so the partial message keeps the others.
+    """
+    items: list[tuple[str, str, str]] = []
+    error: str | None = None
+    compact = COMPACT_KEYS
+    known = CANONICAL_NAMES
+    for index in range(1, len(lines)):
+        line = lines[index]
+        if not line:
+            error = error or "Malformed header line"
+            continue
+        if line[0] in " \t":
+            # RFC 3261 §7.3.1: a value may be folded onto lines starting with SP
+            # or HTAB; the fold is equivalent to a single SP.
+            if not items:
+                error = error or "Continuation line before any header"
+                continue
+            name, key, value = items[-1]
+            folded = line.strip(" \t")
+            items[-1] = (name, key, f"{value} {folded}" if value else folded)
+            continue
+        colon = line.find(":")
+        # HCOLON = *( SP / HTAB ) ":" SWS
+        name = line[:colon].rstrip(" \t") if colon > 0 else ""
+        lower = name.lower()
+        key = compact.get(lower, lower)
+        if key not in known and (not name or name.strip(TOKEN_CHARS)):
+            error = error or "Malformed header line"
+            continue
+        items.append((name, key, line[colon + 1 :].strip(" \t")))
+    return items, error
+
+
+def _check_mandatory(message: Request | Response, first: dict[str, str]) -> dict[str, object]:
+    """Check and parse the headers every message must carry; return the typed views."""
+    for key, name in _MANDATORY:
+        if key not in first:
+            raise SipParseError(f"Missing {name}")
+    cseq = parse_cseq(first["cseq"])
+    if isinstance(message, Request) and cseq.method != message.method:
+        # RFC 3261 §8.1.1.5: "The method MUST match that of the request."
+        raise SipParseError("CSeq method does not match")
+    vias = split_header_values(first["via"])
+    if not vias:
+        raise SipParseError("Missing Via")
+    views: dict[str, object] = {
+        "cseq": cseq,
+        "top_via": parse_via(vias[0]),
+        "from": parse_name_addr(first["from"]),
+        "to": parse_name_addr(first["to"]),
+        "call_id": parse_call_id(first["call-id"]),
+    }
+    max_forwards = first.get("max-forwards")
+    # Max-Forwards: "a range of 0-255" (RFC 3261 §20.22).
+    views["max-forwards"] = (
+        None if max_forwards is None else parse_int_value(max_forwards, "Max-Forwards", 255)
+    )
+    return views

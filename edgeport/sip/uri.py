@@ -1,0 +1,230 @@
+"""SIP, SIPS and other URIs: parse and serialise (RFC 3261 §19.1, §25.1).
+
+``sip:``/``sips:`` URIs are split into user, password, host, port, parameters
+and headers; %-escapes are kept as received, so ``str(parse_uri(x)) == x`` for
+a URI written in canonical form. Any other scheme (``tel:``, ``urn:``...) is
+kept whole as an :class:`OpaqueUri`. The parser is a single left-to-right
+scan with ``str.find``: no regular expressions, no backtracking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from edgeport.sip.errors import SipParseError
+
+__all__ = ["OpaqueUri", "SipUri", "Uri", "parse_uri"]
+
+_ALPHA: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_DIGITS: Final = "0123456789"
+# RFC 3261 §25.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+_SCHEME_CHARS: Final = _ALPHA + _DIGITS + "+-."
+# hostname = *( domainlabel "." ) toplabel [ "." ]; "_" is tolerated, as most stacks do.
+_HOSTNAME_CHARS: Final = _ALPHA + _DIGITS + "-._"
+_IPV6_CHARS: Final = "0123456789abcdefABCDEF:."
+# Characters no URI may hold unescaped (RFC 3261 §25.1 and RFC 3986 §2).
+_FORBIDDEN: Final = frozenset(' \t\r\n<>"\x00\\`{}|^')
+_MAX_PORT: Final = 65535
+
+
+@dataclass(slots=True)
+class SipUri:
+    """A ``sip:`` or ``sips:`` URI (RFC 3261 §19.1.1).
+
+    ``host`` keeps an IPv6 reference in brackets (``[2001:db8::1]``).
+    ``params`` has lower-cased names in order of appearance; a parameter
+    without a value (``lr``) maps to None. Values and ``user`` keep their
+    %-escapes as received.
+    """
+
+    scheme: str = "sip"
+    user: str | None = None
+    password: str | None = None
+    host: str = ""
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def secure(self) -> bool:
+        """RFC 3261 §19.1: a SIPS URI asks for TLS on every hop."""
+        return self.scheme == "sips"
+
+    @property
+    def transport(self) -> str | None:
+        return self.params.get("transport")
+
+    @property
+    def lr(self) -> bool:
+        """RFC 3261 §19.1.1: the element this URI names is a loose router."""
+        return "lr" in self.params
+
+    @property
+    def bnc(self) -> bool:
+        """RFC 6140 ``bnc``: the host part alone is significant."""
+        return "bnc" in self.params
+
+    @property
+    def maddr(self) -> str | None:
+        return self.params.get("maddr")
+
+    @property
+    def ttl(self) -> int | None:
+        value = self.params.get("ttl")
+        if value is None or not value.isdigit():
+            return None
+        return int(value)
+
+    @property
+    def user_param(self) -> str | None:
+        return self.params.get("user")
+
+    @property
+    def method_param(self) -> str | None:
+        return self.params.get("method")
+
+    @property
+    def host_port(self) -> str:
+        """``host`` or ``host:port``, as in a Via sent-by."""
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        parts = [self.scheme, ":"]
+        if self.user is not None:
+            parts.append(self.user)
+            if self.password is not None:
+                parts.append(":")
+                parts.append(self.password)
+            parts.append("@")
+        parts.append(self.host)
+        if self.port is not None:
+            parts.append(f":{self.port}")
+        for name, value in self.params.items():
+            parts.append(f";{name}" if value is None else f";{name}={value}")
+        if self.headers:
+            parts.append("?")
+            parts.append("&".join(f"{name}={value}" for name, value in self.headers.items()))
+        return "".join(parts)
+
+
+@dataclass(slots=True)
+class OpaqueUri:
+    """A URI edgeport does not look into (``tel:``, ``urn:``, ``http:``...).
+
+    ``str()`` gives it back as ``scheme:value``. The Contact wildcard is
+    ``OpaqueUri("", "*")`` and prints as ``*``.
+    """
+
+    scheme: str
+    value: str
+
+    @property
+    def secure(self) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.value}" if self.scheme else self.value
+
+
+Uri = SipUri | OpaqueUri
+
+
+def parse_uri(text: str) -> Uri:
+    """Parse an absolute URI; ``sip:`` and ``sips:`` in depth, others opaque.
+
+    Raises SipParseError (status 400) on anything RFC 3261 §25.1 rejects
+    that matters here: no scheme, whitespace or angle brackets inside, an
+    empty host, a bad port.
+    """
+    if not _FORBIDDEN.isdisjoint(text):
+        raise SipParseError("Invalid character in URI")
+    colon = text.find(":")
+    if colon <= 0:
+        raise SipParseError("URI has no scheme")
+    scheme = text[:colon]
+    if scheme[0] not in _ALPHA or scheme.strip(_SCHEME_CHARS):
+        raise SipParseError("Invalid URI scheme")
+    scheme = scheme.lower()
+    if scheme == "sip" or scheme == "sips":
+        return _parse_sip_uri(scheme, text, colon + 1)
+    value = text[colon + 1 :]
+    if not value:
+        raise SipParseError("Empty URI")
+    return OpaqueUri(scheme, value)
+
+
+def parse_host(host: str) -> str:
+    """Check a host (hostname, IPv4 or bracketed IPv6) and return it unchanged."""
+    if not host:
+        raise SipParseError("Empty host")
+    if host[0] == "[":
+        if len(host) < 4 or host[-1] != "]" or host[1:-1].strip(_IPV6_CHARS) or ":" not in host:
+            raise SipParseError("Invalid IPv6 reference")
+    elif host.strip(_HOSTNAME_CHARS):
+        raise SipParseError("Invalid host")
+    return host
+
+
+def parse_port(text: str) -> int:
+    """A decimal port 0..65535."""
+    if not text or text.strip(_DIGITS) or len(text) > 5:
+        raise SipParseError("Invalid port")
+    port = int(text)
+    if port > _MAX_PORT:
+        raise SipParseError("Invalid port")
+    return port
+
+
+def _parse_sip_uri(scheme: str, text: str, start: int) -> SipUri:
+    end = len(text)
+    user: str | None = None
+    password: str | None = None
+    # userinfo holds no unescaped "@" (RFC 3261 §25.1), so the first "@" ends it.
+    at = text.find("@", start)
+    if at >= 0:
+        userinfo = text[start:at]
+        pcolon = userinfo.find(":")
+        if pcolon >= 0:
+            user, password = userinfo[:pcolon], userinfo[pcolon + 1 :]
+        else:
+            user = userinfo
+        if not user:
+            raise SipParseError("Empty user part in URI")
+        start = at + 1
+    # hostport, then ";params", then "?headers"
+    qmark = text.find("?", start)
+    semi = text.find(";", start, end if qmark < 0 else qmark)
+    hostport_end = semi if semi >= 0 else (qmark if qmark >= 0 else end)
+    hostport = text[start:hostport_end]
+    port: int | None = None
+    if hostport[:1] == "[":
+        close = hostport.find("]")
+        if close < 0:
+            raise SipParseError("Invalid IPv6 reference")
+        host = hostport[: close + 1]
+        tail = hostport[close + 1 :]
+        if tail:
+            if tail[0] != ":":
+                raise SipParseError("Invalid host")
+            port = parse_port(tail[1:])
+    else:
+        host, colon, port_text = hostport.partition(":")
+        if colon:
+            port = parse_port(port_text)
+    parse_host(host)
+    params: dict[str, str | None] = {}
+    headers: dict[str, str] = {}
+    if semi >= 0:
+        for item in text[semi + 1 : end if qmark < 0 else qmark].split(";"):
+            name, eq, value = item.partition("=")
+            if not name:
+                raise SipParseError("Empty URI parameter name")
+            params[name.lower()] = value if eq else None
+    if qmark >= 0:
+        for item in text[qmark + 1 :].split("&"):
+            name, eq, value = item.partition("=")
+            if not name or not eq:
+                raise SipParseError("Invalid URI header")
+            headers[name] = value
+    return SipUri(scheme, user, password, host, port, params, headers)

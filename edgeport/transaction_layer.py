@@ -1,0 +1,493 @@
+"""The transaction layer on trio: transaction tables, timers, retransmissions.
+
+It runs the sans-IO machines of ``edgeport.sip.transaction`` (RFC 3261 §17):
+it matches incoming messages to transactions (§17.1.3, §17.2.3), carries out
+their actions, and fires their timers on trio's clock from one task
+(``serve``) that sleeps until the earliest deadline of a heap.
+
+Each message is serialised once; a retransmission sends the same bytes. The
+send callback gets both, in an ``Outgoing``. Where a message goes is opaque
+here: a destination value given when the transaction is created (the peer or
+connection a request came from, the next hop a request goes to).
+
+A terminated transaction leaves its table at once. Each table holds at most
+``max_transactions`` entries (``MAX_TRANSACTIONS`` by default): past it a new
+transaction is refused with ``TransactionTableFull`` and the proxy answers
+503, so memory stays bounded under a flood. Timers that were cancelled stay
+in the heap until they come due or the heap is compacted, whichever is first.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Concatenate, Final, Generic, ParamSpec, Protocol, TypeVar
+
+import trio
+
+from edgeport.sip.timers import Timer
+from edgeport.sip.transaction import (
+    Action,
+    CancelTimer,
+    ClientKey,
+    ClientTransaction,
+    Deliver,
+    InviteClientTransaction,
+    InviteServerTransaction,
+    NonInviteClientTransaction,
+    NonInviteServerTransaction,
+    Send,
+    ServerKey,
+    ServerTransaction,
+    StartTimer,
+    Terminated,
+    TimedOut,
+    TransactionState,
+    TransportFailed,
+    client_key,
+    server_key,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from edgeport.sip.message import Message, Request, Response
+    from edgeport.sip.timers import TimerConfig
+
+__all__ = [
+    "MAX_TRANSACTIONS",
+    "ClientTU",
+    "ClientTransactionHandle",
+    "Outgoing",
+    "SendFailed",
+    "ServerTransactionHandle",
+    "StrayAck",
+    "TransactionLayer",
+    "TransactionTableFull",
+]
+
+logger = logging.getLogger(__name__)
+
+# Per table (server, client). A transaction lives at most about 64*T1 + T4
+# seconds (Timer C for a forwarded INVITE: a few minutes), so at 100 new
+# transactions a second a table holds a few thousand entries.
+MAX_TRANSACTIONS: Final = 50_000  # transactions
+
+# The heap is rebuilt once it holds this many cancelled timers and they are
+# more than half of it.
+_COMPACT_MIN_STALE: Final = 1024  # heap entries
+
+D = TypeVar("D")
+P = ParamSpec("P")
+
+
+class SendFailed(Exception):
+    """Raised by a send callback when the transport cannot deliver the message.
+
+    The layer also treats OSError, trio.BrokenResourceError and
+    trio.ClosedResourceError from the callback as a transport error
+    (RFC 3261 §17.1.4, §17.2.4).
+    """
+
+
+_TRANSPORT_ERRORS: Final = (SendFailed, OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+class TransactionTableFull(Exception):
+    """No room for another transaction; answer 503 statelessly."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to put on the wire: the object, its bytes, and whether it is a resend."""
+
+    message: Message
+    data: bytes
+    retransmission: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StrayAck:
+    """An ACK that matches no INVITE server transaction: the ACK for a 2xx.
+
+    RFC 3261 §17.2.3 leaves it to the TU; a proxy forwards it statelessly
+    (RFC 3261 §16.10 is not involved: it is a new request for routing).
+    """
+
+    request: Request
+
+
+class ClientTU(Protocol[D]):
+    """What the proxy implements to hear from a client transaction.
+
+    Callbacks are synchronous and may come from the timer task or from inside
+    ``send_request``/``receive_response``; a callback that needs I/O starts a
+    task of its own.
+    """
+
+    def on_response(self, handle: ClientTransactionHandle[D], response: Response) -> None: ...
+
+    def on_timeout(self, handle: ClientTransactionHandle[D]) -> None: ...
+
+    def on_transport_error(self, handle: ClientTransactionHandle[D]) -> None: ...
+
+
+class _Entry(Generic[D]):
+    """One live transaction in a table: its machine, destination, timers and bytes."""
+
+    __slots__ = ("_timer_seqs", "_wire", "destination")
+
+    machine: ServerTransaction | ClientTransaction
+
+    def __init__(self, destination: D) -> None:
+        self.destination = destination
+        # The heap sequence number of each running timer; a heap entry whose
+        # number is not here any more was cancelled or replaced.
+        self._timer_seqs: dict[Timer, int] = {}
+        # The last two messages serialised, so retransmissions reuse the bytes.
+        self._wire: list[tuple[Message, bytes]] = []
+
+    def wire(self, message: Message) -> bytes:
+        for known, data in self._wire:
+            if known is message:
+                return data
+        data = message.to_bytes()
+        self._wire = [(message, data), *self._wire[:1]]
+        return data
+
+
+class ServerTransactionHandle(_Entry[D]):
+    """A server transaction as the proxy sees it (RFC 3261 §17.2)."""
+
+    __slots__ = ("_layer", "key", "machine")
+
+    machine: ServerTransaction
+
+    def __init__(
+        self, layer: TransactionLayer[D], machine: ServerTransaction, key: ServerKey, source: D
+    ) -> None:
+        super().__init__(source)
+        self._layer = layer
+        self.machine = machine
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"<ServerTransactionHandle {self.machine!r} key={self.key!r}>"
+
+    @property
+    def request(self) -> Request:
+        return self.machine.request
+
+    @property
+    def state(self) -> TransactionState:
+        return self.machine.state
+
+    @property
+    def can_respond(self) -> bool:
+        return self.machine.can_send_response
+
+    async def respond(self, response: Response) -> bool:
+        """Send ``response`` through the transaction, with its retransmissions and timers.
+
+        Returns False, sending nothing, when a final response was already sent
+        or the transaction is over; the proxy then forwards a 2xx to an INVITE
+        statelessly and drops anything else (RFC 3261 §16.7 step 5). Raises
+        SipSerializeError before any state changes when the response cannot be
+        serialised.
+        """
+        if not self.machine.can_send_response:
+            return False
+        self.wire(response)
+        await self._layer._run(self, self.machine.send_response(response))
+        return True
+
+
+class ClientTransactionHandle(_Entry[D]):
+    """A client transaction as the proxy sees it (RFC 3261 §17.1)."""
+
+    __slots__ = ("key", "machine", "tu")
+
+    machine: ClientTransaction
+
+    def __init__(
+        self, machine: ClientTransaction, key: ClientKey, destination: D, tu: ClientTU[D]
+    ) -> None:
+        super().__init__(destination)
+        self.machine = machine
+        self.key = key
+        self.tu = tu
+
+    def __repr__(self) -> str:
+        return f"<ClientTransactionHandle {self.machine!r} key={self.key!r}>"
+
+    @property
+    def request(self) -> Request:
+        return self.machine.request
+
+    @property
+    def state(self) -> TransactionState:
+        return self.machine.state
+
+
+# (deadline, sequence number, transaction, timer); the number breaks ties.
+_HeapItem = tuple[float, int, _Entry[D], Timer]
+
+
+class TransactionLayer(Generic[D]):
+    """Server and client transaction tables and their timers, for the proxy (the TU).
+
+    ``send(outgoing, destination)`` puts one message on the wire; it raises
+    ``SendFailed`` (or OSError, trio.BrokenResourceError,
+    trio.ClosedResourceError) when it cannot. Retransmissions and timeouts
+    happen only while ``serve`` runs.
+    """
+
+    def __init__(
+        self,
+        timers: TimerConfig,
+        send: Callable[[Outgoing, D], Awaitable[None]],
+        *,
+        max_transactions: int = MAX_TRANSACTIONS,
+    ) -> None:
+        if max_transactions < 1:
+            raise ValueError("max_transactions must be at least 1")
+        self.timers = timers
+        self._send = send
+        self._max_transactions = max_transactions
+        self._server: dict[ServerKey, ServerTransactionHandle[D]] = {}
+        self._client: dict[ClientKey, ClientTransactionHandle[D]] = {}
+        self._heap: list[_HeapItem[D]] = []
+        self._seq = 0
+        self._stale = 0
+        self._wakeup: trio.CancelScope | None = None
+        self._retransmissions = 0
+
+    # ---------------------------------------------------------------- metrics
+
+    @property
+    def active_server_transactions(self) -> int:
+        return len(self._server)
+
+    @property
+    def active_client_transactions(self) -> int:
+        return len(self._client)
+
+    @property
+    def retransmissions(self) -> int:
+        """Messages sent again by a transaction (timers A, E, G and absorbed retransmissions)."""
+        return self._retransmissions
+
+    # ---------------------------------------------------------------- server side
+
+    async def receive_request(
+        self, request: Request, source: D, *, reliable: bool
+    ) -> ServerTransactionHandle[D] | StrayAck | None:
+        """Match ``request`` to a server transaction, or start one.
+
+        Returns the new transaction's handle; None when a transaction absorbed
+        the request (a retransmission, whose last response went out again, or
+        the ACK for a non-2xx final response); ``StrayAck`` for an ACK that
+        matches nothing, which the proxy forwards statelessly. ``reliable``
+        says whether ``source`` is a reliable transport (no retransmit timers).
+        Raises SipParseError when the request cannot be matched, and
+        TransactionTableFull when the table is full.
+        """
+        key = server_key(request)
+        entry = self._server.get(key)
+        if entry is not None:
+            logger.debug("%s absorbed %s in %s", key, request.method, entry.state.name)
+            await self._run(entry, entry.machine.on_request(request))
+            return None
+        if request.method == "ACK":
+            return StrayAck(request)
+        if len(self._server) >= self._max_transactions:
+            raise TransactionTableFull(f"{len(self._server)} server transactions")
+        machine: ServerTransaction
+        if request.method == "INVITE":
+            machine = InviteServerTransaction(request, reliable=reliable, timers=self.timers)
+        else:
+            machine = NonInviteServerTransaction(request, reliable=reliable, timers=self.timers)
+        entry = ServerTransactionHandle(self, machine, key, source)
+        self._server[key] = entry
+        await self._run(entry, machine.start())
+        return entry
+
+    def server_transaction(self, key: ServerKey) -> ServerTransactionHandle[D] | None:
+        """The live server transaction with ``key`` (for a CANCEL: ``matching_invite_key``)."""
+        return self._server.get(key)
+
+    # ---------------------------------------------------------------- client side
+
+    async def send_request(
+        self, request: Request, destination: D, *, reliable: bool, tu: ClientTU[D]
+    ) -> ClientTransactionHandle[D]:
+        """Start a client transaction for ``request`` towards ``destination``.
+
+        The request's top Via must carry the branch that identifies the
+        transaction (RFC 3261 §8.1.1.7). The TU hears of responses, timeouts
+        and transport errors through ``tu``; a transport error on the first
+        send reaches ``tu`` before this returns. Raises ValueError for a
+        branch already in use or an ACK (which has no client transaction),
+        SipSerializeError for a request that cannot be serialised, and
+        TransactionTableFull when the table is full.
+        """
+        key = client_key(request)
+        if not key[0]:
+            raise ValueError("the top Via of a request sent statefully needs a branch")
+        if key in self._client:
+            raise ValueError(f"a client transaction {key!r} is already running")
+        if len(self._client) >= self._max_transactions:
+            raise TransactionTableFull(f"{len(self._client)} client transactions")
+        machine: ClientTransaction
+        if request.method == "INVITE":
+            machine = InviteClientTransaction(request, reliable=reliable, timers=self.timers)
+        else:
+            machine = NonInviteClientTransaction(request, reliable=reliable, timers=self.timers)
+        entry = ClientTransactionHandle(machine, key, destination, tu)
+        entry.wire(request)
+        self._client[key] = entry
+        await self._run(entry, machine.start())
+        return entry
+
+    async def receive_response(self, response: Response, source: D) -> bool:
+        """Give ``response`` to its client transaction (RFC 3261 §17.1.3).
+
+        True when a transaction took it (delivered to the TU or absorbed);
+        False for a stray response, which the proxy forwards statelessly.
+        Raises SipParseError when the response has no usable Via or CSeq.
+        """
+        entry = self._client.get(client_key(response))
+        if entry is None:
+            logger.debug("stray %s from %s", response.status_code, source)
+            return False
+        await self._run(entry, entry.machine.on_response(response))
+        return True
+
+    # ---------------------------------------------------------------- both
+
+    def fail_destination(self, destination: D) -> int:
+        """Fail every transaction whose destination is ``destination`` (a broken connection).
+
+        Client transactions tell their TU (``on_transport_error``); server
+        transactions end. Returns how many transactions were failed.
+        """
+        entries: list[_Entry[D]] = [
+            *(e for e in self._server.values() if e.destination == destination),
+            *(e for e in self._client.values() if e.destination == destination),
+        ]
+        for entry in entries:
+            # A transport error ends a transaction without sending anything.
+            self._apply(entry, entry.machine.on_transport_error())
+        return len(entries)
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Fire transaction timers until cancelled."""
+        task_status.started()
+        while True:
+            scope = trio.CancelScope()
+            if self._heap:
+                scope.deadline = self._heap[0][0]
+            self._wakeup = scope
+            try:
+                with scope:
+                    await trio.sleep_forever()
+            finally:
+                self._wakeup = None
+            await self._fire_due()
+
+    # ---------------------------------------------------------------- internals
+
+    async def _fire_due(self) -> None:
+        now = trio.current_time()
+        while self._heap and self._heap[0][0] <= now:
+            _, seq, entry, timer = heapq.heappop(self._heap)
+            if entry._timer_seqs.get(timer) != seq:
+                self._stale -= 1
+                continue
+            del entry._timer_seqs[timer]
+            await self._run(entry, entry.machine.on_timer(timer))
+
+    async def _run(self, entry: _Entry[D], actions: list[Action]) -> None:
+        for send in self._apply(entry, actions):
+            data = entry.wire(send.message)
+            try:
+                await self._send(
+                    Outgoing(send.message, data, send.retransmission), entry.destination
+                )
+            except _TRANSPORT_ERRORS as exc:
+                logger.info("%s: cannot send to %s: %r", entry, entry.destination, exc)
+                # Nothing is left to send once the transport failed.
+                self._apply(entry, entry.machine.on_transport_error())
+                return
+            if send.retransmission:
+                self._retransmissions += 1
+
+    def _apply(self, entry: _Entry[D], actions: list[Action]) -> list[Send]:
+        """Carry out every action but Send; return the sends, in order."""
+        sends: list[Send] = []
+        for action in actions:
+            match action:
+                case Send():
+                    sends.append(action)
+                case StartTimer(timer=timer, delay=delay):
+                    self._start_timer(entry, timer, delay)
+                case CancelTimer(timer=timer):
+                    if entry._timer_seqs.pop(timer, None) is not None:
+                        self._stale += 1
+                case Deliver(response=response):
+                    assert isinstance(entry, ClientTransactionHandle)
+                    _notify(entry, entry.tu.on_response, response)
+                case TimedOut(timer=timer):
+                    if isinstance(entry, ClientTransactionHandle):
+                        _notify(entry, entry.tu.on_timeout)
+                    else:
+                        logger.info("%s: Timer %s fired, the ACK never came", entry, timer.value)
+                case TransportFailed():
+                    if isinstance(entry, ClientTransactionHandle):
+                        _notify(entry, entry.tu.on_transport_error)
+                    else:
+                        logger.info("%s: transport failed", entry)
+                case Terminated():
+                    self._forget(entry)
+        return sends
+
+    def _forget(self, entry: _Entry[D]) -> None:
+        self._stale += len(entry._timer_seqs)
+        entry._timer_seqs.clear()
+        if isinstance(entry, ServerTransactionHandle):
+            if self._server.get(entry.key) is entry:
+                del self._server[entry.key]
+        elif isinstance(entry, ClientTransactionHandle) and self._client.get(entry.key) is entry:
+            del self._client[entry.key]
+        self._compact()
+
+    def _start_timer(self, entry: _Entry[D], timer: Timer, delay: float) -> None:
+        if timer in entry._timer_seqs:
+            self._stale += 1
+        self._seq += 1
+        deadline = trio.current_time() + delay
+        entry._timer_seqs[timer] = self._seq
+        heapq.heappush(self._heap, (deadline, self._seq, entry, timer))
+        if self._wakeup is not None and deadline < self._wakeup.deadline:
+            self._wakeup.deadline = deadline
+
+    def _compact(self) -> None:
+        if self._stale < _COMPACT_MIN_STALE or 2 * self._stale < len(self._heap):
+            return
+        self._heap = [item for item in self._heap if item[2]._timer_seqs.get(item[3]) == item[1]]
+        heapq.heapify(self._heap)
+        self._stale = 0
+
+
+def _notify(
+    entry: ClientTransactionHandle[D],
+    callback: Callable[Concatenate[ClientTransactionHandle[D], P], None],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> None:
+    try:
+        callback(entry, *args, **kwargs)
+    except Exception:
+        # A TU bug must not stop the timer task, which serves every transaction.
+        logger.exception("%s: %s raised", entry, getattr(callback, "__name__", callback))

@@ -1,0 +1,411 @@
+"""The transport layer: every listener under one nursery, and sending to peers.
+
+RFC 3261 §18 (transport layer), §18.2.2 (responses over the connection the
+request came on), RFC 7118 (WebSocket). :func:`serve_transports` binds every
+listening point first (so a taken port fails the start with a
+:class:`BindError`), then serves them and reports a :class:`TransportLayer`.
+
+Concurrency: the layer owns one nursery. Each listener runs in it; each
+stream listener has its own nursery with one task per connection; outbound
+connections and the message handler tasks run in the layer's nursery. The
+handler is started once per received message, without a bound: the caller
+bounds the work it accepts (a ``CapacityLimiter`` that answers 503).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import ssl
+from collections import Counter
+from functools import partial
+from typing import TYPE_CHECKING, Final, NoReturn
+
+import trio
+
+from edgeport.config import ConnectionLimits, TransportConfig, WebSocketConfig
+from edgeport.sip.framing import MAX_MESSAGE_BYTES
+from edgeport.sip.transport import Transport
+from edgeport.transports.base import Connection, Handler, InboundMessage, Peer, normalize_host
+from edgeport.transports.connections import ConnectionTable, Key, connection_key
+from edgeport.transports.errors import ConnectionLost, NoRoute, SendError
+from edgeport.transports.sockets import aclose_stream, bind_socket, remote_peer, socket_of
+from edgeport.transports.stream import (
+    CONNECT_TIMEOUT,
+    StreamConnection,
+    open_stream,
+    read_stream,
+    tls_handshake,
+)
+from edgeport.transports.udp import read_datagrams
+from edgeport.transports.websocket import WebSocketConnection, accept_websocket, read_websocket
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+logger = logging.getLogger(__name__)
+
+INVALID_TLD: Final = ".invalid"  # RFC 6761 §6.4: never resolved (RFC 7118 §5.2 Contact hosts)
+
+
+class _ConnectAttempt:
+    """One outbound connect in progress; later senders wait for its outcome."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.conn: Connection | None = None
+        self.error = "connect failed"
+
+
+def default_client_context() -> ssl.SSLContext:
+    """System trust store, hostname checks, TLS 1.2 or later."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class TransportLayer:
+    """Listening points, the connection table, counters, and ``send``."""
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        handler: Handler,
+        *,
+        tls: ssl.SSLContext | None,
+        tls_client_context: ssl.SSLContext | None,
+        limits: ConnectionLimits,
+        websocket: WebSocketConfig,
+        on_connection_closed: Callable[[Connection], None] | None,
+        max_message_bytes: int,
+    ) -> None:
+        self._nursery = nursery
+        self._handler = handler
+        self._tls = tls
+        self._tls_client_context = tls_client_context
+        self._limits = limits
+        self._websocket = websocket
+        self._max_message_bytes = max_message_bytes
+        self.connections = ConnectionTable(on_removed=on_connection_closed)
+        self.stats: Counter[str] = Counter()
+        self._listening_points: list[Peer] = []
+        self._udp_sockets: list[trio.socket.SocketType] = []
+        self._connecting: dict[Key, _ConnectAttempt] = {}
+        self._accepting = trio.CancelScope()
+        self._open_streams = 0
+        self._ids = itertools.count(1)
+
+    @property
+    def listening_points(self) -> list[Peer]:
+        """One per listener, with the port actually bound."""
+        return list(self._listening_points)
+
+    def listening_point(self, transport: Transport) -> Peer | None:
+        return next((p for p in self._listening_points if p.transport is transport), None)
+
+    def stop_accepting(self) -> None:
+        """Close the stream listening sockets (for a graceful shutdown); open
+        connections, UDP and sending carry on."""
+        self._accepting.cancel()
+
+    # -- sending -------------------------------------------------------------
+
+    async def send(self, peer: Peer, data: bytes) -> None:
+        """Send one message to ``peer``, reusing or opening a connection as needed.
+
+        UDP leaves from the UDP listening socket. TCP and TLS reuse a live
+        connection to (transport, host, port) or open one. WS and WSS only use
+        existing connections. A ``.invalid`` host is only looked up among the
+        WebSocket aliases. Raises SendError (NoRoute, ConnectionLost).
+        """
+        host = normalize_host(peer.host)
+        if host.endswith(INVALID_TLD):
+            conn = self.connections.lookup_alias(host)
+            if conn is None or conn.closed:
+                self.stats["dropped_no_route"] += 1
+                raise NoRoute(f"no connection for {host}")
+            await self.send_on(conn, data)
+            return
+        if peer.transport is Transport.UDP:
+            await self._send_datagram(host, peer.port, data)
+            return
+        conn = self.connections.get(peer.transport, host, peer.port)
+        if conn is None or conn.closed:
+            if peer.transport in (Transport.WS, Transport.WSS):
+                self.stats["dropped_no_route"] += 1
+                raise NoRoute(f"no WebSocket connection to {peer}")
+            conn = await self._connect(peer.transport, host, peer.port)
+        await self.send_on(conn, data)
+
+    async def send_on(self, conn: Connection, data: bytes) -> None:
+        """Send over this connection; raises ConnectionLost (a SendError) when it is gone."""
+        try:
+            await conn.send(data)
+        except ConnectionLost:
+            self.stats[f"send_failed_{conn.transport.value}"] += 1
+            raise
+        self.stats[f"sent_{conn.transport.value}"] += 1
+
+    async def _send_datagram(self, host: str, port: int, data: bytes) -> None:
+        family = trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET
+        sock = next((s for s in self._udp_sockets if s.family == family), None)
+        if sock is None:
+            self.stats["dropped_no_route"] += 1
+            raise NoRoute(f"no UDP listening point for {host}")
+        try:
+            await sock.sendto(data, (host, port))
+        except OSError as exc:
+            logger.warning("udp send to %s:%s failed: %s", host, port, exc)
+            self.stats["send_failed_udp"] += 1
+            raise SendError(f"udp send to {host}:{port} failed: {exc}") from exc
+        self.stats["sent_udp"] += 1
+
+    async def _connect(self, transport: Transport, host: str, port: int) -> Connection:
+        """The live connection to (transport, host, port); concurrent senders share one
+        connection attempt and its outcome."""
+        key = connection_key(transport, host, port)
+        attempt = self._connecting.get(key)
+        if attempt is not None:
+            await attempt.done.wait()
+            if attempt.conn is None:
+                raise SendError(attempt.error)
+            return attempt.conn
+        attempt = self._connecting[key] = _ConnectAttempt()
+        try:
+            attempt.conn = await self._nursery.start(self._serve_outbound, transport, host, port)
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+            reason = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc)
+            attempt.error = f"cannot connect to {transport.value}:{host}:{port}: {reason}"
+            logger.warning("%s", attempt.error)
+            self.stats[f"connect_failed_{transport.value}"] += 1
+            raise SendError(attempt.error) from exc
+        finally:
+            del self._connecting[key]
+            attempt.done.set()
+        return attempt.conn
+
+    # -- receiving -----------------------------------------------------------
+
+    def _deliver(self, data: bytes, peer: Peer, conn: Connection | None, local: Peer) -> None:
+        message = InboundMessage(data, peer, conn, local, trio.current_time())
+        self.stats[f"received_{peer.transport.value}"] += 1
+        self._nursery.start_soon(self._dispatch, message)
+
+    async def _dispatch(self, message: InboundMessage) -> None:
+        try:
+            await self._handler(message)
+        except Exception:
+            logger.exception("handling a message from %s failed", message.peer)
+            self.stats["handler_errors"] += 1
+
+    def _deliver_on(self, data: bytes, conn: Connection) -> None:
+        self._deliver(data, conn.peer, conn, conn.local)
+
+    def start_listeners(self, bound: Sequence[tuple[Transport, trio.socket.SocketType]]) -> None:
+        """Serve each bound socket in the layer's nursery."""
+        for transport, sock in bound:
+            host, port = sock.getsockname()[:2]
+            local = Peer(transport, host, port)
+            self._listening_points.append(local)
+            if transport is Transport.UDP:
+                self._udp_sockets.append(sock)
+                deliver = partial(self._deliver_datagram, local=local)
+                self._nursery.start_soon(read_datagrams, sock, deliver, self.stats)
+            else:
+                listener = trio.SocketListener(sock)
+                self._nursery.start_soon(self.serve_stream_listener, listener, local)
+            logger.info("listening on %s", local)
+
+    def _deliver_datagram(self, data: bytes, peer: Peer, *, local: Peer) -> None:
+        self._deliver(data, peer, None, local)
+
+    async def serve_stream_listener(self, listener: trio.SocketListener, local: Peer) -> None:
+        """Accept connections; each runs in this listener's own nursery."""
+        async with trio.open_nursery() as connections:
+            with self._accepting:
+                await trio.serve_listeners(
+                    partial(self._serve_inbound, local=local),
+                    [listener],
+                    handler_nursery=connections,
+                )
+            logger.info("%s no longer accepting connections", local)
+
+    async def _serve_inbound(self, stream: trio.SocketStream, *, local: Peer) -> None:
+        transport = local.transport
+        if self._open_streams >= self._limits.max_connections:
+            self.stats["connections_refused"] += 1
+            await trio.aclose_forcefully(stream)
+            return
+        self._open_streams += 1
+        try:
+            try:
+                peer = remote_peer(stream, transport)
+            except OSError:
+                return  # gone before we looked
+            wrapped: trio.abc.Stream = stream
+            if transport.secure:
+                assert self._tls is not None
+                wrapped = trio.SSLStream(stream, self._tls, server_side=True, https_compatible=True)
+            try:
+                if transport in (Transport.WS, Transport.WSS):
+                    await self._serve_websocket(wrapped, transport, peer, local)
+                else:
+                    await self._serve_stream(wrapped, transport, peer, local)
+            finally:
+                await aclose_stream(wrapped)
+        except Exception:
+            logger.exception("%s connection failed", transport.value)
+        finally:
+            self._open_streams -= 1
+
+    async def _serve_stream(
+        self, stream: trio.abc.Stream, transport: Transport, peer: Peer, local: Peer
+    ) -> None:
+        if isinstance(stream, trio.SSLStream) and not await tls_handshake(stream, peer):
+            self.stats["tls_handshake_failed"] += 1
+            return
+        conn = StreamConnection(
+            self._new_id(transport), transport, stream, peer, local, outbound=False
+        )
+        await self._run_connection(conn, partial(self._read_stream, conn))
+
+    async def _serve_websocket(
+        self, stream: trio.abc.Stream, transport: Transport, peer: Peer, local: Peer
+    ) -> None:
+        async with trio.open_nursery() as ws_nursery:
+            ws = await accept_websocket(
+                ws_nursery,
+                stream,
+                transport,
+                peer,
+                self._websocket,
+                self.stats,
+                max_message_bytes=self._max_message_bytes,
+            )
+            if ws is not None:
+                conn = WebSocketConnection(self._new_id(transport), transport, ws, peer, local)
+                await self._run_connection(
+                    conn,
+                    partial(
+                        read_websocket,
+                        conn,
+                        self._deliver_on,
+                        self.stats,
+                        idle_timeout=self._limits.idle_timeout,
+                    ),
+                )
+            ws_nursery.cancel_scope.cancel()
+
+    async def _serve_outbound(
+        self,
+        transport: Transport,
+        host: str,
+        port: int,
+        *,
+        task_status: trio.TaskStatus[Connection] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        context = self._tls_client_context or default_client_context()
+        with trio.fail_after(CONNECT_TIMEOUT):
+            stream = await open_stream(transport, host, port, context)
+        self._open_streams += 1
+        try:
+            peer = remote_peer(stream, transport)
+            local = self.listening_point(transport)
+            if local is None:
+                local = Peer(transport, *socket_of(stream).getsockname()[:2])
+            conn = StreamConnection(
+                self._new_id(transport), transport, stream, peer, local, outbound=True
+            )
+            await self._run_connection(
+                conn,
+                partial(self._read_stream, conn),
+                extra_keys=(connection_key(transport, host, port),),
+                task_status=task_status,
+            )
+        finally:
+            self._open_streams -= 1
+            await aclose_stream(stream)
+
+    async def _read_stream(self, conn: StreamConnection) -> None:
+        await read_stream(
+            conn,
+            self._deliver_on,
+            self.stats,
+            idle_timeout=self._limits.idle_timeout,
+            max_message_bytes=self._max_message_bytes,
+        )
+
+    async def _run_connection(
+        self,
+        conn: Connection,
+        reader: Callable[[], Awaitable[None]],
+        *,
+        extra_keys: tuple[Key, ...] = (),
+        task_status: trio.TaskStatus[Connection] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Table entry for the connection's lifetime; the reader runs until it ends or
+        ``conn.close()`` is called."""
+        self.connections.add(conn, *extra_keys)
+        self.stats["connections_opened"] += 1
+        logger.debug("%s %s open (%s)", conn.id, conn.peer, "out" if conn.outbound else "in")
+        try:
+            task_status.started(conn)
+            with conn.reader_scope:
+                await reader()
+        finally:
+            conn.close()
+            self.connections.remove(conn)
+            self.stats["connections_closed"] += 1
+            await conn.aclose_transport()
+
+    def _new_id(self, transport: Transport) -> str:
+        return f"{transport.value}-{next(self._ids)}"
+
+
+async def serve_transports(
+    configs: Sequence[TransportConfig],
+    handler: Handler,
+    *,
+    tls: ssl.SSLContext | None = None,
+    tls_client_context: ssl.SSLContext | None = None,
+    limits: ConnectionLimits | None = None,
+    websocket: WebSocketConfig | None = None,
+    on_connection_closed: Callable[[Connection], None] | None = None,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    task_status: trio.TaskStatus[TransportLayer] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Bind every listening point, serve them all, report the layer once all are bound.
+
+    ``tls`` is the server context for TLS and WSS listeners (required when one
+    is configured); ``tls_client_context`` verifies servers on outbound TLS
+    (default: the system trust store). Raises BindError before ``started``.
+    """
+    if tls is None and any(c.protocol.secure for c in configs):
+        raise ValueError("a TLS or WSS listener needs a server TLS context")
+    bound: list[tuple[Transport, trio.socket.SocketType]] = []
+    try:
+        for config in configs:
+            sock_type = (
+                trio.socket.SOCK_DGRAM
+                if config.protocol is Transport.UDP
+                else trio.socket.SOCK_STREAM
+            )
+            sock = await bind_socket(config.protocol, config.bind_addr, config.port, sock_type)
+            bound.append((config.protocol, sock))
+        async with trio.open_nursery() as nursery:
+            layer = TransportLayer(
+                nursery,
+                handler,
+                tls=tls,
+                tls_client_context=tls_client_context,
+                limits=limits or ConnectionLimits(),
+                websocket=websocket or WebSocketConfig(),
+                on_connection_closed=on_connection_closed,
+                max_message_bytes=max_message_bytes,
+            )
+            layer.start_listeners(bound)
+            task_status.started(layer)
+            await trio.sleep_forever()
+    finally:
+        for _, sock in bound:
+            sock.close()

@@ -1,0 +1,81 @@
+"""TLS contexts for the TLS and WSS listeners and for outbound TLS connections.
+
+RFC 3261 §26.2.1 (TLS for SIP), RFC 5630. The server context comes from the
+``spec.securityContext`` keystore; client authentication follows
+``client.authType``; ``client.protocols`` sets the version range, never
+below TLS 1.2.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import Final
+
+from edgeport.config import ClientAuthType, SecurityContext
+from edgeport.keystore import load_cert_chain_into, load_keystore, load_trust_store
+
+logger = logging.getLogger(__name__)
+
+_VERSIONS: Final = {
+    "TLSv1": ssl.TLSVersion.TLSv1,
+    "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+    "TLSv1.2": ssl.TLSVersion.TLSv1_2,
+    "TLSv1.3": ssl.TLSVersion.TLSv1_3,
+}
+TLS_FLOOR: Final = ssl.TLSVersion.TLSv1_2  # TLS 1.0 and 1.1 are deprecated (RFC 8996)
+
+_VERIFY_MODES: Final = {
+    ClientAuthType.DISABLED: ssl.CERT_NONE,
+    ClientAuthType.DISABLED_ALL: ssl.CERT_NONE,
+    ClientAuthType.WANTED: ssl.CERT_OPTIONAL,
+    ClientAuthType.REQUIRED: ssl.CERT_REQUIRED,
+}
+
+
+def version_range(protocols: tuple[str, ...]) -> tuple[ssl.TLSVersion, ssl.TLSVersion]:
+    """(minimum, maximum) for ``client.protocols``; versions under TLS 1.2 are dropped."""
+    versions = []
+    for name in protocols:
+        version = _VERSIONS.get(name)
+        if version is None:
+            raise ValueError(f"unknown TLS protocol {name!r}")
+        if version < TLS_FLOOR:
+            logger.warning("TLS protocol %s is below TLS 1.2 and is not offered", name)
+            continue
+        versions.append(version)
+    if not versions:
+        return TLS_FLOOR, ssl.TLSVersion.TLSv1_3
+    return min(versions), max(versions)
+
+
+def build_server_context(sc: SecurityContext) -> ssl.SSLContext:
+    """The listener context for TLS and WSS, from the keystore and trust store."""
+    material = load_keystore(sc.key_store, sc.key_store_password, sc.key_store_type)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version, context.maximum_version = version_range(sc.client_protocols)
+    load_cert_chain_into(context, material)
+    context.verify_mode = _VERIFY_MODES[sc.client_auth_type]
+    if context.verify_mode != ssl.CERT_NONE:
+        if sc.trust_store:
+            cadata = load_trust_store(sc.trust_store, sc.trust_store_password)
+            context.load_verify_locations(cadata=cadata.decode("ascii"))
+        else:
+            context.load_default_certs(ssl.Purpose.CLIENT_AUTH)
+    return context
+
+
+def build_client_context(sc: SecurityContext | None = None) -> ssl.SSLContext:
+    """The context for outbound TLS: system CAs plus the trust store; our certificate
+    is offered to servers that ask for one."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = TLS_FLOOR
+    if sc is None:
+        return context
+    context.minimum_version, context.maximum_version = version_range(sc.client_protocols)
+    if sc.trust_store:
+        cadata = load_trust_store(sc.trust_store, sc.trust_store_password)
+        context.load_verify_locations(cadata=cadata.decode("ascii"))
+    material = load_keystore(sc.key_store, sc.key_store_password, sc.key_store_type)
+    load_cert_chain_into(context, material)
+    return context

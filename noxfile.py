@@ -1,0 +1,44 @@
+"""Developer sessions: tests, lint, typecheck, proto, bench."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The whole suite, end-to-end cases included."""
+    session.install("-e", ".[test]", "grpcio-tools>=1.66,<2")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.8")
+    session.run("ruff", "check", "edgeport", "tests", "tools", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "edgeport", "tests", "tools", "benchmarks")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[test]", "mypy>=1.13", "types-protobuf", "types-pyyaml")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def proto(session: nox.Session) -> None:
+    """Regenerate edgeport/_proto from proto/*.proto."""
+    session.install("grpcio-tools>=1.66,<2", "grpclib>=0.4.7,<0.5")
+    session.run("python", "tools/gen_proto.py")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Codec, transport and load benchmarks; each prints its figures."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "benchmarks", *session.posargs)

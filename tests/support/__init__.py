@@ -1,0 +1,1 @@
+"""Reusable test parts: a scriptable gRPC processor."""

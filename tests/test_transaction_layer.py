@@ -1,0 +1,449 @@
+"""The trio transaction layer: tables, timers on a mock clock, retransmitted bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+import trio
+import trio.testing
+
+from edgeport.sip.message import Request, Response
+from edgeport.sip.parser import parse_message
+from edgeport.sip.timers import TimerConfig
+from edgeport.sip.transaction import TransactionState, matching_invite_key
+from edgeport.transaction_layer import (
+    ClientTransactionHandle,
+    Outgoing,
+    SendFailed,
+    ServerTransactionHandle,
+    StrayAck,
+    TransactionLayer,
+    TransactionTableFull,
+)
+
+UAC = ("192.0.2.10", 5060)  # where requests come from
+NEXT_HOP = ("192.0.2.20", 5060)  # where requests go
+OTHER_HOP = ("192.0.2.30", 5060)
+
+
+def invite(branch: str = "z9hG4bKclient1", method: str = "INVITE") -> Request:
+    message = parse_message(
+        (
+            f"{method} sip:bob@biloxi.example.com SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 192.0.2.10:5060;branch={branch}\r\n"
+            "Max-Forwards: 70\r\n"
+            "To: Bob <sip:bob@biloxi.example.com>\r\n"
+            "From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\n"
+            "Call-ID: a84b4c76e66710@192.0.2.10\r\n"
+            f"CSeq: 314159 {method}\r\n"
+            "Contact: <sip:alice@192.0.2.10>\r\n"
+            "Content-Length: 0\r\n"
+            "\r\n"
+        ).encode()
+    )
+    assert isinstance(message, Request)
+    return message
+
+
+def ack(branch: str = "z9hG4bKclient1") -> Request:
+    message = parse_message(
+        (
+            "ACK sip:bob@biloxi.example.com SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 192.0.2.10:5060;branch={branch}\r\n"
+            "Max-Forwards: 70\r\n"
+            "To: Bob <sip:bob@biloxi.example.com>;tag=8321234356\r\n"
+            "From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\n"
+            "Call-ID: a84b4c76e66710@192.0.2.10\r\n"
+            "CSeq: 314159 ACK\r\n"
+            "Content-Length: 0\r\n"
+            "\r\n"
+        ).encode()
+    )
+    assert isinstance(message, Request)
+    return message
+
+
+def reply(
+    code: int, reason: str, *, branch: str = "z9hG4bKclient1", method: str = "INVITE"
+) -> Response:
+    message = parse_message(
+        (
+            f"SIP/2.0 {code} {reason}\r\n"
+            f"Via: SIP/2.0/UDP 192.0.2.10:5060;branch={branch}\r\n"
+            "To: Bob <sip:bob@biloxi.example.com>;tag=8321234356\r\n"
+            "From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\n"
+            "Call-ID: a84b4c76e66710@192.0.2.10\r\n"
+            f"CSeq: 314159 {method}\r\n"
+            "Content-Length: 0\r\n"
+            "\r\n"
+        ).encode()
+    )
+    assert isinstance(message, Response)
+    return message
+
+
+Address = tuple[str, int]
+
+
+@dataclass
+class Wire:
+    """A fake transport: records what goes out and when; fails for chosen destinations."""
+
+    sent: list[tuple[float, Outgoing, Address]] = field(default_factory=list)
+    broken: set[Address] = field(default_factory=set)
+
+    async def send(self, outgoing: Outgoing, destination: Address) -> None:
+        await trio.lowlevel.checkpoint()
+        if destination in self.broken:
+            raise SendFailed(f"{destination} is down")
+        self.sent.append((trio.current_time(), outgoing, destination))
+
+    def lines(self) -> list[tuple[float, str, bool]]:
+        """(time, start line, retransmission) for every message sent."""
+        return [
+            (at, out.data.split(b"\r\n", 1)[0].decode(), out.retransmission)
+            for at, out, _ in self.sent
+        ]
+
+
+@dataclass
+class RecordingTU:
+    events: list[tuple[float, str, int | None]] = field(default_factory=list)
+    raise_on_timeout: bool = False
+
+    def on_response(self, handle: ClientTransactionHandle[Address], response: Response) -> None:
+        self.events.append((trio.current_time(), "response", response.status_code))
+
+    def on_timeout(self, handle: ClientTransactionHandle[Address]) -> None:
+        self.events.append((trio.current_time(), "timeout", None))
+        if self.raise_on_timeout:
+            raise RuntimeError("TU bug")
+
+    def on_transport_error(self, handle: ClientTransactionHandle[Address]) -> None:
+        self.events.append((trio.current_time(), "transport error", None))
+
+
+@pytest.fixture
+async def wire() -> Wire:
+    return Wire()
+
+
+@pytest.fixture
+async def layer(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, wire: Wire
+) -> TransactionLayer[Address]:
+    layer = TransactionLayer[Address](TimerConfig(), wire.send)
+    await nursery.start(layer.serve)
+    return layer
+
+
+# ---------------------------------------------------------------- client side
+
+
+async def test_invite_retransmissions_then_timer_b_timeout(
+    layer: TransactionLayer[Address], wire: Wire
+) -> None:
+    tu = RecordingTU()
+    start = trio.current_time()
+    handle = await layer.send_request(invite(), NEXT_HOP, reliable=False, tu=tu)
+    assert layer.active_client_transactions == 1
+    await trio.sleep(40)
+    times = [at - start for at, _, _ in wire.sent]
+    # Timer A: 0.5, 1, 2, 4, 8, 16 s apart; Timer B (32 s) ends it.
+    assert times == [0.0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5]
+    assert [out.retransmission for _, out, _ in wire.sent] == [False] + [True] * 6
+    first = wire.sent[0][1].data
+    assert all(out.data is first for _, out, _ in wire.sent)
+    assert all(dest == NEXT_HOP for _, _, dest in wire.sent)
+    assert tu.events == [(start + 32.0, "timeout", None)]
+    assert handle.state is TransactionState.TERMINATED
+    assert layer.active_client_transactions == 0
+    assert layer.retransmissions == 6
+
+
+async def test_non_invite_retransmissions_cap_at_t2_then_timer_f(
+    layer: TransactionLayer[Address], wire: Wire
+) -> None:
+    tu = RecordingTU()
+    start = trio.current_time()
+    await layer.send_request(invite(method="OPTIONS"), NEXT_HOP, reliable=False, tu=tu)
+    await trio.sleep(40)
+    times = [at - start for at, _, _ in wire.sent]
+    assert times == [0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+    assert tu.events == [(start + 32.0, "timeout", None)]
+    assert layer.active_client_transactions == 0
+
+
+async def test_reliable_transport_has_no_retransmissions(
+    layer: TransactionLayer[Address], wire: Wire
+) -> None:
+    tu = RecordingTU()
+    start = trio.current_time()
+    await layer.send_request(invite(), NEXT_HOP, reliable=True, tu=tu)
+    await trio.sleep(40)
+    assert len(wire.sent) == 1
+    assert tu.events == [(start + 32.0, "timeout", None)]
+
+
+async def test_provisional_stops_timer_a_and_timer_c_ends_the_invite(
+    layer: TransactionLayer[Address], wire: Wire
+) -> None:
+    tu = RecordingTU()
+    start = trio.current_time()
+    await layer.send_request(invite(), NEXT_HOP, reliable=False, tu=tu)
+    await trio.sleep(0.7)  # one retransmission at 0.5 s
+    assert await layer.receive_response(reply(180, "Ringing"), NEXT_HOP)
+    await trio.sleep(100)
+    assert len(wire.sent) == 2
+    assert tu.events == [(start + 0.7, "response", 180)]
+    # Timer C (185 s, restarted by the 180) ends it.
+    await trio.sleep(100)
+    assert tu.events[-1] == (start + 0.7 + 185.0, "timeout", None)
+    assert layer.active_client_transactions == 0
+
+
+async def test_non_2xx_is_acked_and_absorbed_until_timer_d(
+    layer: TransactionLayer[Address], wire: Wire
+) -> None:
+    tu = RecordingTU()
+    await layer.send_request(invite(), NEXT_HOP, reliable=False, tu=tu)
+    assert await layer.receive_response(reply(486, "Busy Here"), NEXT_HOP)
+    assert await layer.receive_response(reply(486, "Busy Here"), NEXT_HOP)
+    assert [(line, again) for _, line, again in wire.lines()] == [
+        ("INVITE sip:bob@biloxi.example.com SIP/2.0", False),
+        ("ACK sip:bob@biloxi.example.com SIP/2.0", False),
+        ("ACK sip:bob@biloxi.example.com SIP/2.0", True),
+    ]
+    assert wire.sent[1][1].data is wire.sent[2][1].data
+    assert [name for _, name, _ in tu.events] == ["response"]
+    await trio.sleep(31)
+    assert layer.active_client_transactions == 1
+    await trio.sleep(2)  # Timer D: 32 s
+    assert layer.active_client_transactions == 0
+    # Now a retransmission is a stray response for the proxy to forward.
+    assert not await layer.receive_response(reply(486, "Busy Here"), NEXT_HOP)
+
+
+async def test_2xx_terminates_and_its_retransmission_is_stray(
+    layer: TransactionLayer[Address], wire: Wire
+) -> None:
+    tu = RecordingTU()
+    await layer.send_request(invite(), NEXT_HOP, reliable=False, tu=tu)
+    assert await layer.receive_response(reply(200, "OK"), NEXT_HOP)
+    assert layer.active_client_transactions == 0
+    assert not await layer.receive_response(reply(200, "OK"), NEXT_HOP)
+    assert [code for _, _, code in tu.events] == [200]
+    await trio.sleep(60)
+    assert len(wire.sent) == 1  # no retransmission after the 2xx
+
+
+async def test_non_invite_final_leaves_the_table_after_timer_k(
+    layer: TransactionLayer[Address],
+) -> None:
+    tu = RecordingTU()
+    await layer.send_request(invite(method="OPTIONS"), NEXT_HOP, reliable=False, tu=tu)
+    assert await layer.receive_response(reply(200, "OK", method="OPTIONS"), NEXT_HOP)
+    assert await layer.receive_response(reply(200, "OK", method="OPTIONS"), NEXT_HOP)
+    assert [code for _, _, code in tu.events] == [200]
+    await trio.sleep(4.9)
+    assert layer.active_client_transactions == 1
+    await trio.sleep(0.2)  # Timer K: 5 s
+    assert layer.active_client_transactions == 0
+
+
+async def test_cancel_is_a_separate_client_transaction(
+    layer: TransactionLayer[Address],
+) -> None:
+    tu = RecordingTU()
+    await layer.send_request(invite(), NEXT_HOP, reliable=False, tu=tu)
+    await layer.send_request(invite(method="CANCEL"), NEXT_HOP, reliable=False, tu=tu)
+    assert layer.active_client_transactions == 2
+    assert await layer.receive_response(reply(200, "OK", method="CANCEL"), NEXT_HOP)
+    assert await layer.receive_response(reply(487, "Request Terminated"), NEXT_HOP)
+    assert [code for _, _, code in tu.events] == [200, 487]
+
+
+async def test_send_failure_is_a_transport_error(
+    layer: TransactionLayer[Address], wire: Wire
+) -> None:
+    tu = RecordingTU()
+    wire.broken.add(NEXT_HOP)
+    handle = await layer.send_request(invite(), NEXT_HOP, reliable=False, tu=tu)
+    assert [name for _, name, _ in tu.events] == ["transport error"]
+    assert handle.state is TransactionState.TERMINATED
+    assert layer.active_client_transactions == 0
+    await trio.sleep(60)
+    assert wire.sent == []
+
+
+async def test_fail_destination_fails_only_its_transactions(
+    layer: TransactionLayer[Address], wire: Wire
+) -> None:
+    tu_a, tu_b = RecordingTU(), RecordingTU()
+    await layer.send_request(invite("z9hG4bKa"), NEXT_HOP, reliable=True, tu=tu_a)
+    await layer.send_request(invite("z9hG4bKb"), OTHER_HOP, reliable=True, tu=tu_b)
+    server = await layer.receive_request(invite("z9hG4bKs"), NEXT_HOP, reliable=True)
+    assert isinstance(server, ServerTransactionHandle)
+    assert layer.fail_destination(NEXT_HOP) == 2
+    assert [name for _, name, _ in tu_a.events] == ["transport error"]
+    assert tu_b.events == []
+    assert server.state is TransactionState.TERMINATED
+    assert layer.active_client_transactions == 1
+    assert layer.active_server_transactions == 0
+
+
+async def test_a_raising_tu_does_not_stop_the_timers(
+    layer: TransactionLayer[Address],
+) -> None:
+    bad, good = RecordingTU(raise_on_timeout=True), RecordingTU()
+    await layer.send_request(invite("z9hG4bKbad"), NEXT_HOP, reliable=True, tu=bad)
+    await trio.sleep(1)
+    await layer.send_request(invite("z9hG4bKgood"), NEXT_HOP, reliable=True, tu=good)
+    await trio.sleep(40)
+    assert [name for _, name, _ in bad.events] == ["timeout"]
+    assert [name for _, name, _ in good.events] == ["timeout"]
+
+
+async def test_send_request_refuses_a_running_branch(layer: TransactionLayer[Address]) -> None:
+    await layer.send_request(invite(), NEXT_HOP, reliable=True, tu=RecordingTU())
+    with pytest.raises(ValueError, match="already running"):
+        await layer.send_request(invite(), NEXT_HOP, reliable=True, tu=RecordingTU())
+
+
+async def test_stray_response(layer: TransactionLayer[Address]) -> None:
+    assert not await layer.receive_response(reply(200, "OK", branch="z9hG4bKnobody"), NEXT_HOP)
+
+
+# ---------------------------------------------------------------- server side
+
+
+async def test_invite_server_100_trying_and_absorbed_retransmission(
+    layer: TransactionLayer[Address], wire: Wire
+) -> None:
+    handle = await layer.receive_request(invite(), UAC, reliable=False)
+    assert isinstance(handle, ServerTransactionHandle)
+    assert handle.request.method == "INVITE"
+    assert layer.active_server_transactions == 1
+    assert await layer.receive_request(invite(), UAC, reliable=False) is None
+    assert [(line, again) for _, line, again in wire.lines()] == [
+        ("SIP/2.0 100 Trying", False),
+        ("SIP/2.0 100 Trying", True),
+    ]
+    assert wire.sent[0][1].data is wire.sent[1][1].data
+    assert all(dest == UAC for _, _, dest in wire.sent)
+
+
+async def test_non_2xx_retransmitted_until_ack_then_gone_after_timer_i(
+    layer: TransactionLayer[Address], wire: Wire
+) -> None:
+    handle = await layer.receive_request(invite(), UAC, reliable=False)
+    assert isinstance(handle, ServerTransactionHandle)
+    start = trio.current_time()
+    assert await handle.respond(reply(486, "Busy Here"))
+    await trio.sleep(12)
+    finals = [(at - start, again) for at, line, again in wire.lines() if "486" in line]
+    # Timer G: 0.5, 1, 2, 4, 4 s apart (capped at T2).
+    assert finals == [
+        (0.0, False),
+        (0.5, True),
+        (1.5, True),
+        (3.5, True),
+        (7.5, True),
+        (11.5, True),
+    ]
+    # A retransmitted INVITE gets the final again.
+    assert await layer.receive_request(invite(), UAC, reliable=False) is None
+    assert wire.lines()[-1][1:] == ("SIP/2.0 486 Busy Here", True)
+    sent = len(wire.sent)
+    # The ACK is absorbed and stops the retransmissions.
+    assert await layer.receive_request(ack(), UAC, reliable=False) is None
+    assert handle.state is TransactionState.CONFIRMED
+    assert await layer.receive_request(ack(), UAC, reliable=False) is None
+    await trio.sleep(4.9)
+    assert len(wire.sent) == sent
+    assert layer.active_server_transactions == 1
+    await trio.sleep(0.2)  # Timer I: 5 s
+    assert layer.active_server_transactions == 0
+
+
+async def test_timer_h_ends_a_transaction_whose_ack_never_comes(
+    layer: TransactionLayer[Address],
+) -> None:
+    handle = await layer.receive_request(invite(), UAC, reliable=True)
+    assert isinstance(handle, ServerTransactionHandle)
+    await handle.respond(reply(486, "Busy Here"))
+    await trio.sleep(31.9)
+    assert layer.active_server_transactions == 1
+    await trio.sleep(0.2)
+    assert handle.state is TransactionState.TERMINATED
+    assert layer.active_server_transactions == 0
+
+
+async def test_2xx_ends_the_server_transaction_and_its_ack_is_stray(
+    layer: TransactionLayer[Address],
+) -> None:
+    handle = await layer.receive_request(invite(), UAC, reliable=False)
+    assert isinstance(handle, ServerTransactionHandle)
+    assert await handle.respond(reply(200, "OK"))
+    assert layer.active_server_transactions == 0
+    assert not await handle.respond(reply(200, "OK"))
+    ack_for_2xx = ack("z9hG4bKotherbranch")
+    result = await layer.receive_request(ack_for_2xx, UAC, reliable=False)
+    assert result == StrayAck(ack_for_2xx)
+
+
+async def test_non_invite_server_absorbs_and_leaves_after_timer_j(
+    layer: TransactionLayer[Address], wire: Wire
+) -> None:
+    handle = await layer.receive_request(invite(method="REGISTER"), UAC, reliable=False)
+    assert isinstance(handle, ServerTransactionHandle)
+    assert wire.sent == []  # no 100 Trying for a non-INVITE
+    assert await layer.receive_request(invite(method="REGISTER"), UAC, reliable=False) is None
+    assert wire.sent == []
+    assert await handle.respond(reply(200, "OK", method="REGISTER"))
+    assert not await handle.respond(reply(500, "Server Internal Error", method="REGISTER"))
+    assert await layer.receive_request(invite(method="REGISTER"), UAC, reliable=False) is None
+    assert [(line, again) for _, line, again in wire.lines()] == [
+        ("SIP/2.0 200 OK", False),
+        ("SIP/2.0 200 OK", True),
+    ]
+    await trio.sleep(31.9)
+    assert layer.active_server_transactions == 1
+    await trio.sleep(0.2)  # Timer J: 32 s
+    assert layer.active_server_transactions == 0
+    assert layer.retransmissions == 1
+
+
+async def test_cancel_finds_the_invite_server_transaction(
+    layer: TransactionLayer[Address],
+) -> None:
+    handle = await layer.receive_request(invite(), UAC, reliable=False)
+    cancel = invite(method="CANCEL")
+    cancel_handle = await layer.receive_request(cancel, UAC, reliable=False)
+    assert isinstance(cancel_handle, ServerTransactionHandle)
+    assert cancel_handle is not handle
+    assert layer.server_transaction(matching_invite_key(cancel)) is handle
+
+
+async def test_send_failure_ends_a_server_transaction(
+    layer: TransactionLayer[Address], wire: Wire
+) -> None:
+    wire.broken.add(UAC)
+    handle = await layer.receive_request(invite(), UAC, reliable=False)
+    assert isinstance(handle, ServerTransactionHandle)
+    assert handle.state is TransactionState.TERMINATED
+    assert layer.active_server_transactions == 0
+    assert not await handle.respond(reply(486, "Busy Here"))
+
+
+async def test_tables_are_capped(autojump_clock: trio.testing.MockClock, wire: Wire) -> None:
+    layer = TransactionLayer[Address](TimerConfig(), wire.send, max_transactions=1)
+    await layer.receive_request(invite("z9hG4bK1"), UAC, reliable=True)
+    with pytest.raises(TransactionTableFull):
+        await layer.receive_request(invite("z9hG4bK2"), UAC, reliable=True)
+    # A retransmission of a known transaction still gets through.
+    assert await layer.receive_request(invite("z9hG4bK1"), UAC, reliable=True) is None
+    await layer.send_request(invite("z9hG4bK3"), NEXT_HOP, reliable=True, tu=RecordingTU())
+    with pytest.raises(TransactionTableFull):
+        await layer.send_request(invite("z9hG4bK4"), NEXT_HOP, reliable=True, tu=RecordingTU())

@@ -934,41 +934,68 @@ def _env_settings(env: Mapping[str, str], problems: list[str], warnings: list[st
 
 
 def _build(document: dict[str, Any], env: Mapping[str, str]) -> tuple[EdgePortConfig, list[str]]:
-    problems: list[str] = []
-    warnings: list[str] = _unknown_keys(document, _DocumentFile, "")
+    """The one pass: warnings, environment, structuring, cross-field checks."""
+    warnings = _unknown_keys(document, _DocumentFile, "")
     applied = _apply_env_to_document(document, env)
-    settings = _env_settings(env, problems, warnings)
+    env_problems: list[str] = []
+    settings = _env_settings(env, env_problems, warnings)
+    problems: list[str] = []
     parsed: _DocumentFile | None = None
     try:
         parsed = _converter.structure(document, _DocumentFile)
     except Exception as exc:  # every structuring problem, as a tree of exceptions
-        problems[:0] = _name_variables(_problem_lines(exc, ""), applied)
-    if parsed is not None:
-        problems.extend(_cross_checks(parsed.spec))
+        problems.extend(_name_variables(_problem_lines(exc, ""), applied))
+    problems.extend(_cross_checks(document))
+    problems.extend(env_problems)
     if problems or parsed is None:
         raise ConfigError(problems, warnings)
     return _to_config(parsed, settings), warnings
 
 
-def _cross_checks(spec: _SpecFile) -> list[str]:
-    """Rules that join several keys, or look outside the file (the keystores)."""
+_SECURE_PROTOCOLS: Final = tuple(item.value for item in Transport if item.secure)
+
+
+def _cross_checks(document: Mapping[str, Any]) -> list[str]:
+    """Rules that join several keys, or look outside the file (the keystores).
+
+    They read the document itself, so that they are reported even when an
+    unrelated key failed to structure.
+    """
+    spec = document.get("spec")
+    if not isinstance(spec, Mapping):
+        return []
     problems: list[str] = []
-    secure = [entry.protocol.value for entry in spec.transport if entry.protocol.secure]
-    security = spec.security_context
-    if secure and security is None:
+    transports = spec.get("transport")
+    protocols = [
+        entry["protocol"].lower()
+        for entry in (transports if isinstance(transports, list) else [])
+        if isinstance(entry, Mapping) and isinstance(entry.get("protocol"), str)
+    ]
+    secure = [
+        name
+        for name in dict.fromkeys(protocols)
+        if name in (Transport.TLS.value, Transport.WSS.value)
+    ]
+    raw_security = spec.get("securityContext")
+    if secure and raw_security is None:
         problems.append(
             f"spec.securityContext: required key missing (spec.transport uses {_one_of(secure)})"
         )
-    if security is not None:
+    if raw_security is None:
+        return problems
+    try:
+        security: _SecurityContextFile = _structure_security(raw_security, None)
+    except Exception:  # already reported by the structuring pass
+        return problems
+    try:
+        load_keystore(security.key_store, security.key_store_password, security.key_store_type)
+    except KeystoreError as exc:
+        problems.append(f"spec.securityContext.keyStore: {exc}")
+    if security.trust_store is not None:
         try:
-            load_keystore(security.key_store, security.key_store_password, security.key_store_type)
+            load_trust_store(security.trust_store, security.trust_store_password)
         except KeystoreError as exc:
-            problems.append(f"spec.securityContext.keyStore: {exc}")
-        if security.trust_store is not None:
-            try:
-                load_trust_store(security.trust_store, security.trust_store_password)
-            except KeystoreError as exc:
-                problems.append(f"spec.securityContext.trustStore: {exc}")
+            problems.append(f"spec.securityContext.trustStore: {exc}")
     return problems
 
 

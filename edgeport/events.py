@@ -200,11 +200,13 @@ class EventQueue:
         self._in_flight = [self._events.popleft() for _ in range(count)]
         return self._in_flight
 
-    def confirm(self) -> None:
-        count = len(self._in_flight)
+    def confirm(self, undeliverable: int = 0) -> None:
+        """The batch in flight is done: published, but for ``undeliverable`` dropped ones."""
+        count = len(self._in_flight) - undeliverable
         self._in_flight = []
         self.published += count
         self._published_total.inc(count)
+        self._count_dropped(undeliverable)
         self._changed.unpark_all()
 
     def requeue(self) -> None:
@@ -314,11 +316,14 @@ async def serve_event_publishers(
             if publisher == CONSOLE_PUBLISHER:
                 nursery.start_soon(_serve_console, queue, name="console event publisher")
             else:
+                prefix = config.nats_subject
+                if not prefix or any(char.isspace() for char in prefix):
+                    raise ValueError(f"invalid NATS subject prefix {prefix!r}")
                 if trio_asyncio.current_loop.get(None) is None:
                     raise RuntimeError(
                         "the NATS publisher needs trio_asyncio.open_loop() around it"
                     )
-                nats_publisher = _NatsPublisher(config.nats_url, config.nats_subject, queue)
+                nats_publisher = _NatsPublisher(config.nats_url, prefix, queue)
                 nursery.start_soon(nats_publisher.serve, name="NATS event publisher")
         task_status.started()
         await trio.sleep_forever()
@@ -409,10 +414,19 @@ class _NatsPublisher:
             if client.is_closed:
                 return
             batch = self._queue.take(MAX_BATCH_EVENTS)
-            messages = [
-                (f"{self._subject_prefix}.{event.name}", event.to_json().encode())
-                for event in batch
-            ]
+            messages = []
+            for event in batch:
+                payload = event.to_json().encode()
+                if len(payload) > client.max_payload:
+                    # Sending it again would fail again and hold up every later event.
+                    logger.warning(
+                        "dropping %s event of %d bytes: NATS takes at most %d",
+                        event.name,
+                        len(payload),
+                        client.max_payload,
+                    )
+                    continue
+                messages.append((f"{self._subject_prefix}.{event.name}", payload))
             try:
                 await trio_asyncio.aio_as_trio(_publish_confirmed)(client, messages)
             except BaseException as exc:
@@ -425,7 +439,7 @@ class _NatsPublisher:
                 logger.debug("publishing %d events to NATS failed: %r", len(batch), exc)
                 await trio.sleep(NATS_RETRY_DELAY)
                 continue
-            self._queue.confirm()
+            self._queue.confirm(undeliverable=len(batch) - len(messages))
 
     async def _close(self, client: NatsClient) -> None:
         self._closing = True

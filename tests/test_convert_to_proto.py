@@ -351,8 +351,8 @@ def test_multiple_contacts_travel_as_extensions_in_order() -> None:
     assert ext(message) == [
         ("CSeq", "5 REGISTER"),
         ("Contact", "<sip:a@10.0.0.8>;q=0.1"),
-        ("X-Between", "1"),
         ("Contact", "<sip:a@10.0.0.9>"),
+        ("X-Between", "1"),
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import nats
 import pytest
@@ -268,7 +269,7 @@ async def test_nats_publisher_sends_each_event_on_its_subject() -> None:
 
 
 async def test_nats_down_at_start_warns_queues_then_delivers(
-    caplog: pytest.LogCaptureFixture, tmp_path: pytest.TempPathFactory
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="edgeport.events")
     # JetStream keeps what the server receives, so the check does not race the
@@ -299,7 +300,7 @@ async def test_nats_down_at_start_warns_queues_then_delivers(
 
 
 async def test_nats_restart_mid_stream_loses_nothing(
-    caplog: pytest.LogCaptureFixture, tmp_path: pytest.TempPathFactory
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="edgeport.events")
     server = NatsServer(free_port(), ["-js", "-sd", str(tmp_path)])
@@ -354,3 +355,29 @@ async def test_nats_overflow_delivers_the_newest() -> None:
     assert [json.loads(message.data)["callId"] for message in received] == ["call-3", "call-4"]
     stats = bus.stats()[NATS_PUBLISHER]
     assert (stats.published, stats.dropped, stats.depth) == (2, 3, 0)
+
+
+async def test_an_event_too_large_for_nats_is_dropped_not_retried(tmp_path: Path) -> None:
+    server_config = tmp_path / "nats.conf"
+    server_config.write_text("max_payload: 512\n")
+    bus = EventBus([NATS_PUBLISHER], metrics=EdgeportMetrics())
+    bus.publish(call_started("big", "sip:a@h", "sip:b@h", {}, {"blob": "x" * 1000}, NOW))
+    bus.publish(_ended(1))
+    with trio.fail_after(30):
+        async with (
+            trio_asyncio.open_loop(),
+            open_nats_server(extra_args=["-c", str(server_config)]) as server,
+        ):
+            subscriber = await aio(nats.connect)(server.url)
+            subscription = await aio(subscriber.subscribe)("routr.>")
+            await aio(subscriber.flush)()
+            config = PublisherConfig(nats_enabled=True, nats_url=server.url)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(serve_event_publishers, config, bus)
+                received = await aio(subscription.next_msg)(timeout=10)
+                await bus.drain()
+                nursery.cancel_scope.cancel()
+            await aio(subscriber.close)()
+    assert json.loads(received.data)["callId"] == "call-1"
+    stats = bus.stats()[NATS_PUBLISHER]
+    assert (stats.published, stats.dropped, stats.depth) == (1, 1, 0)

@@ -30,7 +30,6 @@ from edgeport.sip.headers import (
     Via,
     parse_digest_challenge,
     parse_digest_credentials,
-    parse_name_addr_list,
 )
 from edgeport.sip.message import Request, Response
 from edgeport.sip.uri import SipUri, Uri
@@ -283,13 +282,14 @@ def fill_sip_message(out: sipmessage_pb2.SIPMessage, msg: Request | Response) ->
                 for via in msg.via:
                     fill_via(out.via.add(), via)
         elif name == _CONTACT:
-            contacts = parse_name_addr_list(value)
-            if first and contacts:
-                fill_contact(out.contact, contacts[0])
-                contacts = contacts[1:]
-            for contact in contacts:
-                # edgeport does better: later Contact values travel as extensions.
-                extensions.add(name=_CONTACT, value=str(contact))
+            if first:
+                contacts = msg.contacts
+                if contacts:
+                    fill_contact(out.contact, contacts[0])
+                # edgeport does better: later Contact values (of this line and
+                # of later Contact lines) travel as extensions, here.
+                for contact in contacts[1:]:
+                    extensions.add(name=_CONTACT, value=str(contact))
         elif name == _ROUTE:
             if first:
                 _fill_routes(out.route, msg.routes)

@@ -91,7 +91,7 @@ class TransportLayer:
         self._listening_points: list[Peer] = []
         self._udp_sockets: list[trio.socket.SocketType] = []
         self._connecting: dict[Key, _ConnectAttempt] = {}
-        self._accepting = trio.CancelScope()
+        self._accept_scopes: list[trio.CancelScope] = []
         self._open_streams = 0
         self._ids = itertools.count(1)
 
@@ -106,7 +106,8 @@ class TransportLayer:
     def stop_accepting(self) -> None:
         """Close the stream listening sockets (for a graceful shutdown); open
         connections, UDP and sending carry on."""
-        self._accepting.cancel()
+        for scope in self._accept_scopes:
+            scope.cancel()
 
     # -- sending -------------------------------------------------------------
 
@@ -222,7 +223,9 @@ class TransportLayer:
     async def serve_stream_listener(self, listener: trio.SocketListener, local: Peer) -> None:
         """Accept connections; each runs in this listener's own nursery."""
         async with trio.open_nursery() as connections:
-            with self._accepting:
+            accepting = trio.CancelScope()
+            self._accept_scopes.append(accepting)
+            with accepting:
                 await trio.serve_listeners(
                     partial(self._serve_inbound, local=local),
                     [listener],

@@ -247,10 +247,11 @@ def test_compact_forms() -> None:
 
 MULTI_VALUE = request(
     "SIP/2.0 180 Ringing\r\n"
-    "Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1, SIP/2.0/TCP b.example.com:5061;branch=z9hG4bK2\r\n"
+    "Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1, "
+    "SIP/2.0/TCP b.example.com:5061;branch=z9hG4bK2\r\n"
     "Via: SIP/2.0/UDP c.example.com;branch=z9hG4bK3\r\n"
     "Record-Route: <sip:p1.example.com;lr>,<sip:p2.example.com;lr>\r\n"
-    'Record-Route: <sip:p3.example.com;lr;x="a,b">\r\n'
+    'Record-Route: <sip:p3.example.com;lr>;x="a,b"\r\n'
     "From: <sip:a@example.com>;tag=1\r\n"
     "To: <sip:b@example.com>;tag=2\r\n"
     "Call-ID: multi\r\n"
@@ -263,10 +264,10 @@ def test_multiple_values_on_one_line() -> None:
     msg = parse_message(MULTI_VALUE)
     assert isinstance(msg, Response)
     assert [v.host for v in msg.via] == ["a.example.com", "b.example.com", "c.example.com"]
-    assert [str(r.uri) for r in msg.record_routes] == [
-        "sip:p1.example.com;lr",
-        "sip:p2.example.com;lr",
-        'sip:p3.example.com;lr;x="a,b"',
+    assert [str(r) for r in msg.record_routes] == [
+        "<sip:p1.example.com;lr>",
+        "<sip:p2.example.com;lr>",
+        '<sip:p3.example.com;lr>;x="a,b"',
     ]
 
 
@@ -480,7 +481,7 @@ def test_malformed_start_line(start: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "uri", ["sip:", "sip:user@", "sip:host:99999", "sip:[::1", "nocolon", "sip:a b", "sip:ho<st"]
+    "uri", ["sip:", "sip:user@", "sip:host:99999", "sip:[::1", "nocolon", "sip:a@b@c", "sip:ho<st"]
 )
 def test_bad_request_uri(uri: str) -> None:
     with pytest.raises(SipParseError) as info:

@@ -18,6 +18,7 @@ from edgeport.transports import (
     NoRoute,
     Peer,
     SendError,
+    TransportLayer,
     serve_transports,
 )
 
@@ -294,3 +295,40 @@ async def test_ipv6_loopback() -> None:
                 message = await recorder.next()
                 assert message.peer.transport is Transport.UDP
                 assert message.peer.host == "::1"
+
+
+async def test_concurrent_sends_share_one_failed_connect() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    failures: list[SendError] = []
+
+    async def send(layer: TransportLayer) -> None:
+        try:
+            await layer.send(Peer(Transport.TCP, "127.0.0.1", closed_port), sip_request())
+        except SendError as exc:
+            failures.append(exc)
+
+    with trio.fail_after(15):
+        async with running_layer([Transport.TCP]) as (layer, _):
+            async with trio.open_nursery() as nursery:
+                for _ in range(3):
+                    nursery.start_soon(send, layer)
+            assert len(failures) == 3
+            assert layer.stats["connect_failed_tcp"] == 1
+
+
+async def test_stop_accepting_keeps_open_connections() -> None:
+    with trio.fail_after(5):
+        async with running_layer([Transport.TCP]) as (layer, recorder):
+            address = point(layer, Transport.TCP)
+            client = await connect(address)
+            async with client:
+                await client.send_all(sip_request(call_id="before"))
+                await recorder.next()
+                layer.stop_accepting()
+                await trio.sleep(0.05)
+                with pytest.raises(OSError, match="all attempts to connect"):
+                    await connect(address)
+                await client.send_all(sip_request(call_id="after"))
+                assert (await recorder.next()).data == sip_request(call_id="after")

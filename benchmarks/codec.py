@@ -148,12 +148,14 @@ def _processor_reply(data: bytes) -> bytes:
 def _decoder(data: bytes) -> Callable[[bytes], bytes]:
     """(b): MessageResponse bytes -> SIP bytes, against the message the reply is about."""
     original = parse_message(data)
+    # The proxy keeps the SIPMessage it sent; passing it spares re-deriving it.
+    sent = to_sip_message(original)
     if isinstance(original, Request):
         request = original
 
         def forward_request(reply_bytes: bytes) -> bytes:
             reply = processor_pb2.MessageResponse.FromString(reply_bytes)
-            forwarded = build_forward_request(reply, request, branch_factory=_branch)
+            forwarded = build_forward_request(reply, request, branch_factory=_branch, sent=sent)
             return forwarded.request.to_bytes()
 
         return forward_request
@@ -161,7 +163,7 @@ def _decoder(data: bytes) -> Callable[[bytes], bytes]:
 
     def forward_response(reply_bytes: bytes) -> bytes:
         reply = processor_pb2.MessageResponse.FromString(reply_bytes)
-        return build_forward_response(reply, response).to_bytes()
+        return build_forward_response(reply, response, sent=sent).to_bytes()
 
     return forward_response
 

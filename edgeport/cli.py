@@ -182,13 +182,18 @@ def _print_problems(lines: list[str]) -> None:
 # --- logging ------------------------------------------------------------------
 
 
+class _EdgeportHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler :func:`configure_logging` installs, told apart from anyone else's."""
+
+
 def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
-    """One stderr handler on the root logger, replacing any earlier one."""
-    handler = logging.StreamHandler(sys.stderr)
+    """One stderr handler on the root logger; calling again replaces it."""
+    handler = _EdgeportHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if isinstance(old, _EdgeportHandler):
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
 

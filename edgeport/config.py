@@ -294,32 +294,35 @@ def _mask(secret: str) -> str:
 
 
 def _read_document(path: Path) -> Any:
+    shown = str(path) if str(path).isprintable() else repr(str(path))  # one line, always
     try:
         with path.open("rb") as stream:
             data = stream.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
-        raise ConfigError([f"{path}: cannot read the file: {exc.strerror or exc}"]) from None
+        raise ConfigError([f"{shown}: cannot read the file: {exc.strerror or exc}"]) from None
+    except ValueError:  # a NUL character in the name
+        raise ConfigError([f"{shown}: cannot read the file: not a valid file name"]) from None
     if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError([f"{path}: larger than {MAX_CONFIG_BYTES} bytes"])
+        raise ConfigError([f"{shown}: larger than {MAX_CONFIG_BYTES} bytes"])
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
+        raise ConfigError([f"{shown}: not UTF-8 text (byte {exc.start})"]) from None
     suffix = path.suffix.lower()
     if suffix == ".json" or (
         suffix not in (".yaml", ".yml") and text.lstrip().startswith(("{", "["))
     ):
-        document = _parse_json(path, text)
+        document = _parse_json(shown, text)
     else:
-        document = _parse_yaml(path, text)
+        document = _parse_yaml(shown, text)
     if document is None:
-        raise ConfigError([f"{path}: the file is empty"])
+        raise ConfigError([f"{shown}: the file is empty"])
     if not isinstance(document, dict):
-        raise ConfigError([f"{path}: expected a mapping at the top level, got {_show(document)}"])
+        raise ConfigError([f"{shown}: expected a mapping at the top level, got {_show(document)}"])
     return document
 
 
-def _parse_json(path: Path, text: str) -> Any:
+def _parse_json(path: str, text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -327,7 +330,7 @@ def _parse_json(path: Path, text: str) -> Any:
         raise ConfigError([line]) from None
 
 
-def _parse_yaml(path: Path, text: str) -> Any:
+def _parse_yaml(path: str, text: str) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -632,10 +635,12 @@ def _list_of(
             problems.append(non_empty)
         if unique:
             seen: list[Any] = []
+            repeated: list[Any] = []
             for item in result:
-                if item in seen:
+                if item in seen and item not in repeated:
                     shown = item.value if isinstance(item, enum.Enum) else item
                     problems.append(f"{shown!r} appears twice")
+                    repeated.append(item)
                 seen.append(item)
         if check is not None and not problems:
             problems.extend(check(result))
@@ -797,7 +802,8 @@ def _unknown_keys(value: Any, cl: type[Any], path: str) -> list[str]:
     fields = {_camel(field.name): field for field in attrs.fields(cl)}
     warnings: list[str] = []
     for key, item in value.items():
-        where = f"{path}.{key}" if path else str(key)
+        name = str(key) if str(key).isprintable() else repr(key)
+        where = f"{path}.{name}" if path else name
         field = fields.get(key)
         if field is None:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
@@ -857,13 +863,9 @@ def _apply_env_to_document(document: dict[str, Any], env: Mapping[str, str]) -> 
                 continue
             processor["addr"] = value.strip()
         else:
-            spec[_camel_last(key_path)] = _env_list(value)
+            spec[key_path.rsplit(".", 1)[-1]] = _env_list(value)
         applied[key_path] = variable
     return applied
-
-
-def _camel_last(key_path: str) -> str:
-    return key_path.rsplit(".", 1)[-1]
 
 
 def _name_variables(lines: list[str], applied: Mapping[str, str]) -> list[str]:

@@ -137,12 +137,11 @@ async def serve_health(
     Without ``heartbeat`` the server runs its own; with one, the caller runs it
     (``heartbeat.serve``) and the server only reads it.
     """
-    server = _HealthServer(checks, render_metrics)
     async with trio.open_nursery() as nursery:
         if heartbeat is None:
             heartbeat = Heartbeat()
             await nursery.start(heartbeat.serve)
-        server.heartbeat = heartbeat
+        server = _HealthServer(checks, render_metrics, heartbeat)
         listeners = await nursery.start(
             functools.partial(trio.serve_tcp, server.handle, port, host=host)
         )
@@ -158,11 +157,13 @@ class _BadRequest(Exception):
 
 
 class _HealthServer:
-    def __init__(self, checks: HealthChecks, render_metrics: Callable[[], str]) -> None:
+    def __init__(
+        self, checks: HealthChecks, render_metrics: Callable[[], str], heartbeat: Heartbeat
+    ) -> None:
         self._checks = checks
         self._render_metrics = render_metrics
+        self._heartbeat = heartbeat
         self._limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
-        self.heartbeat = Heartbeat()
 
     async def handle(self, stream: trio.SocketStream) -> None:
         try:
@@ -208,7 +209,7 @@ class _HealthServer:
 
     def _healthz(self) -> tuple[int, str, bytes]:
         problems = self._checks.liveness_problems()
-        stalled = self.heartbeat.problem()
+        stalled = self._heartbeat.problem()
         if stalled is not None:
             problems.append(stalled)
         return _status_document(problems)

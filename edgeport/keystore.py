@@ -56,7 +56,10 @@ class KeystoreError(Exception):
     """A keystore or trust store cannot be used; the message names the file and why."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        super().__init__(f"cannot open {os.fspath(path)}: {reason}")
+        shown = os.fspath(path)
+        if not shown.isprintable():  # keep the message on one line
+            shown = repr(shown)
+        super().__init__(f"cannot open {shown}: {reason}")
         self.path = os.fspath(path)
         self.reason = reason
 
@@ -165,6 +168,8 @@ def _read(path: str | os.PathLike[str]) -> bytes:
             data = stream.read(MAX_STORE_BYTES + 1)
     except OSError as exc:
         raise KeystoreError(path, exc.strerror or str(exc)) from None
+    except ValueError:  # a NUL character in the name
+        raise KeystoreError(path, "not a valid file name") from None
     if len(data) > MAX_STORE_BYTES:
         raise KeystoreError(path, f"larger than {MAX_STORE_BYTES} bytes, not a keystore")
     if not data:

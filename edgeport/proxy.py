@@ -19,6 +19,7 @@ by one worker task per forwarded request.
 from __future__ import annotations
 
 import collections
+import contextvars
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from edgeport.sip.errors import SipParseError, SipSerializeError
 from edgeport.sip.message import Request, Response, make_response
 from edgeport.sip.parser import parse_message
 from edgeport.sip.received import stamp_received
-from edgeport.sip.transaction import build_cancel, matching_invite_key
+from edgeport.sip.transaction import build_ack, build_cancel, client_key, matching_invite_key
 from edgeport.sip.transport import Transport
 from edgeport.transaction_layer import (
     ClientTransactionHandle,
@@ -64,7 +65,14 @@ RETRY_AFTER: Final = "5"  # seconds suggested to a client after a 503
 MAX_RELAY_QUEUE: Final = 64  # responses waiting for one forwarded request
 MAX_DIALOG_OFFSETS: Final = 10_000  # dialogs whose CSeq edgeport shifted (auth on behalf)
 MAX_ALIASES_PER_CONNECTION: Final = 16  # .invalid Contact hosts remembered per WebSocket
+MAX_ABANDONED_INVITES: Final = 1_000  # INVITEs cancelled on Timer C whose final response is awaited
 AUTH_METHODS: Final = frozenset({"INVITE", "MESSAGE", "REGISTER"})
+
+# The message being handled, for callbacks the transaction layer makes while
+# handling it (a client transaction hands its response to ``Forward``).
+_CURRENT_INBOUND: Final[contextvars.ContextVar[InboundMessage | None]] = contextvars.ContextVar(
+    "edgeport_current_inbound", default=None
+)
 
 _PROTO_TRANSPORT: Final = {
     Transport.UDP: common_pb2.UDP,
@@ -141,7 +149,8 @@ class Forward:
     def on_response(self, handle: ClientTransactionHandle[Destination], response: Response) -> None:
         if handle is not self.client:
             return  # a late response of an attempt that auth on behalf replaced
-        self._enqueue(lambda: self.proxy._relay_response(self, response))
+        inbound = _CURRENT_INBOUND.get()
+        self._enqueue(lambda: self.proxy._relay_response(self, response, inbound))
 
     def on_timeout(self, handle: ClientTransactionHandle[Destination]) -> None:
         if handle is self.client:
@@ -195,6 +204,12 @@ class Proxy:
         self._methods = frozenset(config.methods)
         self._forwards: dict[object, Forward] = {}
         self._cseq_offsets: collections.OrderedDict[tuple[str, str], int] = (
+            collections.OrderedDict()
+        )
+        # INVITEs whose client transaction ended on Timer C after a provisional
+        # response: the CANCEL went out, and their final response is acknowledged
+        # here and absorbed (RFC 3261 §16.8, §17.1.1.3).
+        self._abandoned: collections.OrderedDict[object, tuple[Request, Destination]] = (
             collections.OrderedDict()
         )
         self._nursery: trio.Nursery | None = None
@@ -690,8 +705,20 @@ class Proxy:
         if conn is not None and conn.transport in (Transport.WS, Transport.WSS):
             self._learn_aliases(response, conn)
         source = Destination(inbound.peer, inbound.connection)
-        if await self.transactions.receive_response(response, source):
+        token = _CURRENT_INBOUND.set(inbound)
+        try:
+            taken = await self.transactions.receive_response(response, source)
+        finally:
+            _CURRENT_INBOUND.reset(token)
+        if taken:
             return
+        if self._abandoned and response.status_code >= 300:
+            abandoned = self._abandoned.pop(client_key(response), None)
+            if abandoned is not None:
+                invite, destination = abandoned
+                ack = build_ack(invite, response)
+                await self._send_quietly(ack.to_bytes(), destination)
+                return
         await self._relay_stray_response(response, inbound)
 
     async def _relay_stray_response(self, response: Response, inbound: InboundMessage) -> None:
@@ -724,7 +751,9 @@ class Proxy:
             conn = self._transports.connections.get(transport, peer.host, peer.port)
         return Destination(peer, conn)
 
-    async def _relay_response(self, forward: Forward, response: Response) -> None:
+    async def _relay_response(
+        self, forward: Forward, response: Response, inbound: InboundMessage | None
+    ) -> None:
         """A response of a forwarded request, on its way upstream (RFC 3261 §16.7)."""
         status = response.status_code
         method = forward.request.method
@@ -751,11 +780,26 @@ class Proxy:
         if status == 183 and self.config.strip_session_progress_sdp:
             response.body = b""
             response.headers.remove("Content-Type")
-        if status >= 200:
-            self._finish(forward)
-        reply = await self._call_processor(response, None) if convert.should_send_response(
-            status
-        ) else None
+        final = status >= 200
+        if final:
+            forward.finished = True  # later responses of this forward are ignored
+        try:
+            await self._relay_upstream(forward, response, inbound)
+        finally:
+            if final:
+                # Only now: a draining server waits for this relay to be sent.
+                self._finish(forward)
+
+    async def _relay_upstream(
+        self, forward: Forward, response: Response, inbound: InboundMessage | None
+    ) -> None:
+        status = response.status_code
+        method = forward.request.method
+        reply = (
+            await self._call_processor(response, inbound)
+            if convert.should_send_response(status)
+            else None
+        )
         out = self._upstream_response(forward, response, reply)
         if out is None:
             return
@@ -808,6 +852,13 @@ class Proxy:
         self._finish(forward)
         request = forward.server.request
         logger.info("%s: %s %s: %s", request.call_id, request.method, status, why)
+        if status == 408 and forward.provisional_seen and forward.request.method == "INVITE":
+            # Timer C fired after a provisional response (RFC 3261 §16.8): cancel
+            # downstream; the final response that follows is acknowledged and absorbed.
+            self._abandoned[client_key(forward.request)] = (forward.request, forward.destination)
+            while len(self._abandoned) > MAX_ABANDONED_INVITES:
+                self._abandoned.popitem(last=False)
+            await self._send_cancel(forward)
         if not forward.cancelled:
             await self._answer(forward.server, status, retry_after=status == 503)
         if request.method == "INVITE" and request.to.tag is None and not forward.cancelled:

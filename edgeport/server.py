@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 BUILTIN_PROCESSOR: Final = "builtin"
 EVENT_FLUSH_TIMEOUT: Final = 5.0  # seconds to publish queued events at shutdown
 DRAIN_POLL_INTERVAL: Final = 0.1  # seconds between checks for in-flight transactions
+READINESS_INTERVAL: Final = 2.0  # seconds between processor readiness probes
 
 
 @dataclass(slots=True)
@@ -194,10 +195,34 @@ async def _serve_health_named(
     checks = HealthChecks()
     for point in transports.listening_points:
         checks.add_liveness(f"listener {point}", _listener_alive(transports, point))
-    checks.set_readiness(processor.check_health)
-    await serve_health(
-        config.health.port, checks=checks, render_metrics=METRICS.render, task_status=task_status
-    )
+    readiness = _ProcessorReadiness(processor)
+    checks.set_readiness(readiness.ready, problem=f"processor {processor.host}:{processor.port} is not answering")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(readiness.serve)
+        await serve_health(
+            config.health.port,
+            checks=checks,
+            render_metrics=METRICS.render,
+            task_status=task_status,
+        )
+
+
+class _ProcessorReadiness:
+    """Whether the processor answers: a recent successful call, else a TCP probe."""
+
+    def __init__(self, processor: ProcessorClient) -> None:
+        self._processor = processor
+        self._ready = False
+
+    def ready(self) -> bool:
+        return self._ready
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._ready = await self._processor.check_health()
+        task_status.started()
+        while True:
+            await trio.sleep(READINESS_INTERVAL)
+            self._ready = await self._processor.check_health()
 
 
 def _listener_alive(transports: TransportLayer, point: Peer) -> Callable[[], bool]:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
 import trustme
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeport.config import (
     ClientAuthType,
@@ -705,6 +709,12 @@ def test_keystore_with_the_wrong_password(tmp_path: Path) -> None:
 # --- file-level problems -----------------------------------------------------------
 
 
+def test_file_name_with_a_nul_character() -> None:
+    assert problems_of(Path("edge\x00port.yaml")) == [
+        "'edge\\x00port.yaml': cannot read the file: not a valid file name"
+    ]
+
+
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.yaml"
     assert problems_of(path) == [f"{path}: cannot read the file: No such file or directory"]
@@ -1067,3 +1077,73 @@ def test_full_example_fails_only_for_its_absent_keystore() -> None:
         "spec.securityContext.trustStore: cannot open /etc/routr/certs/signaling.p12: "
         "No such file or directory",
     ]
+
+
+# --- robustness: whatever the document, problems come back as lines -------------------
+
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 70000)
+    | st.floats(allow_nan=True)
+    | st.sampled_from(["udp", "TLS", "wss", "INVITE", "p:1", "10.0.0.0/8", "", "\x00", "a\nb"])
+    | st.text(max_size=8)
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["protocol", "port", "bindAddr", "addr", "keyStore", "client", "x"]),
+            inner,
+            max_size=3,
+        )
+    ),
+    max_leaves=8,
+)
+_SPECS = st.fixed_dictionaries(
+    {},
+    optional={
+        "transport": _VALUES,
+        "methods": _VALUES,
+        "processor": _VALUES,
+        "bindAddr": _VALUES,
+        "localnets": _VALUES,
+        "externalAddrs": _VALUES,
+        "securityContext": _VALUES,
+        "connections": _VALUES,
+        "unknownMethodAction": _VALUES,
+    },
+)
+_DOCUMENTS = st.fixed_dictionaries(
+    {},
+    optional={
+        "kind": st.sampled_from(["EdgePort", "x"]) | _SCALARS,
+        "apiVersion": st.sampled_from(["v2", "v2beta1"]) | _SCALARS,
+        "ref": _SCALARS,
+        "metadata": _VALUES,
+        "spec": _SPECS | _VALUES,
+        "1": _SCALARS,
+    },
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(document=_DOCUMENTS)
+def test_any_document_gives_a_configuration_or_problem_lines(document: dict[str, object]) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "edgeport.json"
+        path.write_text(json.dumps(document))
+        accepted = False
+        try:
+            _, lines = load_config_with_warnings(path, {"LOCALNETS": "10.0.0.0/8"})
+            accepted = True
+        except ConfigError as error:
+            lines = error.problems + error.warnings
+            if not error.problems:
+                pytest.fail("ConfigError without a problem")
+    if accepted and document.get("kind") != "EdgePort":
+        pytest.fail("a document without kind EdgePort was accepted")
+    for line in lines:
+        assert "\n" not in line
+        assert ": " in line

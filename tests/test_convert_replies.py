@@ -127,6 +127,37 @@ def test_unchanged_invite_is_forwarded_with_canonical_names() -> None:
     assert next_hop(forwarded.request) == NextHop("sip.example.com", 5080, Transport.TCP)
 
 
+def test_sent_message_gives_the_same_bytes() -> None:
+    original = parse_request(INVITE)
+    sent = to_sip_message(original)
+    reply = echo(original)
+    reply.message.via.add(host="10.0.0.1")
+    without = build_forward_request(reply, original, branch_factory=fixed_branch)
+    with_sent = build_forward_request(reply, original, branch_factory=fixed_branch, sent=sent)
+    assert with_sent.request.to_bytes() == without.request.to_bytes()
+    response = parse_response(OK_WITH_RECORD_ROUTE)
+    reply = echo(response)
+    del reply.message.via[0]
+    assert (
+        build_forward_response(reply, response, sent=to_sip_message(response)).to_bytes()
+        == build_forward_response(reply, response).to_bytes()
+    )
+
+
+def test_unchanged_values_keep_their_text_as_received() -> None:
+    original = parse_request(
+        INVITE.replace(
+            "f: <sip:bob@sip.example.com>;tag=b1", "f: Bob   <sip:bob@sip.example.com> ; tag=b1"
+        )
+    )
+    text = lines(
+        build_forward_request(
+            echo(original), original, branch_factory=fixed_branch
+        ).request.to_bytes()
+    )
+    assert "From: Bob   <sip:bob@sip.example.com> ; tag=b1" in text
+
+
 def routr_register_reply(original: Request) -> processor_pb2.MessageResponse:
     """The changes a Routr processor makes to a REGISTER it forwards to a peer."""
     reply = echo(original)
@@ -235,8 +266,9 @@ def test_processor_built_via_and_ipv6() -> None:
 
 def test_missing_max_forwards_is_added_and_tel_uri_kept() -> None:
     original = parse_request(
-        INVITE.replace("sip:+15551234@sip.example.com:5080;transport=tcp;user=phone", "tel:+1555")
-        .replace("Max-Forwards: 69\r\n", "")
+        INVITE.replace(
+            "sip:+15551234@sip.example.com:5080;transport=tcp;user=phone", "tel:+1555"
+        ).replace("Max-Forwards: 69\r\n", "")
     )
     reply = echo(original)
     assert reply.message.request_uri.user == "+1555"
@@ -330,12 +362,14 @@ def test_answer_401_with_challenge() -> None:
     response = build_answer(wire(reply), request, to_tag="tt")
     assert response.to_bytes() == (
         b"SIP/2.0 401 Unauthorized\r\n"
-        b"Via: SIP/2.0/UDP 192.168.1.20:5062;branch=z9hG4bKreg1;rport=40123;received=203.0.113.9\r\n"
+        b"Via: SIP/2.0/UDP 192.168.1.20:5062;branch=z9hG4bKreg1;rport=40123;"
+        b"received=203.0.113.9\r\n"
         b'From: "Alice" <sip:alice@sip.example.com>;tag=f1;x-mark\r\n'
         b"To: <sip:alice@sip.example.com>;tag=tt\r\n"
         b"Call-ID: reg-1@192.168.1.20\r\n"
         b"CSeq: 2 REGISTER\r\n"
-        b'WWW-Authenticate: Digest realm="sip.example.com", nonce="n2", algorithm=MD5, qop="auth"\r\n'
+        b'WWW-Authenticate: Digest realm="sip.example.com", nonce="n2", '
+        b'algorithm=MD5, qop="auth"\r\n'
         b"Content-Length: 0\r\n"
         b"\r\n"
     )
@@ -375,7 +409,9 @@ def test_answer_status_codes_and_reasons() -> None:
     assert (response.status_code, response.reason) == (422, "Session Interval Too Small")
     response = build_answer(answer_reply(RT.SERVER_ERROR), request, to_tag="tt")
     assert (response.status_code, response.reason) == (500, "Server Internal Error")
-    response = build_answer(answer_reply(RT.FORBIDDEN, reason_phrase="Go away"), request, to_tag="t")
+    response = build_answer(
+        answer_reply(RT.FORBIDDEN, reason_phrase="Go away"), request, to_tag="t"
+    )
     assert (response.status_code, response.reason) == (403, "Go away")
     assert response.to.tag == "t"
     trying = build_answer(answer_reply(RT.TRYING), request, to_tag="tt")

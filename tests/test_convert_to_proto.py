@@ -289,7 +289,12 @@ def test_401_challenges_and_proxy_authenticate() -> None:
     )
     message = to_sip_message(msg)
     www = message.www_authenticate
-    assert (www.scheme, www.realm, www.nonce, www.opaque) == ("Digest", "sip.example.com", "abc", "op")
+    assert (www.scheme, www.realm, www.nonce, www.opaque) == (
+        "Digest",
+        "sip.example.com",
+        "abc",
+        "op",
+    )
     assert (www.algorithm, www.qop, www.stale) == ("SHA-256", "auth", True)
     assert ext(message) == [
         ("CSeq", "1 REGISTER"),

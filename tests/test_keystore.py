@@ -118,6 +118,12 @@ def test_missing_keystore_file(tmp_path: Path) -> None:
     assert str(caught.value) == f"cannot open {path}: No such file or directory"
 
 
+def test_keystore_name_with_a_nul_character() -> None:
+    with pytest.raises(KeystoreError) as caught:
+        load_keystore("k\x00.p12", "pw", "pkcs12")
+    assert str(caught.value) == "cannot open 'k\\x00.p12': not a valid file name"
+
+
 def test_empty_keystore_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.p12"
     path.write_bytes(b"")

@@ -21,18 +21,16 @@ fields.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, TypeVar
-
-from google.protobuf.message import Message as ProtoMessage
+from typing import TYPE_CHECKING, Final
 
 from edgeport._proto import processor_pb2, sipmessage_pb2
 from edgeport.convert.codes import status_for_response_type
 from edgeport.convert.to_proto import (
-    fill_address,
     fill_challenge,
     fill_contact,
     fill_credentials,
     fill_from_to,
+    fill_route,
     fill_sip_uri,
     fill_via,
 )
@@ -58,7 +56,9 @@ from edgeport.sip.transport import Transport
 from edgeport.sip.uri import SipUri, Uri
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+
+    from google.protobuf.message import Message as ProtoMessage
 
 __all__ = [
     "ForwardedRequest",
@@ -69,7 +69,6 @@ __all__ = [
     "next_hop",
 ]
 
-_P = TypeVar("_P", bound=ProtoMessage)
 
 GATEWAY_AUTH_KEY: Final = "x-gateway-auth"
 # RFC 3261 §16.6 step 3: "If the copy does not contain a Max-Forwards header
@@ -137,13 +136,17 @@ class _Originals:
     """The typed header values of the message a reply is about, with their protobuf form.
 
     Built lazily, one kind at a time: a reply value equal to one of them is
-    written as that header's original text.
+    written as that header's original text (the raw line when it holds one
+    value, else the value written back by the codec). ``sent`` is the
+    SIPMessage edgeport made from the message, when the caller kept it: its
+    fields are then compared as they are instead of being made again.
     """
 
-    __slots__ = ("_cache", "_message")
+    __slots__ = ("_cache", "_message", "_sent")
 
-    def __init__(self, message: Message) -> None:
+    def __init__(self, message: Message, sent: sipmessage_pb2.SIPMessage | None) -> None:
         self._message = message
+        self._sent = sent
         self._cache: dict[str, list[tuple[ProtoMessage, str]]] = {}
 
     def _get(self, kind: str) -> list[tuple[ProtoMessage, str]]:
@@ -153,45 +156,74 @@ class _Originals:
             self._cache[kind] = found
         return found
 
+    def _texts(self, key: str, values: Sequence[object]) -> list[str]:
+        lines = self._message.headers.get_all(key)
+        if len(lines) == len(values):
+            return [line.strip() for line in lines]
+        return [str(value) for value in values]
+
     def _compute(self, kind: str) -> list[tuple[ProtoMessage, str]]:
         msg = self._message
-        out: list[tuple[ProtoMessage, str]] = []
+        sent = self._sent
         if kind == "via":
-            for via in msg.via:
+            vias = msg.via
+            if sent is not None and len(sent.via) == len(vias):
+                return list(zip(sent.via, self._texts(kind, vias), strict=True))
+            protos = []
+            for via in vias:
                 proto = sipmessage_pb2.Via()
                 fill_via(proto, via)
-                out.append((proto, str(via)))
-        elif kind in ("route", "record-route"):
+                protos.append(proto)
+            return list(zip(protos, self._texts(kind, vias), strict=True))
+        if kind == "route" or kind == "record-route":
             addrs = msg.routes if kind == "route" else msg.record_routes
+            if sent is not None:
+                sent_routes = sent.route if kind == "route" else sent.record_route
+                if len(sent_routes) == len(addrs):
+                    return list(zip(sent_routes, self._texts(kind, addrs), strict=True))
             cls = sipmessage_pb2.Route if kind == "route" else sipmessage_pb2.RecordRoute
+            routes = []
             for addr in addrs:
                 route = cls()
-                fill_address(route.address, addr)
-                for name, value in addr.params.items():
-                    route.parameters[name] = "" if value is None else value
-                out.append((route, str(addr)))
-        elif kind == "contact":
-            for addr in msg.contacts[:1]:
-                contact = sipmessage_pb2.Contact()
-                fill_contact(contact, addr)
-                out.append((contact, str(addr)))
-        elif kind in ("from", "to"):
-            if kind in msg.headers:
-                addr = msg.from_ if kind == "from" else msg.to
+                fill_route(route, addr)
+                routes.append(route)
+            return list(zip(routes, self._texts(kind, addrs), strict=True))
+        if kind == "contact":
+            contacts = msg.contacts
+            if not contacts:
+                return []
+            text = self._texts(kind, contacts)[0]
+            if sent is not None and sent.HasField("contact"):
+                return [(sent.contact, text)]
+            contact = sipmessage_pb2.Contact()
+            fill_contact(contact, contacts[0])
+            return [(contact, text)]
+        if kind == "from" or kind == "to":
+            line = msg.headers.get(kind)
+            if line is None:
+                return []
+            header: sipmessage_pb2.From | sipmessage_pb2.To
+            if sent is not None and sent.HasField(kind):
+                header = getattr(sent, kind)
+            else:
                 header = sipmessage_pb2.From() if kind == "from" else sipmessage_pb2.To()
-                fill_from_to(header, addr)
-                out.append((header, str(addr)))
-        elif kind == "www-authenticate":
-            for line in msg.headers.get_all(kind)[:1]:
-                challenge = sipmessage_pb2.WWWAuthenticate()
-                fill_challenge(challenge, parse_digest_challenge(line))
-                out.append((challenge, line.strip()))
-        elif kind == "authorization":
-            for line in msg.headers.get_all(kind)[:1]:
-                credentials = sipmessage_pb2.Authorization()
-                fill_credentials(credentials, parse_digest_credentials(line))
-                out.append((credentials, line.strip()))
-        return out
+                fill_from_to(header, msg.from_ if kind == "from" else msg.to)
+            return [(header, line.strip())]
+        line = msg.headers.get(kind)
+        if line is None:
+            return []
+        if kind == "www-authenticate":
+            if sent is not None and sent.HasField("www_authenticate"):
+                return [(sent.www_authenticate, line.strip())]
+            challenge = sipmessage_pb2.WWWAuthenticate()
+            fill_challenge(challenge, parse_digest_challenge(line))
+            return [(challenge, line.strip())]
+        # authorization
+        if sent is not None and sent.HasField("authorization"):
+            return [(sent.authorization, line.strip())]
+        credentials = sipmessage_pb2.Authorization()
+        fill_credentials(credentials, parse_digest_credentials(line))
+        return [(credentials, line.strip())]
 
     def text(self, kind: str, value: ProtoMessage) -> str | None:
         """The original text of a header equal to ``value``, if there is one."""
@@ -199,6 +231,18 @@ class _Originals:
             if proto == value:
                 return text
         return None
+
+    def request_uri(self, uri: sipmessage_pb2.SipURI) -> Uri | None:
+        """The original Request-URI when ``uri`` is its protobuf form, unchanged."""
+        original = self._message
+        assert isinstance(original, Request)
+        sent = self._sent
+        if sent is not None and sent.WhichOneof("message_type") == "request_uri":
+            proto = sent.request_uri
+        else:
+            proto = sipmessage_pb2.SipURI()
+            fill_sip_uri(proto, original.uri)
+        return original.uri if proto == uri else None
 
 
 def _typed_lines(
@@ -347,7 +391,7 @@ def build_answer(
     response = make_response(
         request, status, _reason(message), to_tag=None if status == 100 else to_tag
     )
-    originals = _Originals(request)
+    originals = _Originals(request, None)
     typed = _typed_lines(message, originals, skip=_FROM_REQUEST_IN_ANSWER)
     extensions, _ = _extension_lines(message.extensions, skip=_FROM_REQUEST_IN_ANSWER)
     headers = response.headers
@@ -363,6 +407,7 @@ def build_forward_request(
     original: Request,
     *,
     branch_factory: Callable[[], str],
+    sent: sipmessage_pb2.SIPMessage | None = None,
 ) -> ForwardedRequest:
     """The request to forward, as the reply with ``request_uri`` describes it (contract §4).
 
@@ -378,8 +423,9 @@ def build_forward_request(
     message = reply.message
     if message.WhichOneof("message_type") != "request_uri":
         raise ReplyError("the reply does not set request_uri")
-    originals = _Originals(original)
-    uri = _request_uri(message.request_uri, original)
+    originals = _Originals(original, sent)
+    # An unchanged Request-URI keeps what the protobuf cannot hold (tel:, ;ob...).
+    uri = originals.request_uri(message.request_uri) or sip_uri(message.request_uri, "Request-URI")
     typed = _typed_lines(message, originals, branch_factory=branch_factory)
     extensions, gateway_auth = _extension_lines(message.extensions)
     groups = _merge(typed, extensions)
@@ -403,20 +449,12 @@ def _ordered_keys(groups: dict[str, list[tuple[str, str]]]) -> list[str]:
     return known + [key for key in groups if key not in _ORDER]
 
 
-def _request_uri(uri: sipmessage_pb2.SipURI, original: Request) -> Uri:
-    # An unchanged Request-URI keeps what the protobuf cannot hold (tel:, ;ob...).
-    proto = sipmessage_pb2.SipURI()
-    fill_sip_uri(proto, original.uri)
-    if proto == uri:
-        return original.uri
-    return sip_uri(uri, "Request-URI")
-
-
 def build_forward_response(
     reply: processor_pb2.MessageResponse,
     original: Response,
     *,
     cseq: str | None = None,
+    sent: sipmessage_pb2.SIPMessage | None = None,
 ) -> Response:
     """The downstream response to send upstream, as the reply describes it (contract §4).
 
@@ -429,7 +467,7 @@ def build_forward_response(
     or with a value that cannot go on the wire.
     """
     message = reply.message
-    originals = _Originals(original)
+    originals = _Originals(original, sent)
     typed = _typed_lines(message, originals)
     extensions, _ = _extension_lines(message.extensions)
     groups = _merge(typed, extensions)

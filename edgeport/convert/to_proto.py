@@ -44,6 +44,7 @@ __all__ = [
     "fill_contact",
     "fill_credentials",
     "fill_from_to",
+    "fill_route",
     "fill_sip_message",
     "fill_sip_uri",
     "fill_via",
@@ -191,15 +192,10 @@ def fill_contact(out: sipmessage_pb2.Contact, addr: NameAddr) -> None:
     out.q_value = _ABSENT_Q if q is None or q < 0.0 else q
 
 
-def _fill_routes(
-    out: Iterable[object],
-    addrs: list[NameAddr],
-) -> None:
-    for addr in addrs:
-        entry = out.add()  # type: ignore[attr-defined]
-        fill_address(entry.address, addr)
-        if addr.params:
-            _fill_parameters(entry.parameters, addr.params)
+def fill_route(out: sipmessage_pb2.Route | sipmessage_pb2.RecordRoute, addr: NameAddr) -> None:
+    fill_address(out.address, addr)
+    if addr.params:
+        _fill_parameters(out.parameters, addr.params)
 
 
 def fill_challenge(out: sipmessage_pb2.WWWAuthenticate, challenge: DigestChallenge) -> None:
@@ -292,10 +288,12 @@ def fill_sip_message(out: sipmessage_pb2.SIPMessage, msg: Request | Response) ->
                     extensions.add(name=_CONTACT, value=str(contact))
         elif name == _ROUTE:
             if first:
-                _fill_routes(out.route, msg.routes)
+                for addr in msg.routes:
+                    fill_route(out.route.add(), addr)
         elif name == _RECORD_ROUTE:
             if first:
-                _fill_routes(out.record_route, msg.record_routes)
+                for addr in msg.record_routes:
+                    fill_route(out.record_route.add(), addr)
         elif not first:
             if name != _CONTENT_LENGTH:
                 # A second line of a single-valued header (two challenges, say).

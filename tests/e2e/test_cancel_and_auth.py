@@ -192,6 +192,12 @@ async def test_auth_on_behalf_answers_the_challenge(nursery: trio.Nursery) -> No
             # The challenge never reached the caller; its CSeq is restored.
             assert upstream.status == 200
             assert upstream.header("CSeq") == "7 INVITE"
+            # The processor saw the 200 (from the trunk's address) but never the 407.
+            responses = [
+                r for r in processor.requests if r.message.WhichOneof("message_type") == "response_type"
+            ]
+            assert [r.metadata["statusCode"] for r in responses] == ["200"]
+            assert (responses[0].sender.host, responses[0].sender.port) == ("127.0.0.1", trunk.port)
 
             # The caller's ACK for the 2xx follows the dialog's shifted CSeq.
             await caller.send(

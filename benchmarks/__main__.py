@@ -1,13 +1,16 @@
 """Run every benchmark module present, or only those named on the command line.
 
 ``python -m benchmarks`` runs codec, then transport_soak and load when those
-modules exist; ``python -m benchmarks codec`` runs one.
+modules exist; ``python -m benchmarks codec load`` runs only those. A
+benchmark that fails is reported and the others still run; the exit status
+is 1 when one failed, 2 for an unknown name.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Final
 
@@ -20,6 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
         return 2
+    failed = False
     for name in names:
         try:
             module = importlib.import_module(f"benchmarks.{name}")
@@ -28,9 +32,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             print(f"== {name}: not present, skipped")
             continue
-        print(f"== {name}")
-        module.main()
-    return 0
+        print(f"== {name}", flush=True)
+        try:
+            module.main()
+        except Exception:
+            traceback.print_exc()
+            print(f"== {name}: FAILED")
+            failed = True
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

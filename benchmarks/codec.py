@@ -19,9 +19,9 @@ from typing import Final
 
 from edgeport._proto import common_pb2, processor_pb2
 from edgeport.convert import (
+    MessageRequestBuilder,
     build_forward_request,
     build_forward_response,
-    to_message_request,
     to_sip_message,
 )
 from edgeport.sip.message import Request
@@ -109,17 +109,17 @@ def _branch() -> str:
     return "z9hG4bKbench"
 
 
+_BUILDER: Final = MessageRequestBuilder(
+    edge_port_ref="edgeport-01",
+    listening_points=_LISTENING,
+    external_addrs=_EXTERNAL,
+    localnets=_LOCALNETS,
+)
+
+
 def encode(data: bytes) -> bytes:
-    """(a): SIP bytes -> MessageRequest bytes."""
-    msg = parse_message(data)
-    return to_message_request(
-        msg,
-        sender=_SENDER,
-        edge_port_ref="edgeport-01",
-        listening_points=_LISTENING,
-        external_addrs=_EXTERNAL,
-        localnets=_LOCALNETS,
-    ).SerializeToString()
+    """(a): SIP bytes -> MessageRequest bytes, as the proxy does it (one builder)."""
+    return _BUILDER.build(parse_message(data), sender=_SENDER).SerializeToString()
 
 
 def _processor_reply(data: bytes) -> bytes:

@@ -11,7 +11,6 @@ Run: ``.venv/bin/python benchmarks/transport_soak.py``
 from __future__ import annotations
 
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -87,7 +86,8 @@ class Server:
         self.ports: dict[str, int] = json.loads(self.process.stdout.readline())
 
     def connections(self) -> int:
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
         self.process.stdin.write("stats\n")
         self.process.stdin.flush()
         reply: dict[str, Any] = json.loads(self.process.stdout.readline())
@@ -111,6 +111,7 @@ async def wait_for_connections(server: Server, expected: int) -> int:
         count = await trio.to_thread.run_sync(server.connections)
         if count >= expected:
             return count
+        print(f"  {count} connections so far", file=sys.stderr)
         await trio.sleep(0.1)
     return count
 
@@ -123,14 +124,13 @@ async def hold_tcp(port: int, limiter: trio.CapacityLimiter, release: trio.Event
 
 
 async def hold_ws(port: int, limiter: trio.CapacityLimiter, release: trio.Event) -> None:
-    async with limiter, trio.open_nursery() as nursery:
-        ws = await trio_websocket.connect_websocket(
-            nursery, "127.0.0.1", port, "/", use_ssl=False, subprotocols=["sip"]
-        )
-    async with trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery:  # the WebSocket's reader task lives here
+        async with limiter:
+            ws = await trio_websocket.connect_websocket(
+                nursery, "127.0.0.1", port, "/", use_ssl=False, subprotocols=["sip"]
+            )
         await release.wait()
         await ws.aclose()
-        nursery.cancel_scope.cancel()
 
 
 async def soak(server: Server) -> dict[str, float]:

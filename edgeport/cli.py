@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import importlib
 import json
 import logging
@@ -131,7 +132,8 @@ def _serve(path: str | None) -> int:
         logger.error("the server is not available in this build")
         return EXIT_UNAVAILABLE
     logger.info("edgeport %s starting as %s", __version__, config.ref)
-    return _run(server.serve, config)
+    # SIGTERM and SIGINT stop the listeners and drain transactions (architecture: shutdown).
+    return _run(functools.partial(server.serve, handle_signals=True), config)
 
 
 def _run(serve: Any, config: EdgePortConfig) -> int:

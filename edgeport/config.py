@@ -4,6 +4,17 @@ One pass, as contract §6 describes: file (YAML or JSON) -> dict -> environment
 overrides -> cattrs structuring -> cross-field checks. Every problem is
 collected and reported at once, one line each, naming the key path or the
 environment variable, in a :class:`ConfigError`.
+
+- :func:`load_config` returns the :class:`EdgePortConfig` and logs each
+  warning (an unknown key, a boolean variable that is neither true nor
+  false); :func:`load_config_with_warnings` returns them instead.
+- :func:`default_config` is what runs with no file at all.
+- :func:`describe_config` gives the effective configuration back in the
+  file's shape, passwords masked, for ``edgeport check-config``.
+
+The file's shape is a set of private attrs classes structured by a cattrs
+converter with detailed validation; the typed model below is what the rest
+of edgeport reads.
 """
 
 from __future__ import annotations

@@ -65,15 +65,18 @@ class ProcessorFailed(ProcessorError):
         self.message = message
 
 
-def parse_processor_addr(addr: str) -> tuple[str, int]:
-    """``"host:port"`` or ``"[v6]:port"`` -> (host, port). Raises ValueError."""
+def parse_processor_addr(addr: str, *, allow_port_zero: bool = False) -> tuple[str, int]:
+    """``"host:port"`` or ``"[v6]:port"`` -> (host, port). Raises ValueError.
+
+    Port 0 ("any free port") makes sense only for an address to bind.
+    """
     host, sep, port_text = addr.rpartition(":")
     if not sep or not host or not port_text.isdigit():
         raise ValueError(f"processor address must be host:port, got {addr!r}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     port = int(port_text)
-    if not 0 < port < 65536:
+    if not (0 if allow_port_zero else 1) <= port < 65536:
         raise ValueError(f"processor port out of range in {addr!r}")
     return host, port
 

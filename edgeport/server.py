@@ -148,6 +148,7 @@ async def _serve_in_loop(
                 root.start_soon(_watch_signals, stop, root.cancel_scope)
             task_status.started(running)
             await stop.wait()
+            transports.stop_accepting()
             await _drain(config, proxy, transactions, events)
             root.cancel_scope.cancel()
 

@@ -111,8 +111,9 @@ class Outgoing:
 class StrayAck:
     """An ACK that matches no INVITE server transaction: the ACK for a 2xx.
 
-    RFC 3261 §17.2.3 leaves it to the TU; a proxy forwards it statelessly
-    (RFC 3261 §16.10 is not involved: it is a new request for routing).
+    The ACK for a 2xx is a transaction of its own with nothing to answer
+    (RFC 3261 §17.1.1.3, §17.2.3 leave it to the TU); the proxy forwards it
+    statelessly, like any request it routes.
     """
 
     request: Request
@@ -148,7 +149,7 @@ class _Entry(Generic[D]):
         # The last two messages serialised, so retransmissions reuse the bytes.
         self._wire: list[tuple[Message, bytes]] = []
 
-    def wire(self, message: Message) -> bytes:
+    def _encode(self, message: Message) -> bytes:
         for known, data in self._wire:
             if known is message:
                 return data
@@ -198,7 +199,7 @@ class ServerTransactionHandle(_Entry[D]):
         """
         if not self.machine.can_send_response:
             return False
-        self.wire(response)
+        self._encode(response)
         await self._layer._run(self, self.machine.send_response(response))
         return True
 
@@ -206,7 +207,7 @@ class ServerTransactionHandle(_Entry[D]):
 class ClientTransactionHandle(_Entry[D]):
     """A client transaction as the proxy sees it (RFC 3261 §17.1)."""
 
-    __slots__ = ("key", "machine", "tu")
+    __slots__ = ("key", "machine", "timed_out", "tu")
 
     machine: ClientTransaction
 
@@ -217,6 +218,9 @@ class ClientTransactionHandle(_Entry[D]):
         self.machine = machine
         self.key = key
         self.tu = tu
+        # The timer behind ``on_timeout``: B or F (answer 408), or C (RFC 3261
+        # §16.8: CANCEL when the state is still PROCEEDING, else answer 408).
+        self.timed_out: Timer | None = None
 
     def __repr__(self) -> str:
         return f"<ClientTransactionHandle {self.machine!r} key={self.key!r}>"
@@ -262,6 +266,8 @@ class TransactionLayer(Generic[D]):
         self._stale = 0
         self._wakeup: trio.CancelScope | None = None
         self._retransmissions = 0
+        self._timeouts = 0
+        self._transport_failures = 0
 
     # ---------------------------------------------------------------- metrics
 
@@ -277,6 +283,16 @@ class TransactionLayer(Generic[D]):
     def retransmissions(self) -> int:
         """Messages sent again by a transaction (timers A, E, G and absorbed retransmissions)."""
         return self._retransmissions
+
+    @property
+    def timeouts(self) -> int:
+        """Transactions ended by Timer B, C, F (client) or H (server)."""
+        return self._timeouts
+
+    @property
+    def transport_failures(self) -> int:
+        """Transactions ended by a transport error."""
+        return self._transport_failures
 
     # ---------------------------------------------------------------- server side
 
@@ -345,7 +361,7 @@ class TransactionLayer(Generic[D]):
         else:
             machine = NonInviteClientTransaction(request, reliable=reliable, timers=self.timers)
         entry = ClientTransactionHandle(machine, key, destination, tu)
-        entry.wire(request)
+        entry._encode(request)
         self._client[key] = entry
         await self._run(entry, machine.start())
         return entry
@@ -406,11 +422,15 @@ class TransactionLayer(Generic[D]):
                 self._stale -= 1
                 continue
             del entry._timer_seqs[timer]
-            await self._run(entry, entry.machine.on_timer(timer))
+            try:
+                await self._run(entry, entry.machine.on_timer(timer))
+            except Exception:
+                # One transaction's failure must not stop the timers of all the others.
+                logger.exception("%s: Timer %s failed", entry, timer.value)
 
     async def _run(self, entry: _Entry[D], actions: list[Action]) -> None:
         for send in self._apply(entry, actions):
-            data = entry.wire(send.message)
+            data = entry._encode(send.message)
             try:
                 await self._send(
                     Outgoing(send.message, data, send.retransmission), entry.destination
@@ -439,11 +459,14 @@ class TransactionLayer(Generic[D]):
                     assert isinstance(entry, ClientTransactionHandle)
                     _notify(entry, entry.tu.on_response, response)
                 case TimedOut(timer=timer):
+                    self._timeouts += 1
                     if isinstance(entry, ClientTransactionHandle):
+                        entry.timed_out = timer
                         _notify(entry, entry.tu.on_timeout)
                     else:
                         logger.info("%s: Timer %s fired, the ACK never came", entry, timer.value)
                 case TransportFailed():
+                    self._transport_failures += 1
                     if isinstance(entry, ClientTransactionHandle):
                         _notify(entry, entry.tu.on_transport_error)
                     else:

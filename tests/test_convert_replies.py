@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from edgeport._proto import processor_pb2, sipmessage_pb2
@@ -540,3 +543,16 @@ def test_next_hop(route: str, uri: str, hop: NextHop) -> None:
 def test_next_hop_refuses_an_unknown_transport() -> None:
     with pytest.raises(ReplyError, match="sctp"):
         next_hop(_with_route("", "sip:b@h;transport=sctp"))
+
+
+def test_codec_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    root = str(Path(__file__).resolve().parent.parent)
+    sys.path.insert(0, root)
+    try:
+        from benchmarks import codec
+    finally:
+        sys.path.remove(root)
+    codec.main(iterations=3)
+    out = capsys.readouterr().out
+    for name in ("REGISTER", "INVITE+SDP", "200 OK+RR", "INVITE budget"):
+        assert name in out

@@ -6,6 +6,7 @@ import pytest
 
 from edgeport._proto import common_pb2, processor_pb2, sipmessage_pb2
 from edgeport.convert import (
+    MessageRequestBuilder,
     method_value,
     response_type_for_status,
     should_send_response,
@@ -456,3 +457,25 @@ def test_response_type_wire_tag() -> None:
     message = to_sip_message(parse(_response("486 Busy Here")))
     # response_type=1 varint: 0x08, BUSY_HERE=39 (0x27).
     assert message.SerializeToString().startswith(b"\x08\x27")
+
+
+def test_builder_makes_independent_requests() -> None:
+    lp = processor_pb2.NetInterface(host="0.0.0.0", port=5060, transport=common_pb2.Transport.TCP)
+    builder = MessageRequestBuilder(
+        edge_port_ref="ep", listening_points=[lp], external_addrs=["x"], localnets=["y"]
+    )
+    sender = processor_pb2.NetInterface(host="192.168.1.20", port=5062)
+    first = builder.build(parse(REGISTER), sender=sender)
+    second = builder.build(parse(_response("180 Ringing")), sender=sender)
+    assert first == to_message_request(
+        parse(REGISTER),
+        sender=sender,
+        edge_port_ref="ep",
+        listening_points=[lp],
+        external_addrs=["x"],
+        localnets=["y"],
+    )
+    assert second.method == processor_pb2.Method.INVITE
+    assert dict(second.metadata) == {"statusCode": "180"}
+    assert dict(first.metadata) == {}
+    assert list(second.listening_points) == [lp]

@@ -10,7 +10,7 @@ import trio.testing
 
 from edgeport.sip.message import Request, Response
 from edgeport.sip.parser import parse_message
-from edgeport.sip.timers import TimerConfig
+from edgeport.sip.timers import Timer, TimerConfig
 from edgeport.sip.transaction import TransactionState, matching_invite_key
 from edgeport.transaction_layer import (
     ClientTransactionHandle,
@@ -92,11 +92,14 @@ class Wire:
 
     sent: list[tuple[float, Outgoing, Address]] = field(default_factory=list)
     broken: set[Address] = field(default_factory=set)
+    buggy: set[Address] = field(default_factory=set)  # retransmissions raise a bug
 
     async def send(self, outgoing: Outgoing, destination: Address) -> None:
         await trio.lowlevel.checkpoint()
         if destination in self.broken:
             raise SendFailed(f"{destination} is down")
+        if destination in self.buggy and outgoing.retransmission:
+            raise RuntimeError("bug in the transport")
         self.sent.append((trio.current_time(), outgoing, destination))
 
     def lines(self) -> list[tuple[float, str, bool]]:
@@ -129,6 +132,8 @@ async def wire() -> Wire:
     return Wire()
 
 
+# pytest-trio runs a test on a clock only when the test itself takes the
+# clock fixture, so every test below names ``autojump_clock``.
 @pytest.fixture
 async def layer(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, wire: Wire
@@ -142,7 +147,7 @@ async def layer(
 
 
 async def test_invite_retransmissions_then_timer_b_timeout(
-    layer: TransactionLayer[Address], wire: Wire
+    autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address], wire: Wire
 ) -> None:
     tu = RecordingTU()
     start = trio.current_time()
@@ -158,12 +163,14 @@ async def test_invite_retransmissions_then_timer_b_timeout(
     assert all(dest == NEXT_HOP for _, _, dest in wire.sent)
     assert tu.events == [(start + 32.0, "timeout", None)]
     assert handle.state is TransactionState.TERMINATED
+    assert handle.timed_out is Timer.B
     assert layer.active_client_transactions == 0
     assert layer.retransmissions == 6
+    assert layer.timeouts == 1
 
 
 async def test_non_invite_retransmissions_cap_at_t2_then_timer_f(
-    layer: TransactionLayer[Address], wire: Wire
+    autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address], wire: Wire
 ) -> None:
     tu = RecordingTU()
     start = trio.current_time()
@@ -176,7 +183,7 @@ async def test_non_invite_retransmissions_cap_at_t2_then_timer_f(
 
 
 async def test_reliable_transport_has_no_retransmissions(
-    layer: TransactionLayer[Address], wire: Wire
+    autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address], wire: Wire
 ) -> None:
     tu = RecordingTU()
     start = trio.current_time()
@@ -186,25 +193,31 @@ async def test_reliable_transport_has_no_retransmissions(
     assert tu.events == [(start + 32.0, "timeout", None)]
 
 
-async def test_provisional_stops_timer_a_and_timer_c_ends_the_invite(
-    layer: TransactionLayer[Address], wire: Wire
+async def test_provisional_stops_timer_a_and_timer_c_asks_for_cancel(
+    autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address], wire: Wire
 ) -> None:
     tu = RecordingTU()
     start = trio.current_time()
-    await layer.send_request(invite(), NEXT_HOP, reliable=False, tu=tu)
+    handle = await layer.send_request(invite(), NEXT_HOP, reliable=False, tu=tu)
     await trio.sleep(0.7)  # one retransmission at 0.5 s
     assert await layer.receive_response(reply(180, "Ringing"), NEXT_HOP)
     await trio.sleep(100)
     assert len(wire.sent) == 2
     assert tu.events == [(start + 0.7, "response", 180)]
-    # Timer C (185 s, restarted by the 180) ends it.
-    await trio.sleep(100)
+    # Timer C (185 s, restarted by the 180) fires: the TU is to CANCEL.
+    await trio.sleep(85.1)
     assert tu.events[-1] == (start + 0.7 + 185.0, "timeout", None)
+    assert handle.timed_out is Timer.C
+    assert handle.state is TransactionState.PROCEEDING
+    # Without a 487 either, the transaction ends 64*T1 later.
+    await trio.sleep(31)
+    assert layer.active_client_transactions == 1
+    await trio.sleep(2)
     assert layer.active_client_transactions == 0
 
 
 async def test_non_2xx_is_acked_and_absorbed_until_timer_d(
-    layer: TransactionLayer[Address], wire: Wire
+    autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address], wire: Wire
 ) -> None:
     tu = RecordingTU()
     await layer.send_request(invite(), NEXT_HOP, reliable=False, tu=tu)
@@ -226,7 +239,7 @@ async def test_non_2xx_is_acked_and_absorbed_until_timer_d(
 
 
 async def test_2xx_terminates_and_its_retransmission_is_stray(
-    layer: TransactionLayer[Address], wire: Wire
+    autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address], wire: Wire
 ) -> None:
     tu = RecordingTU()
     await layer.send_request(invite(), NEXT_HOP, reliable=False, tu=tu)
@@ -239,6 +252,7 @@ async def test_2xx_terminates_and_its_retransmission_is_stray(
 
 
 async def test_non_invite_final_leaves_the_table_after_timer_k(
+    autojump_clock: trio.testing.MockClock,
     layer: TransactionLayer[Address],
 ) -> None:
     tu = RecordingTU()
@@ -253,6 +267,7 @@ async def test_non_invite_final_leaves_the_table_after_timer_k(
 
 
 async def test_cancel_is_a_separate_client_transaction(
+    autojump_clock: trio.testing.MockClock,
     layer: TransactionLayer[Address],
 ) -> None:
     tu = RecordingTU()
@@ -265,7 +280,7 @@ async def test_cancel_is_a_separate_client_transaction(
 
 
 async def test_send_failure_is_a_transport_error(
-    layer: TransactionLayer[Address], wire: Wire
+    autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address], wire: Wire
 ) -> None:
     tu = RecordingTU()
     wire.broken.add(NEXT_HOP)
@@ -273,12 +288,13 @@ async def test_send_failure_is_a_transport_error(
     assert [name for _, name, _ in tu.events] == ["transport error"]
     assert handle.state is TransactionState.TERMINATED
     assert layer.active_client_transactions == 0
+    assert layer.transport_failures == 1
     await trio.sleep(60)
     assert wire.sent == []
 
 
 async def test_fail_destination_fails_only_its_transactions(
-    layer: TransactionLayer[Address], wire: Wire
+    autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address], wire: Wire
 ) -> None:
     tu_a, tu_b = RecordingTU(), RecordingTU()
     await layer.send_request(invite("z9hG4bKa"), NEXT_HOP, reliable=True, tu=tu_a)
@@ -294,6 +310,7 @@ async def test_fail_destination_fails_only_its_transactions(
 
 
 async def test_a_raising_tu_does_not_stop_the_timers(
+    autojump_clock: trio.testing.MockClock,
     layer: TransactionLayer[Address],
 ) -> None:
     bad, good = RecordingTU(raise_on_timeout=True), RecordingTU()
@@ -305,13 +322,17 @@ async def test_a_raising_tu_does_not_stop_the_timers(
     assert [name for _, name, _ in good.events] == ["timeout"]
 
 
-async def test_send_request_refuses_a_running_branch(layer: TransactionLayer[Address]) -> None:
+async def test_send_request_refuses_a_running_branch(
+    autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address]
+) -> None:
     await layer.send_request(invite(), NEXT_HOP, reliable=True, tu=RecordingTU())
     with pytest.raises(ValueError, match="already running"):
         await layer.send_request(invite(), NEXT_HOP, reliable=True, tu=RecordingTU())
 
 
-async def test_stray_response(layer: TransactionLayer[Address]) -> None:
+async def test_stray_response(
+    autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address]
+) -> None:
     assert not await layer.receive_response(reply(200, "OK", branch="z9hG4bKnobody"), NEXT_HOP)
 
 
@@ -319,7 +340,7 @@ async def test_stray_response(layer: TransactionLayer[Address]) -> None:
 
 
 async def test_invite_server_100_trying_and_absorbed_retransmission(
-    layer: TransactionLayer[Address], wire: Wire
+    autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address], wire: Wire
 ) -> None:
     handle = await layer.receive_request(invite(), UAC, reliable=False)
     assert isinstance(handle, ServerTransactionHandle)
@@ -335,7 +356,7 @@ async def test_invite_server_100_trying_and_absorbed_retransmission(
 
 
 async def test_non_2xx_retransmitted_until_ack_then_gone_after_timer_i(
-    layer: TransactionLayer[Address], wire: Wire
+    autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address], wire: Wire
 ) -> None:
     handle = await layer.receive_request(invite(), UAC, reliable=False)
     assert isinstance(handle, ServerTransactionHandle)
@@ -368,6 +389,7 @@ async def test_non_2xx_retransmitted_until_ack_then_gone_after_timer_i(
 
 
 async def test_timer_h_ends_a_transaction_whose_ack_never_comes(
+    autojump_clock: trio.testing.MockClock,
     layer: TransactionLayer[Address],
 ) -> None:
     handle = await layer.receive_request(invite(), UAC, reliable=True)
@@ -378,9 +400,11 @@ async def test_timer_h_ends_a_transaction_whose_ack_never_comes(
     await trio.sleep(0.2)
     assert handle.state is TransactionState.TERMINATED
     assert layer.active_server_transactions == 0
+    assert layer.timeouts == 1
 
 
 async def test_2xx_ends_the_server_transaction_and_its_ack_is_stray(
+    autojump_clock: trio.testing.MockClock,
     layer: TransactionLayer[Address],
 ) -> None:
     handle = await layer.receive_request(invite(), UAC, reliable=False)
@@ -394,7 +418,7 @@ async def test_2xx_ends_the_server_transaction_and_its_ack_is_stray(
 
 
 async def test_non_invite_server_absorbs_and_leaves_after_timer_j(
-    layer: TransactionLayer[Address], wire: Wire
+    autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address], wire: Wire
 ) -> None:
     handle = await layer.receive_request(invite(method="REGISTER"), UAC, reliable=False)
     assert isinstance(handle, ServerTransactionHandle)
@@ -416,6 +440,7 @@ async def test_non_invite_server_absorbs_and_leaves_after_timer_j(
 
 
 async def test_cancel_finds_the_invite_server_transaction(
+    autojump_clock: trio.testing.MockClock,
     layer: TransactionLayer[Address],
 ) -> None:
     handle = await layer.receive_request(invite(), UAC, reliable=False)
@@ -427,7 +452,7 @@ async def test_cancel_finds_the_invite_server_transaction(
 
 
 async def test_send_failure_ends_a_server_transaction(
-    layer: TransactionLayer[Address], wire: Wire
+    autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address], wire: Wire
 ) -> None:
     wire.broken.add(UAC)
     handle = await layer.receive_request(invite(), UAC, reliable=False)
@@ -447,3 +472,32 @@ async def test_tables_are_capped(autojump_clock: trio.testing.MockClock, wire: W
     await layer.send_request(invite("z9hG4bK3"), NEXT_HOP, reliable=True, tu=RecordingTU())
     with pytest.raises(TransactionTableFull):
         await layer.send_request(invite("z9hG4bK4"), NEXT_HOP, reliable=True, tu=RecordingTU())
+
+
+async def test_a_failing_timer_send_does_not_stop_the_other_timers(
+    autojump_clock: trio.testing.MockClock,
+    layer: TransactionLayer[Address],
+    wire: Wire,
+) -> None:
+    wire.buggy.add(OTHER_HOP)
+    tu = RecordingTU()
+    await layer.send_request(invite("z9hG4bKbuggy"), OTHER_HOP, reliable=False, tu=tu)
+    await layer.send_request(invite("z9hG4bKfine"), NEXT_HOP, reliable=False, tu=tu)
+    await trio.sleep(40)
+    assert [dest for _, _, dest in wire.sent].count(NEXT_HOP) == 7
+    assert [name for _, name, _ in tu.events] == ["timeout", "timeout"]
+
+
+async def test_cancelled_timers_do_not_pile_up(
+    autojump_clock: trio.testing.MockClock,
+    layer: TransactionLayer[Address],
+) -> None:
+    tu = RecordingTU()
+    for n in range(3000):
+        branch = f"z9hG4bKopt{n}"
+        await layer.send_request(invite(branch, method="OPTIONS"), NEXT_HOP, reliable=True, tu=tu)
+        # A final response over a reliable transport ends the transaction at once,
+        # leaving its cancelled Timer F behind in the heap.
+        await layer.receive_response(reply(200, "OK", branch=branch, method="OPTIONS"), NEXT_HOP)
+    assert layer.active_client_transactions == 0
+    assert len(layer._heap) < 2100  # compacted, not 3000 stale entries

@@ -70,7 +70,7 @@ def cli_main(argv: list[str]) -> int:
             level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     try:
-        host, port = _parse_bind(args.bind)
+        host, port = parse_processor_addr(args.bind, allow_port_zero=True)
     except ValueError as error:
         logger.error("--bind: %s", error)
         return EXIT_USAGE
@@ -91,10 +91,3 @@ def cli_main(argv: list[str]) -> int:
             logger.error("cannot serve on %s: %s", args.bind, failure)
         failed = True
     return EXIT_FAILED if failed else EXIT_OK
-
-
-def _parse_bind(bind: str) -> tuple[str, int]:
-    if bind.endswith(":0"):  # port 0 is allowed here: the system picks one
-        host, _port = parse_processor_addr(bind[:-2] + ":1")
-        return host, 0
-    return parse_processor_addr(bind)

@@ -59,13 +59,18 @@ def default_port(transport: common_pb2.Transport) -> int:
 
 
 def uri_transport(uri: sipmessage_pb2.SipURI) -> common_pb2.Transport:
-    """The transport a URI asks for: its ``transport`` parameter; ``sips:`` means TLS."""
-    if uri.transport_param:
-        transport = transport_from_token(uri.transport_param)
-        if uri.secure and transport == common_pb2.Transport.WS:
+    """The transport a URI asks for: its ``transport`` parameter, default UDP.
+
+    RFC 3261 §19.1.2/§26.2.2: ``sips:`` needs a secure transport, so UDP and
+    TCP become TLS and WS becomes WSS.
+    """
+    transport = transport_from_token(uri.transport_param) if uri.transport_param else UDP
+    if uri.secure:
+        if transport in (UDP, common_pb2.Transport.TCP):
+            return TLS
+        if transport == common_pb2.Transport.WS:
             return WSS
-        return TLS if uri.secure and transport == UDP else transport
-    return TLS if uri.secure else UDP
+    return transport
 
 
 def uri_port(uri: sipmessage_pb2.SipURI) -> int:

@@ -100,8 +100,10 @@ async def _bound_socket(host: str, port: int) -> socket.socket:
     )
     if not infos:
         raise OSError(f"cannot resolve {host!r}")
-    family, _type, _proto, _canonname, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    family, _type, proto, _canonname, address = infos[0]
+    # The protocol must be IPPROTO_TCP: grpclib sets TCP_NODELAY only on such
+    # sockets, and without it every reply waits out delayed ACKs (~40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, proto or socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)

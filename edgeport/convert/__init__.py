@@ -20,11 +20,12 @@ from edgeport.convert.replies import (
     build_forward_response,
     next_hop,
 )
-from edgeport.convert.to_proto import to_message_request, to_sip_message
+from edgeport.convert.to_proto import MessageRequestBuilder, to_message_request, to_sip_message
 from edgeport.convert.to_sip import ReplyError
 
 __all__ = [
     "ForwardedRequest",
+    "MessageRequestBuilder",
     "NextHop",
     "ReplyError",
     "build_answer",

@@ -20,6 +20,7 @@ fields.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -37,7 +38,6 @@ from edgeport.convert.to_proto import (
 from edgeport.convert.to_sip import (
     ReplyError,
     authorization_text,
-    check_header_name,
     check_value,
     contact_text,
     from_to_text,
@@ -47,6 +47,7 @@ from edgeport.convert.to_sip import (
     www_authenticate_text,
 )
 from edgeport.sip.headers import (
+    TOKEN_CHARS,
     header_key,
     parse_digest_challenge,
     parse_digest_credentials,
@@ -92,6 +93,9 @@ _ORDER: Final = (
     "authorization",
     "www-authenticate",
 )
+_ORDER_SET: Final = frozenset(_ORDER)
+# RFC 3261 §7.3.1: a header line ends at CRLF; NUL has no place in a message.
+_LINE_BREAKER: Final = re.compile("[\r\n\x00]")
 _CANONICAL: Final = {
     "via": "Via",
     "route": "Route",
@@ -135,26 +139,21 @@ class ForwardedRequest:
 class _Originals:
     """The typed header values of the message a reply is about, with their protobuf form.
 
-    Built lazily, one kind at a time: a reply value equal to one of them is
-    written as that header's original text (the raw line when it holds one
-    value, else the value written back by the codec). ``sent`` is the
-    SIPMessage edgeport made from the message, when the caller kept it: its
-    fields are then compared as they are instead of being made again.
+    Built lazily: a reply value equal to one of them is written as that
+    header's original text (the raw line when it holds one value, else the
+    value written back by the codec). ``sent`` is the SIPMessage edgeport
+    made from the message, when the caller kept it: its fields are then
+    compared as they are instead of being made again.
     """
 
-    __slots__ = ("_cache", "_message", "_sent")
+    __slots__ = ("_branches", "_lists", "_message", "_sent", "_via_texts")
 
     def __init__(self, message: Message, sent: sipmessage_pb2.SIPMessage | None) -> None:
         self._message = message
         self._sent = sent
-        self._cache: dict[str, list[tuple[ProtoMessage, str]]] = {}
-
-    def _get(self, kind: str) -> list[tuple[ProtoMessage, str]]:
-        found = self._cache.get(kind)
-        if found is None:
-            found = self._compute(kind)
-            self._cache[kind] = found
-        return found
+        self._lists: dict[str, list[tuple[ProtoMessage, str]]] = {}
+        self._branches: dict[str, int] | None = None
+        self._via_texts: list[str] | None = None
 
     def _texts(self, key: str, values: Sequence[object]) -> list[str]:
         lines = self._message.headers.get_all(key)
@@ -162,75 +161,92 @@ class _Originals:
             return [line.strip() for line in lines]
         return [str(value) for value in values]
 
-    def _compute(self, kind: str) -> list[tuple[ProtoMessage, str]]:
+    def _make_list(self, kind: str) -> list[tuple[ProtoMessage, str]]:
         msg = self._message
         sent = self._sent
-        if kind == "via":
-            vias = msg.via
-            if sent is not None and len(sent.via) == len(vias):
-                return list(zip(sent.via, self._texts(kind, vias), strict=True))
-            protos = []
-            for via in vias:
-                proto = sipmessage_pb2.Via()
-                fill_via(proto, via)
-                protos.append(proto)
-            return list(zip(protos, self._texts(kind, vias), strict=True))
-        if kind == "route" or kind == "record-route":
-            addrs = msg.routes if kind == "route" else msg.record_routes
-            if sent is not None:
-                sent_routes = sent.route if kind == "route" else sent.record_route
-                if len(sent_routes) == len(addrs):
-                    return list(zip(sent_routes, self._texts(kind, addrs), strict=True))
+        addrs = msg.routes if kind == "route" else msg.record_routes
+        if not addrs:
+            return []
+        sent_routes = None
+        if sent is not None:
+            sent_routes = sent.route if kind == "route" else sent.record_route
+        protos: Sequence[ProtoMessage]
+        if sent_routes is not None and len(sent_routes) == len(addrs):
+            protos = sent_routes
+        else:
             cls = sipmessage_pb2.Route if kind == "route" else sipmessage_pb2.RecordRoute
-            routes = []
+            protos = []
             for addr in addrs:
                 route = cls()
                 fill_route(route, addr)
-                routes.append(route)
-            return list(zip(routes, self._texts(kind, addrs), strict=True))
-        if kind == "contact":
-            contacts = msg.contacts
-            if not contacts:
-                return []
-            text = self._texts(kind, contacts)[0]
-            if sent is not None and sent.HasField("contact"):
-                return [(sent.contact, text)]
-            contact = sipmessage_pb2.Contact()
-            fill_contact(contact, contacts[0])
-            return [(contact, text)]
-        if kind == "from" or kind == "to":
-            line = msg.headers.get(kind)
-            if line is None:
-                return []
-            header: sipmessage_pb2.From | sipmessage_pb2.To
-            if sent is not None and sent.HasField(kind):
-                header = getattr(sent, kind)
-            else:
-                header = sipmessage_pb2.From() if kind == "from" else sipmessage_pb2.To()
-                fill_from_to(header, msg.from_ if kind == "from" else msg.to)
-            return [(header, line.strip())]
-        line = msg.headers.get(kind)
-        if line is None:
-            return []
-        if kind == "www-authenticate":
-            if sent is not None and sent.HasField("www_authenticate"):
-                return [(sent.www_authenticate, line.strip())]
-            challenge = sipmessage_pb2.WWWAuthenticate()
-            fill_challenge(challenge, parse_digest_challenge(line))
-            return [(challenge, line.strip())]
-        # authorization
-        if sent is not None and sent.HasField("authorization"):
-            return [(sent.authorization, line.strip())]
-        credentials = sipmessage_pb2.Authorization()
-        fill_credentials(credentials, parse_digest_credentials(line))
-        return [(credentials, line.strip())]
+                protos.append(route)
+        return list(zip(protos, self._texts(kind, addrs), strict=True))
 
-    def text(self, kind: str, value: ProtoMessage) -> str | None:
-        """The original text of a header equal to ``value``, if there is one."""
-        for proto, text in self._get(kind):
+    def listed(self, kind: str, value: ProtoMessage) -> str | None:
+        """The original text of a Route or Record-Route value equal to ``value``."""
+        pairs = self._lists.get(kind)
+        if pairs is None:
+            pairs = self._lists[kind] = self._make_list(kind)
+        for proto, text in pairs:
             if proto == value:
                 return text
         return None
+
+    def via(self, value: sipmessage_pb2.Via) -> str | None:
+        """The original text of a Via value equal to ``value``.
+
+        Candidates are found by branch first (a string compare), so a Via
+        the processor added costs no protobuf comparison.
+        """
+        branches = self._branches
+        if branches is None:
+            branches = self._branches = {}
+            for position, via in enumerate(self._message.via):
+                branches.setdefault(via.branch or "", position)
+        index = branches.get(value.branch)
+        if index is None:
+            return None
+        sent = self._sent
+        vias = self._message.via
+        if sent is not None and len(sent.via) == len(vias):
+            proto = sent.via[index]
+        else:
+            proto = sipmessage_pb2.Via()
+            fill_via(proto, vias[index])
+        if proto != value:
+            return None
+        texts = self._via_texts
+        if texts is None:
+            texts = self._via_texts = self._texts("via", vias)
+        return texts[index]
+
+    def single(self, kind: str, field: str, value: ProtoMessage) -> str | None:
+        """The original text of From, To, the first Contact, WWW-Authenticate or Authorization."""
+        msg = self._message
+        line = msg.headers.get(kind)
+        if line is None:
+            return None
+        sent = self._sent
+        proto: ProtoMessage
+        if sent is not None and sent.HasField(field):
+            proto = getattr(sent, field)
+        elif kind == "from" or kind == "to":
+            proto = sipmessage_pb2.From() if kind == "from" else sipmessage_pb2.To()
+            fill_from_to(proto, msg.from_ if kind == "from" else msg.to)
+        elif kind == "contact":
+            proto = sipmessage_pb2.Contact()
+            fill_contact(proto, msg.contacts[0])
+        elif kind == "www-authenticate":
+            proto = sipmessage_pb2.WWWAuthenticate()
+            fill_challenge(proto, parse_digest_challenge(line))
+        else:
+            proto = sipmessage_pb2.Authorization()
+            fill_credentials(proto, parse_digest_credentials(line))
+        if proto != value:
+            return None
+        if kind == "contact":
+            return self._texts(kind, msg.contacts)[0]
+        return line.strip()
 
     def request_uri(self, uri: sipmessage_pb2.SipURI) -> Uri | None:
         """The original Request-URI when ``uri`` is its protobuf form, unchanged."""
@@ -245,116 +261,119 @@ class _Originals:
         return original.uri if proto == uri else None
 
 
-def _typed_lines(
+_Rows = list[tuple[str, str]]
+
+
+def _header_groups(
     message: sipmessage_pb2.SIPMessage,
     originals: _Originals,
     skip: frozenset[str] = frozenset(),
     branch_factory: Callable[[], str] | None = None,
-) -> dict[str, list[str]]:
-    """Header text of every typed field the reply sets, by lookup key."""
-    lines: dict[str, list[str]] = {}
-    if message.via and "via" not in skip:
-        vias = []
-        for i, via in enumerate(message.via):
-            text = originals.text("via", via)
+) -> tuple[dict[str, _Rows], str | None]:
+    """Every header line the reply carries, grouped by lookup key; X-Gateway-Auth apart.
+
+    Groups come in :data:`_ORDER` (each typed value first, then extensions
+    of that name), then the other extensions in order of first appearance.
+    Content-Length is left out (it is recomputed from the body). Every
+    name and value is checked: a name must be a token, a value must not
+    hold CR, LF or NUL.
+    """
+    groups: dict[str, _Rows] = {}
+    if "via" not in skip and message.via:
+        rows: _Rows = []
+        for via in message.via:
+            text = originals.via(via)
             if text is None:
                 # The top Via of a forwarded request gets a branch when it has none.
-                needs_branch = i == 0 and branch_factory is not None and not via.branch
-                text = via_text(via, branch_factory() if needs_branch else None)  # type: ignore[misc]
-            vias.append(text)
-        lines["via"] = vias
-    for kind, routes in (("route", message.route), ("record-route", message.record_route)):
-        if routes and kind not in skip:
-            what = _CANONICAL[kind]
-            lines[kind] = [
-                originals.text(kind, route) or route_text(route, what) for route in routes
-            ]
-    if message.HasField("max_forwards") and "max-forwards" not in skip:
-        value = message.max_forwards.max_forwards
-        if not 0 <= value <= 255:
-            raise ReplyError(f"Max-Forwards {value} out of range")
-        lines["max-forwards"] = [str(value)]
-    if message.HasField("from") and "from" not in skip:
+                branch = None
+                if not rows and branch_factory is not None and not via.branch:
+                    branch = branch_factory()
+                text = via_text(via, branch)
+            rows.append(("Via", text))
+        groups["via"] = rows
+    if "route" not in skip and message.route:
+        groups["route"] = [
+            ("Route", originals.listed("route", route) or route_text(route, "Route"))
+            for route in message.route
+        ]
+    if "record-route" not in skip and message.record_route:
+        groups["record-route"] = [
+            (
+                "Record-Route",
+                originals.listed("record-route", route) or route_text(route, "Record-Route"),
+            )
+            for route in message.record_route
+        ]
+    if "max-forwards" not in skip and message.HasField("max_forwards"):
+        hops = message.max_forwards.max_forwards
+        if not 0 <= hops <= 255:
+            raise ReplyError(f"Max-Forwards {hops} out of range")
+        groups["max-forwards"] = [("Max-Forwards", str(hops))]
+    if "from" not in skip and message.HasField("from"):
         header = getattr(message, "from")
-        lines["from"] = [originals.text("from", header) or from_to_text(header, "From")]
-    if message.HasField("to") and "to" not in skip:
-        lines["to"] = [originals.text("to", message.to) or from_to_text(message.to, "To")]
-    if message.HasField("call_id") and message.call_id.call_id and "call-id" not in skip:
+        text = originals.single("from", "from", header) or from_to_text(header, "From")
+        groups["from"] = [("From", text)]
+    if "to" not in skip and message.HasField("to"):
+        header = message.to
+        text = originals.single("to", "to", header) or from_to_text(header, "To")
+        groups["to"] = [("To", text)]
+    if "call-id" not in skip and message.HasField("call_id") and message.call_id.call_id:
         call_id = check_value(message.call_id.call_id, "Call-ID")
         if len(call_id.split()) != 1:
             raise ReplyError("Call-ID holds whitespace")
-        lines["call-id"] = [call_id]
-    if message.HasField("contact") and "contact" not in skip:
-        lines["contact"] = [
-            originals.text("contact", message.contact) or contact_text(message.contact)
-        ]
-    if message.HasField("expires") and "expires" not in skip:
+        groups["call-id"] = [("Call-ID", call_id)]
+    if "contact" not in skip and message.HasField("contact"):
+        contact = message.contact
+        text = originals.single("contact", "contact", contact) or contact_text(contact)
+        groups["contact"] = [("Contact", text)]
+    if "expires" not in skip and message.HasField("expires"):
         if message.expires.expires < 0:
             raise ReplyError(f"Expires {message.expires.expires} is negative")
-        lines["expires"] = [str(message.expires.expires)]
-    if message.HasField("authorization") and "authorization" not in skip:
-        lines["authorization"] = [
-            originals.text("authorization", message.authorization)
-            or authorization_text(message.authorization)
-        ]
-    if message.HasField("www_authenticate") and "www-authenticate" not in skip:
-        lines["www-authenticate"] = [
-            originals.text("www-authenticate", message.www_authenticate)
-            or www_authenticate_text(message.www_authenticate)
-        ]
-    return lines
+        groups["expires"] = [("Expires", str(message.expires.expires))]
+    if "authorization" not in skip and message.HasField("authorization"):
+        credentials = message.authorization
+        text = originals.single(
+            "authorization", "authorization", credentials
+        ) or authorization_text(credentials)
+        groups["authorization"] = [("Authorization", text)]
+    if "www-authenticate" not in skip and message.HasField("www_authenticate"):
+        challenge = message.www_authenticate
+        text = originals.single(
+            "www-authenticate", "www_authenticate", challenge
+        ) or www_authenticate_text(challenge)
+        groups["www-authenticate"] = [("WWW-Authenticate", text)]
 
-
-def _extension_lines(
-    extensions: Iterable[sipmessage_pb2.Extension], skip: frozenset[str] = frozenset()
-) -> tuple[dict[str, list[tuple[str, str]]], str | None]:
-    """Extensions grouped by lookup key in order of first appearance; X-Gateway-Auth apart.
-
-    Content-Length is dropped (it is recomputed from the body).
-    """
-    groups: dict[str, list[tuple[str, str]]] = {}
     gateway_auth: str | None = None
-    for ext in extensions:
-        name = check_header_name(ext.name)
-        value = check_value(ext.value, name)
-        key = header_key(name)
+    extra: dict[str, _Rows] = {}
+    find_line_breaker = _LINE_BREAKER.search
+    for extension in message.extensions:
+        name = extension.name
+        if not name or name.strip(TOKEN_CHARS):
+            raise ReplyError(f"invalid header name {name!r}")
+        # Typed values were checked as they were written; an extension is raw text.
+        value = extension.value
+        if find_line_breaker(value) is not None:
+            raise ReplyError(f"{name} holds CR, LF or NUL")
+        key = name.lower() if len(name) > 1 else header_key(name)
         if key == GATEWAY_AUTH_KEY:
             if gateway_auth is None:
                 gateway_auth = value.strip()
             continue
         if key == "content-length" or key in skip:
             continue
-        group = groups.get(key)
-        if group is None:
-            groups[key] = [(name, value)]
+        target = groups if key in _ORDER_SET else extra
+        same_name = target.get(key)
+        if same_name is None:
+            target[key] = [(name, value)]
         else:
-            group.append((name, value))
+            same_name.append((name, value))
+    if len(groups) > 1:
+        groups = {key: groups[key] for key in _ORDER if key in groups}
+    groups.update(extra)
     return groups, gateway_auth
 
 
-def _merge(
-    typed: dict[str, list[str]], extensions: dict[str, list[tuple[str, str]]]
-) -> dict[str, list[tuple[str, str]]]:
-    """Typed lines then extension lines of the same name, in :data:`_ORDER`, then the rest."""
-    merged: dict[str, list[tuple[str, str]]] = {}
-    for key in _ORDER:
-        rows: list[tuple[str, str]] = []
-        values = typed.get(key)
-        if values:
-            name = _CANONICAL[key]
-            rows.extend((name, value) for value in values)
-        ext = extensions.get(key)
-        if ext:
-            rows.extend(ext)
-        if rows:
-            merged[key] = rows
-    for key, rows in extensions.items():
-        if key not in merged:
-            merged[key] = rows
-    return merged
-
-
-def _flatten(groups: Iterable[list[tuple[str, str]]]) -> Iterator[tuple[str, str]]:
+def _flatten(groups: Iterable[_Rows]) -> Iterator[tuple[str, str]]:
     for rows in groups:
         yield from rows
 
@@ -370,7 +389,11 @@ def _reason(message: sipmessage_pb2.SIPMessage) -> str | None:
 
 
 def build_answer(
-    reply: processor_pb2.MessageResponse, request: Request, *, to_tag: str
+    reply: processor_pb2.MessageResponse,
+    request: Request,
+    *,
+    to_tag: str,
+    sent: sipmessage_pb2.SIPMessage | None = None,
 ) -> Response:
     """Answer ``request`` as the reply's ``response_type`` says (contract §4).
 
@@ -379,6 +402,8 @@ def build_answer(
     class. Via, From, To (tagged with ``to_tag`` unless 100 or already
     tagged), Call-ID and CSeq come from the request (RFC 3261 §8.2.6.2);
     every other header the reply carries is added; the body is the reply's.
+    ``sent`` is the SIPMessage made from the request, when the caller kept
+    it (an echoed Contact is then recognised without converting it again).
     Raises ReplyError for a reply that does not set a known response_type,
     or holds a value that cannot go on the wire.
     """
@@ -391,11 +416,9 @@ def build_answer(
     response = make_response(
         request, status, _reason(message), to_tag=None if status == 100 else to_tag
     )
-    originals = _Originals(request, None)
-    typed = _typed_lines(message, originals, skip=_FROM_REQUEST_IN_ANSWER)
-    extensions, _ = _extension_lines(message.extensions, skip=_FROM_REQUEST_IN_ANSWER)
+    groups, _ = _header_groups(message, _Originals(request, sent), skip=_FROM_REQUEST_IN_ANSWER)
     headers = response.headers
-    for name, value in _flatten(_merge(typed, extensions).values()):
+    for name, value in _flatten(groups.values()):
         headers.add(name, value)
     if message.body:
         response.body = message.body.encode("utf-8")
@@ -426,9 +449,7 @@ def build_forward_request(
     originals = _Originals(original, sent)
     # An unchanged Request-URI keeps what the protobuf cannot hold (tel:, ;ob...).
     uri = originals.request_uri(message.request_uri) or sip_uri(message.request_uri, "Request-URI")
-    typed = _typed_lines(message, originals, branch_factory=branch_factory)
-    extensions, gateway_auth = _extension_lines(message.extensions)
-    groups = _merge(typed, extensions)
+    groups, gateway_auth = _header_groups(message, originals, branch_factory=branch_factory)
     for key in _REQUIRED_IN_REQUEST:
         if key not in groups:
             raise ReplyError(f"the reply has no {_CANONICAL.get(key, 'CSeq')}")
@@ -467,10 +488,8 @@ def build_forward_response(
     or with a value that cannot go on the wire.
     """
     message = reply.message
-    originals = _Originals(original, sent)
-    typed = _typed_lines(message, originals)
-    extensions, _ = _extension_lines(message.extensions)
-    groups = _merge(typed, extensions)
+    groups, _ = _header_groups(message, _Originals(original, sent))
+    replaced = frozenset(groups)
     if "via" not in groups:
         raise ReplyError("the reply has no Via")
     if cseq is not None:
@@ -483,7 +502,7 @@ def build_forward_response(
             continue
         if key in groups:
             items.extend(groups.pop(key))
-        elif key not in _REPLY_ONLY_IN_RESPONSE and key not in typed and key not in extensions:
+        elif key not in _REPLY_ONLY_IN_RESPONSE and key not in replaced:
             items.append((name, value))
     items.extend(_flatten(groups.values()))
     reason = _reason(message)
@@ -501,8 +520,10 @@ def next_hop(request: Request) -> NextHop:
     The top Route when it has ``lr``, else the Request-URI. The transport is
     the URI's ``transport`` parameter (``sips:`` means TLS, or WSS over
     WebSocket), UDP by default; an absent port is the transport's default
-    (5060, or 5061 for TLS). Raises ReplyError for a target that is not a
-    SIP URI or names a transport edgeport does not speak.
+    (5060, or 5061 for TLS). ``maddr`` is not consulted, and no name is
+    resolved here (a ``.invalid`` WebSocket host is the proxy's business).
+    Raises ReplyError for a target that is not a SIP URI or names a
+    transport edgeport does not speak.
     """
     target: Uri = request.uri
     routes = request.routes

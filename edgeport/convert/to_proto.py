@@ -23,21 +23,21 @@ from typing import TYPE_CHECKING, Final
 
 from edgeport._proto import processor_pb2, sipmessage_pb2
 from edgeport.convert.codes import method_value, response_type_for_status
-from edgeport.sip.headers import (
-    DigestChallenge,
-    DigestCredentials,
-    NameAddr,
-    Via,
-    parse_digest_challenge,
-    parse_digest_credentials,
-)
 from edgeport.sip.message import Request, Response
 from edgeport.sip.uri import SipUri, Uri
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from edgeport.sip.headers import (
+        DigestChallenge,
+        DigestCredentials,
+        NameAddr,
+        Via,
+    )
+
 __all__ = [
+    "MessageRequestBuilder",
     "body_text",
     "fill_address",
     "fill_challenge",
@@ -112,13 +112,16 @@ def fill_sip_uri(out: sipmessage_pb2.SipURI, uri: Uri) -> None:
             value = params.get("user")
             if value:
                 out.user_param = value
-            ttl = uri.ttl
+            ttl = uri.ttl if "ttl" in params else None
             out.ttl_param = _ABSENT if ttl is None else min(ttl, _INT32_MAX)
-            out.lr_param = "lr" in params
-            out.bnc_param = "bnc" in params
+            if "lr" in params:
+                out.lr_param = True
+            if "bnc" in params:
+                out.bnc_param = True
         else:
             out.ttl_param = _ABSENT
-        out.secure = uri.scheme == "sips"
+        if uri.scheme == "sips":
+            out.secure = True
         return
     out.port = _ABSENT
     out.ttl_param = _ABSENT
@@ -170,7 +173,7 @@ def fill_via(out: sipmessage_pb2.Via, via: Via) -> None:
     maddr = params.get("maddr")
     if maddr:
         out.m_addr = maddr
-    ttl = via.ttl
+    ttl = via.ttl if "ttl" in params else None
     out.ttl = _ABSENT if ttl is None else min(ttl, _INT32_MAX)
 
 
@@ -275,8 +278,13 @@ def fill_sip_message(out: sipmessage_pb2.SIPMessage, msg: Request | Response) ->
         first = name not in seen
         if name == _VIA:
             if first:
-                for via in msg.via:
-                    fill_via(out.via.add(), via)
+                # One Via line holding one value (most requests): the top Via the
+                # parser already checked is the whole list; no second parse.
+                if "," not in value and len(msg.headers.get_all(_VIA)) == 1:
+                    fill_via(out.via.add(), msg.top_via)
+                else:
+                    for via in msg.via:
+                        fill_via(out.via.add(), via)
         elif name == _CONTACT:
             if first:
                 contacts = msg.contacts
@@ -313,13 +321,67 @@ def fill_sip_message(out: sipmessage_pb2.SIPMessage, msg: Request | Response) ->
             if max_forwards is not None:
                 out.max_forwards.max_forwards = max_forwards
         elif name == _WWW_AUTHENTICATE:
-            fill_challenge(out.www_authenticate, parse_digest_challenge(value))
+            challenge = msg.www_authenticate
+            if challenge is not None:
+                fill_challenge(out.www_authenticate, challenge)
         elif name == _AUTHORIZATION:
-            fill_credentials(out.authorization, parse_digest_credentials(value))
+            credentials = msg.authorization
+            if credentials is not None:
+                fill_credentials(out.authorization, credentials)
         seen.add(name)
     out.content_length.content_length = len(msg.body)
     if msg.body:
         out.body = body_text(msg.body)
+
+
+class MessageRequestBuilder:
+    """Makes the ``MessageRequest`` of each message; the per-EdgePort fields are set once.
+
+    ``edge_port_ref``, ``listening_points``, ``external_addrs`` and
+    ``localnets`` are the same for every message (contract §3), so they are
+    built once into a template that each request copies (one C call instead
+    of rebuilding the repeated fields).
+    """
+
+    __slots__ = ("_template",)
+
+    def __init__(
+        self,
+        *,
+        edge_port_ref: str,
+        listening_points: Iterable[processor_pb2.NetInterface],
+        external_addrs: Iterable[str],
+        localnets: Iterable[str],
+    ) -> None:
+        self._template = processor_pb2.MessageRequest(
+            edge_port_ref=edge_port_ref,
+            listening_points=listening_points,
+            external_addrs=external_addrs,
+            localnets=localnets,
+        )
+
+    def build(
+        self, msg: Request | Response, *, sender: processor_pb2.NetInterface
+    ) -> processor_pb2.MessageRequest:
+        """The ``MessageRequest`` for one message (contract §3).
+
+        ``ref`` is the Call-ID; ``method`` the request method or, for a
+        response, its CSeq method (UNKNOWN outside the enum); a response also
+        carries ``metadata["statusCode"]``. Raises ValueError for a response
+        that is not sent to the processor (``should_send_response`` is
+        False), SipParseError for a malformed typed header.
+        """
+        request = processor_pb2.MessageRequest()
+        request.CopyFrom(self._template)
+        request.ref = msg.call_id
+        request.sender.CopyFrom(sender)
+        fill_sip_message(request.message, msg)
+        if isinstance(msg, Request):
+            request.method = method_value(msg.method)  # type: ignore[assignment]
+        else:
+            request.method = method_value(msg.cseq.method)  # type: ignore[assignment]
+            request.metadata["statusCode"] = str(msg.status_code)
+        return request
 
 
 def to_message_request(
@@ -331,25 +393,14 @@ def to_message_request(
     external_addrs: Iterable[str],
     localnets: Iterable[str],
 ) -> processor_pb2.MessageRequest:
-    """The ``MessageRequest`` for one message (contract §3).
+    """The ``MessageRequest`` for one message; see :meth:`MessageRequestBuilder.build`.
 
-    ``ref`` is the Call-ID; ``method`` the request method or, for a
-    response, its CSeq method (UNKNOWN outside the enum); a response also
-    carries ``metadata["statusCode"]``. Raises ValueError for a response
-    that is not sent to the processor (``should_send_response`` is False).
+    A proxy making many keeps one :class:`MessageRequestBuilder` instead.
     """
-    request = processor_pb2.MessageRequest(
-        ref=msg.call_id,
+    builder = MessageRequestBuilder(
         edge_port_ref=edge_port_ref,
-        sender=sender,
         listening_points=listening_points,
         external_addrs=external_addrs,
         localnets=localnets,
     )
-    fill_sip_message(request.message, msg)
-    if isinstance(msg, Request):
-        request.method = method_value(msg.method)  # type: ignore[assignment]
-    else:
-        request.method = method_value(msg.cseq.method)  # type: ignore[assignment]
-        request.metadata["statusCode"] = str(msg.status_code)
-    return request
+    return builder.build(msg, sender=sender)

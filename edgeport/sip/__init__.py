@@ -4,6 +4,7 @@ Nothing here does I/O, reads a clock or draws random numbers; the trio
 layers feed bytes and timer events in and carry bytes and actions out.
 """
 
+from edgeport.sip.digest import compute_digest_response
 from edgeport.sip.errors import MAX_MESSAGE_BYTES, SipParseError, SipSerializeError
 from edgeport.sip.headers import (
     COMPACT_FORMS,
@@ -44,6 +45,7 @@ __all__ = [
     "Uri",
     "Via",
     "canonical_name",
+    "compute_digest_response",
     "make_response",
     "parse_cseq",
     "parse_digest_challenge",

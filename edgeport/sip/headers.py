@@ -180,6 +180,13 @@ _TOKEN68_CHARS: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 _MAX_CSEQ: Final = 2**31 - 1
 
 
+def ascii_int(value: str | None) -> int | None:
+    """``1*DIGIT`` (ASCII digits only, at most 10) as an int, else None."""
+    if not value or len(value) > 10 or value.strip(_DIGITS):
+        return None
+    return int(value)
+
+
 def is_token(text: str) -> bool:
     """True when ``text`` is a non-empty RFC 3261 token."""
     return bool(text) and not text.strip(TOKEN_CHARS)
@@ -408,9 +415,7 @@ class Via:
     def rport(self) -> int | None:
         """The rport value, or None when absent or without a value."""
         value = self.params.get("rport")
-        if value is None or not value.isdigit():
-            return None
-        return int(value)
+        return ascii_int(value)
 
     @property
     def maddr(self) -> str | None:
@@ -419,9 +424,7 @@ class Via:
     @property
     def ttl(self) -> int | None:
         value = self.params.get("ttl")
-        if value is None or not value.isdigit():
-            return None
-        return int(value)
+        return ascii_int(value)
 
     @property
     def sent_by(self) -> str:
@@ -548,20 +551,23 @@ class NameAddr:
     def expires(self) -> int | None:
         """The Contact ``expires`` parameter, or None when absent or not a number."""
         value = self.params.get("expires")
-        if value is None or not value.isdigit():
-            return None
-        return int(value)
+        return ascii_int(value)
 
     @property
     def q(self) -> float | None:
         """The Contact ``q`` parameter, or None when absent or not a number."""
+        # qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
         value = self.params.get("q")
-        if value is None:
+        if (
+            not value
+            or len(value) > 5
+            or value[0] not in _DIGITS
+            or value.strip("0123456789.")
+            or value.count(".") > 1
+        ):
             return None
-        try:
-            return float(value)
-        except ValueError:
-            return None
+        q = float(value)
+        return q if q <= 1.0 else None
 
     def __str__(self) -> str:
         if self.wildcard:
@@ -683,7 +689,13 @@ def _parse_auth(value: str, what: str) -> tuple[str, dict[str, str], str | None]
         if i < n and s[i] == '"':
             param_value, i = _scan_quoted(s, i)
         else:
-            param_value, i = _read_token(s, i, what)
+            # token per RFC 7235; read liberally up to the next separator
+            j = i
+            while j < n and s[j] not in ', \t"':
+                j += 1
+            if j == i:
+                raise SipParseError(f"Invalid {what}")
+            param_value, i = s[i:j], j
         params[name.lower()] = param_value
         i = _skip_ws(s, i)
         if i < n:

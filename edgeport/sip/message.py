@@ -53,7 +53,7 @@ class Headers:
     ``get_all`` returns one string per line: values are not comma-split here.
     """
 
-    __slots__ = ("_items", "_version")
+    __slots__ = ("_index", "_items", "_version")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         # (name as given, lookup key, raw value)
@@ -61,13 +61,33 @@ class Headers:
             (name, header_key(name), value) for name, value in items
         ]
         self._version = 0
+        self._index: dict[str, list[str]] | None = None
 
     @classmethod
     def _from_keyed(cls, items: list[tuple[str, str, str]]) -> Headers:
         headers = cls.__new__(cls)
         headers._items = items
         headers._version = 0
+        headers._index = None
         return headers
+
+    def _lookup(self) -> dict[str, list[str]]:
+        """key -> raw values in order; built on first use, dropped on change."""
+        index = self._index
+        if index is None:
+            index = {}
+            for _, key, value in self._items:
+                values = index.get(key)
+                if values is None:
+                    index[key] = [value]
+                else:
+                    values.append(value)
+            self._index = index
+        return index
+
+    def _changed(self) -> None:
+        self._version += 1
+        self._index = None
 
     @property
     def version(self) -> int:
@@ -84,8 +104,7 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = header_key(name)
-        return any(k == key for _, k, _ in self._items)
+        return header_key(name) in self._lookup()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
@@ -103,19 +122,16 @@ class Headers:
             yield canonical_name_for_key(key, name), value
 
     def get(self, name: str) -> str | None:
-        key = header_key(name)
-        for _, k, value in self._items:
-            if k == key:
-                return value
-        return None
+        values = self._lookup().get(header_key(name))
+        return None if values is None else values[0]
 
     def get_all(self, name: str) -> list[str]:
-        key = header_key(name)
-        return [value for _, k, value in self._items if k == key]
+        values = self._lookup().get(header_key(name))
+        return [] if values is None else list(values)
 
     def add(self, name: str, value: str) -> None:
         self._items.append((name, header_key(name), value))
-        self._version += 1
+        self._changed()
 
     def prepend(self, name: str, value: str) -> None:
         """Insert before the first line of that name, or at the top when there is none."""
@@ -126,7 +142,7 @@ class Headers:
                 index = i
                 break
         self._items.insert(index, (name, key, value))
-        self._version += 1
+        self._changed()
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of that name by one, at the first one's place (else at the end)."""
@@ -142,12 +158,12 @@ class Headers:
         if not placed:
             items.append((name, key, value))
         self._items = items
-        self._version += 1
+        self._changed()
 
     def remove(self, name: str) -> None:
         key = header_key(name)
         self._items = [item for item in self._items if item[1] != key]
-        self._version += 1
+        self._changed()
 
     def replace_first(self, name: str, value: str) -> None:
         """Rewrite the first line of that name in place, keeping its name as written."""
@@ -155,7 +171,7 @@ class Headers:
         for i, (written, k, _) in enumerate(self._items):
             if k == key:
                 self._items[i] = (written, key, value)
-                self._version += 1
+                self._changed()
                 return
         raise KeyError(name)
 
@@ -164,7 +180,13 @@ class Headers:
 
 
 class Message:
-    """What Request and Response share: headers, body and the typed views."""
+    """What Request and Response share: headers, body and the typed views.
+
+    A typed view (``via``, ``from_``, ``contacts``...) is a parsed copy of
+    header values, not a live one: changing the object it returns does not
+    change the message. Change the message through ``headers`` or
+    ``set_top_via``; that drops every cached view.
+    """
 
     __slots__ = ("_cache", "_cache_headers", "_cache_version", "body", "headers")
 
@@ -226,6 +248,9 @@ class Message:
         """The first Via value; raises SipParseError when there is none."""
 
         def compute() -> Via:
+            vias = cast("list[Via] | None", self._cache.get("via"))
+            if vias:
+                return vias[0]
             items = split_header_values(self._required("Via"))
             if not items:
                 raise SipParseError("Missing Via")
@@ -270,7 +295,7 @@ class Message:
 
     @property
     def max_forwards(self) -> int | None:
-        # Max-Forwards = 1*DIGIT; "a range of 0-255" (RFC 3261 §20.22).
+        # Max-Forwards = 1*DIGIT; above 255 is refused (RFC 4475 §3.1.2.4).
         return self._cached(
             "max-forwards", lambda: self._optional_int("max-forwards", "Max-Forwards", 255)
         )

@@ -2,11 +2,14 @@
 
 ``parse_message`` takes one complete message (a datagram, or a frame the
 stream framer cut by Content-Length) and returns a message whose header
-lines are split but whose structured values (Via, From, To...) are parsed
-only on demand; the headers every request must carry are checked here, so
-a message that comes out is fit to route. Everything wrong becomes a
-SipParseError with a status hint and, when the start line and headers
-could be read, the partial message so a proxy can still answer ``400``.
+lines are split and kept raw. The headers every message must carry (top
+Via, From, To, Call-ID, CSeq, and Max-Forwards when present) are parsed
+and checked here, and their typed views cached, so a message that comes out
+is fit to route; every other structured header (Contact, Route...) is
+parsed on first access. Everything wrong becomes a SipParseError with a
+status hint and, when the start line and headers could be read, the
+partial message so a proxy can still answer ``400``. A partial request
+whose Request-URI could not be parsed carries it as ``OpaqueUri("", text)``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from edgeport.sip.headers import (
     CANONICAL_NAMES,
     COMPACT_KEYS,
     TOKEN_CHARS,
+    header_key,
     parse_call_id,
     parse_cseq,
     parse_int_value,
@@ -47,10 +51,11 @@ _MANDATORY: Final = (
 def parse_message(data: bytes) -> Request | Response:
     """Parse one complete SIP message; raise SipParseError when it is not one.
 
-    The body is Content-Length bytes long (RFC 3261 §18.3: "If a message is
-    received with a Content-Length larger than the body, the message MUST be
-    discarded"; extra bytes of a datagram beyond it are dropped). Without
-    Content-Length the body is the rest of the data.
+    The body is Content-Length bytes long. RFC 3261 §18.3: "If there are
+    additional bytes in the transport packet beyond the end of the body, they
+    MUST be discarded. If the transport packet ends before the end of the
+    message body, this is considered an error." Without Content-Length the
+    body is the rest of the data.
     """
     # Routr refuses a SIP message over 1 MiB; RFC 3261 §21.5.14 names the code.
     if len(data) > MAX_MESSAGE_BYTES:
@@ -79,11 +84,10 @@ def parse_message(data: bytes) -> Request | Response:
         raise SipParseError("NUL byte in message")
     lines = _split_lines(head)
 
-    message, version_error = _parse_start_line(lines[0])
     items, header_error = _parse_header_lines(lines)
-    # first value of each header, by key
-    first = {key: value for _, key, value in reversed(items)}
-    message.headers = Headers._from_keyed(items)
+    headers = Headers._from_keyed(items)
+    message, version_error = _parse_start_line(lines[0], headers)
+    index = headers._lookup()
     if version_error is not None:
         raise SipParseError(version_error, 505, message)
     if header_error is not None:
@@ -97,11 +101,12 @@ def parse_message(data: bytes) -> Request | Response:
 
     body = data[body_start:]
     length: int | None = None
-    if "content-length" in first:
+    lengths = index.get("content-length")
+    if lengths is not None:
         try:
-            length = parse_int_value(first["content-length"], "Content-Length")
-            for _, key, value in items:
-                if key == "content-length" and parse_int_value(value, "Content-Length") != length:
+            length = parse_int_value(lengths[0], "Content-Length")
+            for value in lengths[1:]:
+                if parse_int_value(value, "Content-Length") != length:
                     raise SipParseError("Conflicting Content-Length")
         except SipParseError as exc:
             raise SipParseError(exc.reason, 400, message) from None
@@ -111,7 +116,7 @@ def parse_message(data: bytes) -> Request | Response:
             body = body[:length]
     message.body = body
     try:
-        views = _check_mandatory(message, first)
+        views = _check_mandatory(message, index)
     except SipParseError as exc:
         raise SipParseError(exc.reason, exc.status_code, message) from None
     views["content-length"] = length
@@ -131,8 +136,8 @@ def _split_lines(head: str) -> list[str]:
     return lines
 
 
-def _parse_start_line(line: str) -> tuple[Request | Response, str | None]:
-    """The start line as an empty Request or Response, and a 505 reason if any."""
+def _parse_start_line(line: str, headers: Headers) -> tuple[Request | Response, str | None]:
+    """The start line as a bodiless Request or Response, and a 505 reason if any."""
     if line[:4].upper() == "SIP/":
         # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
         parts = line.split(" ", 2)
@@ -142,7 +147,7 @@ def _parse_start_line(line: str) -> tuple[Request | Response, str | None]:
         reason = parts[2] if len(parts) == 3 else ""
         if len(code) != 3 or code.strip(_DIGITS) or not 100 <= int(code) <= 699:
             raise SipParseError("Invalid Status-Code")
-        return Response(int(code), reason), _check_version(version)
+        return Response(int(code), reason, headers), _check_version(version)
     # Request-Line = Method SP Request-URI SP SIP-Version CRLF
     parts = line.split(" ")
     if len(parts) != 3 or not parts[1]:
@@ -156,7 +161,7 @@ def _parse_start_line(line: str) -> tuple[Request | Response, str | None]:
         uri = parse_uri(uri_text)
     except SipParseError:
         uri = OpaqueUri("", uri_text)  # kept for the partial message; refused later
-    return Request(method, uri), version_error
+    return Request(method, uri, headers), version_error
 
 
 def _check_version(version: str) -> str | None:
@@ -177,6 +182,20 @@ def _check_version(version: str) -> str | None:
     raise SipParseError("Invalid SIP version")
 
 
+# Header name as written -> lookup key, for names already seen valid. Seeded
+# with the usual spellings; unknown names join it until the bound is reached.
+def _seed_key_cache() -> dict[str, str]:
+    cache = dict(COMPACT_KEYS)
+    for key, name in CANONICAL_NAMES.items():
+        for spelling in (name, key, name.title(), name.upper()):
+            cache[spelling] = key
+    return cache
+
+
+_KEY_CACHE: Final = _seed_key_cache()
+_KEY_CACHE_MAX: Final = 2048  # entries; past it an unknown name is resolved each time
+
+
 def _parse_header_lines(lines: list[str]) -> tuple[list[tuple[str, str, str]], str | None]:
     """Header lines after the start line, unfolded; the first problem, if any.
 
@@ -184,10 +203,8 @@ def _parse_header_lines(lines: list[str]) -> tuple[list[tuple[str, str, str]], s
     """
     items: list[tuple[str, str, str]] = []
     error: str | None = None
-    compact = COMPACT_KEYS
-    known = CANONICAL_NAMES
-    for index in range(1, len(lines)):
-        line = lines[index]
+    cache = _KEY_CACHE
+    for line in lines[1:]:
         if not line:
             error = error or "Malformed header line"
             continue
@@ -197,44 +214,59 @@ def _parse_header_lines(lines: list[str]) -> tuple[list[tuple[str, str, str]], s
             if not items:
                 error = error or "Continuation line before any header"
                 continue
-            name, key, value = items[-1]
             folded = line.strip(" \t")
-            items[-1] = (name, key, f"{value} {folded}" if value else folded)
+            if folded:
+                name, key, value = items[-1]
+                items[-1] = (name, key, f"{value} {folded}" if value else folded)
             continue
-        colon = line.find(":")
         # HCOLON = *( SP / HTAB ) ":" SWS
-        name = line[:colon].rstrip(" \t") if colon > 0 else ""
-        lower = name.lower()
-        key = compact.get(lower, lower)
-        if key not in known and (not name or name.strip(TOKEN_CHARS)):
+        name, colon, value = line.partition(":")
+        found = cache.get(name)
+        if found is None:
+            if name and name[-1] in " \t":
+                name = name.rstrip(" \t")
+            if not colon or not name or name.strip(TOKEN_CHARS):
+                error = error or "Malformed header line"
+                continue
+            key = header_key(name)
+            if len(cache) < _KEY_CACHE_MAX:
+                cache[name] = key
+        elif colon:
+            key = found
+        else:
             error = error or "Malformed header line"
             continue
-        items.append((name, key, line[colon + 1 :].strip(" \t")))
+        items.append((name, key, value.strip(" \t")))
     return items, error
 
 
-def _check_mandatory(message: Request | Response, first: dict[str, str]) -> dict[str, object]:
+def _check_mandatory(message: Request | Response, index: dict[str, list[str]]) -> dict[str, object]:
     """Check and parse the headers every message must carry; return the typed views."""
     for key, name in _MANDATORY:
-        if key not in first:
+        values = index.get(key)
+        if values is None:
             raise SipParseError(f"Missing {name}")
-    cseq = parse_cseq(first["cseq"])
+        # RFC 3261 §7.3.1: only a header whose value is a comma-separated list
+        # may appear on several lines; From, To, Call-ID and CSeq are single.
+        if len(values) > 1 and key != "via":
+            raise SipParseError(f"Multiple {name} headers")
+    cseq = parse_cseq(index["cseq"][0])
     if isinstance(message, Request) and cseq.method != message.method:
         # RFC 3261 §8.1.1.5: "The method MUST match that of the request."
         raise SipParseError("CSeq method does not match")
-    vias = split_header_values(first["via"])
+    vias = split_header_values(index["via"][0])
     if not vias:
         raise SipParseError("Missing Via")
     views: dict[str, object] = {
         "cseq": cseq,
         "top_via": parse_via(vias[0]),
-        "from": parse_name_addr(first["from"]),
-        "to": parse_name_addr(first["to"]),
-        "call_id": parse_call_id(first["call-id"]),
+        "from": parse_name_addr(index["from"][0]),
+        "to": parse_name_addr(index["to"][0]),
+        "call_id": parse_call_id(index["call-id"][0]),
     }
-    max_forwards = first.get("max-forwards")
-    # Max-Forwards: "a range of 0-255" (RFC 3261 §20.22).
+    max_forwards = index.get("max-forwards")
+    # Max-Forwards above 255 is refused, as the RFC 4475 §3.1.2.4 torture case does.
     views["max-forwards"] = (
-        None if max_forwards is None else parse_int_value(max_forwards, "Max-Forwards", 255)
+        None if max_forwards is None else parse_int_value(max_forwards[0], "Max-Forwards", 255)
     )
     return views

@@ -117,9 +117,11 @@ class TimedOut:
     """The transaction gave up waiting.
 
     Client: Timer B/F fired before a final response (RFC 3261 §17.1.1.2,
-    §17.1.2.2), so the proxy answers 408 upstream (RFC 3261 §16.7 step 10);
-    or Timer C fired (RFC 3261 §16.8), in which case a proxy that relayed a
-    provisional response also sends a CANCEL downstream.
+    §17.1.2.2), so the proxy answers 408 upstream (RFC 3261 §16.7 step 10).
+    Timer C fired (RFC 3261 §16.8): in Calling the transaction ends as for
+    Timer B; in Proceeding the proxy "MUST generate a CANCEL request matching
+    that transaction" and the transaction waits 64*T1 more for the 487 (which
+    it acknowledges and delivers) before it ends.
     Server: Timer H fired, the ACK never came (RFC 3261 §17.2.1).
     """
 
@@ -261,7 +263,9 @@ _INVITE_CLIENT: Final[_Table] = {
     (_S.CALLING, Timer.A): _S.CALLING,
     (_S.CALLING, Timer.B): _S.TERMINATED,
     (_S.CALLING, Timer.C): _S.TERMINATED,
-    (_S.PROCEEDING, Timer.C): _S.TERMINATED,
+    # Proceeding: the TU cancels and Timer C guards the wait for the 487; the
+    # second expiry terminates (see ``InviteClientTransaction._actions``).
+    (_S.PROCEEDING, Timer.C): _S.PROCEEDING,
     (_S.CALLING, _T.PROVISIONAL): _S.PROCEEDING,
     (_S.PROCEEDING, _T.PROVISIONAL): _S.PROCEEDING,
     (_S.CALLING, _T.SUCCESS): _S.TERMINATED,
@@ -287,6 +291,8 @@ class InviteClientTransaction(ClientTransaction):
             raise ValueError(f"an INVITE client transaction cannot send {request.method}")
         super().__init__(request, reliable=reliable, timers=timers)
         self.ack: Request | None = None
+        # Timer C fired in Proceeding: the TU cancels, Timer C now guards the wait.
+        self.timer_c_expired = False
 
     def start(self) -> list[Action]:
         self._mark_started()
@@ -308,6 +314,18 @@ class InviteClientTransaction(ClientTransaction):
                 # "the client transaction MUST retransmit the request by passing it
                 # to the transport layer, and MUST reset the timer with a value of 2*T1"
                 return [Send(self.request, retransmission=True), self._next_retransmit(Timer.A)]
+            case Timer.C if old_state is _S.PROCEEDING and self.timer_c_expired:
+                # The CANCEL got no final response either: give up.
+                self.state = _S.TERMINATED
+                return []
+            case Timer.C if old_state is _S.PROCEEDING:
+                # RFC 3261 §16.8: "If timer C should fire, the proxy MUST either reset
+                # the timer with any value it chooses, or terminate the client
+                # transaction. If the client transaction has received a provisional
+                # response, the proxy MUST generate a CANCEL request matching that
+                # transaction." The TU sends the CANCEL; the 487 still comes here.
+                self.timer_c_expired = True
+                return [TimedOut(Timer.C), StartTimer(Timer.C, self.timers.transaction_timeout)]
             case Timer.B | Timer.C:
                 return [TimedOut(event)]
             case Timer.D:
@@ -323,7 +341,7 @@ class InviteClientTransaction(ClientTransaction):
         match event:
             case _T.PROVISIONAL:
                 # RFC 3261 §16.7 step 2: "For 101-199 the proxy MUST reset timer C"
-                if message.status_code > 100:
+                if message.status_code > 100 and not self.timer_c_expired:
                     actions.append(StartTimer(Timer.C, self.timers.timer_c))
                 actions.append(Deliver(message))
             case _T.SUCCESS:

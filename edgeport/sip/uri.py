@@ -72,7 +72,7 @@ class SipUri:
     @property
     def ttl(self) -> int | None:
         value = self.params.get("ttl")
-        if value is None or not value.isdigit():
+        if not value or len(value) > 3 or value.strip(_DIGITS):
             return None
         return int(value)
 
@@ -142,12 +142,11 @@ def parse_uri(text: str) -> Uri:
     colon = text.find(":")
     if colon <= 0:
         raise SipParseError("URI has no scheme")
-    scheme = text[:colon]
-    if scheme[0] not in _ALPHA or scheme.strip(_SCHEME_CHARS):
-        raise SipParseError("Invalid URI scheme")
-    scheme = scheme.lower()
+    scheme = text[:colon].lower()
     if scheme == "sip" or scheme == "sips":
         return _parse_sip_uri(scheme, text, colon + 1)
+    if scheme[0] not in _ALPHA or scheme.strip(_SCHEME_CHARS):
+        raise SipParseError("Invalid URI scheme")
     value = text[colon + 1 :]
     if not value:
         raise SipParseError("Empty URI")

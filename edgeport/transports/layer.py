@@ -65,7 +65,16 @@ def default_client_context() -> ssl.SSLContext:
 
 
 class TransportLayer:
-    """Listening points, the connection table, counters, and ``send``."""
+    """Listening points, the connection table, counters, and ``send``.
+
+    ``stats`` counts, by key: ``received_<transport>``, ``sent_<transport>``,
+    ``send_failed_<transport>``, ``connect_failed_<transport>``,
+    ``connections_opened``/``_closed``/``_refused``/``_idle_closed``/``_broken``,
+    ``dropped_<reason>`` (``no_route``, ``partial``, and each framing error:
+    ``message_too_large``, ``bad_content_length``, ``header_section_too_large``,
+    ``too_many_headers``, ``not_a_sip_start_line``), ``udp_keepalives``,
+    ``tls_handshake_failed``, ``ws_handshake_refused``/``_timeout``, ``handler_errors``.
+    """
 
     def __init__(
         self,
@@ -82,13 +91,14 @@ class TransportLayer:
         self._nursery = nursery
         self._handler = handler
         self._tls = tls
-        self._tls_client_context = tls_client_context
+        self._tls_client_context = tls_client_context or default_client_context()
         self._limits = limits
         self._websocket = websocket
         self._max_message_bytes = max_message_bytes
         self.connections = ConnectionTable(on_removed=on_connection_closed)
         self.stats: Counter[str] = Counter()
         self._listening_points: list[Peer] = []
+        self._alive_listeners: set[Peer] = set()
         self._udp_sockets: list[trio.socket.SocketType] = []
         self._connecting: dict[Key, _ConnectAttempt] = {}
         self._accept_scopes: list[trio.CancelScope] = []
@@ -211,11 +221,31 @@ class TransportLayer:
             if transport is Transport.UDP:
                 self._udp_sockets.append(sock)
                 deliver = partial(self._deliver_datagram, local=local)
-                self._nursery.start_soon(read_datagrams, sock, deliver, self.stats)
+                self._nursery.start_soon(
+                    self._run_listener, local, partial(read_datagrams, sock, deliver, self.stats)
+                )
             else:
                 listener = trio.SocketListener(sock)
-                self._nursery.start_soon(self.serve_stream_listener, listener, local)
+                self._nursery.start_soon(
+                    self._run_listener, local, partial(self.serve_stream_listener, listener, local)
+                )
             logger.info("listening on %s", local)
+
+    def listener_alive(self, local: Peer) -> bool:
+        """True while the listener of this listening point runs (for health checks)."""
+        return local in self._alive_listeners
+
+    async def _run_listener(self, local: Peer, serve: Callable[[], Awaitable[object]]) -> None:
+        # A listener that fails is logged and reported dead to the health check;
+        # the other listeners and the connections already open carry on.
+        self._alive_listeners.add(local)
+        try:
+            await serve()
+        except Exception:
+            logger.exception("listener %s failed", local)
+            self.stats["listener_failures"] += 1
+        finally:
+            self._alive_listeners.discard(local)
 
     def _deliver_datagram(self, data: bytes, peer: Peer, *, local: Peer) -> None:
         self._deliver(data, peer, None, local)
@@ -279,7 +309,6 @@ class TransportLayer:
             ws = await accept_websocket(
                 ws_nursery,
                 stream,
-                transport,
                 peer,
                 self._websocket,
                 self.stats,
@@ -307,9 +336,8 @@ class TransportLayer:
         *,
         task_status: trio.TaskStatus[Connection] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        context = self._tls_client_context or default_client_context()
         with trio.fail_after(CONNECT_TIMEOUT):
-            stream = await open_stream(transport, host, port, context)
+            stream = await open_stream(transport, host, port, self._tls_client_context)
         self._open_streams += 1
         try:
             peer = remote_peer(stream, transport)

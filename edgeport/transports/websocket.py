@@ -83,7 +83,6 @@ def refusal(
 async def accept_websocket(
     nursery: trio.Nursery,
     stream: trio.abc.Stream,
-    transport: Transport,
     peer: Peer,
     config: WebSocketConfig,
     stats: Counter[str],

@@ -11,12 +11,13 @@ from pathlib import Path
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 
 def private_key(leaf: trustme.LeafCert) -> pkcs12.PKCS12PrivateKeyTypes:
     key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), None)
-    assert isinstance(key, pkcs12.PKCS12PrivateKeyTypes)
+    assert isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)  # what trustme makes
     return key
 
 

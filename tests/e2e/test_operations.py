@@ -161,3 +161,21 @@ Content-Length: 0
                 ok = await alice.receive_until(lambda m: m.status == 200)
                 assert ok.header("Call-ID") == "drain@test"
             # serve() returned by itself once the call's transaction was answered.
+
+
+async def test_health_turns_503_when_a_listener_dies(nursery: trio.Nursery) -> None:
+    config = make_config(health=HealthConfig(enabled=True, port=0))
+    server = await start_edgeport(nursery, config)
+    assert server.health_port
+    assert (await http_get(server.health_port, "/healthz"))[0] == 200
+    # Kill the UDP listener the way a fatal socket error would: close its socket.
+    udp = next(p for p in server.listening_points if p.transport is Transport.UDP)
+    for sock in server.transports._udp_sockets:
+        sock.close()
+    with trio.fail_after(5):
+        while server.transports.listener_alive(udp):
+            await trio.sleep(0.05)
+    status, body = await http_get(server.health_port, "/healthz")
+    assert status == 503
+    assert f"listener {udp}" in body
+    nursery.cancel_scope.cancel()

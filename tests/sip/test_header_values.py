@@ -362,3 +362,30 @@ def test_non_digest_scheme_with_token68() -> None:
 def test_digest_invalid(text: str) -> None:
     with pytest.raises(SipParseError):
         parse_digest_credentials(text)
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "1\u00b2", "-1", "12345678901", "x"])
+def test_numeric_params_accept_only_ascii_digits(value: str) -> None:
+    via = parse_via(f"SIP/2.0/UDP h;rport={value};ttl={value}")
+    assert via.has_rport
+    assert via.rport is None
+    assert via.ttl is None
+    addr = parse_name_addr(f"<sip:a@h;ttl={value}>;expires={value}")
+    assert addr.expires is None
+    assert isinstance(addr.uri, SipUri)
+    assert addr.uri.ttl is None
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [("0", 0.0), ("1", 1.0), ("0.5", 0.5), ("1.000", 1.0), ("0.123", 0.123)],
+)
+def test_contact_q_valid(q: str, expected: float) -> None:
+    assert parse_name_addr(f"<sip:a@h>;q={q}").q == expected
+
+
+@pytest.mark.parametrize(
+    "q", ["nan", "inf", "1e0", "2", "0_1", "-0", "0.1.2", "0.12345", ".", ".5"]
+)
+def test_contact_q_invalid_is_none(q: str) -> None:
+    assert parse_name_addr(f"<sip:a@h>;q={q}").q is None

@@ -315,3 +315,25 @@ def test_response_parses_back() -> None:
     assert again.status_code == 407
     assert again.proxy_authenticate is not None
     assert again.proxy_authenticate.realm == "example.com"
+
+
+def test_top_via_after_via_list_is_the_same_object() -> None:
+    msg = invite()
+    msg.headers.add("X-Touch", "1")  # drop the parser's cached views
+    vias = msg.via
+    assert msg.top_via is vias[0]
+
+
+def test_views_are_copies_not_live() -> None:
+    msg = invite()
+    msg.top_via.params["received"] = "192.0.2.99"
+    assert b"received=192.0.2.99" not in msg.to_bytes()
+    msg.set_top_via(msg.top_via)
+    assert b"received=192.0.2.99" in msg.to_bytes()
+
+
+def test_replace_first_of_a_missing_header() -> None:
+    with pytest.raises(KeyError):
+        Headers().replace_first("Via", "x")
+    with pytest.raises(SipParseError, match="Missing Via"):
+        Request("OPTIONS", parse_uri("sip:x")).set_top_via(Via("UDP", "h"))

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeport.sip import Request, Response, SipParseError, SipUri, parse_message
+from edgeport.sip import (
+    NameAddr,
+    Request,
+    Response,
+    SipParseError,
+    SipUri,
+    parse_message,
+    parse_name_addr,
+    parse_uri,
+)
 
 ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 TOKEN = ALNUM + "-.!%*_+`'~"
@@ -238,3 +247,37 @@ def test_mutated_messages_parse_or_raise_parse_errors(
     assert parse_message(wire).to_bytes() == wire
     with contextlib.suppress(SipParseError):
         _ = (msg.via, msg.contacts, msg.routes, msg.expires)
+
+
+@settings(max_examples=200, deadline=None)
+@given(gen_uris)
+def test_generated_uris_round_trip(gen: GenUri) -> None:
+    text = gen.text()
+    uri = parse_uri(text)
+    assert isinstance(uri, SipUri)
+    assert (uri.scheme, uri.user, uri.host, uri.port, uri.params) == (
+        gen.scheme,
+        gen.user,
+        gen.host,
+        gen.port,
+        gen.params,
+    )
+    assert str(uri) == text
+    assert parse_uri(str(uri)) == uri
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60))
+def test_uri_parser_raises_only_parse_errors(text: str) -> None:
+    try:
+        uri = parse_uri(text)
+    except SipParseError:
+        return
+    assert parse_uri(str(uri)) == uri
+
+
+@settings(max_examples=200, deadline=None)
+@given(display_names, gen_uris, st.dictionaries(tokens.map(str.lower), tokens, max_size=3))
+def test_name_addr_str_round_trip(display: str | None, uri: GenUri, params: dict[str, str]) -> None:
+    addr = NameAddr(display, parse_uri(uri.text()), dict(params))
+    assert parse_name_addr(str(addr)) == addr

@@ -15,7 +15,7 @@ FORBIDDEN = frozenset(
 
 def forbidden_imports(source: str) -> list[str]:
     """Top-level names of forbidden modules imported anywhere in ``source``."""
-    found = []
+    found: list[str] = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]

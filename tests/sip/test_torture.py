@@ -576,3 +576,153 @@ def test_exactly_the_limit_is_accepted() -> None:
     raw = build(extra=f"Content-Length: {body_size:07d}\r\n", body=b"x" * body_size)
     assert len(raw) == MAX_MESSAGE_BYTES
     assert len(parse_message(raw).body) == body_size
+
+
+def test_whitespace_only_continuation_adds_nothing() -> None:
+    msg = parse_message(build(extra="X-A: one\r\n \r\n\ttwo\r\n\t \r\n"))
+    assert msg.headers.get("X-A") == "one two"
+    wire = msg.to_bytes()
+    assert parse_message(wire).to_bytes() == wire
+
+
+def test_unknown_header_names_do_not_grow_memory_without_bound() -> None:
+    from edgeport.sip import parser
+
+    for batch in range(30):
+        extra = "".join(f"X-Name-{batch}-{i}: v\r\n" for i in range(100))
+        parse_message(build(extra=extra))
+    assert len(parser._KEY_CACHE) <= parser._KEY_CACHE_MAX
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ("CSeq: 2 INVITE\r\n", "Multiple CSeq headers"),
+        ("i: other@192.0.2.1\r\n", "Multiple Call-ID headers"),
+        ("From: <sip:w@example.com>;tag=2\r\n", "Multiple From headers"),
+        ("t: <sip:x@example.com>\r\n", "Multiple To headers"),
+    ],
+)
+def test_single_valued_header_twice(extra: str, reason: str) -> None:
+    with pytest.raises(SipParseError) as info:
+        parse_message(build(extra=extra))
+    assert info.value.reason == reason
+    assert info.value.message is not None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("From", "Carol, Lewis <sip:carol@example.com>;tag=1"),  # non-token display name
+        ("To", "<sip:v@example.com>, <sip:w@example.com>"),  # two values in To
+        ("To", "< sip:v@example.com >"),  # spaces inside the brackets
+    ],
+)
+def test_rfc4475_style_invalid_addresses(field: str, value: str) -> None:
+    with pytest.raises(SipParseError):
+        parse_message(build(**{field: value}))
+
+
+def test_repeated_header_parameter_is_tolerated_last_wins() -> None:
+    msg = parse_message(build(To="<sip:v@example.com>;tag=a;tag"))
+    assert msg.to.params == {"tag": None}
+
+
+def test_unknown_request_uri_scheme_is_not_a_parse_error() -> None:
+    # A proxy answers 416 for it (RFC 3261 §8.2.2.1); the parser keeps it opaque.
+    msg = parse_message(build(start="INVITE isbn:2983792873 SIP/2.0"))
+    assert isinstance(msg, Request)
+    assert msg.uri == OpaqueUri("isbn", "2983792873")
+
+
+# --- more RFC 4475-style cases, written here -----------------------------------
+
+
+def test_odd_but_legal_method_token_and_escaped_nul_in_uri() -> None:
+    method = "!odd-Method0123456789_*+`.%indeed'~"
+    uri = (
+        "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"
+        ":&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com"
+    )
+    raw = build(
+        start=f"{method} {uri} SIP/2.0",
+        CSeq=f"139122385 {method}",
+        To="sip:null-%00-null@example.com",
+    )
+    msg = parse_message(raw)
+    assert isinstance(msg, Request)
+    assert msg.method == method
+    assert isinstance(msg.uri, SipUri)
+    assert msg.uri.host == "example.com"
+    assert str(msg.uri) == uri
+    assert msg.uri.password == "&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"
+    assert isinstance(msg.to.uri, SipUri)
+    assert msg.to.uri.user == "null-%00-null"
+
+
+def test_many_vias_and_long_values() -> None:
+    vias = "".join(
+        f"Via: SIP/2.0/TCP relay{i}.example.com:{5000 + i};branch=z9hG4bK{'x' * 200}{i}\r\n"
+        for i in range(40)
+    )
+    long_value = "a" * 4000
+    msg = parse_message(build(extra=vias + f"X-Long: {long_value}\r\n"))
+    assert len(msg.via) == 41
+    assert msg.via[40].host == "relay39.example.com"
+    assert msg.headers.get("X-Long") == long_value
+
+
+def test_second_message_in_one_datagram_is_dropped() -> None:
+    first = build(extra="Content-Length: 0\r\n")
+    msg = parse_message(first + build(start="BYE sip:v@example.com SIP/2.0", CSeq="2 BYE"))
+    assert isinstance(msg, Request)
+    assert msg.method == "INVITE"
+    assert msg.body == b""
+
+
+def test_zero_max_forwards_unknown_transport_and_no_branch_are_parseable() -> None:
+    msg = parse_message(
+        build(
+            extra="Max-Forwards: 0\r\n",
+            Via="SIP/2.0/UNKNOWN t.example.com;branch=z9hG4bKunk, SIP/2.0/UDP old.example.com",
+        )
+    )
+    assert msg.max_forwards == 0
+    assert msg.via[0].transport == "UNKNOWN"
+    assert msg.via[1].branch is None
+
+
+def test_multipart_body_is_kept_byte_exact() -> None:
+    body = (
+        b"--boundary42\r\nContent-Type: application/sdp\r\n\r\nv=0\r\n"
+        b"--boundary42\r\nContent-Type: image/gif\r\n\r\n\x00\x01\xff\xfe\r\n"
+        b"--boundary42--\r\n"
+    )
+    raw = build(
+        extra="Content-Type: multipart/mixed;boundary=boundary42\r\n"
+        f"Content-Length: {len(body)}\r\n",
+        body=body,
+    )
+    msg = parse_message(raw)
+    assert msg.body == body
+    assert msg.content_type == "multipart/mixed;boundary=boundary42"
+    assert msg.to_bytes().endswith(b"\r\n\r\n" + body)
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        "INVITE <sip:v@example.com> SIP/2.0",  # brackets around the Request-URI
+        "INVITE sip:v@example.com SIP/2.0 ",  # trailing whitespace
+        "INVITE sip:v@example.com\tSIP/2.0",  # tab instead of SP
+        "SIP/2.0 4294967301 Wow",  # status code far too big
+    ],
+)
+def test_more_malformed_start_lines(start: str) -> None:
+    with pytest.raises(SipParseError):
+        parse_message(build(start=start))
+
+
+def test_unbalanced_quotes_in_display_name() -> None:
+    with pytest.raises(SipParseError):
+        parse_message(build(From='"Mr. J. User <sip:j.user@example.com>;tag=1'))

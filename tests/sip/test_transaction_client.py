@@ -180,11 +180,38 @@ def test_100_trying_does_not_reset_timer_c() -> None:
     assert txn.on_response(trying) == [CancelTimer(Timer.A), CancelTimer(Timer.B), Deliver(trying)]
 
 
-def test_timer_c_in_proceeding_times_out() -> None:
+def test_timer_c_in_calling_ends_the_transaction() -> None:
+    txn = InviteClientTransaction(
+        request(INVITE), reliable=False, timers=TimerConfig(t1=4.0, t2=4.0)
+    )
+    txn.start()
+    assert txn.on_timer(Timer.C) == [TimedOut(Timer.C), Terminated()]
+
+
+def test_timer_c_in_proceeding_asks_for_cancel_and_waits_for_the_487() -> None:
     txn = invite_client()
     txn.start()
     txn.on_response(response(invite_response(180, "Ringing")))
-    assert txn.on_timer(Timer.C) == [TimedOut(Timer.C), Terminated()]
+    assert txn.on_timer(Timer.C) == [TimedOut(Timer.C), StartTimer(Timer.C, 32.0)]
+    assert txn.state is TransactionState.PROCEEDING
+    assert txn.timer_c_expired
+    # A late provisional no longer pushes the guard back.
+    ringing = response(invite_response(180, "Ringing"))
+    assert txn.on_response(ringing) == [Deliver(ringing)]
+    # The 487 the CANCEL brings is acknowledged as usual.
+    terminated = response(invite_response(487, "Request Terminated"))
+    actions = txn.on_response(terminated)
+    assert txn.ack is not None
+    assert Send(txn.ack) in actions
+    assert Deliver(terminated) in actions
+
+
+def test_timer_c_guard_ends_a_transaction_whose_cancel_got_nothing() -> None:
+    txn = invite_client()
+    txn.start()
+    txn.on_response(response(invite_response(180, "Ringing")))
+    txn.on_timer(Timer.C)
+    assert txn.on_timer(Timer.C) == [Terminated()]
 
 
 @pytest.mark.parametrize("provisional", [False, True])

@@ -224,7 +224,7 @@ def test_next_interval() -> None:
     "change", [{"t1": 0.0}, {"t1": 5.0}, {"t4": 0.0}, {"timer_c": 180.0}], ids=str
 )
 def test_timer_config_refuses_nonsense(change: dict[str, float]) -> None:
-    with pytest.raises(ValueError, match="t1|t4|timer_c"):
+    with pytest.raises(ValueError, match=r"t1|t4|timer_c"):
         dataclasses.replace(TimerConfig(), **change)
 
 

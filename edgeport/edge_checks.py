@@ -16,11 +16,15 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Iterable
+from typing import TYPE_CHECKING
 
 from edgeport.config import UnknownMethodAction
-from edgeport.sip.message import Request
 from edgeport.sip.uri import SipUri
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterable
+
+    from edgeport.sip.message import Request
 
 
 class Verdict(enum.Enum):

@@ -16,12 +16,15 @@ import binascii
 import dataclasses
 import hashlib
 import secrets
-from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from edgeport.sip.errors import SipParseError
 from edgeport.sip.headers import DigestChallenge, parse_digest_challenge, quote_string
-from edgeport.sip.message import Request, Response
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from edgeport.sip.message import Request, Response
 
 _HASHES: Final[dict[str, Callable[[bytes], str]]] = {
     "MD5": lambda data: hashlib.md5(data, usedforsecurity=False).hexdigest(),

@@ -105,9 +105,7 @@ def _status_class(status: int | None) -> str:
 
 
 def _x_headers(reply: processor_pb2.MessageResponse) -> dict[str, str]:
-    return {
-        ext.name: ext.value for ext in reply.message.extensions if ext.name[:2].lower() == "x-"
-    }
+    return {ext.name: ext.value for ext in reply.message.extensions if ext.name[:2].lower() == "x-"}
 
 
 def _sip_aor(message: Request | Response, which: str) -> str:
@@ -165,7 +163,9 @@ class Forward:
     def _enqueue(self, job: Callable[[], Awaitable[None]]) -> None:
         if len(self._queue) >= MAX_RELAY_QUEUE:
             METRICS.dropped_messages.labels(reason="relay_queue_full").inc()
-            logger.warning("%s: too many responses waiting; one dropped", self.server.request.call_id)
+            logger.warning(
+                "%s: too many responses waiting; one dropped", self.server.request.call_id
+            )
             return
         self._queue.append(job)
         if not self._relaying:
@@ -266,9 +266,7 @@ class Proxy:
         except SendError as error:
             raise SendFailed(str(error)) from None
         if outgoing.retransmission:
-            self.metrics.retransmissions.labels(
-                transport=destination.peer.transport.value
-            ).inc()
+            self.metrics.retransmissions.labels(transport=destination.peer.transport.value).inc()
         self._count_sent(outgoing.message, destination.peer.transport)
 
     async def _send_bytes(self, data: bytes, destination: Destination) -> None:
@@ -447,7 +445,9 @@ class Proxy:
         finally:
             self._limiter.release()
 
-    def _sender(self, message: Request | Response, inbound: InboundMessage) -> processor_pb2.NetInterface:
+    def _sender(
+        self, message: Request | Response, inbound: InboundMessage
+    ) -> processor_pb2.NetInterface:
         if isinstance(message, Request):
             # contract §3: the top Via's sent-by, as Routr sends it.
             via = message.top_via
@@ -807,15 +807,13 @@ class Proxy:
         if not sent and 200 <= status < 300 and method == "INVITE":
             # The server transaction ended with the first 2xx: later ones go statelessly.
             await self._send_quietly(out.to_bytes(), self._upstream_of(out))
-        if method == "INVITE" and forward.server.request.to.tag is None and status >= 300:
+        if (method == "INVITE" and forward.server.request.to.tag is None and status >= 300) or (
+            method == "BYE" and status >= 200
+        ):
             self.events.publish(
-                call_ended(response.call_id, status, _x_headers(reply) if reply else {},
-                           datetime.now(UTC))
-            )
-        elif method == "BYE" and status >= 200:
-            self.events.publish(
-                call_ended(response.call_id, status, _x_headers(reply) if reply else {},
-                           datetime.now(UTC))
+                call_ended(
+                    response.call_id, status, _x_headers(reply) if reply else {}, datetime.now(UTC)
+                )
             )
 
     def _upstream_response(
@@ -866,7 +864,8 @@ class Proxy:
 
     async def _answer_challenge(self, forward: Forward, challenge: Response) -> bool:
         """Auth on behalf: answer a 401/407 with the X-Gateway-Auth credentials, CSeq + 1."""
-        assert self.transactions is not None and forward.credentials is not None
+        assert self.transactions is not None
+        assert forward.credentials is not None
         forward.auth_answered = True
         try:
             retry = answer_challenge(

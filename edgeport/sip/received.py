@@ -19,8 +19,10 @@ is reached where it really is.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
-from edgeport.sip.message import Request
+if TYPE_CHECKING:
+    from edgeport.sip.message import Request
 
 
 def _same_host(sent_by: str, source: str) -> bool:

@@ -40,7 +40,10 @@ class Transport(enum.Enum):
 
     @property
     def default_port(self) -> int:
-        """RFC 3261 §19.1.2: 5060, or 5061 for TLS; WS and WSS follow their plain and secure peers."""
+        """RFC 3261 §19.1.2: 5060, or 5061 for TLS.
+
+        WS and WSS follow their plain and secure peers.
+        """
         return _DEFAULT_PORTS[self]
 
     @classmethod

@@ -52,7 +52,11 @@ def address(server: RunningServer, transport: Transport) -> tuple[str, int]:
     return ("127.0.0.1", point.port)
 
 
-async def start_edgeport(nursery: trio.Nursery, config: EdgePortConfig, **kwargs: object) -> RunningServer:
+async def start_edgeport(
+    nursery: trio.Nursery, config: EdgePortConfig, **kwargs: object
+) -> RunningServer:
     with trio.fail_after(10):
-        server: RunningServer = await nursery.start(lambda task_status: serve(config, task_status=task_status, **kwargs))  # type: ignore[arg-type]
+        server: RunningServer = await nursery.start(
+            lambda task_status: serve(config, task_status=task_status, **kwargs)
+        )  # type: ignore[arg-type]
     return server

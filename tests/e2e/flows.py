@@ -51,7 +51,9 @@ async def register_both(alice: UdpUA, bob: UdpUA) -> None:
     assert (await bob.receive()).status == 200
 
 
-async def call_and_hang_up(alice: UdpUA, bob: UdpUA, *, call_id: str, callee_status: str = "200 OK") -> int:
+async def call_and_hang_up(
+    alice: UdpUA, bob: UdpUA, *, call_id: str, callee_status: str = "200 OK"
+) -> int:
     """alice calls bob, bob answers ``callee_status``; on 200 they talk and alice hangs up.
 
     Returns the final status alice saw for her INVITE.

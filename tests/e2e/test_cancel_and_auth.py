@@ -10,8 +10,8 @@ import time
 import trio
 import trio_asyncio
 
-from edgeport._proto.processor_pb2 import MessageRequest, MessageResponse
 from edgeport._proto import sipmessage_pb2
+from edgeport._proto.processor_pb2 import MessageRequest, MessageResponse
 from edgeport.builtin.registrar import Registrar
 from edgeport.builtin.router import Router
 from edgeport.config import ProcessorConfig
@@ -60,12 +60,16 @@ async def test_cancel_of_a_ringing_call(nursery: trio.Nursery) -> None:
         processor = ScriptableProcessor(reply=router.process)
         async with trio.open_nursery() as inner:
             running = await start_processor(inner, processor)
-            server = await start_edgeport(inner, make_config(processor=ProcessorConfig(running.addr)))
+            server = await start_edgeport(
+                inner, make_config(processor=ProcessorConfig(running.addr))
+            )
             edge = address(server, Transport.UDP)
             caller = await UdpUA.open(edge)
             callee = await UdpUA.open(edge)
             target = f"sip:bob@127.0.0.1:{callee.port}"
-            await caller.send(invite(caller.port, target, call_id="cancel@test", branch="z9hG4bK-c1"))
+            await caller.send(
+                invite(caller.port, target, call_id="cancel@test", branch="z9hG4bK-c1")
+            )
             assert (await caller.receive()).status == 100
             incoming = await callee.receive()
             assert incoming.method == "INVITE"
@@ -127,10 +131,21 @@ Content-Length: 0
             inner.cancel_scope.cancel()
 
 
-def expected_digest(user: str, realm: str, password: str, method: str, uri: str, nonce: str,
-                    nc: str, cnonce: str, algorithm: str) -> str:
-    h = (lambda b: hashlib.sha256(b).hexdigest()) if algorithm == "SHA-256" else (
-        lambda b: hashlib.md5(b).hexdigest()
+def expected_digest(
+    user: str,
+    realm: str,
+    password: str,
+    method: str,
+    uri: str,
+    nonce: str,
+    nc: str,
+    cnonce: str,
+    algorithm: str,
+) -> str:
+    h = (
+        (lambda b: hashlib.sha256(b).hexdigest())
+        if algorithm == "SHA-256"
+        else (lambda b: hashlib.md5(b).hexdigest())
     )
     ha1 = h(f"{user}:{realm}:{password}".encode())
     ha2 = h(f"{method}:{uri}".encode())
@@ -154,12 +169,16 @@ async def test_auth_on_behalf_answers_the_challenge(nursery: trio.Nursery) -> No
         processor = ScriptableProcessor(reply=with_gateway_auth)
         async with trio.open_nursery() as inner:
             running = await start_processor(inner, processor)
-            server = await start_edgeport(inner, make_config(processor=ProcessorConfig(running.addr)))
+            server = await start_edgeport(
+                inner, make_config(processor=ProcessorConfig(running.addr))
+            )
             edge = address(server, Transport.UDP)
             caller = await UdpUA.open(edge)
             trunk = await UdpUA.open(edge)
             target = f"sip:+15550100@127.0.0.1:{trunk.port}"
-            await caller.send(invite(caller.port, target, call_id="auth@test", branch="z9hG4bK-a1", cseq=7))
+            await caller.send(
+                invite(caller.port, target, call_id="auth@test", branch="z9hG4bK-a1", cseq=7)
+            )
             first = await trunk.receive_until(lambda m: m.method == "INVITE")
             assert "X-Gateway-Auth" not in first.text
             assert first.header("CSeq") == "7 INVITE"
@@ -187,14 +206,20 @@ async def test_auth_on_behalf_answers_the_challenge(nursery: trio.Nursery) -> No
             )  # fmt: skip
             assert params["uri"] == target
 
-            await trunk.send(reply_to(second, "200 OK", extra=f"Contact: <sip:trunk@127.0.0.1:{trunk.port}>\n"))
-            upstream = await caller.receive_until(lambda m: m.status is not None and m.status >= 200)
+            await trunk.send(
+                reply_to(second, "200 OK", extra=f"Contact: <sip:trunk@127.0.0.1:{trunk.port}>\n")
+            )
+            upstream = await caller.receive_until(
+                lambda m: m.status is not None and m.status >= 200
+            )
             # The challenge never reached the caller; its CSeq is restored.
             assert upstream.status == 200
             assert upstream.header("CSeq") == "7 INVITE"
             # The processor saw the 200 (from the trunk's address) but never the 407.
             responses = [
-                r for r in processor.requests if r.message.WhichOneof("message_type") == "response_type"
+                r
+                for r in processor.requests
+                if r.message.WhichOneof("message_type") == "response_type"
             ]
             assert [r.metadata["statusCode"] for r in responses] == ["200"]
             assert (responses[0].sender.host, responses[0].sender.port) == ("127.0.0.1", trunk.port)
@@ -216,7 +241,11 @@ Content-Length: 0
                 )
             )
             ack2xx = await trunk.receive_until(
-                lambda m: m.method == "ACK" and "a1ack" not in m.headers("Via")[0] and m.header("CSeq") != "7 ACK"
+                lambda m: (
+                    m.method == "ACK"
+                    and "a1ack" not in m.headers("Via")[0]
+                    and m.header("CSeq") != "7 ACK"
+                )
             )
             assert ack2xx.header("CSeq") == "8 ACK"
             assert ack2xx.first_line == f"ACK sip:trunk@127.0.0.1:{trunk.port} SIP/2.0"

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 import time
 
 import pytest
 import trio
 import trio_asyncio
-from grpclib.const import Status
-from grpclib.exceptions import GRPCError
 
-from edgeport._proto import sipmessage_pb2
-from edgeport._proto.processor_pb2 import MessageRequest, MessageResponse
+from edgeport._proto.processor_pb2 import MessageResponse
 from edgeport.builtin.registrar import Registrar
 from edgeport.builtin.router import Router
 from edgeport.config import ProcessorConfig, UnknownMethodAction
@@ -110,7 +105,9 @@ async def test_slow_processor_gets_503_and_a_restarted_one_serves_again(
 async def test_malformed_processor_reply_gets_500(loop_nursery: trio.Nursery) -> None:
     processor = ScriptableProcessor(reply=lambda request: MessageResponse())
     running = await start_processor(loop_nursery, processor)
-    server = await start_edgeport(loop_nursery, make_config(processor=ProcessorConfig(running.addr)))
+    server = await start_edgeport(
+        loop_nursery, make_config(processor=ProcessorConfig(running.addr))
+    )
     edge = address(server, Transport.UDP)
     ua = await UdpUA.open(edge)
     await ua.send(message_request(ua.port, edge[1], "sip:bob@127.0.0.1"))
@@ -144,7 +141,9 @@ async def test_retransmitted_request_is_absorbed_and_answered_again(
 ) -> None:
     processor = routr_like()
     running = await start_processor(loop_nursery, processor)
-    server = await start_edgeport(loop_nursery, make_config(processor=ProcessorConfig(running.addr)))
+    server = await start_edgeport(
+        loop_nursery, make_config(processor=ProcessorConfig(running.addr))
+    )
     edge = address(server, Transport.UDP)
     ua = await UdpUA.open(edge)
     request = message_request(ua.port, edge[1], "sip:nobody@127.0.0.1", "z9hG4bK-rt")
@@ -159,7 +158,11 @@ async def test_retransmitted_request_is_absorbed_and_answered_again(
 
 async def test_edge_checks(nursery: trio.Nursery) -> None:
     server = await start_edgeport(
-        nursery, make_config(unknown_method_action=UnknownMethodAction.RESPOND, methods=("INVITE", "OPTIONS", "MESSAGE", "ACK", "BYE", "CANCEL"))
+        nursery,
+        make_config(
+            unknown_method_action=UnknownMethodAction.RESPOND,
+            methods=("INVITE", "OPTIONS", "MESSAGE", "ACK", "BYE", "CANCEL"),
+        ),
     )
     edge = address(server, Transport.UDP)
     ua = await UdpUA.open(edge)

@@ -23,7 +23,9 @@ ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 async def http_get(port: int, path: str) -> tuple[int, str]:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        await stream.send_all(
+            f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        )
         data = b""
         while chunk := await stream.receive_some(65536):
             data += chunk
@@ -46,7 +48,12 @@ async def test_events_reach_nats_for_a_real_call_flow() -> None:
                 alice, bob = await UdpUA.open(edge), await UdpUA.open(edge)
                 await register_both(alice, bob)
                 assert await call_and_hang_up(alice, bob, call_id="evt-1") == 200
-                assert await call_and_hang_up(alice, bob, call_id="evt-2", callee_status="486 Busy Here") == 486
+                assert (
+                    await call_and_hang_up(
+                        alice, bob, call_id="evt-2", callee_status="486 Busy Here"
+                    )
+                    == 486
+                )
                 received = []
                 for _ in range(6):
                     message = await aio(subscription.next_msg)(timeout=10)
@@ -93,8 +100,18 @@ async def test_health_readiness_and_metrics(nursery: trio.Nursery) -> None:
         assert match, f"{pattern} not in metrics:\n{metrics}"
         return float(match.group(1))
 
-    assert value('edgeport_messages_received_total{transport="udp",method="REGISTER",status_class="request"}') >= 2
-    assert value('edgeport_messages_received_total{transport="udp",method="INVITE",status_class="2xx"}') >= 1
+    assert (
+        value(
+            'edgeport_messages_received_total{transport="udp",method="REGISTER",status_class="request"}'
+        )
+        >= 2
+    )
+    assert (
+        value(
+            'edgeport_messages_received_total{transport="udp",method="INVITE",status_class="2xx"}'
+        )
+        >= 1
+    )
     assert value('edgeport_processor_calls_total{outcome="ok"}') >= 8
     assert value("edgeport_processor_latency_seconds_count") >= 8
     nursery.cancel_scope.cancel()
@@ -105,17 +122,18 @@ async def test_shutdown_during_a_call_loses_nothing() -> None:
     from tests.support.ua import sip
 
     with trio.fail_after(30):
-        async with trio_asyncio.open_loop():
-            async with trio.open_nursery() as nursery:
-                server = await start_edgeport(nursery, make_config())
-                edge = address(server, Transport.UDP)
-                alice, bob, late = (
-                    await UdpUA.open(edge), await UdpUA.open(edge), await UdpUA.open(edge)
-                )
-                await register_both(alice, bob)
-                await alice.send(
-                    sip(
-                        f"""INVITE sip:bob@127.0.0.1 SIP/2.0
+        async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+            server = await start_edgeport(nursery, make_config())
+            edge = address(server, Transport.UDP)
+            alice, bob, late = (
+                await UdpUA.open(edge),
+                await UdpUA.open(edge),
+                await UdpUA.open(edge),
+            )
+            await register_both(alice, bob)
+            await alice.send(
+                sip(
+                    f"""INVITE sip:bob@127.0.0.1 SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:{alice.port};branch=z9hG4bK-drain;rport
 Max-Forwards: 70
 From: <sip:alice@127.0.0.1>;tag=drain
@@ -126,15 +144,15 @@ Contact: <sip:alice@127.0.0.1:{alice.port}>
 Content-Length: 0
 
 """
-                    )
                 )
-                incoming = await bob.receive_until(lambda m: m.method == "INVITE")
-                server.shutdown()
-                await trio.sleep(0.05)
-                # A new request during the drain is refused, not dropped.
-                await late.send(
-                    sip(
-                        f"""MESSAGE sip:bob@127.0.0.1 SIP/2.0
+            )
+            incoming = await bob.receive_until(lambda m: m.method == "INVITE")
+            server.shutdown()
+            await trio.sleep(0.05)
+            # A new request during the drain is refused, not dropped.
+            await late.send(
+                sip(
+                    f"""MESSAGE sip:bob@127.0.0.1 SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:{late.port};branch=z9hG4bK-late;rport
 Max-Forwards: 70
 From: <sip:carol@127.0.0.1>;tag=late
@@ -144,22 +162,22 @@ CSeq: 1 MESSAGE
 Content-Length: 0
 
 """
-                    )
                 )
-                refused = await late.receive()
-                assert refused.status == 503
-                assert refused.header("Retry-After")
-                # The call in progress completes through the draining edge.
-                await bob.send(
-                    response_to(
-                        incoming,
-                        "200 OK",
-                        to_tag="drained",
-                        extra=f"Contact: <sip:bob@127.0.0.1:{bob.port}>\n",
-                    )
+            )
+            refused = await late.receive()
+            assert refused.status == 503
+            assert refused.header("Retry-After")
+            # The call in progress completes through the draining edge.
+            await bob.send(
+                response_to(
+                    incoming,
+                    "200 OK",
+                    to_tag="drained",
+                    extra=f"Contact: <sip:bob@127.0.0.1:{bob.port}>\n",
                 )
-                ok = await alice.receive_until(lambda m: m.status == 200)
-                assert ok.header("Call-ID") == "drain@test"
+            )
+            ok = await alice.receive_until(lambda m: m.status == 200)
+            assert ok.header("Call-ID") == "drain@test"
             # serve() returned by itself once the call's transaction was answered.
 
 

@@ -41,8 +41,9 @@ async def test_register_then_call_between_two_udp_user_agents(edgeport: RunningS
         assert (await bob.receive()).status == 200
 
         sdp = "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-        invite = sip(
-            f"""INVITE sip:bob@127.0.0.1:{server[1]} SIP/2.0
+        invite = (
+            sip(
+                f"""INVITE sip:bob@127.0.0.1:{server[1]} SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:{alice.port};branch=z9hG4bK-inv-1;rport
 Max-Forwards: 70
 From: "Alice" <sip:alice@127.0.0.1>;tag=a1
@@ -54,7 +55,9 @@ Content-Type: application/sdp
 Content-Length: {len(sdp)}
 
 """
-        ) + sdp.encode()
+            )
+            + sdp.encode()
+        )
         await alice.send(invite)
         trying = await alice.receive()
         assert trying.status == 100
@@ -64,7 +67,8 @@ Content-Length: {len(sdp)}
         assert incoming.first_line == f"INVITE sip:bob@127.0.0.1:{bob.port} SIP/2.0"
         vias = incoming.headers("Via")
         assert len(vias) == 2
-        assert f"received=127.0.0.1" in vias[1] and f"rport={alice.port}" in vias[1]
+        assert "received=127.0.0.1" in vias[1]
+        assert f"rport={alice.port}" in vias[1]
         assert incoming.header("Max-Forwards") == "69"
         assert incoming.body == sdp.encode()
         record_route = incoming.header("Record-Route")

@@ -521,19 +521,21 @@ def call(
     callee_scenario: str,
     caller_scenario: str,
     transport: str,
+    callee_transport: str | None = None,
     service: str = "bob",
     expires: int = 60,
 ) -> tuple[SippRun, SippRun]:
     """A callee registers ``service`` and handles what comes; then the caller runs.
 
-    Returns (caller, callee). A caller that failed does not leave us waiting
-    for the callee's own timeout.
+    Both use ``transport`` unless ``callee_transport`` is given. Returns
+    (caller, callee). A caller that failed does not leave us waiting for the
+    callee's own timeout.
     """
     callee = sipp.start(
         "callee",
         "callee_register",
         service=service,
-        transport=transport,
+        transport=callee_transport or transport,
         ooc_scenario=callee_scenario,
         keys={"expires": str(expires)},
     )

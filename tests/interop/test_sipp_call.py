@@ -59,6 +59,27 @@ def test_call_is_set_up_and_torn_down(sipp: Sipp, edge: Edgeport, transport: str
     assert _received(caller, "BYE") == ["200 BYE"], context
 
 
+def test_call_from_udp_to_a_tcp_callee(sipp: Sipp, edge: Edgeport) -> None:
+    caller, callee = call(
+        sipp,
+        callee_scenario="callee_answer",
+        caller_scenario="caller_call",
+        transport="u1",
+        callee_transport="t1",
+    )
+    expect_success(edge, caller, callee)
+    context = describe(edge, caller, callee)
+
+    (invite,) = [m for m in callee.received() if m.method == "INVITE"]
+    assert invite.transport == "TCP", context
+    assert invite.values("Via")[0].startswith(f"SIP/2.0/TCP 127.0.0.1:{edge.port};"), context
+    # One Record-Route per side of the edge (RFC 5658 double record-routing), so
+    # that in-dialog requests from either side come back through it.
+    assert len(invite.values("Record-Route")) == 2, context
+    assert [m.transport for m in caller.received()] == ["UDP"] * len(caller.received()), context
+    assert _received(callee, "BYE") == ["BYE"], context
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_callee_hangs_up_through_the_edge(sipp: Sipp, edge: Edgeport, transport: str) -> None:
     caller, callee = call(

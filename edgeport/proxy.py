@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from edgeport import convert
-from edgeport._proto import common_pb2, processor_pb2
+from edgeport._proto import common_pb2, processor_pb2, sipmessage_pb2
 from edgeport.edge_checks import Verdict, check_request, own_hosts
 from edgeport.events import EventBus, call_ended, call_started, endpoint_registered
 from edgeport.gateway_auth import GatewayAuthError, GatewayCredentials, answer_challenge
@@ -81,6 +81,14 @@ _PROTO_TRANSPORT: Final = {
     Transport.WS: common_pb2.WS,
     Transport.WSS: common_pb2.WSS,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """A processor call: the SIPMessage edgeport sent, and the processor's reply."""
+
+    sent: sipmessage_pb2.SIPMessage
+    reply: processor_pb2.MessageResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +144,7 @@ class Forward:
     cancelled: bool = False
     cancel_when_provisional: bool = False
     provisional_seen: bool = False
+    upstream_to_tag: str | None = None  # the To tag of the last response relayed upstream
     finished: bool = False
     _queue: collections.deque[Callable[[], Awaitable[None]]] = field(
         default_factory=collections.deque
@@ -216,6 +225,9 @@ class Proxy:
         self._transports: TransportLayerLike | None = None
         self.transactions: TransactionLayer[Destination] | None = None
         self._listening_points: list[processor_pb2.NetInterface] = []
+        self._requests = convert.MessageRequestBuilder(
+            edge_port_ref=config.ref, listening_points=(), external_addrs=(), localnets=()
+        )
         self._edge_hosts: frozenset[str] = frozenset()
         self.accepting = True
 
@@ -240,6 +252,12 @@ class Proxy:
             )
             for point in transports.listening_points
         ]
+        self._requests = convert.MessageRequestBuilder(
+            edge_port_ref=self.config.ref,
+            listening_points=self._listening_points,
+            external_addrs=self.config.external_addrs,
+            localnets=self.config.localnets,
+        )
         self._edge_hosts = own_hosts(
             [p.host for p in transports.listening_points],
             self.config.external_addrs,
@@ -437,11 +455,16 @@ class Proxy:
             await self._answer(handle, 503, retry_after=True)
             return
         try:
-            reply = await self._call_processor(request, inbound)
-            if reply is None:
+            try:
+                exchange = await self._call_processor(request, inbound)
+            except SipParseError as error:
+                # A typed header the conversion needs is malformed (Expires: soon).
+                await self._answer(handle, error.status_code, error.reason)
+                return
+            if exchange is None:
                 await self._answer(handle, 503, retry_after=True)
                 return
-            await self._act_on_request_reply(handle, request, reply)
+            await self._act_on_request_reply(handle, request, exchange)
         finally:
             self._limiter.release()
 
@@ -467,20 +490,13 @@ class Proxy:
 
     async def _call_processor(
         self, message: Request | Response, inbound: InboundMessage | None
-    ) -> processor_pb2.MessageResponse | None:
+    ) -> Exchange | None:
         """One processor call; None (logged once, counted) when it failed."""
         if inbound is not None:
             sender = self._sender(message, inbound)
         else:
             sender = processor_pb2.NetInterface()
-        request = convert.to_message_request(
-            message,
-            sender=sender,
-            edge_port_ref=self.config.ref,
-            listening_points=self._listening_points,
-            external_addrs=self.config.external_addrs,
-            localnets=self.config.localnets,
-        )
+        request = self._requests.build(message, sender=sender)
         started = trio.current_time()
         try:
             reply = await self.processor.process(request)
@@ -491,18 +507,21 @@ class Proxy:
             return None
         self.metrics.processor_calls.labels(outcome="ok").inc()
         self.metrics.processor_latency.observe(trio.current_time() - started)
-        return reply
+        return Exchange(request.message, reply)
 
     async def _act_on_request_reply(
         self,
         handle: ServerTransactionHandle[Destination],
         request: Request,
-        reply: processor_pb2.MessageResponse,
+        exchange: Exchange,
     ) -> None:
+        reply = exchange.reply
         kind = reply.message.WhichOneof("message_type")
         if kind == "response_type":
             try:
-                response = convert.build_answer(reply, request, to_tag=self._tag())
+                response = convert.build_answer(
+                    reply, request, to_tag=self._tag(), sent=exchange.sent
+                )
             except (convert.ReplyError, SipParseError, ValueError) as error:
                 logger.warning("%s: unusable processor reply: %s", request.call_id, error)
                 await self._answer(handle, 500, "Malformed Processor Reply")
@@ -512,7 +531,7 @@ class Proxy:
                 self._publish_registered(request, reply)
             return
         if kind == "request_uri":
-            await self._forward(handle, request, reply)
+            await self._forward(handle, request, exchange)
             return
         logger.warning("%s: processor reply sets neither response nor request", request.call_id)
         await self._answer(handle, 500, "Malformed Processor Reply")
@@ -521,11 +540,14 @@ class Proxy:
         self,
         handle: ServerTransactionHandle[Destination],
         request: Request,
-        reply: processor_pb2.MessageResponse,
+        exchange: Exchange,
     ) -> None:
         assert self.transactions is not None
+        reply = exchange.reply
         try:
-            forwarded = convert.build_forward_request(reply, request, branch_factory=self._branch)
+            forwarded = convert.build_forward_request(
+                reply, request, branch_factory=self._branch, sent=exchange.sent
+            )
             outgoing = forwarded.request
             credentials = (
                 GatewayCredentials.parse(forwarded.gateway_auth)
@@ -583,13 +605,13 @@ class Proxy:
 
     async def _forward_stateless_ack(self, request: Request, inbound: InboundMessage) -> None:
         """The ACK for a 2xx: through the processor, then statelessly to the next hop."""
-        reply = await self._call_processor(request, inbound)
-        if reply is None or reply.message.WhichOneof("message_type") != "request_uri":
+        exchange = await self._call_processor(request, inbound)
+        if exchange is None or exchange.reply.message.WhichOneof("message_type") != "request_uri":
             self.metrics.dropped_messages.labels(reason="ack_not_routed").inc()
             return
         try:
             outgoing = convert.build_forward_request(
-                reply, request, branch_factory=self._branch
+                exchange.reply, request, branch_factory=self._branch, sent=exchange.sent
             ).request
             self._shift_cseq(outgoing)
             hop = convert.next_hop(outgoing)
@@ -614,7 +636,7 @@ class Proxy:
         if invite is None or not invite.can_respond:
             await self._answer(handle, 481)
             return
-        reply = await self._call_processor(cancel, inbound)
+        exchange = await self._call_processor(cancel, inbound)
         await self._answer(handle, 200)
         forward = self._forwards.get(invite.key)
         if forward is not None and not forward.finished:
@@ -624,8 +646,11 @@ class Proxy:
             else:
                 # RFC 3261 §9.1: no CANCEL before a provisional response.
                 forward.cancel_when_provisional = True
-        await self._answer(invite, 487)
-        extra = _x_headers(reply) if reply is not None else {}
+        # RFC 3261 §9.2: the 487 keeps the To tag the caller already saw, if any.
+        await self._answer(
+            invite, 487, to_tag=forward.upstream_to_tag if forward is not None else None
+        )
+        extra = _x_headers(exchange.reply) if exchange is not None else {}
         self.events.publish(call_ended(cancel.call_id, 200, extra, datetime.now(UTC)))
 
     async def _send_cancel(self, forward: Forward) -> None:
@@ -652,10 +677,11 @@ class Proxy:
         *,
         retry_after: bool = False,
         allow: bool = False,
+        to_tag: str | None = None,
     ) -> None:
         request = handle.request
         response = make_response(
-            request, status, reason, to_tag=None if status == 100 else self._tag()
+            request, status, reason, to_tag=None if status == 100 else (to_tag or self._tag())
         )
         if retry_after:
             response.headers.add("Retry-After", RETRY_AFTER)
@@ -725,11 +751,16 @@ class Proxy:
         """RFC 3261 §16.7/§16.11: a response without a transaction (a 2xx retransmission)."""
         if not convert.should_send_response(response.status_code):
             return
-        reply = await self._call_processor(response, inbound)
-        if reply is None:
+        try:
+            exchange = await self._call_processor(response, inbound)
+        except SipParseError as error:
+            logger.info("%s: stray response dropped: %s", response.call_id, error.reason)
+            self.metrics.dropped_messages.labels(reason="stray_response").inc()
+            return
+        if exchange is None:
             return
         try:
-            out = convert.build_forward_response(reply, response)
+            out = convert.build_forward_response(exchange.reply, response, sent=exchange.sent)
             destination = self._upstream_of(out)
             data = out.to_bytes()
         except (convert.ReplyError, SipParseError, ValueError) as error:
@@ -795,14 +826,21 @@ class Proxy:
     ) -> None:
         status = response.status_code
         method = forward.request.method
-        reply = (
-            await self._call_processor(response, inbound)
-            if convert.should_send_response(status)
-            else None
-        )
-        out = self._upstream_response(forward, response, reply)
+        exchange = None
+        if convert.should_send_response(status):
+            try:
+                exchange = await self._call_processor(response, inbound)
+            except SipParseError as error:
+                # Still relayed: a malformed header the processor cannot see
+                # is no reason to lose the caller's answer.
+                logger.info("%s: response not shown to the processor: %s", response.call_id, error)
+        out = self._upstream_response(forward, response, exchange)
         if out is None:
             return
+        to_tag = out.to.tag
+        if to_tag is not None and status > 100:
+            forward.upstream_to_tag = to_tag
+        reply = exchange.reply if exchange is not None else None
         sent = await self._respond(forward.server, out)
         if not sent and 200 <= status < 300 and method == "INVITE":
             # The server transaction ended with the first 2xx: later ones go statelessly.
@@ -820,12 +858,14 @@ class Proxy:
         self,
         forward: Forward,
         response: Response,
-        reply: processor_pb2.MessageResponse | None,
+        exchange: Exchange | None,
     ) -> Response | None:
         cseq = forward.server.request.headers.get("CSeq")
-        if reply is not None:
+        if exchange is not None:
             try:
-                return convert.build_forward_response(reply, response, cseq=cseq)
+                return convert.build_forward_response(
+                    exchange.reply, response, cseq=cseq, sent=exchange.sent
+                )
             except (convert.ReplyError, SipParseError, ValueError) as error:
                 logger.warning("%s: unusable processor reply: %s", response.call_id, error)
         # Without a usable reply, the response still goes upstream: the Vias

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -313,16 +314,37 @@ def test_reply_body_replaces_the_original() -> None:
     assert data.endswith(b"Content-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=1\r\n")
 
 
+def _record_route_with_param(value: str) -> Callable[[sipmessage_pb2.SIPMessage], None]:
+    def change(message: sipmessage_pb2.SIPMessage) -> None:
+        route = message.record_route.add(parameters={"x": value})
+        route.address.uri.host = "10.0.0.9"
+
+    return change
+
+
+def test_quoted_parameter_values_pass() -> None:
+    original = parse_request(INVITE)
+    reply = echo(original)
+    _record_route_with_param('"a;b, c"')(reply.message)
+    request = build_forward_request(reply, original, branch_factory=fixed_branch).request
+    assert 'Record-Route: <sip:10.0.0.9>;x="a;b, c"' in lines(request.to_bytes())
+
+
 @pytest.mark.parametrize(
     ("change", "match"),
     [
         (lambda m: m.extensions.add(name="X-Evil", value="a\r\nVia: x"), "CR, LF"),
         (lambda m: m.extensions.add(name="Bad Name", value="a"), "header name"),
         (lambda m: setattr(m.to.address, "display_name", "a\nb"), "CR, LF"),
-        (lambda m: setattr(m.request_uri, "user", "a b"), "whitespace"),
+        (lambda m: setattr(m.request_uri, "user", "a b"), "user part"),
+        (lambda m: setattr(m.request_uri, "user", "a@b"), "user part"),
+        (lambda m: setattr(m.request_uri, "host", "h;lr"), "host"),
+        (lambda m: setattr(m.via[0], "branch", "z9hG4bK1,SIP/2.0/UDP evil"), "branch"),
+        (lambda m: setattr(m.to, "tag", "t;x=1"), "tag"),
+        (_record_route_with_param("a;b"), "parameter value"),
         (lambda m: setattr(m.request_uri, "host", ""), "no host"),
         (lambda m: setattr(m.via[0], "received", "1.2.3.4\r\n"), "Via"),
-        (lambda m: m.to.parameters.__setitem__("x", "1\n"), "CR, LF"),
+        (lambda m: m.to.parameters.__setitem__("x", "1\n"), "not a token"),
         (lambda m: setattr(m.call_id, "call_id", "a\rb"), "CR, LF"),
         (lambda m: setattr(m.max_forwards, "max_forwards", -1), "Max-Forwards"),
         (lambda m: m.ClearField("via"), "Via"),

@@ -10,10 +10,14 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgeport._proto import processor_pb2
 from edgeport._proto import sipmessage_pb2 as pb
+from edgeport.convert import ReplyError, build_forward_request, to_sip_message
 from edgeport.convert.to_proto import fill_contact, fill_from_to, fill_route, fill_via
 from edgeport.convert.to_sip import contact_text, from_to_text, route_text, via_text
 from edgeport.sip.headers import parse_name_addr, parse_via
+from edgeport.sip.message import Request
+from edgeport.sip.parser import parse_message
 
 TOKEN = st.text(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+~",
@@ -130,3 +134,64 @@ def test_via_round_trip(
     back = pb.Via()
     fill_via(back, parse_via(via_text(via)))
     assert back == via
+
+
+ANY_TEXT = st.text(max_size=16)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ext_name=st.one_of(TOKEN, ANY_TEXT),
+    ext_value=ANY_TEXT,
+    display=ANY_TEXT,
+    user=st.one_of(TOKEN, ANY_TEXT),
+    host=st.one_of(HOST, ANY_TEXT),
+    param=st.tuples(st.one_of(LOWER_TOKEN, ANY_TEXT), ANY_TEXT),
+    tag=st.one_of(TOKEN, ANY_TEXT),
+    call_id=st.one_of(TOKEN, ANY_TEXT),
+    via_host=st.one_of(HOST, ANY_TEXT),
+)
+def test_no_reply_can_inject_a_line(
+    ext_name: str,
+    ext_value: str,
+    display: str,
+    user: str,
+    host: str,
+    param: tuple[str, str],
+    tag: str,
+    call_id: str,
+    via_host: str,
+) -> None:
+    """Whatever a processor returns: a ReplyError, or a message with exactly its own lines."""
+    original = parse_message(
+        b"MESSAGE sip:b@example.com SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 10.0.0.7:5060;branch=z9hG4bK1\r\n"
+        b"From: <sip:a@example.com>;tag=1\r\n"
+        b"To: <sip:b@example.com>\r\n"
+        b"Call-ID: m1\r\n"
+        b"CSeq: 1 MESSAGE\r\n"
+        b"\r\n"
+    )
+    assert isinstance(original, Request)
+    reply = processor_pb2.MessageResponse()
+    reply.message.CopyFrom(to_sip_message(original))
+    message = reply.message
+    message.extensions.add(name=ext_name, value=ext_value)
+    message.to.address.display_name = display
+    message.to.address.uri.user = user
+    message.to.address.uri.host = host
+    message.to.parameters[param[0]] = param[1]
+    message.to.tag = tag
+    message.call_id.call_id = call_id
+    message.via.add(host=via_host)
+    try:
+        request = build_forward_request(reply, original, branch_factory=lambda: "z9hG4bKx").request
+    except ReplyError:
+        return
+    data = request.to_bytes()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert body == b""
+    # The start line, then one line per header, then Content-Length: nothing more.
+    assert head.count(b"\r\n") == len(request.headers) + 1
+    assert head.count(b"\n") == head.count(b"\r") == head.count(b"\r\n")
+    assert b"\x00" not in head

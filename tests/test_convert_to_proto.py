@@ -14,6 +14,7 @@ from edgeport.convert import (
     to_message_request,
     to_sip_message,
 )
+from edgeport.sip.errors import SipParseError
 from edgeport.sip.message import Request, Response
 from edgeport.sip.parser import parse_message
 
@@ -479,3 +480,17 @@ def test_builder_makes_independent_requests() -> None:
     assert dict(second.metadata) == {"statusCode": "180"}
     assert dict(first.metadata) == {}
     assert list(second.listening_points) == [lp]
+
+
+def test_comma_separated_vias_and_a_malformed_typed_header() -> None:
+    text = REGISTER_STAR.replace(
+        "Via: SIP/2.0/UDP 10.0.0.7:5060;branch=z9hG4bK1\r\n",
+        "Via: SIP/2.0/UDP 10.0.0.7:5060;branch=z9hG4bK1, SIP/2.0/TCP 10.0.0.8;branch=z9hG4bK0\r\n",
+    )
+    message = to_sip_message(parse(text))
+    assert [(v.host, v.transport, v.branch) for v in message.via] == [
+        ("10.0.0.7", "UDP", "z9hG4bK1"),
+        ("10.0.0.8", "TCP", "z9hG4bK0"),
+    ]
+    with pytest.raises(SipParseError, match="Expires"):
+        to_sip_message(parse(REGISTER_STAR.replace("Expires: 0", "Expires: soon")))

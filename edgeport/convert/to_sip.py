@@ -28,6 +28,7 @@ __all__ = [
     "address_text",
     "authorization_text",
     "check_header_name",
+    "check_token",
     "check_value",
     "contact_text",
     "from_to_text",
@@ -45,6 +46,14 @@ _LINE_BREAKER: Final = re.compile("[\r\n\x00]")
 # Inside a URI or a Via, whitespace would also end the Request-URI of the
 # start line or split the value; quotes and angle brackets would end a name-addr.
 _URI_BREAKER: Final = re.compile('[\x00- <>"\x7f]')
+# A host, or a token-valued parameter (transport, branch, received, maddr...):
+# RFC 3261 §25.1 token and host characters only, so a value cannot open another
+# parameter (";"), another list element (",") or a different part of the URI.
+_NOT_TOKEN_OR_HOST: Final = re.compile(r"[^A-Za-z0-9\-.!%*_+`'~:\[\]]")
+# A user or password: RFC 3261 §25.1 userinfo has no unescaped "@", ":" or brackets.
+_NOT_USERINFO: Final = re.compile(r"[^A-Za-z0-9\-_.!~*'()%&=+$,;?/]")
+# A generic parameter value that is not a quoted-string: token / host.
+_QUOTED: Final = re.compile(r'"(?:[^"\\\x00-\x1f]|\\[^\r\n\x00])*"')
 _DEFAULT_VIA_TRANSPORT: Final = "UDP"
 _MAX_PORT: Final = 65535
 
@@ -82,29 +91,40 @@ def _port(port: int, what: str) -> int | None:
     return port
 
 
+def check_token(value: str, what: str) -> str:
+    """A host or token-valued parameter: token and host characters only."""
+    if _NOT_TOKEN_OR_HOST.search(value) is not None:
+        raise ReplyError(f"{what} {value!r} is not a token or host")
+    return value
+
+
 def _uri_parts(
     uri: pb.SipURI, what: str
 ) -> tuple[str, str | None, str | None, str, int | None, dict[str, str | None]]:
     host = uri.host
     if not host:
         raise ReplyError(f"{what} has no host")
+    check_token(host, f"{what} host")
     params: dict[str, str | None] = {}
     if uri.transport_param:
-        params["transport"] = uri.transport_param.lower()
+        params["transport"] = check_token(uri.transport_param.lower(), f"{what} transport")
     if uri.user_param:
-        params["user"] = uri.user_param
+        params["user"] = check_token(uri.user_param, f"{what} user parameter")
     if uri.method_param:
-        params["method"] = uri.method_param
+        params["method"] = check_token(uri.method_param, f"{what} method")
     if uri.ttl_param > 0:
         params["ttl"] = str(uri.ttl_param)
     if uri.m_addr_param:
-        params["maddr"] = uri.m_addr_param
+        params["maddr"] = check_token(uri.m_addr_param, f"{what} maddr")
     if uri.lr_param:
         params["lr"] = None
     if uri.bnc_param:
         params["bnc"] = None
     user = uri.user or None
     password = uri.user_password or None if user else None
+    for part in (user, password):
+        if part is not None and _NOT_USERINFO.search(part) is not None:
+            raise ReplyError(f"{what} user part {part!r} holds a character it cannot")
     return (
         "sips" if uri.secure else "sip",
         user,
@@ -161,12 +181,19 @@ def address_text(address: pb.Address, what: str) -> str:
     return f"<{uri}>"
 
 
+def _param_value(value: str, what: str) -> str:
+    """RFC 3261 §25.1 ``gen-value = token / host / quoted-string``."""
+    if value.startswith('"') and _QUOTED.fullmatch(value) is not None:
+        return value
+    return check_token(value, f"{what} parameter value")
+
+
 def _param_text(name: str, value: str, what: str) -> str:
     if not is_token(name):
         raise ReplyError(f"{what} parameter name {name!r} is not a token")
     if not value:
         return f";{name}"
-    return f";{name}={check_value(value, what)}"
+    return f";{name}={_param_value(value, what)}"
 
 
 def _params_text(params: Iterable[tuple[str, str]], what: str) -> str:
@@ -188,7 +215,7 @@ def from_to_text(header: pb.From | pb.To, what: str) -> str:
     if not tag:
         tag = header.parameters.get("tag", "")
     if tag:
-        parts.append(f";tag={check_value(tag, what)}")
+        parts.append(f";tag={check_token(tag, f'{what} tag')}")
     return "".join(parts)
 
 
@@ -221,6 +248,8 @@ def via_text(via: pb.Via, branch: str | None = None) -> str:
     """``SIP/2.0/UDP host:port;branch=...;rport=...;received=...;maddr=...;ttl=...``.
 
     ``branch`` replaces an empty branch (the top Via of a forwarded request).
+    Host, transport and parameter values are tokens or hosts: nothing that
+    could open another parameter or another Via value.
     """
     host = via.host
     if not host:
@@ -228,25 +257,24 @@ def via_text(via: pb.Via, branch: str | None = None) -> str:
     transport = via.transport.upper() or _DEFAULT_VIA_TRANSPORT
     if not is_token(transport):
         raise ReplyError(f"invalid Via transport {transport!r}")
-    parts = [_bracket(host)]
+    parts = [f"SIP/2.0/{transport} ", check_token(_bracket(host), "Via host")]
     port = _port(via.port, "Via")
     if port is not None:
         parts.append(f":{port}")
     branch = via.branch or branch
     if branch:
-        parts.append(f";branch={branch}")
+        parts.append(f";branch={check_token(branch, 'Via branch')}")
     if via.r_port > 0:
         parts.append(f";rport={_port(via.r_port, 'Via rport')}")
     elif via.r_port_flag:
         parts.append(";rport")
     if via.received:
-        parts.append(f";received={via.received}")
+        parts.append(f";received={check_token(via.received, 'Via received')}")
     if via.m_addr:
-        parts.append(f";maddr={via.m_addr}")
+        parts.append(f";maddr={check_token(via.m_addr, 'Via maddr')}")
     if via.ttl > 0:
         parts.append(f";ttl={via.ttl}")
-    # One space, after the protocol: anything else would split the value.
-    return f"SIP/2.0/{transport} {_check_uri_text(''.join(parts), 'Via')}"
+    return "".join(parts)
 
 
 def _auth_params(pairs: Iterable[tuple[str, str, bool]]) -> str:

@@ -74,7 +74,8 @@ async def test_cancel_of_a_ringing_call(nursery: trio.Nursery) -> None:
             incoming = await callee.receive()
             assert incoming.method == "INVITE"
             await callee.send(reply_to(incoming, "180 Ringing"))
-            assert (await caller.receive_until(lambda m: m.status != 100)).status == 180
+            ringing = await caller.receive_until(lambda m: m.status != 100)
+            assert ringing.status == 180
 
             await caller.send(
                 sip(
@@ -93,6 +94,9 @@ Content-Length: 0
             upstream = [await caller.receive(), await caller.receive()]
             by_method = {m.header("CSeq"): m.status for m in upstream}
             assert by_method == {"1 CANCEL": 200, "1 INVITE": 487}
+            # RFC 3261 §9.2: the 487 carries the To tag the caller saw in the 180.
+            terminated = next(m for m in upstream if m.status == 487)
+            assert terminated.header("To") == ringing.header("To")
 
             cancel = await callee.receive_until(lambda m: m.method == "CANCEL")
             # RFC 3261 §9.1: the CANCEL has the INVITE's top Via branch.

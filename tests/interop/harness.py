@@ -24,7 +24,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -40,6 +40,7 @@ EDGE_START_TIMEOUT: Final = 20.0  # seconds for edgeport to answer an OPTIONS
 EDGE_STOP_TIMEOUT: Final = 10.0  # seconds after SIGINT before SIGKILL
 SIPP_TIMEOUT: Final = 20  # seconds, SIPp's own -timeout
 SIPP_WAIT_TIMEOUT: Final = SIPP_TIMEOUT + 10.0  # seconds we wait for a SIPp to exit
+CALLEE_GRACE: Final = 3.0  # seconds a callee gets to finish once its caller failed
 REGISTERED_TIMEOUT: Final = 10.0  # seconds for a callee's REGISTER to be answered
 POLL_INTERVAL: Final = 0.05  # seconds between checks of a file or a process
 LOG_TAIL_LINES: Final = 150  # lines of edgeport's log shown with a failure
@@ -248,6 +249,10 @@ class TracedMessage:
         wanted = name.lower()
         return [value for key, value in self.headers if key.lower() == wanted]
 
+    def entries(self, name: str) -> list[str]:
+        """Every value of a header, comma-joined ones split (RFC 3261 §7.3.1)."""
+        return [entry for value in self.values(name) for entry in _split_commas(value)]
+
     def header(self, name: str) -> str:
         values = self.values(name)
         assert values, f"no {name} header in {self.start_line!r}"
@@ -270,7 +275,9 @@ class TracedMessage:
 
     @property
     def top_branch(self) -> str:
-        via = self.header("Via").split(",")[0]
+        entries = self.entries("Via")
+        assert entries, f"no Via in {self.start_line!r}"
+        via = entries[0]
         match = re.search(r";\s*branch=([^;,\s]+)", via)
         assert match, f"no branch in the top Via {via!r}"
         return match.group(1)
@@ -279,6 +286,27 @@ class TracedMessage:
         if self.status is None:
             return self.method
         return f"{self.status} {self.method}"
+
+
+def _split_commas(value: str) -> list[str]:
+    """Split at the commas outside <...> and quoted strings."""
+    entries: list[str] = []
+    current: list[str] = []
+    in_angle = in_quote = False
+    for char in value:
+        if char == '"':
+            in_quote = not in_quote
+        elif char == "<" and not in_quote:
+            in_angle = True
+        elif char == ">" and not in_quote:
+            in_angle = False
+        elif char == "," and not in_angle and not in_quote:
+            entries.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    entries.append("".join(current).strip())
+    return [entry for entry in entries if entry]
 
 
 def parse_trace(text: str) -> list[TracedMessage]:
@@ -361,11 +389,6 @@ class SippRun:
     def sent(self) -> list[TracedMessage]:
         return [message for message in self.messages if message.direction == "sent"]
 
-    def stat(self, name: str) -> int:
-        value = self.stats.get(name)
-        assert value is not None, f"{self.name}: no {name} in the SIPp statistics\n{self.report()}"
-        return int(value)
-
     def report(self) -> str:
         errors = self.errors.strip() or "(none)"
         stats = {k: v for k, v in self.stats.items() if k.endswith("(C)") and v not in ("0", "")}
@@ -426,6 +449,20 @@ class SippProcess:
                 self.process.kill()
                 self.process.wait(timeout=5)
 
+    def wait_listening(self, timeout: float = REGISTERED_TIMEOUT) -> None:
+        """Block until this (TCP) SIPp accepts connections on its port."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                with socket.create_connection((LOOPBACK, self.port), timeout=POLL_INTERVAL):
+                    return
+            except OSError:
+                time.sleep(POLL_INTERVAL)
+        run = self.wait(timeout=1.0)
+        raise AssertionError(f"{self.name} did not listen within {timeout} s\n{run.report()}")
+
     def wait_registered(self, timeout: float = REGISTERED_TIMEOUT) -> None:
         """Block until the REGISTER's 200 shows in the trace (SIPp flushes it at once)."""
         deadline = time.monotonic() + timeout
@@ -459,12 +496,15 @@ class Sipp:
         ooc_scenario: str | None = None,
         keys: Mapping[str, str] | None = None,
         timeout: int = SIPP_TIMEOUT,
-        extra: Sequence[str] = (),
+        port: int | None = None,
     ) -> SippProcess:
-        """Start ``scenarios/<scenario>.xml`` for one call to or from ``service``."""
+        """Start ``scenarios/<scenario>.xml`` for one call to or from ``service``.
+
+        ``port`` is the local SIP port, a free one when None.
+        """
         workdir = self.workdir / name
         workdir.mkdir(parents=True)
-        port = free_port()
+        port = port or free_port()
         command = [
             self.executable,
             "-sf", str(SCENARIOS / f"{scenario}.xml"),
@@ -485,7 +525,7 @@ class Sipp:
             command += ["-oocsf", str(SCENARIOS / f"{ooc_scenario}.xml")]
         for key, value in (keys or {}).items():
             command += ["-key", key, value]
-        command += [*extra, f"{self.edge.host}:{self.edge.port}"]
+        command.append(f"{self.edge.host}:{self.edge.port}")
         with (workdir / "output.log").open("wb") as output:  # the child keeps its own copy
             process = subprocess.Popen(
                 command,
@@ -541,7 +581,9 @@ def call(
     )
     callee.wait_registered()
     caller = sipp.run("caller", caller_scenario, service=service, transport=transport)
-    return caller, callee.wait(timeout=SIPP_WAIT_TIMEOUT if caller.returncode == 0 else 3.0)
+    return caller, callee.wait(
+        timeout=SIPP_WAIT_TIMEOUT if caller.returncode == 0 else CALLEE_GRACE
+    )
 
 
 def expect_success(edge: Edgeport, *runs: SippRun) -> None:

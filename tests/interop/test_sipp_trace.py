@@ -57,11 +57,32 @@ def test_trace_gives_each_message_with_direction_and_headers() -> None:
     assert ringing.direction == "sent"
     assert ringing.summary() == "180 INVITE"
     assert ringing.top_branch == "z9hG4bKedge1"
+    assert len(ringing.values("Via")) == 1
+    assert len(ringing.entries("Via")) == 2
 
     assert (ok.direction, ok.transport) == ("received", "TCP")
     assert ok.status == 200
     assert ok.summary() == "200 CANCEL"
     assert ok.header("To").endswith(";tag=edge1")
+
+
+def test_entries_split_only_at_commas_between_values() -> None:
+    (message,) = parse_trace(
+        "----------------------------------------------- 2026-11-26 09:44:04.024492\n"
+        "UDP message received [99] bytes :\n"
+        "\n"
+        "SIP/2.0 200 OK\n"
+        'Contact: "Bob, at home" <sip:bob@127.0.0.1;x=a,b>;expires=60, <sip:bob@10.0.0.1>\n'
+        "Record-Route: <sip:127.0.0.1:5060;lr>\n"
+        "CSeq: 1 REGISTER\n"
+        "\n"
+    )
+    assert message.entries("Contact") == [
+        '"Bob, at home" <sip:bob@127.0.0.1;x=a,b>;expires=60',
+        "<sip:bob@10.0.0.1>",
+    ]
+    assert message.entries("Record-Route") == ["<sip:127.0.0.1:5060;lr>"]
+    assert message.entries("Route") == []
 
 
 def test_trace_without_messages_is_empty() -> None:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import datetime
 import math
 import os
@@ -540,7 +541,7 @@ class Load:
         passed = (
             step.failed_fraction < MAX_FAILED_FRACTION and elapsed <= seconds + DRAIN_GRACE + 0.5
         )
-        step = Step(**{**_fields(step), "passed": passed})
+        step = dataclasses.replace(step, passed=passed)
         self.steps.append(step)
         mark = "ok" if passed else "FAIL"
         p50 = f"{step.p50_ms:.0f}" if step.p50_ms is not None else "-"
@@ -573,10 +574,6 @@ class Load:
         return best
 
 
-def _fields(step: Step) -> dict[str, object]:
-    return {name: getattr(step, name) for name in Step.__slots__}
-
-
 # -- latency probe through edgeport ------------------------------------------------
 
 
@@ -596,7 +593,10 @@ def probe_register_latency(edge_port: int, rate: float, seconds: float) -> Laten
     sent_at: dict[bytes, int] = {}
     samples: list[float] = []
     sent = 0
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, selectors.DefaultSelector() as sel:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
+        selectors.DefaultSelector() as sel,
+    ):
         sock.bind(("127.0.0.1", 0))
         sock.setblocking(False)
         local = sock.getsockname()[1]
@@ -655,7 +655,9 @@ def probe_register_latency(edge_port: int, rate: float, seconds: float) -> Laten
 # -- the bare processor hop ---------------------------------------------------------
 
 
-def bare_messages(edge_port: int) -> tuple[processor_pb2.MessageRequest, list[processor_pb2.MessageRequest]]:
+def bare_messages(
+    edge_port: int,
+) -> tuple[processor_pb2.MessageRequest, list[processor_pb2.MessageRequest]]:
     """The REGISTER and the six messages of a call, as edgeport would send them.
 
     Literal SIP text as it reaches edgeport from the SIPp caller (port 5071)
@@ -667,7 +669,10 @@ def bare_messages(edge_port: int) -> tuple[processor_pb2.MessageRequest, list[pr
     sdp = "v=0\no=x 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 6000 RTP/AVP 0\n"
     sdp_bytes = len(crlf(sdp))
     edge_via = f"Via: SIP/2.0/UDP 127.0.0.1:{edge_port};branch=z9hG4bKbare0edge;rport\n"
-    uac_via = f"Via: SIP/2.0/UDP 127.0.0.1:{uac};branch=z9hG4bK-bare-{{}};rport={uac};received=127.0.0.1\n"
+    uac_via = (
+        f"Via: SIP/2.0/UDP 127.0.0.1:{uac};branch=z9hG4bK-bare-{{}};rport={uac};"
+        "received=127.0.0.1\n"
+    )
     record_route = f"Record-Route: <sip:127.0.0.1:{edge_port};transport=udp;lr>\n"
     dialog = (
         f"From: <sip:caller@127.0.0.1:{uac}>;tag=bare-uac\n"
@@ -849,7 +854,7 @@ def run_bare(
             # REGISTER answered 200; INVITE, ACK and BYE forwarded; responses passed on.
             expected = ["response_type", "request_uri", "response_type"]
             expected += ["response_type", "request_uri", "request_uri", "response_type"]
-            if kinds != expected or checks[0].message.response_type != 0 + _ok_type():
+            if kinds != expected or checks[0].message.response_type != _ok_type():
                 raise RuntimeError(f"bare processor replies are not the routed ones: {kinds}")
             for _ in range(200):  # warm up the channel and both interpreters
                 await client.process(register)
@@ -916,9 +921,7 @@ def table_rows(s: Summary) -> list[tuple[str, str]]:
             )
         )
     if reg and s.bare_register:
-        rows.append(
-            ("ratio edgeport / bare, REGISTER", f"{reg / s.bare_register.per_second:.2f}")
-        )
+        rows.append(("ratio edgeport / bare, REGISTER", f"{reg / s.bare_register.per_second:.2f}"))
     if calls and s.bare_call:
         ratio = calls * CALL_MESSAGES / s.bare_call.per_second
         rows.append(("ratio edgeport / bare, calls (6 messages each)", f"{ratio:.2f}"))
@@ -935,7 +938,12 @@ def table_rows(s: Summary) -> list[tuple[str, str]]:
             )
             rows.append((f"latency added by edgeport, {label}, ms", fmt_ms(through - direct)))
         rows.append(("latency probe: REGISTERs lost", f"{s.probe.lost} of {s.probe.sent}"))
-    rows.append(("edgeport VmRSS at the end (peak VmHWM), MiB", f"{s.rss_kib / 1024:.1f} ({s.hwm_kib / 1024:.1f})"))
+    rows.append(
+        (
+            "edgeport VmRSS at the end (peak VmHWM), MiB",
+            f"{s.rss_kib / 1024:.1f} ({s.hwm_kib / 1024:.1f})",
+        )
+    )
     return rows
 
 
@@ -992,7 +1000,9 @@ def render_markdown(s: Summary, opts: Options) -> str:
     out += [f"- {s.pinning}", f"- run took {s.wall_seconds:.0f} s", ""]
     out += ["## Method", ""]
     for note in METHOD_NOTES:
-        out.append("- " + note.format(step=opts.step_seconds, growth=opts.growth, grace=DRAIN_GRACE))
+        out.append(
+            "- " + note.format(step=opts.step_seconds, growth=opts.growth, grace=DRAIN_GRACE)
+        )
     out += ["", "## Steps", "", "| load | offered/s | ok | failed | p50 ms | p99 ms | pass |"]
     out += ["|---|---|---|---|---|---|---|"]
     for st in s.steps:
@@ -1054,8 +1064,7 @@ def render_svg(steps: Sequence[Step]) -> str:
         for decade in range(y_lo, y_hi + 1):
             y = y_of(10.0**decade)
             parts.append(
-                f'<line x1="{left}" y1="{y:.1f}" x2="{left + panel_w}" y2="{y:.1f}" '
-                'stroke="#ddd"/>'
+                f'<line x1="{left}" y1="{y:.1f}" x2="{left + panel_w}" y2="{y:.1f}" stroke="#ddd"/>'
             )
             parts.append(
                 f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{10.0**decade:g}</text>'
@@ -1069,11 +1078,12 @@ def render_svg(steps: Sequence[Step]) -> str:
             parts.append(
                 f'<text x="{x:.1f}" y="{top + panel_h + 18}" text-anchor="middle">{rate:.0f}</text>'
             )
-        for label, pick, colour in (
-            ("p50", lambda s: s.p50_ms, "#1f77b4"),
-            ("p99", lambda s: s.p99_ms, "#d62728"),
-        ):
-            coords = [(x_of(s.rate), y_of(pick(s) or 0.5), s.passed) for s in points]
+        for label, colour in (("p50", "#1f77b4"), ("p99", "#d62728")):
+            values = [s.p50_ms if label == "p50" else s.p99_ms for s in points]
+            coords = [
+                (x_of(s.rate), y_of(v or 0.5), s.passed)
+                for s, v in zip(points, values, strict=True)
+            ]
             line = " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in coords)
             parts.append(
                 f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="1.5"/>'
@@ -1084,9 +1094,7 @@ def render_svg(steps: Sequence[Step]) -> str:
                     f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{fill}" stroke="{colour}"/>'
                 )
             offset = 16 if label == "p50" else 32
-            parts.append(
-                f'<text x="{left + 10}" y="{top + offset}" fill="{colour}">{label}</text>'
-            )
+            parts.append(f'<text x="{left + 10}" y="{top + offset}" fill="{colour}">{label}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
@@ -1138,8 +1146,13 @@ def run(opts: Options) -> Summary:
             concurrency = 1
             if max_register is not None:
                 mean_s = (max_register.mean_ms or 1.0) / 1000
-                concurrency = max(1, min(MAX_BARE_CONCURRENCY, math.ceil(max_register.rate * mean_s)))
-                print(f"-- REGISTER latency through edgeport at {max_register.rate / 2:.0f}/s", flush=True)
+                concurrency = max(
+                    1, min(MAX_BARE_CONCURRENCY, math.ceil(max_register.rate * mean_s))
+                )
+                print(
+                    f"-- REGISTER latency through edgeport at {max_register.rate / 2:.0f}/s",
+                    flush=True,
+                )
                 time.sleep(COOLDOWN)
                 with pinning.this_process_on(LOAD_CPU):
                     probe = probe_register_latency(
@@ -1162,9 +1175,6 @@ def run(opts: Options) -> Summary:
                     seconds=opts.bare_seconds,
                     paced_rate=paced_rate,
                 )
-            bare_latency = BareRun(
-                bare_latency.calls, bare_latency.errors, bare_latency.seconds, bare_latency.samples
-            )
         finally:
             children.stop_all()
         return Summary(

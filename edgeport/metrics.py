@@ -387,6 +387,12 @@ class EdgeportMetrics:
         self.events_published = registry.counter(
             "edgeport_events_published_total", "Events published.", ("publisher",)
         )
+        self.transport_events = registry.counter(
+            "edgeport_transport_events_total",
+            "Transport-level events: connections opened, closed, refused, framing errors, "
+            "TLS and WebSocket handshake failures, send failures.",
+            ("event",),
+        )
 
     def render(self) -> str:
         return self.registry.render()

@@ -25,6 +25,7 @@ from edgeport.metrics import METRICS
 from edgeport.processor import ProcessorClient, open_processor_client
 from edgeport.proxy import Destination, Proxy
 from edgeport.sip.timers import TimerConfig
+from edgeport.sip.transport import Transport
 from edgeport.transaction_layer import TransactionLayer
 from edgeport.transports import Peer, TransportLayer, serve_transports
 
@@ -201,14 +202,33 @@ async def _serve_health_named(
     checks.set_readiness(
         readiness.ready, problem=f"processor {processor.host}:{processor.port} is not answering"
     )
+    exporter = _TransportStatsExporter(transports)
     async with trio.open_nursery() as nursery:
         await nursery.start(readiness.serve)
         await serve_health(
             config.health.port,
             checks=checks,
-            render_metrics=METRICS.render,
+            render_metrics=exporter.render,
             task_status=task_status,
         )
+
+
+class _TransportStatsExporter:
+    """Copies the transport layer's counters into ``edgeport_transport_events_total``."""
+
+    def __init__(self, transports: TransportLayer) -> None:
+        self._transports = transports
+        self._seen: dict[str, int] = {}
+
+    def render(self) -> str:
+        for key, value in list(self._transports.stats.items()):
+            if key.startswith(("received_", "sent_")):
+                continue  # counted per message by the proxy
+            delta = value - self._seen.get(key, 0)
+            if delta > 0:
+                METRICS.transport_events.labels(event=key).inc(delta)
+                self._seen[key] = value
+        return METRICS.render()
 
 
 class _ProcessorReadiness:
@@ -244,6 +264,17 @@ def _register_gauges(
             transactions.active_server_transactions + transactions.active_client_transactions
         )
     )
+    for transport in (Transport.TCP, Transport.TLS, Transport.WS, Transport.WSS):
+        METRICS.active_connections.labels(transport=transport.value).set_function(
+            _connection_count(transports, transport)
+        )
+
+
+def _connection_count(transports: TransportLayer, transport: Transport) -> Callable[[], float]:
+    def count() -> float:
+        return float(sum(1 for conn in transports.connections if conn.transport is transport))
+
+    return count
 
 
 async def _watch_signals(stop: trio.Event, root: trio.CancelScope) -> None:

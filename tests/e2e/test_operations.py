@@ -114,6 +114,8 @@ async def test_health_readiness_and_metrics(nursery: trio.Nursery) -> None:
     )
     assert value('edgeport_processor_calls_total{outcome="ok"}') >= 8
     assert value("edgeport_processor_latency_seconds_count") >= 8
+    assert value('edgeport_active_connections{transport="tcp"}') == 0
+    assert "edgeport_active_transactions " in metrics
     nursery.cancel_scope.cancel()
 
 

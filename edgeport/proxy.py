@@ -35,6 +35,7 @@ from edgeport.events import EventBus, call_ended, call_started, endpoint_registe
 from edgeport.gateway_auth import GatewayAuthError, GatewayCredentials, answer_challenge
 from edgeport.metrics import METRICS, EdgeportMetrics
 from edgeport.processor import ProcessorError, ProcessorTimeout
+from edgeport.ratelimit import RateLimitedLog
 from edgeport.routing import UnresolvableHost, resolve_peer
 from edgeport.sip.errors import SipParseError, SipSerializeError
 from edgeport.sip.message import Request, Response, make_response
@@ -210,6 +211,9 @@ class Proxy:
         self._branch = branch_factory
         self._tag = tag_factory
         self._limiter = trio.CapacityLimiter(config.max_in_flight)
+        # Lines a flood could multiply: at most a burst every few seconds.
+        self._drops = RateLimitedLog(logger)
+        self._processor_log = RateLimitedLog(logger, burst=5)
         self._methods = frozenset(config.methods)
         self._forwards: dict[object, Forward] = {}
         self._cseq_offsets: collections.OrderedDict[tuple[str, str], int] = (
@@ -352,7 +356,7 @@ class Proxy:
             except (SipParseError, SipSerializeError, ValueError):
                 pass
             else:
-                logger.info(
+                self._drops.info(
                     "refused %s from %s: %s %s",
                     partial.method,
                     inbound.peer,
@@ -362,14 +366,14 @@ class Proxy:
                 self.metrics.dropped_messages.labels(reason="malformed").inc()
                 await self._send_quietly(data, Destination(inbound.peer, inbound.connection))
                 return
-        logger.info("dropped an unparsable message from %s: %s", inbound.peer, error.reason)
+        self._drops.info("dropped an unparsable message from %s: %s", inbound.peer, error.reason)
         self.metrics.dropped_messages.labels(reason="unparsable").inc()
 
     async def _send_quietly(self, data: bytes, destination: Destination) -> bool:
         try:
             await self._send_bytes(data, destination)
         except SendError as error:
-            logger.info("could not send to %s: %s", destination.peer, error)
+            self._drops.info("could not send to %s: %s", destination.peer, error)
             self.metrics.dropped_messages.labels(reason="send_failed").inc()
             return False
         return True
@@ -400,7 +404,7 @@ class Proxy:
                 edge_hosts=self._edge_hosts,
             )
             if verdict is Verdict.DISCARD:
-                logger.info(
+                self._drops.info(
                     "%s: discarded %s (method not accepted)", request.call_id, request.method
                 )
                 self.metrics.dropped_messages.labels(reason="method_not_accepted").inc()
@@ -450,7 +454,7 @@ class Proxy:
         try:
             self._limiter.acquire_nowait()
         except trio.WouldBlock:
-            logger.warning("%s: %d messages in flight; 503", request.call_id, self.in_flight)
+            self._drops.warning("%s: %d messages in flight; 503", request.call_id, self.in_flight)
             self.metrics.dropped_messages.labels(reason="overload").inc()
             await self._answer(handle, 503, retry_after=True)
             return
@@ -503,7 +507,7 @@ class Proxy:
         except ProcessorError as error:
             outcome = "timeout" if isinstance(error, ProcessorTimeout) else "error"
             self.metrics.processor_calls.labels(outcome=outcome).inc()
-            logger.warning("%s: processor call failed: %s", message.call_id, error)
+            self._processor_log.warning("%s: processor call failed: %s", message.call_id, error)
             return None
         self.metrics.processor_calls.labels(outcome="ok").inc()
         self.metrics.processor_latency.observe(trio.current_time() - started)
@@ -754,7 +758,7 @@ class Proxy:
         try:
             exchange = await self._call_processor(response, inbound)
         except SipParseError as error:
-            logger.info("%s: stray response dropped: %s", response.call_id, error.reason)
+            self._drops.info("%s: stray response dropped: %s", response.call_id, error.reason)
             self.metrics.dropped_messages.labels(reason="stray_response").inc()
             return
         if exchange is None:
@@ -764,7 +768,7 @@ class Proxy:
             destination = self._upstream_of(out)
             data = out.to_bytes()
         except (convert.ReplyError, SipParseError, ValueError) as error:
-            logger.info("%s: stray response dropped: %s", response.call_id, error)
+            self._drops.info("%s: stray response dropped: %s", response.call_id, error)
             self.metrics.dropped_messages.labels(reason="stray_response").inc()
             return
         if await self._send_quietly(data, destination):

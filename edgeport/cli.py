@@ -8,9 +8,8 @@
     edgeport --version
 
 The configuration comes from ``--config``, else ``CONFIG_PATH``, else the
-embedded default. Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 1 when
-the server cannot run in this build, 2 for a configuration problem or a
-startup failure (a port that cannot be bound): one line per problem on
+embedded default. Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 for
+a configuration problem or a startup failure (a port that cannot be bound): one line per problem on
 stderr and no traceback. This is the only module that prints or configures
 logging.
 """
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EXIT_OK: Final = 0
-EXIT_UNAVAILABLE: Final = 1
 EXIT_CONFIG: Final = 2
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS: Final = ("text", "json")
@@ -124,13 +122,13 @@ def _serve(path: str | None) -> int:
         _print_problems(error.problems)
         _print_problems([f"warning: {line}" for line in error.warnings])
         return EXIT_CONFIG
-    try:
-        server = importlib.import_module("edgeport.server")
-    except ModuleNotFoundError as error:
-        if error.name != "edgeport.server":
-            raise
-        logger.error("the server is not available in this build")
-        return EXIT_UNAVAILABLE
+    server = importlib.import_module("edgeport.server")  # late: check-config needs none of it
+
+    if path is None and not os.environ.get("CONFIG_PATH"):
+        logger.info(
+            "no configuration given (--config or CONFIG_PATH): serving the embedded default, "
+            "UDP and TCP 5060 and WS 5062 with the built-in processor"
+        )
     logger.info("edgeport %s starting as %s", __version__, config.ref)
     # SIGTERM and SIGINT stop the listeners and drain transactions (architecture: shutdown).
     return _run(functools.partial(server.serve, handle_signals=True), config)

@@ -126,8 +126,6 @@ async def _serve_in_loop(
             )
             proxy.attach(work, transports, transactions)
             _register_gauges(transactions, transports)
-            for point in transports.listening_points:
-                logger.info("listening on %s", point)
 
             health_port = None
             if config.health.enabled:

@@ -180,19 +180,6 @@ def test_config_path_from_the_environment(
     assert capsys.readouterr().err == "spec.transport[1].port: expected an integer, got 'abc'\n"
 
 
-def test_server_missing_from_the_build(
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    clean_env: None,
-) -> None:
-    monkeypatch.setitem(sys.modules, "edgeport.server", None)  # makes the import fail
-    assert main(["--config", str(write(tmp_path, VALID))]) == 1
-    err = capsys.readouterr().err
-    assert "ERROR edgeport.cli the server is not available in this build" in err
-    assert "Traceback" not in err
-
-
 def fake_server(monkeypatch: pytest.MonkeyPatch, serve: Callable[..., Awaitable[None]]) -> None:
     module = types.ModuleType("edgeport.server")
     module.serve = serve  # type: ignore[attr-defined]

@@ -1,0 +1,75 @@
+"""The container files and the configs they mount stay loadable and consistent.
+
+No Docker engine runs here, so compose.yaml is checked by structure (CI also
+runs `docker compose config`), and the EdgePort configs it and the image
+use are loaded by edgeport's own loader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgeport.config import ConfigError, load_config_with_warnings
+from edgeport.sip.transport import Transport
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {"LOCALNETS": "10.0.0.0/8"}
+
+
+@pytest.mark.parametrize(
+    "path", ["deploy/edgeport.yaml", "examples/edgeport.minimal.yaml", "examples/edgeport.json"]
+)
+def test_shipped_configs_load_without_warnings(path: str) -> None:
+    config, warnings = load_config_with_warnings(ROOT / path, ENV)
+    assert warnings == []
+    assert config.transports
+
+
+def test_full_example_fails_only_on_its_keystore() -> None:
+    # examples/edgeport.yaml names a keystore under /etc/routr/certs that
+    # exists only in a real deployment.
+    with pytest.raises(ConfigError) as caught:
+        load_config_with_warnings(ROOT / "examples/edgeport.yaml", ENV)
+    assert caught.value.problems
+    assert all("keyStore" in line or "trustStore" in line for line in caught.value.problems)
+
+
+def test_compose_services_have_health_checks_and_consistent_wiring() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == {"edgeport", "dispatcher", "processor", "nats"}
+    for name, service in services.items():
+        assert "healthcheck" in service, f"{name} has no health check"
+
+    edge_env = services["edgeport"]["environment"]
+    assert edge_env["NATS_PUBLISHER_URL"] == "nats://nats:4222"
+    assert edge_env["ENABLE_HEALTHCHECKS"] == "true"
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in services["edgeport"]["volumes"]}
+    edge_config_path = ROOT / mounted[edge_env["CONFIG_PATH"]]
+    config, _ = load_config_with_warnings(edge_config_path, ENV)
+    assert config.processor.addr == "dispatcher:51901"
+    published = {p.split(":")[1] for p in services["edgeport"]["ports"]}
+    for transport in config.transports:
+        suffix = "/udp" if transport.protocol is Transport.UDP else "/tcp"
+        assert f"{transport.port}{suffix}" in published
+
+    dispatcher = yaml.safe_load((ROOT / "deploy/dispatcher.yaml").read_text())
+    assert dispatcher["kind"] == "MessageDispatcher"
+    assert dispatcher["spec"]["bindAddr"] == "0.0.0.0:51901"
+    (route,) = dispatcher["spec"]["processors"]
+    assert route["matchFunc"] == "req => true"
+    assert route["addr"] == "processor:51904"
+    assert "--bind" in services["processor"]["entrypoint"]
+    assert "0.0.0.0:51904" in services["processor"]["entrypoint"]
+    assert set(config.methods) <= set(route["methods"])
+
+
+def test_dockerfile_runs_as_non_root_with_the_routr_config_path() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "USER edgeport" in dockerfile
+    assert "CONFIG_PATH=/etc/routr/edgeport.yaml" in dockerfile
+    assert "EXPOSE 5060/udp 5060/tcp" in dockerfile
+    assert dockerfile.splitlines()[-1].startswith("ENTRYPOINT")

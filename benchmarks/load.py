@@ -81,6 +81,8 @@ MAX_FAILED_FRACTION: Final = 0.01
 DRAIN_GRACE: Final = 2.0  # seconds after the step's end for its last transaction
 RECV_TIMEOUT_MS: Final = 2_000  # SIPp fails a call that waits longer for a message
 COOLDOWN: Final = 3.0  # seconds between a failed step and its retry
+SETTLE: Final = 5.0  # seconds before the latency probe: queued processor calls time out (3 s)
+DRAIN_WAIT: Final = 5.0  # seconds edgeport gets to drain after SIGINT before a second one
 PROBE_SECONDS: Final = 5.0  # of latency probing, each side
 BARE_SECONDS: Final = 4.0  # per bare throughput run
 MAX_BARE_CONCURRENCY: Final = 64
@@ -249,6 +251,17 @@ class Children:
                 proc.wait(timeout=STOP_TIMEOUT)
         self._procs = [(n, p) for n, p in self._procs if p is not proc]
         return proc.returncode
+
+    def stop_gracefully(self, proc: subprocess.Popen[bytes], sig: int) -> str:
+        """``sig``, up to ``DRAIN_WAIT`` s to exit, then ``sig`` again (stop at once), then kill."""
+        proc.send_signal(sig)
+        try:
+            code = proc.wait(timeout=DRAIN_WAIT)
+        except subprocess.TimeoutExpired:
+            code = self.stop(proc, sig)
+            return f"still draining {DRAIN_WAIT:g} s after SIGINT; exit {code} after a second one"
+        self.stop(proc)
+        return f"exit {code} within {DRAIN_WAIT:g} s of SIGINT"
 
     def stop_all(self) -> None:
         for _, proc in reversed(list(self._procs)):
@@ -886,7 +899,7 @@ class Summary:
     concurrency: int
     rss_kib: int
     hwm_kib: int
-    edgeport_exit: int | None
+    edgeport_stop: str
     pinning: str
     steps: list[Step]
     wall_seconds: float
@@ -938,6 +951,7 @@ def table_rows(s: Summary) -> list[tuple[str, str]]:
             )
             rows.append((f"latency added by edgeport, {label}, ms", fmt_ms(through - direct)))
         rows.append(("latency probe: REGISTERs lost", f"{s.probe.lost} of {s.probe.sent}"))
+    rows.append(("edgeport stop", s.edgeport_stop))
     rows.append(
         (
             "edgeport VmRSS at the end (peak VmHWM), MiB",
@@ -965,22 +979,27 @@ def machine() -> list[str]:
     ]
 
 
-METHOD_NOTES: Final = (
-    "Ramp: SIPp offers a fixed rate for {step:g} s per step, growing x{growth:g} per step; "
-    "a step passes with under 1% failed transactions (REGISTER) or calls "
-    "(INVITE/180/200/ACK/BYE/200) and its last one finished within {grace:g} s of the step's "
-    "end. A failed step is retried once; the ramp stops at the second failure.",
-    "Bare: a grpclib client (edgeport.processor.open_processor_client under trio-asyncio) sends "
-    "the MessageRequests edgeport would send (literal SIP converted with "
-    "edgeport.convert.to_message_request) to the same built-in processor, flat out, with the "
-    "concurrency edgeport had at its max REGISTER rate (rate x SIPp mean response time). "
-    "Ratio = processor calls/s through edgeport (REGISTER: 1 each; call: 6 each) / bare.",
-    "Added latency: at half the max REGISTER rate, a paced UDP client times REGISTER -> 200 "
-    "through edgeport (SIPp's response times are quantised to 4 ms here, too coarse), then the "
-    "bare client sends the REGISTER MessageRequest to the processor paced at the same rate. "
-    "Added = percentile through edgeport - the same percentile bare (a difference of "
-    "percentiles, not a percentile of differences).",
-)
+def method_notes(opts: Options) -> list[str]:
+    return [
+        f"Ramp: SIPp offers a fixed rate for {opts.step_seconds:g} s per step, "
+        f"x{opts.growth:g} per step; a step passes with under 1% failed transactions "
+        "(REGISTER) or calls (INVITE/180/200/ACK/BYE/200) and its last one finished within "
+        f"{DRAIN_GRACE:g} s of the step's end. A failed step is retried once after "
+        f"{COOLDOWN:g} s; the ramp stops at the second failure. Response times in the step "
+        "table and chart are SIPp's (REGISTER -> 200, INVITE -> 200), in 4 ms ticks.",
+        "Bare: a grpclib client (edgeport.processor.open_processor_client under trio-asyncio) "
+        "sends the MessageRequests edgeport would send (literal SIP converted with "
+        "edgeport.convert.to_message_request) to the same built-in processor, flat out, at the "
+        "concurrency edgeport had at its max REGISTER rate (rate x SIPp mean response time, "
+        "Little's law). Ratio = processor calls/s through edgeport (REGISTER: 1 each; call: "
+        "6 each) / bare processor calls/s.",
+        "Added latency: right after the REGISTER ramp (and a "
+        f"{SETTLE:g} s pause), a paced UDP client in the benchmark process times REGISTER -> "
+        "200 through edgeport at half the max REGISTER rate (SIPp's 4 ms ticks are too coarse "
+        "for this); later the bare client sends the REGISTER MessageRequest straight to the "
+        "processor paced at the same rate. Added = percentile through edgeport - the same "
+        "percentile bare (a difference of percentiles, not a percentile of differences).",
+    ]
 
 
 def render_table(s: Summary) -> str:
@@ -999,10 +1018,7 @@ def render_markdown(s: Summary, opts: Options) -> str:
     out += [f"- {line}" for line in machine()]
     out += [f"- {s.pinning}", f"- run took {s.wall_seconds:.0f} s", ""]
     out += ["## Method", ""]
-    for note in METHOD_NOTES:
-        out.append(
-            "- " + note.format(step=opts.step_seconds, growth=opts.growth, grace=DRAIN_GRACE)
-        )
+    out += [f"- {note}" for note in method_notes(opts)]
     out += ["", "## Steps", "", "| load | offered/s | ok | failed | p50 ms | p99 ms | pass |"]
     out += ["|---|---|---|---|---|---|---|"]
     for st in s.steps:
@@ -1102,11 +1118,39 @@ def render_svg(steps: Sequence[Step]) -> str:
 # -- the run -------------------------------------------------------------------------
 
 
+def start_uas(children: Children, pinning: Pinning, edge_port: int, opts: Options) -> None:
+    """Register ``callee`` from a free port, then start the SIPp UAS on that port."""
+    uas_port = free_port((socket.SOCK_DGRAM,))
+    register_from(uas_port, "callee", edge_port)
+    uas = children.start(
+        "sipp_uas",
+        [
+            *pinning.prefix(LOAD_CPU),
+            "sipp",
+            "-sf",
+            str(SCENARIOS / "uas_call.xml"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(uas_port),
+            "-nd",
+            "-nostdin",
+            "-timeout",
+            f"{math.ceil(opts.time_limit)}s",
+        ],
+    )
+    time.sleep(0.5)
+    if uas.poll() is not None:
+        raise RuntimeError("SIPp UAS exited:\n" + children.log_tail("sipp_uas"))
+
+
 def run(opts: Options) -> Summary:
     started = time.monotonic()
     deadline = started + opts.time_limit
     pinning = Pinning(opts.pin)
     print(f"   {pinning.describe()}", flush=True)
+    probe: Latency | None = None
+    concurrency = 1
     with tempfile.TemporaryDirectory(prefix="edgeport-load-") as tmp:
         workdir = Path(tmp)
         children = Children(workdir)
@@ -1116,52 +1160,25 @@ def run(opts: Options) -> Summary:
             print("-- REGISTER ramp", flush=True)
             max_register = load.ramp("register", opts.register_start)
 
-            print("-- call ramp", flush=True)
-            uas_port = free_port((socket.SOCK_DGRAM,))
-            register_from(uas_port, "callee", stack.edge_port)
-            uas = children.start(
-                "sipp_uas",
-                [
-                    *pinning.prefix(LOAD_CPU),
-                    "sipp",
-                    "-sf",
-                    str(SCENARIOS / "uas_call.xml"),
-                    "-i",
-                    "127.0.0.1",
-                    "-p",
-                    str(uas_port),
-                    "-nd",
-                    "-nostdin",
-                    "-timeout",
-                    f"{math.ceil(opts.time_limit)}s",
-                ],
-            )
-            time.sleep(0.5)
-            if uas.poll() is not None:
-                raise RuntimeError("SIPp UAS exited:\n" + children.log_tail("sipp_uas"))
-            max_call = load.ramp("call", opts.call_start)
-            children.stop(uas)
-
-            probe: Latency | None = None
-            concurrency = 1
             if max_register is not None:
                 mean_s = (max_register.mean_ms or 1.0) / 1000
                 concurrency = max(
                     1, min(MAX_BARE_CONCURRENCY, math.ceil(max_register.rate * mean_s))
                 )
-                print(
-                    f"-- REGISTER latency through edgeport at {max_register.rate / 2:.0f}/s",
-                    flush=True,
-                )
-                time.sleep(COOLDOWN)
+                rate = max_register.rate / 2
+                print(f"-- REGISTER latency through edgeport at {rate:.0f}/s", flush=True)
+                time.sleep(SETTLE)  # the failed steps' queued work times out first
                 with pinning.this_process_on(LOAD_CPU):
-                    probe = probe_register_latency(
-                        stack.edge_port, max_register.rate / 2, opts.probe_seconds
-                    )
+                    probe = probe_register_latency(stack.edge_port, rate, opts.probe_seconds)
+
+            print("-- call ramp", flush=True)
+            start_uas(children, pinning, stack.edge_port, opts)
+            max_call = load.ramp("call", opts.call_start)
+
             rss, hwm = rss_kib(stack.edgeport.pid)
-            edgeport_exit = children.stop(stack.edgeport, signal.SIGINT)
-            if edgeport_exit != 0:
-                print(f"   edgeport exited with {edgeport_exit}:\n{children.log_tail('edgeport')}")
+            edgeport_stop = children.stop_gracefully(stack.edgeport, signal.SIGINT)
+            print(f"   edgeport: {edgeport_stop}", flush=True)
+            children.stop_all()  # the SIPp UAS
 
             print(f"-- bare processor calls, concurrency {concurrency}", flush=True)
             register, call = bare_messages(stack.edge_port)
@@ -1187,29 +1204,38 @@ def run(opts: Options) -> Summary:
             concurrency=concurrency,
             rss_kib=rss,
             hwm_kib=hwm,
-            edgeport_exit=edgeport_exit,
+            edgeport_stop=edgeport_stop,
             pinning=pinning.describe(),
             steps=load.steps,
             wall_seconds=time.monotonic() - started,
         )
 
 
-def main(argv: list[str] | None = None) -> None:
+def options_from(argv: Sequence[str] | None) -> Options:
+    """``argv``, or when it is None the shell words of ``EDGEPORT_LOAD_ARGS``."""
     if argv is None:
         argv = shlex.split(os.environ.get("EDGEPORT_LOAD_ARGS", ""))
-    opts = parse_options(argv)
+    return parse_options(argv)
+
+
+def write_reports(summary: Summary, opts: Options) -> None:
+    opts.out_dir.mkdir(parents=True, exist_ok=True)
+    (opts.out_dir / "results.md").write_text(render_markdown(summary, opts))
+    (opts.out_dir / "chart.svg").write_text(render_svg(summary.steps))
+
+
+def main(argv: list[str] | None = None) -> None:
+    opts = options_from(argv)
     if shutil.which("sipp") is None:
         raise RuntimeError("sipp is not installed")
     summary = run(opts)
     print()
     print(render_table(summary))
     print()
-    for note in METHOD_NOTES:
-        print("* " + note.format(step=opts.step_seconds, growth=opts.growth, grace=DRAIN_GRACE))
+    for note in method_notes(opts):
+        print(f"* {note}")
     print(f"* {summary.pinning}; run took {summary.wall_seconds:.0f} s")
-    opts.out_dir.mkdir(parents=True, exist_ok=True)
-    (opts.out_dir / "results.md").write_text(render_markdown(summary, opts))
-    (opts.out_dir / "chart.svg").write_text(render_svg(summary.steps))
+    write_reports(summary, opts)
     print(f"* wrote {opts.out_dir / 'results.md'} and {opts.out_dir / 'chart.svg'}")
 
 

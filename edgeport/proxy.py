@@ -154,18 +154,23 @@ class Forward:
 
     # ClientTU -------------------------------------------------------------
 
+    def _current(self, handle: ClientTransactionHandle[Destination]) -> bool:
+        # ``client`` is None while ``send_request`` runs: a transport error on
+        # the first send arrives before the handle is known.
+        return self.client is None or handle is self.client
+
     def on_response(self, handle: ClientTransactionHandle[Destination], response: Response) -> None:
-        if handle is not self.client:
+        if not self._current(handle):
             return  # a late response of an attempt that auth on behalf replaced
         inbound = _CURRENT_INBOUND.get()
         self._enqueue(lambda: self.proxy._relay_response(self, response, inbound))
 
     def on_timeout(self, handle: ClientTransactionHandle[Destination]) -> None:
-        if handle is self.client:
+        if self._current(handle):
             self._enqueue(lambda: self.proxy._fail_forward(self, 408, "no final response"))
 
     def on_transport_error(self, handle: ClientTransactionHandle[Destination]) -> None:
-        if handle is self.client:
+        if self._current(handle):
             self._enqueue(lambda: self.proxy._fail_forward(self, 503, "next hop unreachable"))
 
     # ordering -------------------------------------------------------------
@@ -927,6 +932,7 @@ class Proxy:
                 self._cseq_offsets.popitem(last=False)
         forward.request = retry
         forward.provisional_seen = False
+        forward.client = None
         try:
             forward.client = await self.transactions.send_request(
                 retry,

@@ -269,3 +269,24 @@ async def test_discarded_method_gets_no_answer(nursery: trio.Nursery) -> None:
     await ua.send(message_request(ua.port, edge[1], "sip:bob@127.0.0.1"))
     await ua.nothing_within(0.5)
     nursery.cancel_scope.cancel()
+
+
+async def test_unreachable_tcp_next_hop_gets_503(loop_nursery: trio.Nursery) -> None:
+    processor = routr_like()
+    running = await start_processor(loop_nursery, processor)
+    server = await start_edgeport(loop_nursery, make_config(processor=ProcessorConfig(running.addr)))
+    probe = trio.socket.socket()
+    await probe.bind(("127.0.0.1", 0))
+    closed_port = probe.getsockname()[1]
+    probe.close()
+    edge = address(server, Transport.UDP)
+    ua = await UdpUA.open(edge)
+    await ua.send(
+        message_request(
+            ua.port, edge[1], f"sip:bob@127.0.0.1:{closed_port};transport=tcp", "z9hG4bK-closed"
+        )
+    )
+    answer = await ua.receive()
+    assert answer.status == 503, answer.text
+    assert answer.header("Retry-After")
+    assert server.proxy.pending_forwards == 0

@@ -7,6 +7,7 @@ pick out the first line and headers of what comes back.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -63,7 +64,25 @@ def sip(text: str) -> bytes:
     return text.replace("\r\n", "\n").replace("\n", "\r\n").encode()
 
 
-class UdpUA:
+class _Receiver:
+    """``receive_until`` for every user agent kind: skip what does not match."""
+
+    async def receive(self, timeout: float = RECEIVE_TIMEOUT) -> Received:
+        raise NotImplementedError
+
+    async def receive_until(
+        self, predicate: Callable[[Received], bool], timeout: float = RECEIVE_TIMEOUT
+    ) -> Received:
+        """Skip messages (retransmissions, 100 Trying) until one matches ``predicate``."""
+        with trio.fail_after(timeout):
+            for _ in range(100):
+                message = await self.receive(timeout)
+                if predicate(message):
+                    return message
+        raise AssertionError("no matching message")
+
+
+class UdpUA(_Receiver):
     """A UDP socket on 127.0.0.1 that talks to one edgeport address."""
 
     def __init__(self, sock: trio.socket.SocketType, server: tuple[str, int]) -> None:
@@ -88,15 +107,6 @@ class UdpUA:
             data, _addr = await self.sock.recvfrom(65535)
         return Received(data)
 
-    async def receive_until(self, predicate: object, timeout: float = RECEIVE_TIMEOUT) -> Received:
-        """Skip messages (retransmissions, 100 Trying) until one matches ``predicate``."""
-        with trio.fail_after(timeout):
-            for _ in range(100):
-                message = await self.receive(timeout)
-                if predicate(message):  # type: ignore[operator]
-                    return message
-        raise AssertionError("no matching message")
-
     async def nothing_within(self, seconds: float) -> None:
         with trio.move_on_after(seconds):
             data, _ = await self.sock.recvfrom(65535)
@@ -106,7 +116,7 @@ class UdpUA:
         self.sock.close()
 
 
-class TcpUA:
+class TcpUA(_Receiver):
     """A TCP connection to edgeport with Content-Length framing of what comes back."""
 
     def __init__(self, stream: trio.SocketStream) -> None:
@@ -141,19 +151,11 @@ class TcpUA:
                     raise EOFError("connection closed")
                 self.buffer += chunk
 
-    async def receive_until(self, predicate: object, timeout: float = RECEIVE_TIMEOUT) -> Received:
-        with trio.fail_after(timeout):
-            for _ in range(100):
-                message = await self.receive(timeout)
-                if predicate(message):  # type: ignore[operator]
-                    return message
-        raise AssertionError("no matching message")
-
     async def close(self) -> None:
         await self.stream.aclose()
 
 
-class WsUA:
+class WsUA(_Receiver):
     """A browser-like WebSocket SIP client (RFC 7118, subprotocol ``sip``)."""
 
     def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
@@ -166,11 +168,3 @@ class WsUA:
         with trio.fail_after(timeout):
             message = await self.ws.get_message()
         return Received(message.encode() if isinstance(message, str) else message)
-
-    async def receive_until(self, predicate: object, timeout: float = RECEIVE_TIMEOUT) -> Received:
-        with trio.fail_after(timeout):
-            for _ in range(100):
-                message = await self.receive(timeout)
-                if predicate(message):  # type: ignore[operator]
-                    return message
-        raise AssertionError("no matching message")

@@ -14,6 +14,7 @@ bounds the work it accepts (a ``CapacityLimiter`` that answers 503).
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import ssl
@@ -98,6 +99,8 @@ class TransportLayer:
         self.connections = ConnectionTable(on_removed=on_connection_closed)
         self.stats: Counter[str] = Counter()
         self._listening_points: list[Peer] = []
+        # One entry per task started and not yet running: bounded by the tasks.
+        self._inbox: collections.deque[InboundMessage] = collections.deque()
         self._alive_listeners: set[Peer] = set()
         self._udp_sockets: list[trio.socket.SocketType] = []
         self._connecting: dict[Key, _ConnectAttempt] = {}
@@ -200,7 +203,17 @@ class TransportLayer:
     def _deliver(self, data: bytes, peer: Peer, conn: Connection | None, local: Peer) -> None:
         message = InboundMessage(data, peer, conn, local, trio.current_time())
         self.stats[f"received_{peer.transport.value}"] += 1
-        self._nursery.start_soon(self._dispatch, message)
+        self._inbox.append(message)
+        self._nursery.start_soon(self._dispatch_oldest)
+
+    async def _dispatch_oldest(self) -> None:
+        # trio may start the tasks of one batch in any order (it reverses
+        # batches at random). Each task takes the OLDEST waiting message, so
+        # handlers begin in arrival order: an INVITE and the CANCEL right
+        # behind it, or a 180 and its 200, reach the handler as they came,
+        # and the handler's synchronous start (parse, transaction matching)
+        # keeps that order.
+        await self._dispatch(self._inbox.popleft())
 
     async def _dispatch(self, message: InboundMessage) -> None:
         try:

@@ -1118,7 +1118,9 @@ def render_svg(steps: Sequence[Step]) -> str:
 # -- the run -------------------------------------------------------------------------
 
 
-def start_uas(children: Children, pinning: Pinning, edge_port: int, opts: Options) -> None:
+def start_uas(
+    children: Children, pinning: Pinning, edge_port: int, opts: Options
+) -> subprocess.Popen[bytes]:
     """Register ``callee`` from a free port, then start the SIPp UAS on that port."""
     uas_port = free_port((socket.SOCK_DGRAM,))
     register_from(uas_port, "callee", edge_port)
@@ -1142,6 +1144,7 @@ def start_uas(children: Children, pinning: Pinning, edge_port: int, opts: Option
     time.sleep(0.5)
     if uas.poll() is not None:
         raise RuntimeError("SIPp UAS exited:\n" + children.log_tail("sipp_uas"))
+    return uas
 
 
 def run(opts: Options) -> Summary:
@@ -1172,13 +1175,13 @@ def run(opts: Options) -> Summary:
                     probe = probe_register_latency(stack.edge_port, rate, opts.probe_seconds)
 
             print("-- call ramp", flush=True)
-            start_uas(children, pinning, stack.edge_port, opts)
+            uas = start_uas(children, pinning, stack.edge_port, opts)
             max_call = load.ramp("call", opts.call_start)
 
             rss, hwm = rss_kib(stack.edgeport.pid)
             edgeport_stop = children.stop_gracefully(stack.edgeport, signal.SIGINT)
             print(f"   edgeport: {edgeport_stop}", flush=True)
-            children.stop_all()  # the SIPp UAS
+            children.stop(uas)
 
             print(f"-- bare processor calls, concurrency {concurrency}", flush=True)
             register, call = bare_messages(stack.edge_port)

@@ -7,11 +7,16 @@ and returns a typed value or raises SipParseError; ``str()`` of a typed
 value writes it back. Comma-separated lists (Via, Contact, Route,
 Record-Route) are split outside quoted strings and ``<...>``.
 
-All scanning is index-based over ``str``; no regular expressions.
+Scanning is index-based over ``str``. The common shapes of a Via, an
+address and a digest header first meet one anchored regular expression each;
+each is written so it cannot backtrack (the comment above it says why), only
+accepts text the full scan reads the same way, and hands anything else to
+the full scan.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -175,9 +180,19 @@ _BAD_PARAM_VALUE: Final = frozenset('"<>,;\\')
 _BAD_PARAM_VALUE_FAST: Final = frozenset("<>,\\")
 # RFC 7235 §2.1: token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _TOKEN68_CHARS: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~+/"
+# Fast-path character classes (ASCII): RFC 3261 §25.1 token, and what an
+# unquoted generic-param value holds in practice (token / host / IPv6 address).
+_RE_TOKEN: Final = r"A-Za-z0-9\-.!%*_+`'~"
+_RE_PARAM_VALUE: Final = _RE_TOKEN + r":\[\]@/"
+# ``*( ";" name [ "=" value ] )`` with no whitespace and no quoted string. Each
+# parameter starts at ";", which neither class holds, and a name stops at "="
+# or ";", which its class does not hold: there is one way to split the text,
+# so a failed match gives characters back one at a time and stops (linear).
+_RE_COMMON_PARAMS: Final = rf"((?:;[{_RE_TOKEN}]+(?:=[{_RE_PARAM_VALUE}]+)?)*)"
 # RFC 3261 §8.1.1.5: "The sequence number value MUST be expressible as a 32-bit
 # unsigned integer and MUST be less than 2**31."
 _MAX_CSEQ: Final = 2**31 - 1
+_MAX_PORT: Final = 65535
 
 
 def ascii_int(value: str | None) -> int | None:
@@ -337,6 +352,16 @@ def parse_params(s: str, i: int, what: str = "header") -> dict[str, str | None]:
     return _parse_params_slow(s, i, what)
 
 
+def _common_params(text: str) -> dict[str, str | None]:
+    """The parameters a ``_RE_COMMON_PARAMS`` group matched (``""`` or ``;a=b;c``)."""
+    params: dict[str, str | None] = {}
+    if text:
+        for item in text[1:].split(";"):
+            name, eq, value = item.partition("=")
+            params[name.lower()] = value if eq else None
+    return params
+
+
 def _parse_params_slow(s: str, i: int, what: str) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
     n = len(s)
@@ -436,9 +461,23 @@ class Via:
         return f"{self.protocol}/{self.transport} {self.host}{port}{_params_str(self.params)}"
 
 
+# ``SIP/2.0/UDP host[:port];params``: hostname or IPv4, no optional whitespace.
+# Linear: the transport stops at the one SP, the host at ":" ";" or the end,
+# the port at ";" or the end; none of those is in the class before it.
+_COMMON_VIA: Final = re.compile(
+    r"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9\-._]+)(?::([0-9]{1,5}))?" + _RE_COMMON_PARAMS, re.ASCII
+).fullmatch
+
+
 def parse_via(value: str) -> Via:
     """Parse one Via value: ``SIP / 2.0 / UDP host[:port] *(;param)`` (RFC 3261 §20.42)."""
     s = value
+    common = _COMMON_VIA(s)
+    if common is not None:
+        transport, host, port_text, param_text = common.groups()
+        port = None if port_text is None else int(port_text)
+        if port is None or port <= _MAX_PORT:
+            return Via(transport.upper(), host, port, _common_params(param_text))
     if s.startswith("SIP/2.0/"):
         via = _parse_via_fast(s)
         if via is not None:
@@ -579,6 +618,13 @@ class NameAddr:
 
 
 _WILDCARD_URI: Final = "*"
+# ``["display" [SWS]] <URI>;params`` with a quoted display name holding no
+# quoted-pair. Linear: the display name stops at the first '"' (not in its
+# class), the URI at the first ">" (not in its class), and the parameters are
+# ``_RE_COMMON_PARAMS``. The URI text then goes through parse_uri.
+_COMMON_NAME_ADDR: Final = re.compile(
+    r'(?:"([^"\\]*)"[ \t]*)?<([^<>"\\\s]+)>' + _RE_COMMON_PARAMS, re.ASCII
+).fullmatch
 
 
 def parse_name_addr(value: str) -> NameAddr:
@@ -588,6 +634,10 @@ def parse_name_addr(value: str) -> NameAddr:
     semicolon-delimited parameters are header-parameters, not URI parameters."
     """
     s = value.strip()
+    common = _COMMON_NAME_ADDR(s)
+    if common is not None:
+        display, uri_text, param_text = common.groups()
+        return NameAddr(display, parse_uri(uri_text), _common_params(param_text))
     if s == _WILDCARD_URI:
         return NameAddr(None, OpaqueUri("", _WILDCARD_URI), {}, wildcard=True)
     if not s:
@@ -665,9 +715,33 @@ def parse_cseq(value: str) -> CSeq:
 # --- digest authentication (RFC 3261 §22, §25.1; RFC 2617, RFC 7616, RFC 8760)
 
 
+# One auth-param with no whitespace around "=": a quoted-string without a
+# quoted-pair, or a value with no quote, comma, "=" or whitespace.
+_RE_AUTH_PARAM: Final = rf'([{_RE_TOKEN}]+)=(?:"([^"\\]*)"|([^",= \t]+))'
+# ``scheme SP auth-param *(COMMA auth-param)``. Linear: a name stops at "=",
+# a quoted value at its closing quote, an unquoted value at the comma or
+# whitespace that must follow it; the separator's characters (SP, HTAB, ",")
+# are in none of those classes, so there is one way to split the text.
+_COMMON_AUTH: Final = re.compile(
+    rf"([{_RE_TOKEN}]+)[ \t]+({_RE_AUTH_PARAM}(?:[ \t]*,[ \t]*{_RE_AUTH_PARAM})*)", re.ASCII
+).fullmatch
+# Once _COMMON_AUTH matched, the parameters are exactly this pattern's matches.
+_AUTH_PARAMS: Final = re.compile(_RE_AUTH_PARAM, re.ASCII).findall
+
+
 def _parse_auth(value: str, what: str) -> tuple[str, dict[str, str], str | None]:
     """``scheme (token68 / auth-param *(COMMA auth-param))``; quoted values unescaped."""
     s = value.strip()
+    common = _COMMON_AUTH(s)
+    if common is not None:
+        return (
+            common.group(1),
+            {
+                name.lower(): unquoted or quoted
+                for name, quoted, unquoted in _AUTH_PARAMS(common.group(2))
+            },
+            None,
+        )
     scheme, i = _read_token(s, 0, what)
     n = len(s)
     i = _skip_ws(s, i)

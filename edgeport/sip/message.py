@@ -202,17 +202,14 @@ class Message:
 
     # --- typed views --------------------------------------------------------
 
-    def _cached(self, slot: str, compute: Callable[[], _T]) -> _T:
+    def _views(self) -> dict[str, object]:
+        """The typed-view cache, emptied first when the headers changed since it was filled."""
         headers = self.headers
         if self._cache_headers is not headers or self._cache_version != headers._version:
             self._cache = {}
             self._cache_headers = headers
             self._cache_version = headers._version
-        value = self._cache.get(slot, _MISSING)
-        if value is _MISSING:
-            value = compute()
-            self._cache[slot] = value
-        return cast("_T", value)
+        return self._cache
 
     def _required(self, name: str) -> str:
         value = self.headers.get(name)
@@ -229,125 +226,137 @@ class Message:
     @property
     def via(self) -> list[Via]:
         """Every Via value, top first (comma-split across lines)."""
-
-        def compute() -> list[Via]:
-            top = self._cache.get("top_via")
-            vias: list[Via] = []
+        views = self._views()
+        vias = views.get("via")
+        if vias is None:
+            top = views.get("top_via")
+            vias = []
             for line in self.headers.get_all("via"):
                 for item in split_header_values(line):
-                    if top is not None and not vias:
-                        vias.append(cast("Via", top))
-                    else:
-                        vias.append(parse_via(item))
-            return vias
-
-        return self._cached("via", compute)
+                    vias.append(top if top is not None and not vias else parse_via(item))
+            views["via"] = vias
+        return cast("list[Via]", vias)
 
     @property
     def top_via(self) -> Via:
         """The first Via value; raises SipParseError when there is none."""
-
-        def compute() -> Via:
-            vias = cast("list[Via] | None", self._cache.get("via"))
+        views = self._views()
+        top = views.get("top_via")
+        if top is None:
+            vias = cast("list[Via] | None", views.get("via"))
             if vias:
-                return vias[0]
-            items = split_header_values(self._required("Via"))
-            if not items:
-                raise SipParseError("Missing Via")
-            return parse_via(items[0])
-
-        return self._cached("top_via", compute)
+                top = vias[0]
+            else:
+                items = split_header_values(self._required("Via"))
+                if not items:
+                    raise SipParseError("Missing Via")
+                top = parse_via(items[0])
+            views["top_via"] = top
+        return cast("Via", top)
 
     @property
     def from_(self) -> NameAddr:
-        return self._cached("from", lambda: parse_name_addr(self._required("From")))
+        views = self._views()
+        value = views.get("from")
+        if value is None:
+            value = views["from"] = parse_name_addr(self._required("From"))
+        return cast("NameAddr", value)
 
     @property
     def to(self) -> NameAddr:
-        return self._cached("to", lambda: parse_name_addr(self._required("To")))
+        views = self._views()
+        value = views.get("to")
+        if value is None:
+            value = views["to"] = parse_name_addr(self._required("To"))
+        return cast("NameAddr", value)
 
     @property
     def call_id(self) -> str:
-        return self._cached("call_id", lambda: parse_call_id(self._required("Call-ID")))
+        views = self._views()
+        value = views.get("call_id")
+        if value is None:
+            value = views["call_id"] = parse_call_id(self._required("Call-ID"))
+        return cast("str", value)
 
     @property
     def cseq(self) -> CSeq:
-        return self._cached("cseq", lambda: parse_cseq(self._required("CSeq")))
+        views = self._views()
+        value = views.get("cseq")
+        if value is None:
+            value = views["cseq"] = parse_cseq(self._required("CSeq"))
+        return cast("CSeq", value)
 
-    def _address_list(self, name: str) -> list[NameAddr]:
-        return [addr for line in self.headers.get_all(name) for addr in parse_name_addr_list(line)]
+    def _address_list(self, key: str) -> list[NameAddr]:
+        views = self._views()
+        value = views.get(key)
+        if value is None:
+            value = views[key] = [
+                addr for line in self.headers.get_all(key) for addr in parse_name_addr_list(line)
+            ]
+        return cast("list[NameAddr]", value)
 
     @property
     def contacts(self) -> list[NameAddr]:
-        return self._cached("contact", lambda: self._address_list("contact"))
+        return self._address_list("contact")
 
     @property
     def routes(self) -> list[NameAddr]:
-        return self._cached("route", lambda: self._address_list("route"))
+        return self._address_list("route")
 
     @property
     def record_routes(self) -> list[NameAddr]:
-        return self._cached("record-route", lambda: self._address_list("record-route"))
+        return self._address_list("record-route")
 
-    def _optional_int(self, name: str, what: str, maximum: int) -> int | None:
-        value = self.headers.get(name)
-        return None if value is None else parse_int_value(value, what, maximum)
+    def _optional_int(self, key: str, what: str, maximum: int) -> int | None:
+        views = self._views()
+        value = views.get(key, _MISSING)
+        if value is _MISSING:
+            line = self.headers.get(key)
+            value = views[key] = None if line is None else parse_int_value(line, what, maximum)
+        return cast("int | None", value)
 
     @property
     def max_forwards(self) -> int | None:
         # Max-Forwards = 1*DIGIT; above 255 is refused (RFC 4475 §3.1.2.4).
-        return self._cached(
-            "max-forwards", lambda: self._optional_int("max-forwards", "Max-Forwards", 255)
-        )
+        return self._optional_int("max-forwards", "Max-Forwards", 255)
 
     @property
     def expires(self) -> int | None:
-        return self._cached("expires", lambda: self._optional_int("expires", "Expires", 2**32 - 1))
+        return self._optional_int("expires", "Expires", 2**32 - 1)
 
     @property
     def content_length(self) -> int | None:
         """The Content-Length header as written (to_bytes recomputes it)."""
-        return self._cached(
-            "content-length",
-            lambda: self._optional_int("content-length", "Content-Length", 2**32 - 1),
-        )
+        return self._optional_int("content-length", "Content-Length", 2**32 - 1)
 
     @property
     def content_type(self) -> str | None:
         value = self.headers.get("content-type")
         return None if value is None else value.strip()
 
-    def _optional_auth(self, name: str, parse: Callable[[str], _T]) -> _T | None:
-        value = self.headers.get(name)
-        return None if value is None else parse(value)
+    def _optional_auth(self, key: str, parse: Callable[[str], _T]) -> _T | None:
+        views = self._views()
+        value = views.get(key, _MISSING)
+        if value is _MISSING:
+            line = self.headers.get(key)
+            value = views[key] = None if line is None else parse(line)
+        return cast("_T | None", value)
 
     @property
     def authorization(self) -> DigestCredentials | None:
-        return self._cached(
-            "authorization",
-            lambda: self._optional_auth("authorization", parse_digest_credentials),
-        )
+        return self._optional_auth("authorization", parse_digest_credentials)
 
     @property
     def proxy_authorization(self) -> DigestCredentials | None:
-        return self._cached(
-            "proxy-authorization",
-            lambda: self._optional_auth("proxy-authorization", parse_digest_credentials),
-        )
+        return self._optional_auth("proxy-authorization", parse_digest_credentials)
 
     @property
     def www_authenticate(self) -> DigestChallenge | None:
-        return self._cached(
-            "www-authenticate",
-            lambda: self._optional_auth("www-authenticate", parse_digest_challenge),
-        )
+        return self._optional_auth("www-authenticate", parse_digest_challenge)
 
     @property
     def proxy_authenticate(self) -> DigestChallenge | None:
-        return self._cached(
-            "proxy-authenticate",
-            lambda: self._optional_auth("proxy-authenticate", parse_digest_challenge),
-        )
+        return self._optional_auth("proxy-authenticate", parse_digest_challenge)
 
     def set_top_via(self, via: Via) -> None:
         """Rewrite the first Via value (received/rport stamping, RFC 3261 §18.2.1)."""

@@ -3,39 +3,39 @@
 Everything runs as real processes on 127.0.0.1: the built-in processor
 (``python -m edgeport builtin-processor``), edgeport (``python -m edgeport
 --config FILE``, UDP and TCP on one port) and SIPp with the scenarios in
-``benchmarks/load_scenarios/``.
+``benchmarks/load_scenarios/``. In order:
 
-1. REGISTER load: ``register.xml`` (one REGISTER, its 200) at rates growing
-   geometrically, a few seconds a step, up to the first rate that fails twice.
-2. Call load: a SIPp UAS registered as ``callee`` (the REGISTER is sent from
-   its port before it starts), a SIPp UAC placing INVITE / 180 / 200 / ACK /
-   BYE / 200 calls through edgeport, ramped the same way.
+1. REGISTER ramp: ``register.xml`` (one REGISTER, its 200) at rates growing
+   geometrically, a few seconds a step, until a rate fails twice in a row.
    A step passes when under 1% of its transactions (calls) failed and the
    last one finished within ``DRAIN_GRACE`` seconds of the step's end (the
    proxy kept up instead of queueing).
-3. Latency added by edgeport, at half the highest passing REGISTER rate: a
+2. Latency added by edgeport, at half the highest passing REGISTER rate: a
    paced UDP client in this process times each REGISTER -> 200 through
-   edgeport, then a grpclib client (``open_processor_client`` under
-   trio-asyncio) times the same REGISTER's ``MessageRequest`` sent straight
-   to the processor at the same rate. Added = through-edgeport percentile
-   minus bare percentile. (SIPp's own response times are whole multiples of
-   a few milliseconds here, too coarse for this; they are used for the
-   ramp's chart only.)
-4. The bare hop: the same grpclib client calls the processor as fast as it
-   can with the REGISTER and with the six messages of a call, at the
-   concurrency edgeport had at its highest REGISTER rate (Little's law:
-   rate x SIPp's mean response time). A call is 6 processor calls, a
-   REGISTER 1; the ratio compares processor calls per second through
-   edgeport with processor calls per second bare.
-5. edgeport's resident set (VmRSS, VmHWM) after the load.
+   edgeport. (SIPp's own response times come in 4 ms ticks here, too coarse
+   for this; they serve the ramp's table and chart.)
+3. Call ramp: a SIPp UAS registered as ``callee`` (the REGISTER is sent from
+   its port before it starts) and a SIPp UAC placing INVITE / 180 / 200 /
+   ACK / BYE / 200 calls through edgeport, ramped the same way.
+4. edgeport's resident set (VmRSS, VmHWM), then SIGINT (it drains and exits).
+5. The bare hop: a grpclib client (``open_processor_client`` under
+   trio-asyncio) sends the MessageRequests edgeport would send for the
+   REGISTER and for the six messages of a call straight to the same
+   processor, as fast as it can at the concurrency edgeport had at its
+   highest REGISTER rate (Little's law: rate x SIPp's mean response time),
+   then the REGISTER paced at the rate of step 2. A call is 6 processor
+   calls, a REGISTER 1; the ratio compares processor calls per second
+   through edgeport with processor calls per second bare, and the added
+   latency is the through-edgeport percentile minus the bare one.
 
 With ``taskset`` present, edgeport (and the bare client, which stands in for
 it) runs on CPU 0; the processor, SIPp and the latency probe on CPU 1.
 
 Run: ``python -m benchmarks load``. Options come from ``main(argv)`` or, when
 it is called without arguments, from ``EDGEPORT_LOAD_ARGS`` (shell words),
-e.g. ``EDGEPORT_LOAD_ARGS="--profile /tmp/edgeport.prof"``. The whole run is
-bounded by ``TIME_LIMIT``; every child is stopped by PID in ``finally``.
+e.g. ``EDGEPORT_LOAD_ARGS="--profile /tmp/edgeport.prof"`` (edgeport then
+runs under cProfile; SIGINT makes it write the file). Each ramp has its share
+of ``TIME_LIMIT``; every child is stopped by its PID in ``finally``.
 """
 
 from __future__ import annotations
@@ -71,7 +71,9 @@ HERE: Final = Path(__file__).resolve().parent
 SCENARIOS: Final = HERE / "load_scenarios"
 RESULTS: Final = HERE / "results"
 
-TIME_LIMIT: Final = 450.0  # seconds for the whole run (the budget is 8 minutes)
+TIME_LIMIT: Final = 400.0  # seconds for the whole run (the budget is 8 minutes)
+REGISTER_SHARE: Final = 0.40  # of TIME_LIMIT, from the start, for the REGISTER ramp
+CALL_SHARE: Final = 0.80  # of TIME_LIMIT, from the start, until the call ramp ends
 STEP_SECONDS: Final = 4.0  # of offered load per ramp step
 GROWTH: Final = 1.25  # each step offers this many times the previous rate
 REGISTER_START_RATE: Final = 100.0  # REGISTER/s
@@ -473,7 +475,6 @@ class Load:
     workdir: Path
     edge_port: int
     opts: Options
-    deadline: float
     steps: list[Step] = field(default_factory=list)
 
     def users_file(self) -> Path:
@@ -567,13 +568,16 @@ class Load:
         )
         return step
 
-    def ramp(self, kind: str, start: float) -> Step | None:
-        """The highest passing step, growing the rate until a step fails twice in a row."""
+    def ramp(self, kind: str, start: float, until: float) -> Step | None:
+        """The highest passing step, growing the rate until a step fails twice in a row.
+
+        No step starts unless it and a retry can end before ``until`` (monotonic).
+        """
         best: Step | None = None
         rate = start
         per_step = self.opts.step_seconds + DRAIN_GRACE + RECV_TIMEOUT_MS / 1000 + 2
         for _ in range(self.opts.max_steps):
-            if time.monotonic() + 2 * per_step > self.deadline:
+            if time.monotonic() + 2 * per_step + COOLDOWN > until:
                 print(f"   {kind}: time budget reached, ramp stopped")
                 break
             step = self.run(kind, rate)
@@ -1149,7 +1153,6 @@ def start_uas(
 
 def run(opts: Options) -> Summary:
     started = time.monotonic()
-    deadline = started + opts.time_limit
     pinning = Pinning(opts.pin)
     print(f"   {pinning.describe()}", flush=True)
     probe: Latency | None = None
@@ -1159,9 +1162,10 @@ def run(opts: Options) -> Summary:
         children = Children(workdir)
         try:
             stack = start_stack(children, pinning, workdir, opts)
-            load = Load(children, pinning, workdir, stack.edge_port, opts, deadline - 40)
+            load = Load(children, pinning, workdir, stack.edge_port, opts)
             print("-- REGISTER ramp", flush=True)
-            max_register = load.ramp("register", opts.register_start)
+            until = started + REGISTER_SHARE * opts.time_limit
+            max_register = load.ramp("register", opts.register_start, until)
 
             if max_register is not None:
                 mean_s = (max_register.mean_ms or 1.0) / 1000
@@ -1176,7 +1180,8 @@ def run(opts: Options) -> Summary:
 
             print("-- call ramp", flush=True)
             uas = start_uas(children, pinning, stack.edge_port, opts)
-            max_call = load.ramp("call", opts.call_start)
+            until = started + CALL_SHARE * opts.time_limit
+            max_call = load.ramp("call", opts.call_start, until)
 
             rss, hwm = rss_kib(stack.edgeport.pid)
             edgeport_stop = children.stop_gracefully(stack.edgeport, signal.SIGINT)

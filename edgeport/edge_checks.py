@@ -8,6 +8,11 @@
   the proxy MUST NOT forward the request ... the element MAY act as a UAS for
   an OPTIONS request". edgeport answers 483 Too Many Hops; an OPTIONS addressed
   to edgeport itself is answered locally anyway.
+- Proxy-Require: RFC 3261 §16.3 step 5: "If the request contains a
+  Proxy-Require header field with one or more option-tags this element does
+  not understand, the element MUST return a 420 (Bad Extension) response.
+  The response MUST include an Unsupported header field listing those
+  option-tags". edgeport understands none.
 - OPTIONS addressed to the EdgePort itself (no user part, host one of its
   own addresses) is answered 200 with Allow, so trunks that qualify the edge
   see it up without a processor round trip.
@@ -34,6 +39,7 @@ class Verdict(enum.Enum):
     DISCARD = "discard"
     METHOD_NOT_ALLOWED = "405"
     TOO_MANY_HOPS = "483"
+    BAD_EXTENSION = "420"
     ANSWER_OPTIONS = "options"
 
 
@@ -81,4 +87,14 @@ def check_request(
     max_forwards = request.max_forwards
     if max_forwards is not None and max_forwards <= 0:
         return Verdict.TOO_MANY_HOPS
+    if unsupported_proxy_options(request):
+        return Verdict.BAD_EXTENSION
     return Verdict.PROCESS
+
+
+def unsupported_proxy_options(request: Request) -> list[str]:
+    """The option-tags of Proxy-Require; edgeport supports no proxy extension."""
+    tags: list[str] = []
+    for value in request.headers.get_all("Proxy-Require"):
+        tags.extend(tag.strip() for tag in value.split(",") if tag.strip())
+    return tags

@@ -30,7 +30,7 @@ import trio
 
 from edgeport import convert
 from edgeport._proto import common_pb2, processor_pb2, sipmessage_pb2
-from edgeport.edge_checks import Verdict, check_request, own_hosts
+from edgeport.edge_checks import Verdict, check_request, own_hosts, unsupported_proxy_options
 from edgeport.events import EventBus, call_ended, call_started, endpoint_registered
 from edgeport.gateway_auth import GatewayAuthError, GatewayCredentials, answer_challenge
 from edgeport.metrics import METRICS, EdgeportMetrics
@@ -447,6 +447,11 @@ class Proxy:
         if verdict is Verdict.TOO_MANY_HOPS:
             await self._answer(handle, 483)
             return
+        if verdict is Verdict.BAD_EXTENSION:
+            await self._answer(
+                handle, 420, unsupported=", ".join(unsupported_proxy_options(request))
+            )
+            return
         if verdict is Verdict.ANSWER_OPTIONS:
             await self._answer(handle, 200, allow=True)
             return
@@ -687,6 +692,7 @@ class Proxy:
         retry_after: bool = False,
         allow: bool = False,
         to_tag: str | None = None,
+        unsupported: str | None = None,
     ) -> None:
         request = handle.request
         response = make_response(
@@ -696,6 +702,8 @@ class Proxy:
             response.headers.add("Retry-After", RETRY_AFTER)
         if allow:
             response.headers.add("Allow", ", ".join(sorted(self._methods)))
+        if unsupported:
+            response.headers.add("Unsupported", unsupported)
         await self._respond(handle, response)
 
     async def _respond(

@@ -64,11 +64,14 @@ class Headers:
         self._index: dict[str, list[str]] | None = None
 
     @classmethod
-    def _from_keyed(cls, items: list[tuple[str, str, str]]) -> Headers:
+    def _from_keyed(
+        cls, items: list[tuple[str, str, str]], index: dict[str, list[str]] | None = None
+    ) -> Headers:
+        """Headers over ``(name as written, lookup key, value)`` lines (and their index)."""
         headers = cls.__new__(cls)
         headers._items = items
         headers._version = 0
-        headers._index = None
+        headers._index = index
         return headers
 
     def _lookup(self) -> dict[str, list[str]]:

@@ -84,10 +84,9 @@ def parse_message(data: bytes) -> Request | Response:
         raise SipParseError("NUL byte in message")
     lines = _split_lines(head)
 
-    items, header_error = _parse_header_lines(lines)
-    headers = Headers._from_keyed(items)
+    items, index, header_error = _parse_header_lines(lines)
+    headers = Headers._from_keyed(items, index)
     message, version_error = _parse_start_line(lines[0], headers)
-    index = headers._lookup()
     if version_error is not None:
         raise SipParseError(version_error, 505, message)
     if header_error is not None:
@@ -196,12 +195,16 @@ _KEY_CACHE: Final = _seed_key_cache()
 _KEY_CACHE_MAX: Final = 2048  # entries; past it an unknown name is resolved each time
 
 
-def _parse_header_lines(lines: list[str]) -> tuple[list[tuple[str, str, str]], str | None]:
-    """Header lines after the start line, unfolded; the first problem, if any.
+def _parse_header_lines(
+    lines: list[str],
+) -> tuple[list[tuple[str, str, str]], dict[str, list[str]], str | None]:
+    """Header lines after the start line, unfolded; their key -> values index;
+    the first problem, if any.
 
     A bad line is skipped so the partial message keeps the others.
     """
     items: list[tuple[str, str, str]] = []
+    index: dict[str, list[str]] = {}
     error: str | None = None
     cache = _KEY_CACHE
     for line in lines[1:]:
@@ -217,12 +220,14 @@ def _parse_header_lines(lines: list[str]) -> tuple[list[tuple[str, str, str]], s
             folded = line.strip(" \t")
             if folded:
                 name, key, value = items[-1]
-                items[-1] = (name, key, f"{value} {folded}" if value else folded)
+                value = f"{value} {folded}" if value else folded
+                items[-1] = (name, key, value)
+                index[key][-1] = value
             continue
         # HCOLON = *( SP / HTAB ) ":" SWS
         name, colon, value = line.partition(":")
-        found = cache.get(name)
-        if found is None:
+        key = cache.get(name)
+        if key is None:
             if name and name[-1] in " \t":
                 name = name.rstrip(" \t")
             if not colon or not name or name.strip(TOKEN_CHARS):
@@ -231,13 +236,17 @@ def _parse_header_lines(lines: list[str]) -> tuple[list[tuple[str, str, str]], s
             key = header_key(name)
             if len(cache) < _KEY_CACHE_MAX:
                 cache[name] = key
-        elif colon:
-            key = found
-        else:
+        elif not colon:
             error = error or "Malformed header line"
             continue
-        items.append((name, key, value.strip(" \t")))
-    return items, error
+        value = value.strip(" \t")
+        items.append((name, key, value))
+        values = index.get(key)
+        if values is None:
+            index[key] = [value]
+        else:
+            values.append(value)
+    return items, index, error
 
 
 def _check_mandatory(message: Request | Response, index: dict[str, list[str]]) -> dict[str, object]:

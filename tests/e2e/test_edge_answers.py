@@ -222,6 +222,25 @@ Content-Length: 0
     )
     assert (await ua.receive()).status == 483
 
+    await ua.send(
+        sip(
+            f"""MESSAGE sip:bob@127.0.0.1 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:{ua.port};branch=z9hG4bK-preq
+Max-Forwards: 70
+Proxy-Require: foo, bar
+From: <sip:alice@127.0.0.1>;tag=pr1
+To: <sip:bob@127.0.0.1>
+Call-ID: proxy-require@test
+CSeq: 1 MESSAGE
+Content-Length: 0
+
+"""
+        )
+    )
+    bad_extension = await ua.receive()
+    assert bad_extension.status == 420
+    assert bad_extension.header("Unsupported") == "foo, bar"
+
     # Broken CSeq, but enough to answer: a stateless 400.
     await ua.send(
         sip(

@@ -11,9 +11,11 @@ Everything runs as real processes on 127.0.0.1: the built-in processor
    last one finished within ``DRAIN_GRACE`` seconds of the step's end (the
    proxy kept up instead of queueing).
 2. Latency added by edgeport, at half the highest passing REGISTER rate: a
-   paced UDP client in this process times each REGISTER -> 200 through
-   edgeport. (SIPp's own response times come in 4 ms ticks here, too coarse
-   for this; they serve the ramp's table and chart.)
+   paced UDP client in this process sends REGISTERs through edgeport,
+   untimed for ``PROBE_WARMUP`` seconds (until edgeport's transaction table
+   is what it is at that rate in steady state), then times each
+   REGISTER -> 200. (SIPp's own response times come in 4 ms ticks here, too
+   coarse for this; they serve the ramp's table and chart.)
 3. Call ramp: a SIPp UAS registered as ``callee`` (the REGISTER is sent from
    its port before it starts) and a SIPp UAC placing INVITE / 180 / 200 /
    ACK / BYE / 200 calls through edgeport, ramped the same way.
@@ -85,7 +87,11 @@ RECV_TIMEOUT_MS: Final = 2_000  # SIPp fails a call that waits longer for a mess
 COOLDOWN: Final = 3.0  # seconds between a failed step and its retry
 SETTLE: Final = 5.0  # seconds before the latency probe: queued processor calls time out (3 s)
 DRAIN_WAIT: Final = 5.0  # seconds edgeport gets to drain after SIGINT before a second one
-PROBE_SECONDS: Final = 5.0  # of latency probing, each side
+PROBE_SECONDS: Final = 15.0  # timed latency probing through edgeport (catches full GCs)
+# REGISTERs at the probe rate before timing starts: a UDP non-INVITE server
+# transaction lingers 64*T1 = 32 s (Timer J), so after this the table holds what
+# it holds at that rate in steady state, and the ramp's leftovers are gone.
+PROBE_WARMUP: Final = 34.0  # seconds
 BARE_SECONDS: Final = 4.0  # per bare throughput run
 MAX_BARE_CONCURRENCY: Final = 64
 REGISTER_USERS: Final = 1_000  # distinct AORs the REGISTER load refreshes
@@ -109,6 +115,7 @@ class Options:
     call_start: float = CALL_START_RATE
     max_steps: int = MAX_STEPS
     probe_seconds: float = PROBE_SECONDS
+    probe_warmup: float = PROBE_WARMUP
     bare_seconds: float = BARE_SECONDS
     time_limit: float = TIME_LIMIT
     out_dir: Path = RESULTS
@@ -124,6 +131,7 @@ def parse_options(argv: Sequence[str]) -> Options:
     parser.add_argument("--call-start", type=float, default=CALL_START_RATE)
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS)
     parser.add_argument("--probe-seconds", type=float, default=PROBE_SECONDS)
+    parser.add_argument("--probe-warmup", type=float, default=PROBE_WARMUP)
     parser.add_argument("--bare-seconds", type=float, default=BARE_SECONDS)
     parser.add_argument("--time-limit", type=float, default=TIME_LIMIT)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -141,6 +149,7 @@ def parse_options(argv: Sequence[str]) -> Options:
         call_start=args.call_start,
         max_steps=args.max_steps,
         probe_seconds=args.probe_seconds,
+        probe_warmup=args.probe_warmup,
         bare_seconds=args.bare_seconds,
         time_limit=min(args.time_limit, TIME_LIMIT),
         out_dir=args.out_dir,
@@ -177,6 +186,13 @@ def rss_kib(pid: int) -> tuple[int, int]:
             if key in ("VmRSS", "VmHWM"):
                 values[key] = int(rest.split()[0])
     return values["VmRSS"], values["VmHWM"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/<pid>/stat`` fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -434,6 +450,8 @@ class Step:
     p50_ms: float | None  # SIPp response time 1 (REGISTER -> 200, INVITE -> 200)
     p99_ms: float | None
     mean_ms: float | None
+    edgeport_cpu: float  # share of one CPU during the step
+    processor_cpu: float
     passed: bool
 
     @property
@@ -473,7 +491,7 @@ class Load:
     children: Children
     pinning: Pinning
     workdir: Path
-    edge_port: int
+    stack: Stack
     opts: Options
     steps: list[Step] = field(default_factory=list)
 
@@ -494,7 +512,7 @@ class Load:
         command = [
             *self.pinning.prefix(LOAD_CPU),
             "sipp",
-            f"127.0.0.1:{self.edge_port}",
+            f"127.0.0.1:{self.stack.edge_port}",
             "-sf",
             str(SCENARIOS / f"{scenario}.xml"),
             "-i",
@@ -526,6 +544,8 @@ class Load:
             command += ["-inf", str(self.users_file())]
         else:
             command += ["-s", "callee"]
+        pids = (self.stack.edgeport.pid, self.stack.processor.pid)
+        cpu_before = [cpu_seconds(pid) for pid in pids]
         started = time.monotonic()
         proc = self.children.start(f"sipp_{kind}", command)
         try:
@@ -535,6 +555,10 @@ class Load:
         finally:
             self.children.stop(proc)
         elapsed = time.monotonic() - started
+        cpu = [
+            (cpu_seconds(pid) - before) / elapsed
+            for pid, before in zip(pids, cpu_before, strict=True)
+        ]
         values = read_stat(stat)
         attempted = int(values.get("TotalCallCreated", "0") or 0)
         succeeded = int(values.get("SuccessfulCall(C)", "0") or 0)
@@ -550,6 +574,8 @@ class Load:
             p50_ms=percentile(rtts, 0.50) if rtts else None,
             p99_ms=percentile(rtts, 0.99) if rtts else None,
             mean_ms=statistics.fmean(rtts) if rtts else None,
+            edgeport_cpu=cpu[0],
+            processor_cpu=cpu[1],
             passed=False,
         )
         passed = (
@@ -563,7 +589,8 @@ class Load:
         print(
             f"   {kind:8} {rate:7.1f}/s  {succeeded:6}/{step.attempted:<6} ok  "
             f"{100 * step.failed_fraction:5.1f}% failed  {elapsed:5.1f} s  "
-            f"rtt p50 {p50} ms p99 {p99} ms  {mark}",
+            f"rtt p50 {p50} ms p99 {p99} ms  cpu edgeport {100 * step.edgeport_cpu:3.0f}% "
+            f"processor {100 * step.processor_cpu:3.0f}%  {mark}",
             flush=True,
         )
         return step
@@ -605,8 +632,12 @@ class Latency:
         return percentile(self.samples, fraction) if self.samples else math.nan
 
 
-def probe_register_latency(edge_port: int, rate: float, seconds: float) -> Latency:
-    """REGISTERs paced at ``rate`` through edgeport; the time from send to its 200."""
+def probe_register_latency(edge_port: int, rate: float, seconds: float, warmup: float) -> Latency:
+    """REGISTERs paced at ``rate`` through edgeport; the time from send to its 200.
+
+    Only those sent after ``warmup`` seconds are timed (and counted as lost
+    when no 200 comes back).
+    """
     sent_at: dict[bytes, int] = {}
     samples: list[float] = []
     sent = 0
@@ -616,12 +647,15 @@ def probe_register_latency(edge_port: int, rate: float, seconds: float) -> Laten
     ):
         sock.bind(("127.0.0.1", 0))
         sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         local = sock.getsockname()[1]
         sel.register(sock, selectors.EVENT_READ)
         interval = 1.0 / rate
         start = time.perf_counter()
-        end = start + seconds
+        timed_from = start + warmup
+        end = timed_from + seconds
         next_send = start
+        n = 0
         last_reply = end + 2.0
 
         def drain() -> None:
@@ -641,13 +675,14 @@ def probe_register_latency(edge_port: int, rate: float, seconds: float) -> Laten
 
         while (now := time.perf_counter()) < last_reply:
             if now < end and now >= next_send:
-                user = f"probe{sent % 100}"
-                call_id = f"probe-{sent}@127.0.0.1"
+                user = f"probe{n % 100}"
+                call_id = f"probe-{n}@127.0.0.1"
+                n += 1
                 message = crlf(
                     f"REGISTER sip:127.0.0.1:{edge_port} SIP/2.0\n"
-                    f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK-probe{sent};rport\n"
+                    f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK-probe{n};rport\n"
                     "Max-Forwards: 70\n"
-                    f"From: <sip:{user}@127.0.0.1>;tag=probe{sent}\n"
+                    f"From: <sip:{user}@127.0.0.1>;tag=probe{n}\n"
                     f"To: <sip:{user}@127.0.0.1>\n"
                     f"Call-ID: {call_id}\n"
                     "CSeq: 1 REGISTER\n"
@@ -655,9 +690,10 @@ def probe_register_latency(edge_port: int, rate: float, seconds: float) -> Laten
                     "Expires: 3600\n"
                     "Content-Length: 0\n\n"
                 )
-                sent_at[call_id.encode()] = time.perf_counter_ns()
+                if now >= timed_from:
+                    sent_at[call_id.encode()] = time.perf_counter_ns()
+                    sent += 1
                 sock.sendto(message, ("127.0.0.1", edge_port))
-                sent += 1
                 next_send += interval
                 continue
             if now >= end and not sent_at:
@@ -955,6 +991,14 @@ def table_rows(s: Summary) -> list[tuple[str, str]]:
             )
             rows.append((f"latency added by edgeport, {label}, ms", fmt_ms(through - direct)))
         rows.append(("latency probe: REGISTERs lost", f"{s.probe.lost} of {s.probe.sent}"))
+    for label, step in (("REGISTER", s.max_register), ("call", s.max_call)):
+        if step is not None:
+            rows.append(
+                (
+                    f"CPU at the max {label} step: edgeport / processor (one core = 100%)",
+                    f"{100 * step.edgeport_cpu:.0f}% / {100 * step.processor_cpu:.0f}%",
+                )
+            )
     rows.append(("edgeport stop", s.edgeport_stop))
     rows.append(
         (
@@ -990,17 +1034,22 @@ def method_notes(opts: Options) -> list[str]:
         "(REGISTER) or calls (INVITE/180/200/ACK/BYE/200) and its last one finished within "
         f"{DRAIN_GRACE:g} s of the step's end. A failed step is retried once after "
         f"{COOLDOWN:g} s; the ramp stops at the second failure. Response times in the step "
-        "table and chart are SIPp's (REGISTER -> 200, INVITE -> 200), in 4 ms ticks.",
+        "table and chart are SIPp's (REGISTER -> 200, INVITE -> 200), in 4 ms ticks (0 = "
+        "under one tick); CPU is "
+        "the share of one core each process used during the step (/proc/<pid>/stat).",
         "Bare: a grpclib client (edgeport.processor.open_processor_client under trio-asyncio) "
         "sends the MessageRequests edgeport would send (literal SIP converted with "
         "edgeport.convert.to_message_request) to the same built-in processor, flat out, at the "
         "concurrency edgeport had at its max REGISTER rate (rate x SIPp mean response time, "
         "Little's law). Ratio = processor calls/s through edgeport (REGISTER: 1 each; call: "
         "6 each) / bare processor calls/s.",
-        "Added latency: right after the REGISTER ramp (and a "
-        f"{SETTLE:g} s pause), a paced UDP client in the benchmark process times REGISTER -> "
-        "200 through edgeport at half the max REGISTER rate (SIPp's 4 ms ticks are too coarse "
-        "for this); later the bare client sends the REGISTER MessageRequest straight to the "
+        "Added latency: after the REGISTER ramp (and a "
+        f"{SETTLE:g} s pause), a paced UDP client in the benchmark process sends REGISTERs "
+        f"through edgeport at half the max REGISTER rate, {opts.probe_warmup:g} s untimed (so "
+        "edgeport holds the 32 s of lingering UDP transactions it holds at that rate in steady "
+        f"state), then times REGISTER -> 200 for {opts.probe_seconds:g} s (SIPp's 4 ms ticks "
+        "are too coarse for this); later the bare client sends the REGISTER MessageRequest "
+        "straight to the "
         "processor paced at the same rate. Added = percentile through edgeport - the same "
         "percentile bare (a difference of percentiles, not a percentile of differences).",
     ]
@@ -1023,17 +1072,24 @@ def render_markdown(s: Summary, opts: Options) -> str:
     out += [f"- {s.pinning}", f"- run took {s.wall_seconds:.0f} s", ""]
     out += ["## Method", ""]
     out += [f"- {note}" for note in method_notes(opts)]
-    out += ["", "## Steps", "", "| load | offered/s | ok | failed | p50 ms | p99 ms | pass |"]
-    out += ["|---|---|---|---|---|---|---|"]
+    out += ["", "## Steps", ""]
+    out += [
+        "| load | offered/s | ok | failed | p50 ms | p99 ms | CPU edgeport | CPU processor | pass |"
+    ]
+    out += ["|---|---|---|---|---|---|---|---|---|"]
     for st in s.steps:
         p50 = f"{st.p50_ms:.0f}" if st.p50_ms is not None else "-"
         p99 = f"{st.p99_ms:.0f}" if st.p99_ms is not None else "-"
         out.append(
             f"| {st.kind} | {st.rate:.1f} | {st.succeeded} | {st.failed} "
-            f"({100 * st.failed_fraction:.1f}%) | {p50} | {p99} | {'yes' if st.passed else 'no'} |"
+            f"({100 * st.failed_fraction:.1f}%) | {p50} | {p99} | {100 * st.edgeport_cpu:.0f}% "
+            f"| {100 * st.processor_cpu:.0f}% | {'yes' if st.passed else 'no'} |"
         )
     out += ["", "![rate vs latency](chart.svg)", ""]
     return "\n".join(out)
+
+
+FLOOR_MS: Final = 1.0  # SIPp reports under one tick as 0; a log scale draws it here
 
 
 def render_svg(steps: Sequence[Step]) -> str:
@@ -1045,14 +1101,17 @@ def render_svg(steps: Sequence[Step]) -> str:
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
         '<text x="450" y="22" text-anchor="middle" font-size="14">'
-        "edgeport: offered rate vs SIPp response time (log-log; hollow = failed step)</text>",
+        "edgeport: offered rate vs SIPp response time (log-log; hollow = failed step; "
+        "0 ms ticks drawn at 1 ms)</text>",
     ]
     panels = (
-        ("register", "REGISTER/s", "REGISTER -> 200, ms", 70),
-        ("call", "calls/s", "INVITE -> 200, ms", 520),
+        ("register", "REGISTER/s", "REGISTER -&gt; 200, ms", 70),
+        ("call", "calls/s", "INVITE -&gt; 200, ms", 520),
     )
     for kind, x_label, y_label, left in panels:
-        points = [s for s in steps if s.kind == kind and s.p50_ms is not None]
+        # A retried rate is drawn once, with its last attempt.
+        last = {s.rate: s for s in steps if s.kind == kind and s.p50_ms is not None}
+        points = [last[rate] for rate in sorted(last)]
         top = 50
         parts.append(
             f'<rect x="{left}" y="{top}" width="{panel_w}" height="{panel_h}" '
@@ -1070,7 +1129,7 @@ def render_svg(steps: Sequence[Step]) -> str:
             parts.append(f'<text x="{left + 20}" y="{top + 30}">no data</text>')
             continue
         rates = [s.rate for s in points]
-        ys = [max(v, 0.5) for s in points for v in (s.p50_ms or 0.5, s.p99_ms or 0.5)]
+        ys = [max(v or 0.0, FLOOR_MS) for s in points for v in (s.p50_ms, s.p99_ms)]
         x_lo, x_hi = math.log10(min(rates)) - 0.05, math.log10(max(rates)) + 0.05
         y_lo = math.floor(math.log10(min(ys)))
         y_hi = max(math.ceil(math.log10(max(ys))), y_lo + 1)
@@ -1079,7 +1138,7 @@ def render_svg(steps: Sequence[Step]) -> str:
             return at + (math.log10(rate) - lo) / (hi - lo) * panel_w
 
         def y_of(ms: float, lo: int = y_lo, hi: int = y_hi, at: int = top) -> float:
-            return at + panel_h - (math.log10(max(ms, 0.5)) - lo) / (hi - lo) * panel_h
+            return at + panel_h - (math.log10(max(ms, FLOOR_MS)) - lo) / (hi - lo) * panel_h
 
         for decade in range(y_lo, y_hi + 1):
             y = y_of(10.0**decade)
@@ -1101,7 +1160,7 @@ def render_svg(steps: Sequence[Step]) -> str:
         for label, colour in (("p50", "#1f77b4"), ("p99", "#d62728")):
             values = [s.p50_ms if label == "p50" else s.p99_ms for s in points]
             coords = [
-                (x_of(s.rate), y_of(v or 0.5), s.passed)
+                (x_of(s.rate), y_of(v or FLOOR_MS), s.passed)
                 for s, v in zip(points, values, strict=True)
             ]
             line = " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in coords)
@@ -1162,7 +1221,7 @@ def run(opts: Options) -> Summary:
         children = Children(workdir)
         try:
             stack = start_stack(children, pinning, workdir, opts)
-            load = Load(children, pinning, workdir, stack.edge_port, opts)
+            load = Load(children, pinning, workdir, stack, opts)
             print("-- REGISTER ramp", flush=True)
             until = started + REGISTER_SHARE * opts.time_limit
             max_register = load.ramp("register", opts.register_start, until)
@@ -1176,7 +1235,9 @@ def run(opts: Options) -> Summary:
                 print(f"-- REGISTER latency through edgeport at {rate:.0f}/s", flush=True)
                 time.sleep(SETTLE)  # the failed steps' queued work times out first
                 with pinning.this_process_on(LOAD_CPU):
-                    probe = probe_register_latency(stack.edge_port, rate, opts.probe_seconds)
+                    probe = probe_register_latency(
+                        stack.edge_port, rate, opts.probe_seconds, opts.probe_warmup
+                    )
 
             print("-- call ramp", flush=True)
             uas = start_uas(children, pinning, stack.edge_port, opts)

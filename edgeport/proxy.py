@@ -68,6 +68,11 @@ MAX_DIALOG_OFFSETS: Final = 10_000  # dialogs whose CSeq edgeport shifted (auth 
 MAX_ALIASES_PER_CONNECTION: Final = 16  # .invalid Contact hosts remembered per WebSocket
 MAX_ABANDONED_INVITES: Final = 1_000  # INVITEs cancelled on Timer C whose final response is awaited
 AUTH_METHODS: Final = frozenset({"INVITE", "MESSAGE", "REGISTER"})
+# A new request that waited longer than this between the socket and its
+# handler means edgeport is saturated: its client has already retransmitted
+# (T1 = 0.5 s), so it gets a 503 at once instead of a processor call that
+# would only deepen the queue.
+MAX_QUEUE_DELAY: Final = 1.0  # seconds
 
 # The message being handled, for callbacks the transaction layer makes while
 # handling it (a client transaction hands its response to ``Forward``).
@@ -460,6 +465,14 @@ class Proxy:
             return
         if request.method == "CANCEL":
             await self._on_cancel(handle, request, inbound)
+            return
+        waited = trio.current_time() - inbound.received_at
+        if waited > MAX_QUEUE_DELAY:
+            self._drops.warning(
+                "%s: waited %.1f s before handling (overloaded); 503", request.call_id, waited
+            )
+            self.metrics.dropped_messages.labels(reason="overload").inc()
+            await self._answer(handle, 503, retry_after=True)
             return
         try:
             self._limiter.acquire_nowait()

@@ -30,6 +30,7 @@ def test_low_rate_run_measures_every_phase(tmp_path: Path) -> None:
             "--call-start", "5",
             "--max-steps", "1",
             "--probe-seconds", "1",
+            "--probe-warmup", "0.5",
             "--bare-seconds", "0.5",
             "--no-pin",
             "--out-dir", str(tmp_path),

@@ -309,3 +309,29 @@ async def test_unreachable_tcp_next_hop_gets_503(loop_nursery: trio.Nursery) -> 
     assert answer.status == 503, answer.text
     assert answer.header("Retry-After")
     assert server.proxy.pending_forwards == 0
+
+
+async def test_a_request_that_waited_too_long_gets_503_without_a_processor_call(
+    loop_nursery: trio.Nursery,
+) -> None:
+    from edgeport.transports import InboundMessage, Peer
+
+    processor = routr_like()
+    running = await start_processor(loop_nursery, processor)
+    server = await start_edgeport(loop_nursery, make_config(processor=ProcessorConfig(running.addr)))
+    edge = address(server, Transport.UDP)
+    ua = await UdpUA.open(edge)
+    # As if the message had sat two seconds in a saturated edgeport's queue.
+    await server.proxy.handle_inbound(
+        InboundMessage(
+            message_request(ua.port, edge[1], "sip:nobody@127.0.0.1", "z9hG4bK-late"),
+            Peer(Transport.UDP, "127.0.0.1", ua.port),
+            None,
+            Peer(Transport.UDP, "127.0.0.1", edge[1]),
+            trio.current_time() - 2.0,
+        )
+    )
+    answer = await ua.receive()
+    assert answer.status == 503
+    assert answer.header("Retry-After")
+    assert processor.requests == []

@@ -41,7 +41,7 @@ from edgeport.sip.errors import SipParseError, SipSerializeError
 from edgeport.sip.message import Request, Response, make_response
 from edgeport.sip.parser import parse_message
 from edgeport.sip.received import stamp_received
-from edgeport.sip.transaction import build_ack, build_cancel, client_key, matching_invite_key
+from edgeport.sip.transaction import build_cancel, matching_invite_key
 from edgeport.sip.transport import Transport
 from edgeport.transaction_layer import (
     ClientTransactionHandle,
@@ -66,7 +66,6 @@ RETRY_AFTER: Final = "5"  # seconds suggested to a client after a 503
 MAX_RELAY_QUEUE: Final = 64  # responses waiting for one forwarded request
 MAX_DIALOG_OFFSETS: Final = 10_000  # dialogs whose CSeq edgeport shifted (auth on behalf)
 MAX_ALIASES_PER_CONNECTION: Final = 16  # .invalid Contact hosts remembered per WebSocket
-MAX_ABANDONED_INVITES: Final = 1_000  # INVITEs cancelled on Timer C whose final response is awaited
 AUTH_METHODS: Final = frozenset({"INVITE", "MESSAGE", "REGISTER"})
 # A new request that waited longer than this between the socket and its
 # handler means edgeport is saturated: its client has already retransmitted
@@ -227,12 +226,6 @@ class Proxy:
         self._methods = frozenset(config.methods)
         self._forwards: dict[object, Forward] = {}
         self._cseq_offsets: collections.OrderedDict[tuple[str, str], int] = (
-            collections.OrderedDict()
-        )
-        # INVITEs whose client transaction ended on Timer C after a provisional
-        # response: the CANCEL went out, and their final response is acknowledged
-        # here and absorbed (RFC 3261 §16.8, §17.1.1.3).
-        self._abandoned: collections.OrderedDict[object, tuple[Request, Destination]] = (
             collections.OrderedDict()
         )
         self._nursery: trio.Nursery | None = None
@@ -768,13 +761,6 @@ class Proxy:
             _CURRENT_INBOUND.reset(token)
         if taken:
             return
-        if self._abandoned and response.status_code >= 300:
-            abandoned = self._abandoned.pop(client_key(response), None)
-            if abandoned is not None:
-                invite, destination = abandoned
-                ack = build_ack(invite, response)
-                await self._send_quietly(ack.to_bytes(), destination)
-                return
         await self._relay_stray_response(response, inbound)
 
     async def _relay_stray_response(self, response: Response, inbound: InboundMessage) -> None:
@@ -922,10 +908,8 @@ class Proxy:
         logger.info("%s: %s %s: %s", request.call_id, request.method, status, why)
         if status == 408 and forward.provisional_seen and forward.request.method == "INVITE":
             # Timer C fired after a provisional response (RFC 3261 §16.8): cancel
-            # downstream; the final response that follows is acknowledged and absorbed.
-            self._abandoned[client_key(forward.request)] = (forward.request, forward.destination)
-            while len(self._abandoned) > MAX_ABANDONED_INVITES:
-                self._abandoned.popitem(last=False)
+            # downstream. The client transaction stays to acknowledge the final
+            # response that follows; this forward is finished, so it goes no further.
             await self._send_cancel(forward)
         if not forward.cancelled:
             await self._answer(forward.server, status, retry_after=status == 503)

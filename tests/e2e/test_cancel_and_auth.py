@@ -15,6 +15,7 @@ from edgeport._proto.processor_pb2 import MessageRequest, MessageResponse
 from edgeport.builtin.registrar import Registrar
 from edgeport.builtin.router import Router
 from edgeport.config import ProcessorConfig
+from edgeport.sip.timers import Timer
 from edgeport.sip.transport import Transport
 from tests.e2e.conftest import address, make_config, start_edgeport
 from tests.support.grpc_processor import ScriptableProcessor, start_processor
@@ -253,4 +254,42 @@ Content-Length: 0
             )
             assert ack2xx.header("CSeq") == "8 ACK"
             assert ack2xx.first_line == f"ACK sip:trunk@127.0.0.1:{trunk.port} SIP/2.0"
+            inner.cancel_scope.cancel()
+
+
+async def test_timer_c_cancels_a_ringing_call_and_absorbs_its_487(nursery: trio.Nursery) -> None:
+    async with trio_asyncio.open_loop():
+        router = Router(Registrar(time.monotonic))
+        processor = ScriptableProcessor(reply=router.process)
+        async with trio.open_nursery() as inner:
+            running = await start_processor(inner, processor)
+            server = await start_edgeport(inner, make_config(processor=ProcessorConfig(running.addr)))
+            edge = address(server, Transport.UDP)
+            caller = await UdpUA.open(edge)
+            callee = await UdpUA.open(edge)
+            target = f"sip:bob@127.0.0.1:{callee.port}"
+            await caller.send(invite(caller.port, target, call_id="timerc@test", branch="z9hG4bK-tc"))
+            incoming = await callee.receive_until(lambda m: m.method == "INVITE")
+            await callee.send(reply_to(incoming, "180 Ringing"))
+            assert (await caller.receive_until(lambda m: m.status != 100)).status == 180
+            # Timer C (185 s) firing, without waiting for it: the client
+            # transaction tells its TU it timed out.
+            (forward,) = server.proxy._forwards.values()
+            client = forward.client
+            assert client is not None
+            await server.transactions._run(client, client.machine.on_timer(Timer.C))
+            assert client.timed_out is Timer.C
+            timeout = await caller.receive_until(lambda m: m.status is not None and m.status >= 200)
+            assert timeout.status == 408
+            cancel = await callee.receive_until(lambda m: m.method == "CANCEL")
+            assert cancel.headers("Via")[0] == incoming.headers("Via")[0]
+            await callee.send(reply_to(cancel, "200 OK"))
+            await callee.send(reply_to(incoming, "487 Request Terminated"))
+            ack = await callee.receive_until(lambda m: m.method == "ACK")
+            assert ack.header("CSeq") == "1 ACK"
+            # The 487 was absorbed: the caller only sees its 408 again, if anything.
+            with trio.move_on_after(0.5):
+                while True:
+                    late = await caller.receive()
+                    assert late.status == 408, late.text
             inner.cancel_scope.cancel()

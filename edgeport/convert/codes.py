@@ -147,9 +147,12 @@ def status_for_response_type(
     return klass * 100
 
 
+_UNKNOWN_METHOD: Final = processor_pb2.Method.UNKNOWN
+
+
 def method_value(method: str) -> int:
     """``"INVITE"`` -> ``Method.INVITE``; a method outside the enum is ``Method.UNKNOWN``.
 
     SIP method names are case-sensitive (RFC 3261 §7.1), so ``invite`` is UNKNOWN.
     """
-    return _METHODS.get(method, processor_pb2.Method.UNKNOWN)
+    return _METHODS.get(method, _UNKNOWN_METHOD)

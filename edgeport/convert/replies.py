@@ -57,7 +57,7 @@ from edgeport.sip.transport import Transport
 from edgeport.sip.uri import SipUri, Uri
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from google.protobuf.message import Message as ProtoMessage
 
@@ -261,7 +261,23 @@ class _Originals:
         return original.uri if proto == uri else None
 
 
-_Rows = list[tuple[str, str]]
+# (name as written, lookup key, value): a header line ready for Headers.from_keyed.
+_Row = tuple[str, str, str]
+_Rows = list[_Row]
+# Extension header name -> lookup key, for names already checked to be tokens.
+_EXTENSION_KEYS: Final[dict[str, str]] = {}
+_EXTENSION_KEYS_MAX: Final = 1024  # entries; past it a new name is checked each time
+
+
+def _extension_key(name: str) -> str:
+    key = _EXTENSION_KEYS.get(name)
+    if key is None:
+        if not name or name.strip(TOKEN_CHARS):
+            raise ReplyError(f"invalid header name {name!r}")
+        key = header_key(name)
+        if len(_EXTENSION_KEYS) < _EXTENSION_KEYS_MAX:
+            _EXTENSION_KEYS[name] = key
+    return key
 
 
 def _header_groups(
@@ -279,82 +295,92 @@ def _header_groups(
     hold CR, LF or NUL.
     """
     groups: dict[str, _Rows] = {}
-    if "via" not in skip and message.via:
-        rows: _Rows = []
-        for via in message.via:
-            text = originals.via(via)
-            if text is None:
-                # The top Via of a forwarded request gets a branch when it has none.
-                branch = None
-                if not rows and branch_factory is not None and not via.branch:
-                    branch = branch_factory()
-                text = via_text(via, branch)
-            rows.append(("Via", text))
-        groups["via"] = rows
-    if "route" not in skip and message.route:
-        groups["route"] = [
-            ("Route", originals.listed("route", route) or route_text(route, "Route"))
-            for route in message.route
-        ]
-    if "record-route" not in skip and message.record_route:
-        groups["record-route"] = [
-            (
-                "Record-Route",
-                originals.listed("record-route", route) or route_text(route, "Record-Route"),
-            )
-            for route in message.record_route
-        ]
-    if "max-forwards" not in skip and message.HasField("max_forwards"):
+    if "via" not in skip:
+        vias = message.via
+        if vias:
+            rows: _Rows = []
+            for via in vias:
+                text = originals.via(via)
+                if text is None:
+                    # The top Via of a forwarded request gets a branch when it has none.
+                    branch = None
+                    if not rows and branch_factory is not None and not via.branch:
+                        branch = branch_factory()
+                    text = via_text(via, branch)
+                rows.append(("Via", "via", text))
+            groups["via"] = rows
+    if "route" not in skip:
+        routes = message.route
+        if routes:
+            groups["route"] = [
+                ("Route", "route", originals.listed("route", route) or route_text(route, "Route"))
+                for route in routes
+            ]
+    if "record-route" not in skip:
+        record_routes = message.record_route
+        if record_routes:
+            groups["record-route"] = [
+                (
+                    "Record-Route",
+                    "record-route",
+                    originals.listed("record-route", route) or route_text(route, "Record-Route"),
+                )
+                for route in record_routes
+            ]
+    has_field = message.HasField
+    if "max-forwards" not in skip and has_field("max_forwards"):
         hops = message.max_forwards.max_forwards
         if not 0 <= hops <= 255:
             raise ReplyError(f"Max-Forwards {hops} out of range")
-        groups["max-forwards"] = [("Max-Forwards", str(hops))]
-    if "from" not in skip and message.HasField("from"):
+        groups["max-forwards"] = [("Max-Forwards", "max-forwards", str(hops))]
+    if "from" not in skip and has_field("from"):
         header = getattr(message, "from")
         text = originals.single("from", "from", header) or from_to_text(header, "From")
-        groups["from"] = [("From", text)]
-    if "to" not in skip and message.HasField("to"):
+        groups["from"] = [("From", "from", text)]
+    if "to" not in skip and has_field("to"):
         header = message.to
         text = originals.single("to", "to", header) or from_to_text(header, "To")
-        groups["to"] = [("To", text)]
-    if "call-id" not in skip and message.HasField("call_id") and message.call_id.call_id:
-        call_id = check_value(message.call_id.call_id, "Call-ID")
-        if len(call_id.split()) != 1:
-            raise ReplyError("Call-ID holds whitespace")
-        groups["call-id"] = [("Call-ID", call_id)]
-    if "contact" not in skip and message.HasField("contact"):
+        groups["to"] = [("To", "to", text)]
+    if "call-id" not in skip and has_field("call_id"):
+        call_id = message.call_id.call_id
+        if call_id:
+            check_value(call_id, "Call-ID")
+            if len(call_id.split()) != 1:
+                raise ReplyError("Call-ID holds whitespace")
+            groups["call-id"] = [("Call-ID", "call-id", call_id)]
+    if "contact" not in skip and has_field("contact"):
         contact = message.contact
         text = originals.single("contact", "contact", contact) or contact_text(contact)
-        groups["contact"] = [("Contact", text)]
-    if "expires" not in skip and message.HasField("expires"):
+        groups["contact"] = [("Contact", "contact", text)]
+    if "expires" not in skip and has_field("expires"):
         if message.expires.expires < 0:
             raise ReplyError(f"Expires {message.expires.expires} is negative")
-        groups["expires"] = [("Expires", str(message.expires.expires))]
-    if "authorization" not in skip and message.HasField("authorization"):
+        groups["expires"] = [("Expires", "expires", str(message.expires.expires))]
+    if "authorization" not in skip and has_field("authorization"):
         credentials = message.authorization
         text = originals.single(
             "authorization", "authorization", credentials
         ) or authorization_text(credentials)
-        groups["authorization"] = [("Authorization", text)]
-    if "www-authenticate" not in skip and message.HasField("www_authenticate"):
+        groups["authorization"] = [("Authorization", "authorization", text)]
+    if "www-authenticate" not in skip and has_field("www_authenticate"):
         challenge = message.www_authenticate
         text = originals.single(
             "www-authenticate", "www_authenticate", challenge
         ) or www_authenticate_text(challenge)
-        groups["www-authenticate"] = [("WWW-Authenticate", text)]
+        groups["www-authenticate"] = [("WWW-Authenticate", "www-authenticate", text)]
 
     gateway_auth: str | None = None
     extra: dict[str, _Rows] = {}
-    find_line_breaker = _LINE_BREAKER.search
-    for extension in message.extensions:
-        name = extension.name
-        if not name or name.strip(TOKEN_CHARS):
-            raise ReplyError(f"invalid header name {name!r}")
-        # Typed values were checked as they were written; an extension is raw text.
-        value = extension.value
-        if find_line_breaker(value) is not None:
-            raise ReplyError(f"{name} holds CR, LF or NUL")
-        key = name.lower() if len(name) > 1 else header_key(name)
+    extensions = [(extension.name, extension.value) for extension in message.extensions]
+    # Typed values were checked as they were written; an extension is raw text.
+    # One scan over every value finds the common case (none holds CR, LF or NUL).
+    if _LINE_BREAKER.search("".join([value for _, value in extensions])) is not None:
+        for name, value in extensions:
+            _extension_key(name)
+            if _LINE_BREAKER.search(value) is not None:
+                raise ReplyError(f"{name} holds CR, LF or NUL")
+    for name, value in extensions:
+        key = _extension_key(name)
         if key == GATEWAY_AUTH_KEY:
             if gateway_auth is None:
                 gateway_auth = value.strip()
@@ -364,18 +390,20 @@ def _header_groups(
         target = groups if key in _ORDER_SET else extra
         same_name = target.get(key)
         if same_name is None:
-            target[key] = [(name, value)]
+            target[key] = [(name, key, value)]
         else:
-            same_name.append((name, value))
+            same_name.append((name, key, value))
     if len(groups) > 1:
         groups = {key: groups[key] for key in _ORDER if key in groups}
     groups.update(extra)
     return groups, gateway_auth
 
 
-def _flatten(groups: Iterable[_Rows]) -> Iterator[tuple[str, str]]:
-    for rows in groups:
-        yield from rows
+def _flatten(groups: Iterable[_Rows]) -> _Rows:
+    rows: _Rows = []
+    for group in groups:
+        rows.extend(group)
+    return rows
 
 
 def _reply_body(message: sipmessage_pb2.SIPMessage, original: bytes) -> bytes:
@@ -418,7 +446,7 @@ def build_answer(
     )
     groups, _ = _header_groups(message, _Originals(request, sent), skip=_FROM_REQUEST_IN_ANSWER)
     headers = response.headers
-    for name, value in _flatten(groups.values()):
+    for name, _, value in _flatten(groups.values()):
         headers.add(name, value)
     if message.body:
         response.body = message.body.encode("utf-8")
@@ -454,18 +482,18 @@ def build_forward_request(
         if key not in groups:
             raise ReplyError(f"the reply has no {_CANONICAL.get(key, 'CSeq')}")
     if "max-forwards" not in groups:
-        groups["max-forwards"] = [("Max-Forwards", DEFAULT_MAX_FORWARDS)]
+        groups["max-forwards"] = [("Max-Forwards", "max-forwards", DEFAULT_MAX_FORWARDS)]
         groups = {key: groups[key] for key in _ordered_keys(groups)}
     request = Request(
         original.method,
         uri,
-        Headers(_flatten(groups.values())),
+        Headers.from_keyed(_flatten(groups.values())),
         _reply_body(message, original.body),
     )
     return ForwardedRequest(request, gateway_auth)
 
 
-def _ordered_keys(groups: dict[str, list[tuple[str, str]]]) -> list[str]:
+def _ordered_keys(groups: dict[str, _Rows]) -> list[str]:
     known = [key for key in _ORDER if key in groups]
     return known + [key for key in groups if key not in _ORDER]
 
@@ -493,23 +521,23 @@ def build_forward_response(
     if "via" not in groups:
         raise ReplyError("the reply has no Via")
     if cseq is not None:
-        groups["cseq"] = [("CSeq", check_value(cseq, "CSeq"))]
-    items: list[tuple[str, str]] = []
+        groups["cseq"] = [("CSeq", "cseq", check_value(cseq, "CSeq"))]
+    items: _Rows = []
     items.extend(groups.pop("via"))
-    for name, value in original.headers:
-        key = header_key(name)
+    for row in original.headers.keyed_items():
+        key = row[1]
         if key == "via" or key == "content-length":
             continue
         if key in groups:
             items.extend(groups.pop(key))
         elif key not in _REPLY_ONLY_IN_RESPONSE and key not in replaced:
-            items.append((name, value))
+            items.append(row)
     items.extend(_flatten(groups.values()))
     reason = _reason(message)
     return Response(
         original.status_code,
         original.reason if reason is None else reason,
-        Headers(items),
+        Headers.from_keyed(items),
         _reply_body(message, original.body),
     )
 

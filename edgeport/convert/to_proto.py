@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Final
 
 from edgeport._proto import processor_pb2, sipmessage_pb2
 from edgeport.convert.codes import method_value, response_type_for_status
+from edgeport.sip.headers import CANONICAL_NAMES
 from edgeport.sip.message import Request, Response
 from edgeport.sip.uri import SipUri, Uri
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, MutableMapping
 
     from edgeport.sip.headers import (
         DigestChallenge,
@@ -57,69 +58,65 @@ _ABSENT_Q: Final = -1.0
 _INT32_MAX: Final = 2**31 - 1
 _TEL_SCHEME: Final = "tel"
 
-# Header names (canonical spelling) that map to typed fields. Content-Length
-# is typed from the body itself (the parser already framed the body by it).
-_VIA: Final = "Via"
-_ROUTE: Final = "Route"
-_RECORD_ROUTE: Final = "Record-Route"
-_CONTACT: Final = "Contact"
-_FROM: Final = "From"
-_TO: Final = "To"
-_CALL_ID: Final = "Call-ID"
-_CONTENT_LENGTH: Final = "Content-Length"
-_EXPIRES: Final = "Expires"
-_MAX_FORWARDS: Final = "Max-Forwards"
-_WWW_AUTHENTICATE: Final = "WWW-Authenticate"
-_AUTHORIZATION: Final = "Authorization"
-_TYPED: Final = frozenset(
+# Lookup keys of the headers that map to typed fields. Content-Length is
+# typed from the body itself (the parser already framed the body by it).
+_TYPED_KEYS: Final = frozenset(
     {
-        _VIA,
-        _ROUTE,
-        _RECORD_ROUTE,
-        _CONTACT,
-        _FROM,
-        _TO,
-        _CALL_ID,
-        _CONTENT_LENGTH,
-        _EXPIRES,
-        _MAX_FORWARDS,
-        _WWW_AUTHENTICATE,
-        _AUTHORIZATION,
+        "via",
+        "route",
+        "record-route",
+        "contact",
+        "from",
+        "to",
+        "call-id",
+        "content-length",
+        "expires",
+        "max-forwards",
+        "www-authenticate",
+        "authorization",
     }
 )
+# Typed headers whose every value (of every line) is converted with the first line.
+_LIST_KEYS: Final = frozenset({"via", "route", "record-route", "contact"})
+_CONTACT: Final = "Contact"
 
 
 def fill_sip_uri(out: sipmessage_pb2.SipURI, uri: Uri) -> None:
     """Write ``uri`` into ``out`` (an empty SipURI message)."""
     if isinstance(uri, SipUri):
-        if uri.user is not None:
-            out.user = uri.user
+        user = uri.user
+        if user is not None:
+            out.user = user
         if uri.password is not None:
             out.user_password = uri.password
         out.host = uri.host
-        out.port = _ABSENT if uri.port is None else uri.port
-        params = uri.params
-        if params:
-            value = params.get("transport")
-            if value:
-                out.transport_param = value
-            value = params.get("maddr")
-            if value:
-                out.m_addr_param = value
-            value = params.get("method")
-            if value:
-                out.method_param = value
-            value = params.get("user")
-            if value:
-                out.user_param = value
-            ttl = uri.ttl if "ttl" in params else None
-            out.ttl_param = _ABSENT if ttl is None else min(ttl, _INT32_MAX)
-            if "lr" in params:
+        port = uri.port
+        out.port = _ABSENT if port is None else port
+        ttl = _ABSENT
+        # One pass over the parameters (usually none to three) instead of a
+        # lookup per field.
+        for name, value in uri.params.items():
+            if name == "transport":
+                if value:
+                    out.transport_param = value
+            elif name == "lr":
                 out.lr_param = True
-            if "bnc" in params:
+            elif name == "maddr":
+                if value:
+                    out.m_addr_param = value
+            elif name == "user":
+                if value:
+                    out.user_param = value
+            elif name == "method":
+                if value:
+                    out.method_param = value
+            elif name == "ttl":
+                number = uri.ttl
+                if number is not None:
+                    ttl = min(number, _INT32_MAX)
+            elif name == "bnc":
                 out.bnc_param = True
-        else:
-            out.ttl_param = _ABSENT
+        out.ttl_param = ttl
         if uri.scheme == "sips":
             out.secure = True
         return
@@ -128,53 +125,64 @@ def fill_sip_uri(out: sipmessage_pb2.SipURI, uri: Uri) -> None:
     if uri.scheme == _TEL_SCHEME:
         # RFC 3261 §19.1.6: tel:+1555;phone-context=example.com is
         # sip:+1555;phone-context=example.com@example.com;user=phone.
-        number, _, rest = uri.value.partition(";")
-        out.user = number
+        subscriber, _, rest = uri.value.partition(";")
+        out.user = subscriber
         out.user_param = "phone"
         for param in rest.split(";"):
-            name, _, value = param.partition("=")
-            if name.lower() == "phone-context" and value and not value.startswith("+"):
-                out.host = value
+            param_name, _, param_value = param.partition("=")
+            if (
+                param_name.lower() == "phone-context"
+                and param_value
+                and not param_value.startswith("+")
+            ):
+                out.host = param_value
 
 
 def fill_address(out: sipmessage_pb2.Address, addr: NameAddr) -> None:
     if addr.wildcard:
         out.wildcard = True
-        out.uri.port = _ABSENT
-        out.uri.ttl_param = _ABSENT
+        uri = out.uri
+        uri.port = _ABSENT
+        uri.ttl_param = _ABSENT
         return
     if addr.display_name:
         out.display_name = addr.display_name
     fill_sip_uri(out.uri, addr.uri)
 
 
-def _fill_parameters(out: dict[str, str] | object, params: dict[str, str | None]) -> None:
+def _fill_parameters(out: MutableMapping[str, str], params: dict[str, str | None]) -> None:
     for name, value in params.items():
-        out[name] = "" if value is None else value  # type: ignore[index]
+        out[name] = "" if value is None else value
 
 
 def fill_via(out: sipmessage_pb2.Via, via: Via) -> None:
     out.host = via.host
-    out.port = _ABSENT if via.port is None else via.port
+    port = via.port
+    out.port = _ABSENT if port is None else port
     out.transport = via.transport
-    params = via.params
-    branch = params.get("branch")
-    if branch:
-        out.branch = branch
-    if "rport" in params:
-        out.r_port_flag = True
-        rport = via.rport
-        out.r_port = _ABSENT if rport is None else rport
-    else:
-        out.r_port = _ABSENT
-    received = params.get("received")
-    if received:
-        out.received = received
-    maddr = params.get("maddr")
-    if maddr:
-        out.m_addr = maddr
-    ttl = via.ttl if "ttl" in params else None
-    out.ttl = _ABSENT if ttl is None else min(ttl, _INT32_MAX)
+    r_port = _ABSENT
+    ttl = _ABSENT
+    for name, value in via.params.items():
+        if name == "branch":
+            if value:
+                out.branch = value
+        elif name == "rport":
+            out.r_port_flag = True
+            number = via.rport
+            if number is not None:
+                r_port = number
+        elif name == "received":
+            if value:
+                out.received = value
+        elif name == "maddr":
+            if value:
+                out.m_addr = value
+        elif name == "ttl":
+            number = via.ttl
+            if number is not None:
+                ttl = min(number, _INT32_MAX)
+    out.r_port = r_port
+    out.ttl = ttl
 
 
 def fill_from_to(out: sipmessage_pb2.From | sipmessage_pb2.To, addr: NameAddr) -> None:
@@ -269,69 +277,68 @@ def fill_sip_message(out: sipmessage_pb2.SIPMessage, msg: Request | Response) ->
             raise ValueError(f"status {msg.status_code} has no ResponseType")
         out.response_type = response_type  # type: ignore[assignment]
         out.reason_phrase = msg.reason
-    extensions = out.extensions
+    add_extension = out.extensions.add
+    canonical = CANONICAL_NAMES
+    typed = _TYPED_KEYS
     seen: set[str] = set()
-    for name, value in msg.headers.canonical_items():
-        if name not in _TYPED:
-            extensions.add(name=name, value=value)
+    for name, key, value in msg.headers.keyed_items():
+        if key not in typed:
+            add_extension(name=canonical.get(key, name), value=value)
             continue
-        first = name not in seen
-        if name == _VIA:
-            if first:
-                # One Via line holding one value (most requests): the top Via the
-                # parser already checked is the whole list; no second parse.
-                if "," not in value and len(msg.headers.get_all(_VIA)) == 1:
-                    fill_via(out.via.add(), msg.top_via)
-                else:
-                    for via in msg.via:
-                        fill_via(out.via.add(), via)
-        elif name == _CONTACT:
-            if first:
-                contacts = msg.contacts
-                if contacts:
-                    fill_contact(out.contact, contacts[0])
+        if key in seen:
+            # Every value of a list header went in with its first line; a second
+            # line of a single-valued header (two challenges, say) is an extension.
+            if key not in _LIST_KEYS and key != "content-length":
+                add_extension(name=canonical[key], value=value)
+            continue
+        seen.add(key)
+        if key == "via":
+            add_via = out.via.add
+            for via in msg.via:
+                fill_via(add_via(), via)
+        elif key == "from":
+            fill_from_to(getattr(out, "from"), msg.from_)
+        elif key == "to":
+            fill_from_to(out.to, msg.to)
+        elif key == "call-id":
+            out.call_id.call_id = msg.call_id
+        elif key == "contact":
+            contacts = msg.contacts
+            if contacts:
+                fill_contact(out.contact, contacts[0])
                 # edgeport does better: later Contact values (of this line and
                 # of later Contact lines) travel as extensions, here.
                 for contact in contacts[1:]:
-                    extensions.add(name=_CONTACT, value=str(contact))
-        elif name == _ROUTE:
-            if first:
-                for addr in msg.routes:
-                    fill_route(out.route.add(), addr)
-        elif name == _RECORD_ROUTE:
-            if first:
-                for addr in msg.record_routes:
-                    fill_route(out.record_route.add(), addr)
-        elif not first:
-            if name != _CONTENT_LENGTH:
-                # A second line of a single-valued header (two challenges, say).
-                extensions.add(name=name, value=value)
-        elif name == _FROM:
-            fill_from_to(getattr(out, "from"), msg.from_)
-        elif name == _TO:
-            fill_from_to(out.to, msg.to)
-        elif name == _CALL_ID:
-            out.call_id.call_id = msg.call_id
-        elif name == _EXPIRES:
-            expires = msg.expires
-            if expires is not None:
-                out.expires.expires = min(expires, _INT32_MAX)
-        elif name == _MAX_FORWARDS:
+                    add_extension(name=_CONTACT, value=str(contact))
+        elif key == "max-forwards":
             max_forwards = msg.max_forwards
             if max_forwards is not None:
                 out.max_forwards.max_forwards = max_forwards
-        elif name == _WWW_AUTHENTICATE:
+        elif key == "record-route":
+            add_record_route = out.record_route.add
+            for addr in msg.record_routes:
+                fill_route(add_record_route(), addr)
+        elif key == "route":
+            add_route = out.route.add
+            for addr in msg.routes:
+                fill_route(add_route(), addr)
+        elif key == "expires":
+            expires = msg.expires
+            if expires is not None:
+                out.expires.expires = min(expires, _INT32_MAX)
+        elif key == "www-authenticate":
             challenge = msg.www_authenticate
             if challenge is not None:
                 fill_challenge(out.www_authenticate, challenge)
-        elif name == _AUTHORIZATION:
+        elif key == "authorization":
             credentials = msg.authorization
             if credentials is not None:
                 fill_credentials(out.authorization, credentials)
-        seen.add(name)
-    out.content_length.content_length = len(msg.body)
-    if msg.body:
-        out.body = body_text(msg.body)
+        # content-length: typed from the body below.
+    body = msg.body
+    out.content_length.content_length = len(body)
+    if body:
+        out.body = body_text(body)
 
 
 class MessageRequestBuilder:

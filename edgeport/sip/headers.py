@@ -21,7 +21,16 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from edgeport.sip.errors import SipParseError
-from edgeport.sip.uri import OpaqueUri, Uri, parse_host, parse_port, parse_uri
+from edgeport.sip.uri import (
+    COMMON_SIP_URI_PATTERN,
+    OpaqueUri,
+    SipUri,
+    Uri,
+    common_params,
+    parse_host,
+    parse_port,
+    parse_uri,
+)
 
 __all__ = [
     "COMPACT_FORMS",
@@ -352,16 +361,6 @@ def parse_params(s: str, i: int, what: str = "header") -> dict[str, str | None]:
     return _parse_params_slow(s, i, what)
 
 
-def _common_params(text: str) -> dict[str, str | None]:
-    """The parameters a ``_RE_COMMON_PARAMS`` group matched (``""`` or ``;a=b;c``)."""
-    params: dict[str, str | None] = {}
-    if text:
-        for item in text[1:].split(";"):
-            name, eq, value = item.partition("=")
-            params[name.lower()] = value if eq else None
-    return params
-
-
 def _parse_params_slow(s: str, i: int, what: str) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
     n = len(s)
@@ -475,9 +474,9 @@ def parse_via(value: str) -> Via:
     common = _COMMON_VIA(s)
     if common is not None:
         transport, host, port_text, param_text = common.groups()
-        port = None if port_text is None else int(port_text)
-        if port is None or port <= _MAX_PORT:
-            return Via(transport.upper(), host, port, _common_params(param_text))
+        common_port = None if port_text is None else int(port_text)
+        if common_port is None or common_port <= _MAX_PORT:
+            return Via(transport.upper(), host, common_port, common_params(param_text))
     if s.startswith("SIP/2.0/"):
         via = _parse_via_fast(s)
         if via is not None:
@@ -618,12 +617,14 @@ class NameAddr:
 
 
 _WILDCARD_URI: Final = "*"
-# ``["display" [SWS]] <URI>;params`` with a quoted display name holding no
-# quoted-pair. Linear: the display name stops at the first '"' (not in its
-# class), the URI at the first ">" (not in its class), and the parameters are
-# ``_RE_COMMON_PARAMS``. The URI text then goes through parse_uri.
+# ``["display" [SWS]] <sip-uri>;params`` with a quoted display name holding
+# no quoted-pair and a URI of parse_uri's common shape. Groups: display name,
+# the five URI groups, header parameters. Linear: the display name stops at
+# the first '"' (not in its class), the URI pattern cannot backtrack (see
+# uri.py) and ends at ">", which none of its classes holds, and the header
+# parameters are ``_RE_COMMON_PARAMS``.
 _COMMON_NAME_ADDR: Final = re.compile(
-    r'(?:"([^"\\]*)"[ \t]*)?<([^<>"\\\s]+)>' + _RE_COMMON_PARAMS, re.ASCII
+    r'(?:"([^"\\]*)"[ \t]*)?<' + COMMON_SIP_URI_PATTERN + ">" + _RE_COMMON_PARAMS, re.ASCII
 ).fullmatch
 
 
@@ -636,8 +637,11 @@ def parse_name_addr(value: str) -> NameAddr:
     s = value.strip()
     common = _COMMON_NAME_ADDR(s)
     if common is not None:
-        display, uri_text, param_text = common.groups()
-        return NameAddr(display, parse_uri(uri_text), _common_params(param_text))
+        quoted, scheme, user, host, port_text, uri_params, header_params = common.groups()
+        port = None if port_text is None else int(port_text)
+        if port is None or port <= _MAX_PORT:
+            common_uri = SipUri(scheme, user, None, host, port, common_params(uri_params), {})
+            return NameAddr(quoted, common_uri, common_params(header_params))
     if s == _WILDCARD_URI:
         return NameAddr(None, OpaqueUri("", _WILDCARD_URI), {}, wildcard=True)
     if not s:

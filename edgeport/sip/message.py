@@ -43,6 +43,10 @@ SIP_VERSION: Final = "SIP/2.0"
 
 _T = TypeVar("_T")
 _MISSING: Final = object()
+# Header name as written -> name on the wire, for names already checked to be
+# tokens (a name's wire form depends on the name alone).
+_WIRE_NAMES: Final[dict[str, str]] = {}
+_WIRE_NAMES_MAX: Final = 1024  # entries; past it a new name is resolved each time
 
 
 class Headers:
@@ -73,6 +77,15 @@ class Headers:
         headers._version = 0
         headers._index = index
         return headers
+
+    @classmethod
+    def from_keyed(cls, items: list[tuple[str, str, str]]) -> Headers:
+        """Headers over ``(name as written, header_key(name), raw value)`` lines.
+
+        The codec's fast path: the caller vouches for each key; the list is
+        taken over, not copied.
+        """
+        return cls._from_keyed(items)
 
     def _lookup(self) -> dict[str, list[str]]:
         """key -> raw values in order; built on first use, dropped on change."""
@@ -123,6 +136,10 @@ class Headers:
         """``(canonical name, raw value)`` per line; unknown names as received."""
         for name, key, value in self._items:
             yield canonical_name_for_key(key, name), value
+
+    def keyed_items(self) -> list[tuple[str, str, str]]:
+        """``(name as written, lookup key, raw value)`` per line, in order (a copy)."""
+        return list(self._items)
 
     def get(self, name: str) -> str | None:
         values = self._lookup().get(header_key(name))
@@ -232,12 +249,12 @@ class Message:
         views = self._views()
         vias = views.get("via")
         if vias is None:
-            top = views.get("top_via")
-            vias = []
+            top = cast("Via | None", views.get("top_via"))
+            parsed: list[Via] = []
             for line in self.headers.get_all("via"):
                 for item in split_header_values(line):
-                    vias.append(top if top is not None and not vias else parse_via(item))
-            views["via"] = vias
+                    parsed.append(top if top is not None and not parsed else parse_via(item))
+            vias = views["via"] = parsed
         return cast("list[Via]", vias)
 
     @property
@@ -379,28 +396,36 @@ class Message:
         Raises SipSerializeError (a ValueError) when the start line, a header
         name or value holds CR or LF, or a header name is not a token.
         """
-        body_length = len(self.body)
+        body = self.body
+        body_length = len(body)
         lines = [self.start_line()]
         length_written = False
+        wire_names = _WIRE_NAMES
         for name, key, value in self.headers._items:
             if key == "content-length":
                 if length_written:
                     continue
                 value = str(body_length)
                 length_written = True
-            canonical = canonical_name_for_key(key, name)
-            if canonical is name and (not name or name.strip(TOKEN_CHARS)):
-                raise SipSerializeError(f"Invalid header name {name!r}")
+            canonical = wire_names.get(name)
+            if canonical is None:
+                canonical = canonical_name_for_key(key, name)
+                if canonical is name and (not name or name.strip(TOKEN_CHARS)):
+                    raise SipSerializeError(f"Invalid header name {name!r}")
+                if len(wire_names) < _WIRE_NAMES_MAX:
+                    wire_names[name] = canonical
             lines.append(f"{canonical}: {value}")
         if not length_written:
             lines.append(f"Content-Length: {body_length}")
+        lines.append("")
+        lines.append("")  # the empty line that ends the header section
         text = "\r\n".join(lines)
         breaks = len(lines) - 1
         # RFC 3261 §7.3.1 lets a value span lines only by folding; a CR or LF in
         # a value would start a new header line of the sender's choosing.
         if text.count("\n") != breaks or text.count("\r") != breaks:
             raise SipSerializeError("CR or LF in a start line or header value")
-        return (text + "\r\n\r\n").encode("utf-8") + self.body
+        return text.encode("utf-8") + body if body else text.encode("utf-8")
 
     def _copy_into(self, other: Message) -> None:
         other.headers = self.headers.copy()

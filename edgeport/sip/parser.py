@@ -83,7 +83,6 @@ def parse_message(data: bytes) -> Request | Response:
     if "\x00" in head:
         raise SipParseError("NUL byte in message")
     lines = _split_lines(head)
-
     items, index, header_error = _parse_header_lines(lines)
     headers = Headers._from_keyed(items, index)
     message, version_error = _parse_start_line(lines[0], headers)
@@ -219,10 +218,10 @@ def _parse_header_lines(
                 continue
             folded = line.strip(" \t")
             if folded:
-                name, key, value = items[-1]
-                value = f"{value} {folded}" if value else folded
-                items[-1] = (name, key, value)
-                index[key][-1] = value
+                last_name, last_key, last_value = items[-1]
+                last_value = f"{last_value} {folded}" if last_value else folded
+                items[-1] = (last_name, last_key, last_value)
+                index[last_key][-1] = last_value
             continue
         # HCOLON = *( SP / HTAB ) ":" SWS
         name, colon, value = line.partition(":")
@@ -263,16 +262,20 @@ def _check_mandatory(message: Request | Response, index: dict[str, list[str]]) -
     if isinstance(message, Request) and cseq.method != message.method:
         # RFC 3261 §8.1.1.5: "The method MUST match that of the request."
         raise SipParseError("CSeq method does not match")
-    vias = split_header_values(index["via"][0])
+    via_lines = index["via"]
+    vias = split_header_values(via_lines[0])
     if not vias:
         raise SipParseError("Missing Via")
+    top_via = parse_via(vias[0])
     views: dict[str, object] = {
         "cseq": cseq,
-        "top_via": parse_via(vias[0]),
+        "top_via": top_via,
         "from": parse_name_addr(index["from"][0]),
         "to": parse_name_addr(index["to"][0]),
         "call_id": parse_call_id(index["call-id"][0]),
     }
+    if len(vias) == 1 and len(via_lines) == 1:
+        views["via"] = [top_via]  # the whole Via list: one line holding one value
     max_forwards = index.get("max-forwards")
     # Max-Forwards above 255 is refused, as the RFC 4475 §3.1.2.4 torture case does.
     views["max-forwards"] = (

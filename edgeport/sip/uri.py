@@ -32,19 +32,30 @@ _MAX_PORT: Final = 65535
 
 # The usual sip:/sips: URI: lower-case scheme, an optional user without a
 # password, a hostname or IPv4 host, an optional port, ";"-parameters made of
-# token characters, no headers. It yields exactly what the full scan yields for
-# the same text; anything else goes to the full scan. Linear: every piece ends
-# at a character its own class excludes ("@", ":", ";", "=", end), so no
-# piece can trade characters with the next; the only retreat is giving up the
-# optional "user@" once, which costs one pass over the user characters.
-_COMMON_SIP_URI: Final = re.compile(
+# token characters, no headers. Groups: scheme, user, host, port, parameters.
+# It yields exactly what the full scan yields for the same text; anything
+# else goes to the full scan. Linear: every piece ends at a character its own
+# class excludes ("@", ":", ";", "=", end), so no piece can trade characters
+# with the next; the only retreat is giving up the optional "user@" once,
+# which costs one pass over the user characters.
+COMMON_SIP_URI_PATTERN: Final = (
     r"(sips?):"
     r"(?:([A-Za-z0-9\-_.!~*'()%&=+$,/]+)@)?"
     r"([A-Za-z0-9\-._]+)"
     r"(?::([0-9]{1,5}))?"
-    r"((?:;[A-Za-z0-9\-_.!~*'%+]+(?:=[A-Za-z0-9\-_.!~*'%+:\[\]]*)?)*)",
-    re.ASCII,
-).fullmatch
+    r"((?:;[A-Za-z0-9\-_.!~*'%+]+(?:=[A-Za-z0-9\-_.!~*'%+:\[\]]*)?)*)"
+)
+_COMMON_SIP_URI: Final = re.compile(COMMON_SIP_URI_PATTERN, re.ASCII).fullmatch
+
+
+def common_params(text: str) -> dict[str, str | None]:
+    """Parameters as a common-shape pattern matched them: ``""`` or ``;a=b;c``."""
+    params: dict[str, str | None] = {}
+    if text:
+        for item in text[1:].split(";"):
+            name, eq, value = item.partition("=")
+            params[name.lower()] = value if eq else None
+    return params
 
 
 @dataclass(slots=True)
@@ -161,12 +172,7 @@ def parse_uri(text: str) -> Uri:
         scheme, user, host, port_text, param_text = common.groups()
         port = None if port_text is None else int(port_text)
         if port is None or port <= _MAX_PORT:
-            params: dict[str, str | None] = {}
-            if param_text:
-                for item in param_text[1:].split(";"):
-                    name, eq, value = item.partition("=")
-                    params[name.lower()] = value if eq else None
-            return SipUri(scheme, user, None, host, port, params, {})
+            return SipUri(scheme, user, None, host, port, common_params(param_text), {})
     return _scan_uri(text)
 
 

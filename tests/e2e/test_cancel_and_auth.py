@@ -263,12 +263,16 @@ async def test_timer_c_cancels_a_ringing_call_and_absorbs_its_487(nursery: trio.
         processor = ScriptableProcessor(reply=router.process)
         async with trio.open_nursery() as inner:
             running = await start_processor(inner, processor)
-            server = await start_edgeport(inner, make_config(processor=ProcessorConfig(running.addr)))
+            server = await start_edgeport(
+                inner, make_config(processor=ProcessorConfig(running.addr))
+            )
             edge = address(server, Transport.UDP)
             caller = await UdpUA.open(edge)
             callee = await UdpUA.open(edge)
             target = f"sip:bob@127.0.0.1:{callee.port}"
-            await caller.send(invite(caller.port, target, call_id="timerc@test", branch="z9hG4bK-tc"))
+            await caller.send(
+                invite(caller.port, target, call_id="timerc@test", branch="z9hG4bK-tc")
+            )
             incoming = await callee.receive_until(lambda m: m.method == "INVITE")
             await callee.send(reply_to(incoming, "180 Ringing"))
             assert (await caller.receive_until(lambda m: m.status != 100)).status == 180

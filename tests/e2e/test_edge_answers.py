@@ -293,7 +293,9 @@ async def test_discarded_method_gets_no_answer(nursery: trio.Nursery) -> None:
 async def test_unreachable_tcp_next_hop_gets_503(loop_nursery: trio.Nursery) -> None:
     processor = routr_like()
     running = await start_processor(loop_nursery, processor)
-    server = await start_edgeport(loop_nursery, make_config(processor=ProcessorConfig(running.addr)))
+    server = await start_edgeport(
+        loop_nursery, make_config(processor=ProcessorConfig(running.addr))
+    )
     probe = trio.socket.socket()
     await probe.bind(("127.0.0.1", 0))
     closed_port = probe.getsockname()[1]
@@ -318,7 +320,9 @@ async def test_a_request_that_waited_too_long_gets_503_without_a_processor_call(
 
     processor = routr_like()
     running = await start_processor(loop_nursery, processor)
-    server = await start_edgeport(loop_nursery, make_config(processor=ProcessorConfig(running.addr)))
+    server = await start_edgeport(
+        loop_nursery, make_config(processor=ProcessorConfig(running.addr))
+    )
     edge = address(server, Transport.UDP)
     ua = await UdpUA.open(edge)
     # As if the message had sat two seconds in a saturated edgeport's queue.

@@ -175,7 +175,6 @@ def test_a_taken_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
         )
     assert result.returncode == 2
     lines = [line for line in result.stderr.decode().splitlines() if "unable to bind" in line]
-    assert lines and lines[0].endswith(
-        f"unable to bind udp://127.0.0.1:{port}: Address already in use"
-    )
+    assert lines, result.stderr.decode()
+    assert lines[0].endswith(f"unable to bind udp://127.0.0.1:{port}: Address already in use")
     assert "Traceback" not in result.stderr.decode()

@@ -1,4 +1,4 @@
-"""SIP over TLS and WSS end to end: a client with a trustme-issued chain registers and is reachable."""
+"""SIP over TLS and WSS end to end: a client with a trustme chain registers and is reachable."""
 
 from __future__ import annotations
 

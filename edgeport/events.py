@@ -271,6 +271,11 @@ class EventBus:
     def publishers(self) -> tuple[str, ...]:
         return tuple(self._queues)
 
+    @property
+    def enabled(self) -> bool:
+        """Whether any publisher is enabled: without one, events need not be built."""
+        return bool(self._queues)
+
     def publish(self, event: Event) -> None:
         """Queue ``event`` for every publisher; never blocks, never raises."""
         for queue in self._queues.values():

@@ -180,6 +180,11 @@ class _Family(Generic[ChildT]):
 
     def labels(self, *values: str, **named: str) -> ChildT:
         """The series for these label values (positional, or by name), created on first use."""
+        if not named:
+            # The hot path: string values of a series that already exists.
+            known = self._children.get(values)
+            if known is not None:
+                return known
         if values and named:
             raise ValueError("pass label values by position or by name, not both")
         if named:

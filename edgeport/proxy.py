@@ -601,7 +601,7 @@ class Proxy:
             logger.warning("%s: could not forward: %s", request.call_id, error)
             await self._answer(handle, 503, retry_after=True)
             return
-        if request.method == "INVITE" and request.to.tag is None:
+        if request.method == "INVITE" and request.to.tag is None and self.events.enabled:
             self.events.publish(
                 call_started(
                     request.call_id,
@@ -736,6 +736,8 @@ class Proxy:
         await self._send_quietly(response.to_bytes(), source)
 
     def _publish_registered(self, request: Request, reply: processor_pb2.MessageResponse) -> None:
+        if not self.events.enabled:
+            return
         expires = request.expires
         if expires is None:
             contacts = request.contacts

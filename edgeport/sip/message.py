@@ -191,7 +191,13 @@ class Headers:
         for i, (written, k, _) in enumerate(self._items):
             if k == key:
                 self._items[i] = (written, key, value)
+                index = self._index
                 self._changed()
+                if index is not None:
+                    # The first line of that name is the first value of its key:
+                    # the index stays right with one entry rewritten.
+                    index[key][0] = value
+                    self._index = index
                 return
         raise KeyError(name)
 
@@ -383,7 +389,21 @@ class Message:
         line = self._required("Via")
         items = split_header_values(line)
         items[0] = str(via)
+        views = self._views()
         self.headers.replace_first("via", ", ".join(items))
+        # Only the Via views went stale: the other headers (From, To, CSeq...)
+        # the parser already read stay as they were, instead of being parsed
+        # again on next use. The new top Via is a copy, so the caller's object
+        # can change without changing the message.
+        top = Via(via.transport, via.host, via.port, dict(via.params), via.protocol)
+        fresh = self._views()
+        for view, value in views.items():
+            if view != "via" and view != "top_via":
+                fresh[view] = value
+        fresh["top_via"] = top
+        vias = cast("list[Via] | None", views.get("via"))
+        if vias is not None:
+            fresh["via"] = [top, *vias[1:]]
 
     # --- serialisation ------------------------------------------------------
 
@@ -597,4 +617,13 @@ def make_response(
             if key == "to":
                 items[i] = (name, key, f"{value.rstrip()};tag={to_tag}")
                 break
-    return Response(status_code, reason, Headers._from_keyed(items))
+    response = Response(status_code, reason, Headers._from_keyed(items))
+    # The copied lines say what the request's do: its parsed CSeq and Call-ID
+    # views hold for the response too (sending and counting it reads them).
+    views = request._views()
+    seeded = response._views()
+    for view in ("cseq", "call_id"):
+        parsed = views.get(view)
+        if parsed is not None:
+            seeded[view] = parsed
+    return response

@@ -18,8 +18,9 @@ is reached where it really is.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
+
+from edgeport.sip.headers import Via
 
 if TYPE_CHECKING:
     from edgeport.sip.message import Request
@@ -40,4 +41,4 @@ def stamp_received(request: Request, source_host: str, source_port: int) -> None
         params["received"] = source_host
     else:
         return
-    request.set_top_via(dataclasses.replace(via, params=params))
+    request.set_top_via(Via(via.transport, via.host, via.port, params, via.protocol))

@@ -337,3 +337,27 @@ def test_replace_first_of_a_missing_header() -> None:
         Headers().replace_first("Via", "x")
     with pytest.raises(SipParseError, match="Missing Via"):
         Request("OPTIONS", parse_uri("sip:x")).set_top_via(Via("UDP", "h"))
+
+
+def test_set_top_via_keeps_the_other_views_and_matches_a_fresh_parse() -> None:
+    msg = invite()
+    from_view, cseq_view = msg.from_, msg.cseq
+    assert len(msg.via) == 2
+    stamped = Via(msg.top_via.transport, msg.top_via.host, msg.top_via.port, {"branch": "z9hG4bKs"})
+    msg.set_top_via(stamped)
+    assert msg.from_ is from_view  # not parsed again
+    assert msg.cseq is cseq_view
+    stamped.params["branch"] = "z9hG4bKchanged"  # the message kept a copy
+    assert msg.top_via.branch == "z9hG4bKs"
+    assert msg.headers.get_all("via")[0].startswith("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKs,")
+    reparsed = parse_message(msg.to_bytes())
+    assert [str(v) for v in msg.via] == [str(v) for v in reparsed.via]
+    assert msg.top_via == reparsed.top_via
+
+
+def test_a_response_reads_cseq_and_call_id_like_its_request() -> None:
+    request = invite()
+    response = make_response(request, 486, to_tag="t9")
+    assert response.cseq == request.cseq
+    assert response.call_id == "m1@10.0.0.1"
+    assert parse_message(response.to_bytes()).cseq == request.cseq

@@ -117,6 +117,15 @@ def _status_class(status: int | None) -> str:
     return "request" if status is None else f"{status // 100}xx"
 
 
+def _release_views(handle: ServerTransactionHandle[Destination]) -> None:
+    """A transaction with its final response only lingers to absorb retransmissions
+    (Timer J, H): the parsed views of its messages go, to be parsed again if ever used."""
+    handle.request.drop_views()
+    last = handle.machine.last_response
+    if last is not None:
+        last.drop_views()
+
+
 def _x_headers(reply: processor_pb2.MessageResponse) -> dict[str, str]:
     return {ext.name: ext.value for ext in reply.message.extensions if ext.name[:2].lower() == "x-"}
 
@@ -431,6 +440,8 @@ class Proxy:
             # Every server transaction gets an answer, whatever went wrong.
             if handle.can_respond and handle.key not in self._forwards:
                 await self._answer(handle, 500, "Internal Server Error")
+            if not handle.can_respond and handle.key not in self._forwards:
+                _release_views(handle)
 
     async def _on_new_request(
         self,
@@ -900,6 +911,8 @@ class Proxy:
         forward.finished = True
         if self._forwards.get(forward.server.key) is forward:
             del self._forwards[forward.server.key]
+        _release_views(forward.server)
+        forward.request.drop_views()
 
     async def _fail_forward(self, forward: Forward, status: int, why: str) -> None:
         """Timer B/F or a transport error: RFC 3261 §16.7 step 10 and §16.9."""

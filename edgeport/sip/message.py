@@ -249,6 +249,16 @@ class Message:
         self._cache_headers = self.headers
         self._cache_version = self.headers._version
 
+    def drop_views(self) -> None:
+        """Forget the parsed views and the header index; they are rebuilt on next use.
+
+        For a message kept only in case it is needed again (the request and
+        last response of a transaction lingering for retransmissions): the
+        parsed copies are most of what it holds.
+        """
+        self._cache = {}
+        self.headers._index = None
+
     @property
     def via(self) -> list[Via]:
         """Every Via value, top first (comma-split across lines)."""

@@ -361,3 +361,16 @@ def test_a_response_reads_cseq_and_call_id_like_its_request() -> None:
     assert response.cseq == request.cseq
     assert response.call_id == "m1@10.0.0.1"
     assert parse_message(response.to_bytes()).cseq == request.cseq
+
+
+def test_dropped_views_are_parsed_again_the_same() -> None:
+    msg = invite()
+    before = (msg.top_via, msg.via, msg.from_, msg.to, msg.cseq, msg.call_id, msg.contacts)
+    assert msg.headers.get("CSeq") == "1 INVITE"
+    msg.drop_views()
+    assert msg.from_ is not before[2]  # parsed anew, not kept
+    assert (msg.top_via, msg.via, msg.from_, msg.to, msg.cseq, msg.call_id, msg.contacts) == before
+    assert msg.headers.get("cseq") == "1 INVITE"
+    assert msg.headers.get_all("Via") == [
+        "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKm1;rport, SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKm0"
+    ]

@@ -10,7 +10,9 @@ RUN groupadd --system edgeport && useradd --system --gid edgeport --no-create-ho
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 COPY deploy/edgeport.yaml /etc/routr/edgeport.yaml
+# The HEALTHCHECK below needs the health server on.
 ENV CONFIG_PATH=/etc/routr/edgeport.yaml \
+    ENABLE_HEALTHCHECKS=true \
     PYTHONUNBUFFERED=1
 USER edgeport
 # SIP over UDP and TCP, TLS, WS, WSS; health and metrics.

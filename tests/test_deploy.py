@@ -73,3 +73,11 @@ def test_dockerfile_runs_as_non_root_with_the_routr_config_path() -> None:
     assert "CONFIG_PATH=/etc/routr/edgeport.yaml" in dockerfile
     assert "EXPOSE 5060/udp 5060/tcp" in dockerfile
     assert dockerfile.splitlines()[-1].startswith("ENTRYPOINT")
+
+
+def test_dockerfile_health_check_probes_a_server_the_image_turns_on() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "HEALTHCHECK" in dockerfile
+    assert "http://127.0.0.1:8080/healthz" in dockerfile
+    # Without the health server, the image's own check would mark it unhealthy.
+    assert "ENABLE_HEALTHCHECKS=true" in dockerfile

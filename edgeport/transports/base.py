@@ -12,7 +12,7 @@ import abc
 import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import trio
 
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 SEND_TIMEOUT: Final = 10.0  # a peer that does not drain 1 MiB in this long is stuck
 CLOSE_TIMEOUT: Final = 2.0  # graceful close (TLS close_notify, WebSocket close frame)
 MAX_ALIASES_PER_CONNECTION: Final = 8  # `.invalid` Contact hosts one WebSocket may claim
+
+T = TypeVar("T")
 
 
 def normalize_host(host: str) -> str:
@@ -86,13 +88,17 @@ class Connection(abc.ABC):
         """Write one whole message; raises ConnectionLost if the stream is gone."""
         if self._closed:
             raise ConnectionLost(f"{self.id} is closed")
+        await self._exclusive(self._send, data)
+        self.last_activity = trio.current_time()
+
+    async def _exclusive(self, write: Callable[[T], Awaitable[None]], item: T) -> None:
+        """Run one write as the only writer, within SEND_TIMEOUT (then the connection closes)."""
         async with self._send_lock:
             with trio.move_on_after(SEND_TIMEOUT) as scope:
-                await self._send(data)
+                await write(item)
             if scope.cancelled_caught:
                 self.close()
                 raise ConnectionLost(f"{self.id} send timed out")
-        self.last_activity = trio.current_time()
 
     def close(self) -> None:
         """Stop the connection; its reader closes the stream and removes it from the table."""

@@ -74,7 +74,8 @@ class TransportLayer:
     ``dropped_<reason>`` (``no_route``, ``partial``, and each framing error:
     ``message_too_large``, ``bad_content_length``, ``header_section_too_large``,
     ``too_many_headers``, ``not_a_sip_start_line``), ``udp_keepalives``,
-    ``tls_handshake_failed``, ``ws_handshake_refused``/``_timeout``, ``handler_errors``.
+    ``tls_handshake_failed``, ``ws_handshake_refused``/``_timeout``, ``ws_protocol_errors``,
+    ``handler_errors``.
     """
 
     def __init__(
@@ -318,28 +319,21 @@ class TransportLayer:
     async def _serve_websocket(
         self, stream: trio.abc.Stream, transport: Transport, peer: Peer, local: Peer
     ) -> None:
-        async with trio.open_nursery() as ws_nursery:
-            ws = await accept_websocket(
-                ws_nursery,
-                stream,
-                peer,
-                self._websocket,
+        ws = await accept_websocket(stream, peer, self._websocket, self.stats)
+        if ws is None:
+            return
+        conn = WebSocketConnection(self._new_id(transport), transport, stream, ws, peer, local)
+        await self._run_connection(
+            conn,
+            partial(
+                read_websocket,
+                conn,
+                self._deliver_on,
                 self.stats,
+                idle_timeout=self._limits.idle_timeout,
                 max_message_bytes=self._max_message_bytes,
-            )
-            if ws is not None:
-                conn = WebSocketConnection(self._new_id(transport), transport, ws, peer, local)
-                await self._run_connection(
-                    conn,
-                    partial(
-                        read_websocket,
-                        conn,
-                        self._deliver_on,
-                        self.stats,
-                        idle_timeout=self._limits.idle_timeout,
-                    ),
-                )
-            ws_nursery.cancel_scope.cancel()
+            ),
+        )
 
     async def _serve_outbound(
         self,

@@ -139,6 +139,7 @@ async def read_stream(
             return
         if not await _handle_frames(conn, frames, deliver):
             return
+        del data, frames  # an idle connection keeps no received bytes
 
 
 async def _handle_frames(

@@ -9,11 +9,13 @@ import pytest
 import trio
 import trio.testing
 import trio_websocket
-from transport_helpers import point, running_layer, sip_request
+import wsproto
+import wsproto.events
+from transport_helpers import point, receive_until_eof, running_layer, sip_request
 
-from edgeport.config import ClientAuthType, SecurityContext, WebSocketConfig
+from edgeport.config import ClientAuthType, ConnectionLimits, SecurityContext, WebSocketConfig
 from edgeport.sip.transport import Transport
-from edgeport.transports import NoRoute, Peer
+from edgeport.transports import NoRoute, Peer, TransportLayer
 from edgeport.transports.tls import build_server_context
 from edgeport.transports.websocket import WebSocketConnection
 
@@ -132,3 +134,164 @@ async def test_handshake_has_a_deadline(autojump_clock: trio.testing.MockClock) 
                 while await client.receive_some(1000):
                     pass
             assert layer.stats["ws_handshake_timeout"] == 1
+
+
+async def test_ping_is_answered_with_a_pong() -> None:
+    with trio.fail_after(5):
+        async with running_layer([Transport.WS]) as (layer, _recorder):
+            host, port = point(layer, Transport.WS)
+            async with trio_websocket.open_websocket(
+                host, port, "/", use_ssl=False, subprotocols=["sip"]
+            ) as ws:
+                await ws.ping(b"are you there")  # returns once the matching pong is back
+                await ws.ping(b"still there")
+
+
+async def test_client_close_runs_the_close_handshake() -> None:
+    with trio.fail_after(5):
+        async with running_layer([Transport.WS]) as (layer, recorder):
+            host, port = point(layer, Transport.WS)
+            async with trio_websocket.open_websocket(
+                host, port, "/", use_ssl=False, subprotocols=["sip"]
+            ) as ws:
+                await ws.send_message(sip_request())
+                await recorder.next()
+                await ws.aclose(code=1000, reason="bye")
+                assert ws.closed is not None
+                assert ws.closed.code == 1000  # the server echoed our close frame
+            await recorder.closed_event.wait()
+            assert len(layer.connections) == 0
+
+
+async def test_server_close_runs_the_close_handshake() -> None:
+    with trio.fail_after(5):
+        async with running_layer([Transport.WS]) as (layer, recorder):
+            host, port = point(layer, Transport.WS)
+            async with trio_websocket.open_websocket(
+                host, port, "/", use_ssl=False, subprotocols=["sip"]
+            ) as ws:
+                await ws.send_message(sip_request())
+                message = await recorder.next()
+                assert message.connection is not None
+                message.connection.close()
+                with pytest.raises(trio_websocket.ConnectionClosed) as caught:
+                    await ws.get_message()
+                assert caught.value.reason.code == 1000
+            await recorder.closed_event.wait()
+            assert len(layer.connections) == 0
+
+
+async def test_idle_websocket_is_closed(autojump_clock: trio.testing.MockClock) -> None:
+    limits = ConnectionLimits(idle_timeout=30.0)
+    with trio.fail_after(300):
+        async with running_layer([Transport.WS], limits=limits) as (layer, recorder):
+            host, port = point(layer, Transport.WS)
+            async with trio_websocket.open_websocket(
+                host, port, "/", use_ssl=False, subprotocols=["sip"]
+            ) as ws:
+                await ws.send_message(sip_request())
+                await recorder.next()
+                start = trio.current_time()
+                with pytest.raises(trio_websocket.ConnectionClosed) as caught:
+                    await ws.get_message()
+                assert caught.value.reason.code == 1000
+                assert trio.current_time() - start >= 30.0
+            await recorder.closed_event.wait()
+            assert layer.stats["connections_idle_closed"] == 1
+
+
+async def test_message_over_the_size_limit_closes_with_1009() -> None:
+    limit = 2_000
+    with trio.fail_after(5):
+        async with running_layer([Transport.WS], max_message_bytes=limit) as (layer, recorder):
+            host, port = point(layer, Transport.WS)
+            async with trio_websocket.open_websocket(
+                host, port, "/", use_ssl=False, subprotocols=["sip"]
+            ) as ws:
+                at_limit = sip_request(body=b"x" * (limit - len(sip_request()) - 4))
+                at_limit = at_limit + b"x" * (limit - len(at_limit))
+                assert len(at_limit) == limit
+                await ws.send_message(at_limit)
+                assert (await recorder.next()).data == at_limit
+                await ws.send_message(at_limit + b"y")
+                with pytest.raises(trio_websocket.ConnectionClosed) as caught:
+                    await ws.get_message()
+                assert caught.value.reason.code == 1009
+            await recorder.closed_event.wait()
+            assert recorder.pending() == 0
+
+
+async def open_sans_io_websocket(
+    layer: TransportLayer,
+) -> tuple[trio.SocketStream, wsproto.WSConnection]:
+    """A raw client (wsproto over a TCP stream) past the handshake, for frames
+    trio-websocket does not send."""
+    stream = await trio.open_tcp_stream(*point(layer, Transport.WS))
+    client = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    await stream.send_all(
+        client.send(wsproto.events.Request(host="x", target="/", subprotocols=["sip"]))
+    )
+    accepted = None
+    while accepted is None:
+        client.receive_data(await stream.receive_some(4096))
+        accepted = next(iter(client.events()), None)
+    assert isinstance(accepted, wsproto.events.AcceptConnection)
+    assert accepted.subprotocol == "sip"
+    return stream, client
+
+
+async def test_fragmented_message_is_delivered_once_whole() -> None:
+    """RFC 6455 §5.4 fragments: still one SIP message per WebSocket message."""
+    request = sip_request("MESSAGE", body="héllo".encode())
+    with trio.fail_after(5):
+        async with running_layer([Transport.WS]) as (layer, recorder):
+            stream, client = await open_sans_io_websocket(layer)
+            async with stream:
+                text = request.decode()
+                for start in range(0, len(text), 50):
+                    chunk = text[start : start + 50]
+                    finished = start + 50 >= len(text)
+                    await stream.send_all(
+                        client.send(wsproto.events.TextMessage(chunk, message_finished=finished))
+                    )
+                await stream.send_all(client.send(wsproto.events.TextMessage("\r\n\r\n")))
+                await stream.send_all(client.send(wsproto.events.BytesMessage(sip_request())))
+                assert (await recorder.next()).data == request
+                assert (await recorder.next()).data == sip_request()
+                assert recorder.pending() == 0
+            # gone without a close frame: the connection still leaves the table
+            await recorder.closed_event.wait()
+            assert len(layer.connections) == 0
+
+
+async def test_protocol_error_fails_the_connection_with_1002() -> None:
+    with trio.fail_after(5):
+        async with running_layer([Transport.WS]) as (layer, recorder):
+            stream, client = await open_sans_io_websocket(layer)
+            async with stream:
+                # RFC 6455 §5.1: a client MUST mask every frame; this one is not masked.
+                await stream.send_all(b"\x81\x02hi")
+                closing = None
+                while closing is None:
+                    client.receive_data(await stream.receive_some(4096))
+                    closing = next(iter(client.events()), None)
+                assert isinstance(closing, wsproto.events.CloseConnection)
+                assert closing.code == 1002
+                # RFC 6455 §7.1.7: the server closes without waiting for our Close.
+                assert await receive_until_eof(stream) == b""
+            await recorder.closed_event.wait()
+            assert layer.stats["ws_protocol_errors"] == 1
+            assert recorder.pending() == 0
+
+
+async def test_malformed_upgrade_is_refused_at_once() -> None:
+    with trio.fail_after(5):
+        async with running_layer([Transport.WS]) as (layer, _recorder):
+            client = await trio.open_tcp_stream(*point(layer, Transport.WS))
+            async with client:
+                await client.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # no Upgrade
+                response = await receive_until_eof(client)
+            assert response.startswith(b"HTTP/1.1 400 ")
+            assert layer.stats["ws_handshake_refused"] == 1
+            assert layer.stats["ws_handshake_timeout"] == 0
+            assert len(layer.connections) == 0

@@ -1,7 +1,10 @@
 """Codec cost per message: SIP bytes -> protobuf bytes, and protobuf bytes -> SIP bytes.
 
 (a) ``parse_message`` + ``to_message_request`` + ``SerializeToString``: what
-    edgeport spends on a message before the processor call.
+    edgeport spends on a message before the processor call. The loop runs
+    over distinct messages (each its own branch, Call-ID and From tag, as
+    in real traffic), so only lines that recur message after message (a
+    client's Contact, User-Agent, Allow) find their bytes already encoded.
 (b) ``MessageResponse.FromString`` + ``build_forward_*`` + ``to_bytes``: what
     it spends on the processor's reply before sending.
 
@@ -13,6 +16,7 @@ way for an INVITE.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Final
@@ -117,6 +121,24 @@ _BUILDER: Final = MessageRequestBuilder(
 )
 
 
+VARIANTS: Final = 1_000  # distinct messages (a) cycles through
+
+
+def variants(data: bytes, count: int = VARIANTS) -> list[bytes]:
+    """``data`` with a fresh top branch, Call-ID and From tag in each copy.
+
+    Only header values change, so the Content-Length of the body stays right.
+    """
+    out = []
+    for number in range(count):
+        mark = b"%04d" % number
+        copy = re.sub(rb"(branch=z9hG4bK)\w{4}", rb"\g<1>" + mark, data, count=1)
+        copy = re.sub(rb"(;tag=f)\w", rb"\g<1>" + mark, copy, count=1)
+        copy = re.sub(rb"((?:Call-ID|i): )\w{3}", rb"\g<1>" + mark[1:], copy, count=1)
+        out.append(copy)
+    return out
+
+
 def encode(data: bytes) -> bytes:
     """(a): SIP bytes -> MessageRequest bytes, as the proxy does it (one builder)."""
     return _BUILDER.build(parse_message(data), sender=_SENDER).SerializeToString()
@@ -168,12 +190,14 @@ def _decoder(data: bytes) -> Callable[[bytes], bytes]:
     return forward_response
 
 
-def _best_us(func: Callable[[bytes], object], arg: bytes, iterations: int) -> float:
+def _best_us(func: Callable[[bytes], object], arg: bytes | list[bytes], iterations: int) -> float:
+    """µs per call, best of ROUNDS; a list of arguments is cycled through."""
+    args = arg if isinstance(arg, list) else [arg]
     best = None
     for _ in range(ROUNDS):
         start = time.perf_counter_ns()
-        for _ in range(iterations):
-            func(arg)
+        for index in range(iterations):
+            func(args[index % len(args)])
         elapsed = time.perf_counter_ns() - start
         best = elapsed if best is None or elapsed < best else best
     assert best is not None
@@ -185,8 +209,9 @@ def measure(
 ) -> tuple[str, float, float, float, float]:
     """µs per message: (a) SIP -> protobuf bytes, of which parse_message alone,
     (b) reply -> SIP bytes, and a bare protobuf encode of the same request."""
-    to_proto_us = _best_us(encode, data, iterations)
-    parse_us = _best_us(parse_message, data, iterations)
+    distinct = variants(data)
+    to_proto_us = _best_us(encode, distinct, iterations)
+    parse_us = _best_us(parse_message, distinct, iterations)
     reply_bytes = _processor_reply(data)
     to_sip_us = _best_us(_decoder(data), reply_bytes, iterations)
     request = processor_pb2.MessageRequest.FromString(encode(data))

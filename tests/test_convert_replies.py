@@ -578,3 +578,29 @@ def test_codec_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for name in ("REGISTER", "INVITE+SDP", "200 OK+RR", "INVITE budget"):
         assert name in out
+
+
+def test_a_processor_via_seen_again_gets_a_fresh_branch() -> None:
+    """The text of a processor's Via is kept between messages; its branch is not."""
+    original = parse_request(INVITE)
+    edge_via = sipmessage_pb2.Via(host="198.51.100.1", port=5060, transport="UDP", r_port_flag=True)
+    own_branch = sipmessage_pb2.Via(host="198.51.100.2", port=5070, transport="TCP", branch="b-own")
+    seen = []
+    for branch in ["z9hG4bKone", "z9hG4bKtwo", "z9hG4bKthree"]:
+        for top in (edge_via, own_branch):
+            reply = echo(original)
+            vias = [top, *reply.message.via]
+            del reply.message.via[:]
+            reply.message.via.extend(vias)
+            request = build_forward_request(
+                wire(reply), original, branch_factory=lambda value=branch: value
+            ).request
+            seen.append(lines(request.to_bytes())[1])
+    assert seen == [
+        "Via: SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bKone;rport",
+        "Via: SIP/2.0/TCP 198.51.100.2:5070;branch=b-own",
+        "Via: SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bKtwo;rport",
+        "Via: SIP/2.0/TCP 198.51.100.2:5070;branch=b-own",
+        "Via: SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bKthree;rport",
+        "Via: SIP/2.0/TCP 198.51.100.2:5070;branch=b-own",
+    ]

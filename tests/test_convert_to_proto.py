@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from edgeport._proto import common_pb2, processor_pb2, sipmessage_pb2
@@ -12,6 +14,7 @@ from edgeport.convert import (
     should_send_response,
     status_for_response_type,
     to_message_request,
+    to_proto,
     to_sip_message,
 )
 from edgeport.sip.errors import SipParseError
@@ -494,3 +497,96 @@ def test_comma_separated_vias_and_a_malformed_typed_header() -> None:
     ]
     with pytest.raises(SipParseError, match="Expires"):
         to_sip_message(parse(REGISTER_STAR.replace("Expires: 0", "Expires: soon")))
+
+
+# Header lines seen before are merged as stored protobuf bytes. These tests
+# hold the cached path to the bytes the same message gives with the cache empty.
+
+TWO_CONTACT_LINES = (
+    "REGISTER sip:sip.example.com SIP/2.0\r\n"
+    "Via: SIP/2.0/TCP 10.0.0.7:5060;branch=z9hG4bKtwo\r\n"
+    "From: <sip:carol@sip.example.com>;tag=c1\r\n"
+    "To: <sip:carol@sip.example.com>\r\n"
+    "Call-ID: two-contacts\r\n"
+    "CSeq: 3 REGISTER\r\n"
+    "Contact: <sip:carol@10.0.0.7:5060>;expires=60\r\n"
+    "Contact: <sip:carol@10.0.0.8:5060>;expires=30\r\n"
+    "User-Agent: softphone/1.0\r\n"
+    "Content-Length: 0\r\n"
+    "\r\n"
+)
+
+ONE_CONTACT_LINE = TWO_CONTACT_LINES.replace(
+    "Contact: <sip:carol@10.0.0.8:5060>;expires=30\r\n", ""
+)
+
+
+@pytest.fixture
+def empty_line_cache() -> Iterator[dict[tuple[str, ...], bytes]]:
+    to_proto._CHUNKS.clear()
+    yield to_proto._CHUNKS
+    to_proto._CHUNKS.clear()
+
+
+def _cold_bytes(text: str) -> bytes:
+    to_proto._CHUNKS.clear()
+    return to_sip_message(parse(text)).SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize(
+    "text", [REGISTER, INVITE, OK_WITH_RECORD_ROUTE, TWO_CONTACT_LINES, ONE_CONTACT_LINE]
+)
+def test_a_message_seen_again_gives_the_same_protobuf(
+    text: str, empty_line_cache: dict[tuple[str, ...], bytes]
+) -> None:
+    cold = _cold_bytes(text)
+    assert empty_line_cache, "nothing was cached"
+    warm = to_sip_message(parse(text)).SerializeToString(deterministic=True)
+    assert warm == cold
+
+
+def test_lines_cached_from_other_messages_give_the_same_protobuf(
+    empty_line_cache: dict[tuple[str, ...], bytes],
+) -> None:
+    expected = {text: _cold_bytes(text) for text in (TWO_CONTACT_LINES, ONE_CONTACT_LINE)}
+    # Each message after the other one filled the cache with lines it shares.
+    for first, second in [
+        (ONE_CONTACT_LINE, TWO_CONTACT_LINES),
+        (TWO_CONTACT_LINES, ONE_CONTACT_LINE),
+    ]:
+        empty_line_cache.clear()
+        to_sip_message(parse(first))
+        assert (
+            to_sip_message(parse(second)).SerializeToString(deterministic=True)
+            == (expected[second])
+        )
+    message = to_sip_message(parse(TWO_CONTACT_LINES))
+    assert message.contact.address.uri.host == "10.0.0.7"
+    assert ("Contact", "<sip:carol@10.0.0.8:5060>;expires=30") in ext(message)
+
+
+def test_the_same_text_under_another_header_is_not_confused(
+    empty_line_cache: dict[tuple[str, ...], bytes],
+) -> None:
+    value = "<sip:carol@sip.example.com>;tag=c1"
+    swapped = ONE_CONTACT_LINE.replace(
+        "From: <sip:carol@sip.example.com>;tag=c1\r\nTo: <sip:carol@sip.example.com>\r\n",
+        f"From: <sip:carol@sip.example.com>\r\nTo: {value}\r\nX-Copy: {value}\r\n",
+    )
+    to_sip_message(parse(ONE_CONTACT_LINE))
+    message = to_sip_message(parse(swapped))
+    assert getattr(message, "from").tag == ""
+    assert message.to.tag == "c1"
+    assert ("X-Copy", value) in ext(message)
+
+
+def test_the_line_cache_stays_bounded(empty_line_cache: dict[tuple[str, ...], bytes]) -> None:
+    long_value = "y" * (to_proto._CHUNK_TEXT_MAX + 1)
+    message = to_sip_message(parse(REGISTER.replace("keep me", long_value)))
+    assert ("x-Custom-Header", long_value) in ext(message)
+    assert all(item[-1] != long_value for item in empty_line_cache)
+    for index in range(to_proto._CHUNKS_MAX + 10):
+        to_sip_message(parse(REGISTER.replace("keep me", f"value {index}")))
+        assert len(empty_line_cache) <= to_proto._CHUNKS_MAX
+    message = to_sip_message(parse(REGISTER.replace("keep me", "value 3")))
+    assert ("x-Custom-Header", "value 3") in ext(message)

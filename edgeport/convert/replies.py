@@ -38,12 +38,13 @@ from edgeport.convert.to_proto import (
 from edgeport.convert.to_sip import (
     ReplyError,
     authorization_text,
+    check_token,
     check_value,
     contact_text,
     from_to_text,
     route_text,
     sip_uri,
-    via_text,
+    via_text_parts,
     www_authenticate_text,
 )
 from edgeport.sip.headers import (
@@ -51,6 +52,7 @@ from edgeport.sip.headers import (
     header_key,
     parse_digest_challenge,
     parse_digest_credentials,
+    split_header_values,
 )
 from edgeport.sip.message import Headers, Message, Request, Response, make_response
 from edgeport.sip.transport import Transport
@@ -192,8 +194,8 @@ class _Originals:
                 return text
         return None
 
-    def via(self, value: sipmessage_pb2.Via) -> str | None:
-        """The original text of a Via value equal to ``value``.
+    def via(self, value: sipmessage_pb2.Via, branch: str) -> str | None:
+        """The original text of a Via value equal to ``value`` (whose branch is ``branch``).
 
         Candidates are found by branch first (a string compare), so a Via
         the processor added costs no protobuf comparison.
@@ -203,7 +205,7 @@ class _Originals:
             branches = self._branches = {}
             for position, via in enumerate(self._message.via):
                 branches.setdefault(via.branch or "", position)
-        index = branches.get(value.branch)
+        index = branches.get(branch)
         if index is None:
             return None
         sent = self._sent
@@ -245,7 +247,14 @@ class _Originals:
         if proto != value:
             return None
         if kind == "contact":
-            return self._texts(kind, msg.contacts)[0]
+            # The raw line when the lines hold one value each (counted without
+            # parsing them again), else the first value written back.
+            lines = msg.headers.get_all(kind)
+            if sum([len(split_header_values(contact_line)) for contact_line in lines]) == len(
+                lines
+            ):
+                return lines[0].strip()
+            return str(msg.contacts[0])
         return line.strip()
 
     def request_uri(self, uri: sipmessage_pb2.SipURI) -> Uri | None:
@@ -280,6 +289,49 @@ def _extension_key(name: str) -> str:
     return key
 
 
+# Written text of the Vias and Routes a processor adds, by their serialised
+# protobuf: a processor adds the same ones (its own Via, the next hop's Route)
+# to message after message. Only protobufs up to _TEXT_KEY_MAX bytes are kept.
+_VIA_TEXTS: Final[dict[bytes, tuple[str, str | None, str]]] = {}
+_ROUTE_TEXTS: Final[dict[bytes, str]] = {}
+_TEXTS_MAX: Final = 1024  # entries per table; when full it is emptied and fills again
+_TEXT_KEY_MAX: Final = 512  # bytes of a serialised Via or Route
+
+
+def _via_text(via: sipmessage_pb2.Via, via_branch: str, branch: str | None) -> str:
+    """:func:`via_text` for a Via not in the original message; ``via_branch`` is ``via.branch``."""
+    key = via.SerializeToString()
+    parts = _VIA_TEXTS.get(key)
+    if parts is None:
+        head, branch_text, tail = via_text_parts(via, branch)
+        if len(key) <= _TEXT_KEY_MAX:
+            if len(_VIA_TEXTS) >= _TEXTS_MAX:
+                _VIA_TEXTS.clear()
+            # A branch of the Via's own is part of the key; one filled in is not.
+            _VIA_TEXTS[key] = (head, branch_text if via_branch else None, tail)
+        return f"{head}{branch_text}{tail}"
+    head, fixed_branch, tail = parts
+    if fixed_branch is None:
+        fixed_branch = f";branch={check_token(branch, 'Via branch')}" if branch else ""
+    return f"{head}{fixed_branch}{tail}"
+
+
+def _route_text(route: sipmessage_pb2.Route | sipmessage_pb2.RecordRoute, what: str) -> str:
+    """:func:`route_text` for a value not in the original message."""
+    if route.parameters:
+        # Written in the map's order, which the serialised form need not share.
+        return route_text(route, what)
+    key = route.SerializeToString()
+    text = _ROUTE_TEXTS.get(key)
+    if text is None:
+        text = route_text(route, what)
+        if len(key) <= _TEXT_KEY_MAX:
+            if len(_ROUTE_TEXTS) >= _TEXTS_MAX:
+                _ROUTE_TEXTS.clear()
+            _ROUTE_TEXTS[key] = text
+    return text
+
+
 def _header_groups(
     message: sipmessage_pb2.SIPMessage,
     originals: _Originals,
@@ -300,20 +352,21 @@ def _header_groups(
         if vias:
             rows: _Rows = []
             for via in vias:
-                text = originals.via(via)
+                via_branch = via.branch
+                text = originals.via(via, via_branch)
                 if text is None:
                     # The top Via of a forwarded request gets a branch when it has none.
                     branch = None
-                    if not rows and branch_factory is not None and not via.branch:
+                    if not rows and branch_factory is not None and not via_branch:
                         branch = branch_factory()
-                    text = via_text(via, branch)
+                    text = _via_text(via, via_branch, branch)
                 rows.append(("Via", "via", text))
             groups["via"] = rows
     if "route" not in skip:
         routes = message.route
         if routes:
             groups["route"] = [
-                ("Route", "route", originals.listed("route", route) or route_text(route, "Route"))
+                ("Route", "route", originals.listed("route", route) or _route_text(route, "Route"))
                 for route in routes
             ]
     if "record-route" not in skip:
@@ -323,7 +376,7 @@ def _header_groups(
                 (
                     "Record-Route",
                     "record-route",
-                    originals.listed("record-route", route) or route_text(route, "Record-Route"),
+                    originals.listed("record-route", route) or _route_text(route, "Record-Route"),
                 )
                 for route in record_routes
             ]
@@ -379,8 +432,11 @@ def _header_groups(
             _extension_key(name)
             if _LINE_BREAKER.search(value) is not None:
                 raise ReplyError(f"{name} holds CR, LF or NUL")
+    known_keys = _EXTENSION_KEYS
     for name, value in extensions:
-        key = _extension_key(name)
+        key = known_keys.get(name)
+        if key is None:
+            key = _extension_key(name)
         if key == GATEWAY_AUTH_KEY:
             if gateway_auth is None:
                 gateway_auth = value.strip()

@@ -36,6 +36,7 @@ __all__ = [
     "sip_uri",
     "sip_uri_text",
     "via_text",
+    "via_text_parts",
     "www_authenticate_text",
 ]
 
@@ -251,19 +252,27 @@ def via_text(via: pb.Via, branch: str | None = None) -> str:
     Host, transport and parameter values are tokens or hosts: nothing that
     could open another parameter or another Via value.
     """
+    return "".join(via_text_parts(via, branch))
+
+
+def via_text_parts(via: pb.Via, branch: str | None = None) -> tuple[str, str, str]:
+    """:func:`via_text` in three: protocol and sent-by, ``;branch=...``, the other parameters.
+
+    Apart, a Via made once can take a new branch each time it is written.
+    """
     host = via.host
     if not host:
         raise ReplyError("Via has no host")
     transport = via.transport.upper() or _DEFAULT_VIA_TRANSPORT
     if not is_token(transport):
         raise ReplyError(f"invalid Via transport {transport!r}")
-    parts = [f"SIP/2.0/{transport} ", check_token(_bracket(host), "Via host")]
+    head = f"SIP/2.0/{transport} {check_token(_bracket(host), 'Via host')}"
     port = _port(via.port, "Via")
     if port is not None:
-        parts.append(f":{port}")
+        head = f"{head}:{port}"
     branch = via.branch or branch
-    if branch:
-        parts.append(f";branch={check_token(branch, 'Via branch')}")
+    branch_text = f";branch={check_token(branch, 'Via branch')}" if branch else ""
+    parts = []
     if via.r_port > 0:
         parts.append(f";rport={_port(via.r_port, 'Via rport')}")
     elif via.r_port_flag:
@@ -274,7 +283,7 @@ def via_text(via: pb.Via, branch: str | None = None) -> str:
         parts.append(f";maddr={check_token(via.m_addr, 'Via maddr')}")
     if via.ttl > 0:
         parts.append(f";ttl={via.ttl}")
-    return "".join(parts)
+    return head, branch_text, "".join(parts)
 
 
 def _auth_params(pairs: Iterable[tuple[str, str, bool]]) -> str:

@@ -145,6 +145,11 @@ class Headers:
         values = self._lookup().get(header_key(name))
         return None if values is None else values[0]
 
+    def count(self, name: str) -> int:
+        """How many lines of that name (compact forms folded) the message holds."""
+        values = self._lookup().get(header_key(name))
+        return 0 if values is None else len(values)
+
     def get_all(self, name: str) -> list[str]:
         values = self._lookup().get(header_key(name))
         return [] if values is None else list(values)

@@ -27,6 +27,8 @@ from edgeport.hangup import HangupCause, hangup_cause
 from edgeport.metrics import EdgeportMetrics
 from tests.support.nats import NatsServer, free_port, open_nats_server
 
+STORE_POLLS = 100
+STORE_POLL_INTERVAL = 0.05
 NOW = datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=UTC)
 
 
@@ -240,6 +242,26 @@ async def _stored_events(url: str) -> list[tuple[str, dict[str, object]]]:
         await aio(client.close)()
 
 
+async def _wait_until_stored(url: str, count: int) -> None:
+    """Poll until the stream holds `count` events.
+
+    A confirmed publish means the server has read the event; JetStream stores it
+    a moment later. Restarting the server in between would test JetStream, not
+    the publisher, so restarts and final reads wait for the store first.
+    """
+    client = await aio(nats.connect)(url)
+    try:
+        jetstream = client.jetstream()
+        for _ in range(STORE_POLLS):
+            info = await aio(jetstream.stream_info)(STREAM)
+            if info.state.messages >= count:
+                return
+            await trio.sleep(STORE_POLL_INTERVAL)
+        # Not there in time: the caller's comparison of the stored events says what is missing.
+    finally:
+        await aio(client.close)()
+
+
 async def test_nats_publisher_sends_each_event_on_its_subject() -> None:
     config = PublisherConfig(nats_enabled=True, nats_subject="edge")
     bus = EventBus.from_config(config, metrics=EdgeportMetrics())
@@ -293,6 +315,7 @@ async def test_nats_down_at_start_warns_queues_then_delivers(
                     await server.start()
                     await bus.drain()
                     nursery.cancel_scope.cancel()
+                await _wait_until_stored(server.url, len(events))
                 stored = await _stored_events(server.url)
             finally:
                 await server.stop()
@@ -316,10 +339,12 @@ async def test_nats_restart_mid_stream_loses_nothing(
                     await nursery.start(serve_event_publishers, config, bus)
                     bus.publish(events[0])
                     await bus.drain()
+                    await _wait_until_stored(server.url, 1)
                     # A quick restart: nats-py's own reconnection bridges it.
                     await server.restart()
                     bus.publish(events[1])
                     await bus.drain()
+                    await _wait_until_stored(server.url, 2)
                     # A long outage: the client gives up, the publisher connects again.
                     await server.stop()
                     bus.publish(events[2])
@@ -329,6 +354,7 @@ async def test_nats_restart_mid_stream_loses_nothing(
                     bus.publish(events[3])
                     await bus.drain()
                     nursery.cancel_scope.cancel()
+                await _wait_until_stored(server.url, len(events))
                 stored = await _stored_events(server.url)
             finally:
                 await server.stop()

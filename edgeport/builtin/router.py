@@ -166,6 +166,8 @@ class Router:
         if not message.HasField("to") or not message.to.address.uri.host:
             return reply(ResponseType.BAD_REQUEST)
         aor = aor_key(message.to.address.uri, edge)
+        # Logged as the client wrote it: the key drops the domain of a local AOR.
+        shown = format_uri(message.to.address.uri)
         header_expires = message.expires.expires if message.HasField("expires") else None
         if message.HasField("contact"):
             contact = message.contact
@@ -176,7 +178,7 @@ class Router:
                 if header_expires != 0 or _extra_contacts(message):
                     return reply(ResponseType.BAD_REQUEST)
                 self.registrar.remove_all(aor)
-                logger.info("unregistered every contact of %s", aor)
+                logger.info("unregistered every contact of %s", shown)
             else:
                 if contact.expires >= 0:
                     expires = contact.expires
@@ -187,12 +189,12 @@ class Router:
                 try:
                     self.registrar.update(aor, contact.address.uri, expires, _source_of(request))
                 except RegistrarFull as error:
-                    logger.warning("REGISTER for %s refused: %s", aor, error)
+                    logger.warning("REGISTER for %s refused: %s", shown, error)
                     return reply(ResponseType.SERVICE_UNAVAILABLE)
                 logger.info(
                     "%s %s -> %s (expires %s)",
                     "registered" if expires > 0 else "unregistered",
-                    aor,
+                    shown,
                     format_uri(contact.address.uri),
                     expires,
                 )

@@ -9,10 +9,12 @@ are 203.0.113.5 and 10.0.0.1.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 import trio
 import trio_asyncio
 
@@ -202,6 +204,21 @@ async def test_register_answers_ok_with_the_binding_and_its_remaining_time() -> 
         reply = await client.process(query)
     assert reply.message.response_type == RT.OK
     assert reply.message.contact.expires == 500
+
+
+async def test_registrations_are_logged_with_the_aor_as_written(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="edgeport.builtin")
+    async with builtin() as client:
+        await client.process(register_alice(expires=600))
+        await client.process(register_alice(expires=0))
+    # 203.0.113.5 is the EdgePort's own address: the binding's key drops it, the log does not.
+    logged = [r.getMessage() for r in caplog.records if r.name == "edgeport.builtin.router"]
+    assert logged == [
+        "registered sip:alice@203.0.113.5 -> sip:alice@192.168.1.20:5060 (expires 600)",
+        "unregistered sip:alice@203.0.113.5 -> sip:alice@192.168.1.20:5060 (expires 0)",
+    ]
 
 
 async def test_contact_expires_parameter_wins_over_the_expires_header() -> None:

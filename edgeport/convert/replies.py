@@ -250,9 +250,7 @@ class _Originals:
             # The raw line when the lines hold one value each (counted without
             # parsing them again), else the first value written back.
             lines = msg.headers.get_all(kind)
-            if sum([len(split_header_values(contact_line)) for contact_line in lines]) == len(
-                lines
-            ):
+            if all(len(split_header_values(contact_line)) == 1 for contact_line in lines):
                 return lines[0].strip()
             return str(msg.contacts[0])
         return line.strip()
@@ -432,11 +430,8 @@ def _header_groups(
             _extension_key(name)
             if _LINE_BREAKER.search(value) is not None:
                 raise ReplyError(f"{name} holds CR, LF or NUL")
-    known_keys = _EXTENSION_KEYS
     for name, value in extensions:
-        key = known_keys.get(name)
-        if key is None:
-            key = _extension_key(name)
+        key = _extension_key(name)
         if key == GATEWAY_AUTH_KEY:
             if gateway_auth is None:
                 gateway_auth = value.strip()

@@ -195,9 +195,7 @@ def fill_from_to(out: sipmessage_pb2.From | sipmessage_pb2.To, addr: NameAddr) -
         tag = params.get("tag")
         if tag:
             out.tag = tag
-        parameters = out.parameters
-        for name, value in params.items():
-            parameters[name] = "" if value is None else value
+        _fill_parameters(out.parameters, params)
 
 
 def fill_contact(out: sipmessage_pb2.Contact, addr: NameAddr) -> None:
@@ -320,31 +318,20 @@ def fill_sip_message(out: sipmessage_pb2.SIPMessage, msg: Request | Response) ->
                 fill_via(add_via(), via)
         elif key == "call-id":
             out.call_id.call_id = msg.call_id
-        elif key == "route" or key == "record-route":
-            # Each line's values are its own bytes, in line order.
-            for line in headers.get_all(key):
+        elif key in _CACHED_KEYS:
+            if key == "contact" and headers.count(key) > 1:
+                # The bytes depend on every Contact line together: made, not kept.
+                chunks.append(_typed_chunk(msg, key, value))
+                continue
+            # Each line of a route set gives its own values' bytes, in line order.
+            lines = headers.get_all(key) if key in _ROUTE_KEYS else (value,)
+            for line in lines:
                 line_key = (key, line)
                 chunk = cached.get(line_key)
                 if chunk is None:
-                    chunk = _route_chunk(key, line)
+                    chunk = _typed_chunk(msg, key, line)
                     _remember(line_key, chunk)
                 chunks.append(chunk)
-        elif key in _CACHED_KEYS and (key != "contact" or headers.count(key) == 1):
-            # The line alone decides these bytes (Contact: when it is the only line).
-            line_key = (key, value)
-            chunk = cached.get(line_key)
-            if chunk is None:
-                chunk = _typed_chunk(msg, key)
-                _remember(line_key, chunk)
-            chunks.append(chunk)
-        elif key == "contact":
-            contacts = msg.contacts
-            if contacts:
-                fill_contact(out.contact, contacts[0])
-                # edgeport does better: later Contact values (of this line and
-                # of later Contact lines) travel as extensions, here.
-                for contact in contacts[1:]:
-                    chunks.append(_extension_chunk(_CONTACT, str(contact)))
         elif key == "www-authenticate":
             challenge = msg.www_authenticate
             if challenge is not None:
@@ -375,6 +362,7 @@ _CHUNK_TEXT_MAX: Final = 256  # characters of a header value
 _CACHED_KEYS: Final = frozenset(
     {"from", "to", "contact", "route", "record-route", "max-forwards", "expires"}
 )
+_ROUTE_KEYS: Final = frozenset({"route", "record-route"})
 
 
 def _remember(item: tuple[str, ...], chunk: bytes) -> None:
@@ -432,10 +420,15 @@ def _extension_chunk(name: str, value: str) -> bytes:
     return _EXTENSIONS_KEY + _varint(len(extension)) + extension
 
 
-def _typed_chunk(msg: Request | Response, key: str) -> bytes:
-    """The serialised SIPMessage fields (and extensions) one typed header makes."""
+def _typed_chunk(msg: Request | Response, key: str, line: str) -> bytes:
+    """The serialised SIPMessage fields (and extensions) that typed header ``key`` makes:
+    all its values, or for a route set the values of ``line`` alone."""
     out = sipmessage_pb2.SIPMessage()
-    if key == "from":
+    if key in _ROUTE_KEYS:
+        add = out.route.add if key == "route" else out.record_route.add
+        for addr in parse_name_addr_list(line):
+            fill_route(add(), addr)
+    elif key == "from":
         fill_from_to(getattr(out, "from"), msg.from_)
     elif key == "to":
         fill_from_to(out.to, msg.to)
@@ -443,6 +436,8 @@ def _typed_chunk(msg: Request | Response, key: str) -> bytes:
         contacts = msg.contacts
         if contacts:
             fill_contact(out.contact, contacts[0])
+            # edgeport does better: later Contact values (of this line and of
+            # later Contact lines) travel as extensions, in their place.
             for contact in contacts[1:]:
                 out.extensions.add(name=_CONTACT, value=str(contact))
     elif key == "max-forwards":
@@ -453,15 +448,6 @@ def _typed_chunk(msg: Request | Response, key: str) -> bytes:
         expires = msg.expires
         if expires is not None:
             out.expires.expires = min(expires, _INT32_MAX)
-    return out.SerializeToString()
-
-
-def _route_chunk(key: str, line: str) -> bytes:
-    """The serialised Route or Record-Route values of one header line."""
-    out = sipmessage_pb2.SIPMessage()
-    add = out.route.add if key == "route" else out.record_route.add
-    for addr in parse_name_addr_list(line):
-        fill_route(add(), addr)
     return out.SerializeToString()
 
 

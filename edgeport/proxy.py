@@ -31,9 +31,10 @@ import trio
 from edgeport import convert
 from edgeport._proto import common_pb2, processor_pb2, sipmessage_pb2
 from edgeport.edge_checks import Verdict, check_request, own_hosts, unsupported_proxy_options
-from edgeport.events import EventBus, call_ended, call_started, endpoint_registered
+from edgeport.events import EventBus, call_ended, call_started, endpoint_registered, x_headers
+from edgeport.forward_state import Action, Event, ForwardMachine, ForwardState
 from edgeport.gateway_auth import GatewayAuthError, GatewayCredentials, answer_challenge
-from edgeport.metrics import METRICS, EdgeportMetrics
+from edgeport.metrics import METRICS, EdgeportMetrics, status_class
 from edgeport.processor import ProcessorError, ProcessorTimeout
 from edgeport.ratelimit import RateLimitedLog
 from edgeport.routing import UnresolvableHost, resolve_peer
@@ -41,8 +42,10 @@ from edgeport.sip.errors import SipParseError, SipSerializeError
 from edgeport.sip.message import Request, Response, make_response
 from edgeport.sip.parser import parse_message
 from edgeport.sip.received import stamp_received
+from edgeport.sip.teardown import end_dialog
 from edgeport.sip.transaction import build_cancel, matching_invite_key
 from edgeport.sip.transport import Transport
+from edgeport.sip.uri import is_websocket_alias
 from edgeport.transaction_layer import (
     ClientTransactionHandle,
     Outgoing,
@@ -55,7 +58,7 @@ from edgeport.transaction_layer import (
 from edgeport.transports import Connection, InboundMessage, Peer, SendError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator
 
     from edgeport.config import EdgePortConfig
     from edgeport.processor import ProcessorClient
@@ -65,7 +68,7 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER: Final = "5"  # seconds suggested to a client after a 503
 MAX_RELAY_QUEUE: Final = 64  # responses waiting for one forwarded request
 MAX_DIALOG_OFFSETS: Final = 10_000  # dialogs whose CSeq edgeport shifted (auth on behalf)
-MAX_ALIASES_PER_CONNECTION: Final = 16  # .invalid Contact hosts remembered per WebSocket
+MAX_ENDED_DIALOGS: Final = 1_000  # 2xx-after-CANCEL dialogs whose ACK is kept for re-sending
 AUTH_METHODS: Final = frozenset({"INVITE", "MESSAGE", "REGISTER"})
 # A new request that waited longer than this between the socket and its
 # handler means edgeport is saturated: its client has already retransmitted
@@ -113,10 +116,6 @@ def new_tag() -> str:
     return secrets.token_hex(6)
 
 
-def _status_class(status: int | None) -> str:
-    return "request" if status is None else f"{status // 100}xx"
-
-
 def _release_views(handle: ServerTransactionHandle[Destination]) -> None:
     """A transaction with its final response only lingers to absorb retransmissions
     (Timer J, H): the parsed views of its messages go, to be parsed again if ever used."""
@@ -126,8 +125,8 @@ def _release_views(handle: ServerTransactionHandle[Destination]) -> None:
         last.drop_views()
 
 
-def _x_headers(reply: processor_pb2.MessageResponse) -> dict[str, str]:
-    return {ext.name: ext.value for ext in reply.message.extensions if ext.name[:2].lower() == "x-"}
+def _extensions(reply: processor_pb2.MessageResponse) -> Iterator[tuple[str, str]]:
+    return ((ext.name, ext.value) for ext in reply.message.extensions)
 
 
 def _sip_aor(message: Request | Response, which: str) -> str:
@@ -142,28 +141,34 @@ def _sip_aor(message: Request | Response, which: str) -> str:
 
 @dataclass(eq=False)
 class Forward:
-    """One request edgeport forwarded statefully: the client transaction's TU.
+    """One request edgeport may forward statefully: the client transaction's TU.
 
     It links the server transaction upstream to the client transaction
-    downstream, and relays the responses, in order, through the processor.
+    downstream, moves through :class:`ForwardMachine` (from ROUTING, while the
+    processor decides, to DONE), and relays the responses, in order, through
+    the processor. Every job it runs is guarded: a failure is logged with the
+    Call-ID, counted, and answered 500 when the caller still waits.
     """
 
     proxy: Proxy
     server: ServerTransactionHandle[Destination]
-    request: Request  # as sent downstream (the latest attempt)
-    destination: Destination
+    machine: ForwardMachine = field(default_factory=ForwardMachine)
+    request: Request | None = None  # as sent downstream (the latest attempt)
+    destination: Destination | None = None
     credentials: GatewayCredentials | None = None
     client: ClientTransactionHandle[Destination] | None = None
     auth_answered: bool = False
-    cancelled: bool = False
-    cancel_when_provisional: bool = False
-    provisional_seen: bool = False
     upstream_to_tag: str | None = None  # the To tag of the last response relayed upstream
-    finished: bool = False
+    # Cancelled when the caller cancels while the processor is still routing.
+    routing_scope: trio.CancelScope | None = None
     _queue: collections.deque[Callable[[], Awaitable[None]]] = field(
         default_factory=collections.deque
     )
     _relaying: bool = False
+
+    @property
+    def call_id(self) -> str:
+        return self.server.request.call_id
 
     # ClientTU -------------------------------------------------------------
 
@@ -180,20 +185,18 @@ class Forward:
 
     def on_timeout(self, handle: ClientTransactionHandle[Destination]) -> None:
         if self._current(handle):
-            self._enqueue(lambda: self.proxy._fail_forward(self, 408, "no final response"))
+            self._enqueue(lambda: self.proxy._forward_event(self, Event.TIMEOUT))
 
     def on_transport_error(self, handle: ClientTransactionHandle[Destination]) -> None:
         if self._current(handle):
-            self._enqueue(lambda: self.proxy._fail_forward(self, 503, "next hop unreachable"))
+            self._enqueue(lambda: self.proxy._forward_event(self, Event.TRANSPORT_ERROR))
 
     # ordering -------------------------------------------------------------
 
     def _enqueue(self, job: Callable[[], Awaitable[None]]) -> None:
         if len(self._queue) >= MAX_RELAY_QUEUE:
             METRICS.dropped_messages.labels(reason="relay_queue_full").inc()
-            logger.warning(
-                "%s: too many responses waiting; one dropped", self.server.request.call_id
-            )
+            logger.warning("%s: too many responses waiting; one dropped", self.call_id)
             return
         self._queue.append(job)
         if not self._relaying:
@@ -204,7 +207,10 @@ class Forward:
         try:
             while self._queue:
                 job = self._queue.popleft()
-                await job()
+                try:
+                    await job()
+                except Exception:
+                    await self.proxy._forward_failed(self)
         finally:
             self._relaying = False
 
@@ -233,7 +239,11 @@ class Proxy:
         self._drops = RateLimitedLog(logger)
         self._processor_log = RateLimitedLog(logger, burst=5)
         self._methods = frozenset(config.methods)
+        # Forwards whose caller still waits for a final response, by server transaction.
         self._forwards: dict[object, Forward] = {}
+        self._ended_dialogs: collections.OrderedDict[tuple[str, int], tuple[bytes, Destination]] = (
+            collections.OrderedDict()
+        )
         self._cseq_offsets: collections.OrderedDict[tuple[str, str], int] = (
             collections.OrderedDict()
         )
@@ -316,7 +326,7 @@ class Proxy:
             self.metrics.messages_sent.labels(transport.value, message.method, "request").inc()
         elif isinstance(message, Response):
             self.metrics.messages_sent.labels(
-                transport.value, message.cseq.method, _status_class(message.status_code)
+                transport.value, message.cseq.method, status_class(message.status_code)
             ).inc()
 
     def connection_closed(self, conn: Connection) -> None:
@@ -347,11 +357,15 @@ class Proxy:
                 self.metrics.messages_received.labels(
                     inbound.peer.transport.value,
                     message.cseq.method,
-                    _status_class(message.status_code),
+                    status_class(message.status_code),
                 ).inc()
                 await self._on_response(message, inbound)
         except SipParseError as error:
             await self._refuse_unparsable(inbound, error, message)
+        except Exception:
+            # A defect, not bad input: one message is lost, never the server.
+            logger.exception("%s: handling a message from %s failed", message.call_id, inbound.peer)
+            self.metrics.dropped_messages.labels(reason="internal_error").inc()
 
     async def _refuse_unparsable(
         self,
@@ -394,9 +408,9 @@ class Proxy:
         """RFC 7118 §5.2: remember a WebSocket client's ``.invalid`` Contact host."""
         for contact in message.contacts:
             host = getattr(contact.uri, "host", "")
-            if host.lower().endswith(".invalid") and len(conn.aliases) < MAX_ALIASES_PER_CONNECTION:
+            if is_websocket_alias(host):
                 assert self._transports is not None
-                self._transports.connections.bind_alias(host.lower(), conn)
+                self._transports.connections.bind_alias(host, conn)
 
     # requests -------------------------------------------------------------
 
@@ -436,12 +450,20 @@ class Proxy:
         handle = result
         try:
             await self._on_new_request(handle, request, inbound, verdict)
+        except Exception:
+            logger.exception("%s: handling %s failed", request.call_id, request.method)
+            self.metrics.dropped_messages.labels(reason="internal_error").inc()
         finally:
             # Every server transaction gets an answer, whatever went wrong.
-            if handle.can_respond and handle.key not in self._forwards:
-                await self._answer(handle, 500, "Internal Server Error")
-            if not handle.can_respond and handle.key not in self._forwards:
-                _release_views(handle)
+            forward = self._forwards.get(handle.key)
+            if forward is not None and forward.machine.state is ForwardState.ROUTING:
+                self._settle(forward, forward.machine.handle(Event.ANSWERED))
+                forward = None
+            if forward is None:
+                if handle.can_respond:
+                    await self._answer(handle, 500, "Internal Server Error")
+                if not handle.can_respond:
+                    _release_views(handle)
 
     async def _on_new_request(
         self,
@@ -485,17 +507,30 @@ class Proxy:
             self.metrics.dropped_messages.labels(reason="overload").inc()
             await self._answer(handle, 503, retry_after=True)
             return
+        forward = None
+        if request.method == "INVITE":
+            # Known from now on, so a CANCEL that comes while the processor
+            # is routing finds it (and the INVITE is then never sent).
+            forward = Forward(self, handle)
+            self._forwards[handle.key] = forward
         try:
             try:
-                exchange = await self._call_processor(request, inbound)
-            except SipParseError as error:
+                if forward is None:
+                    exchange = await self._call_processor(request, inbound)
+                else:
+                    with trio.CancelScope() as forward.routing_scope:
+                        exchange = await self._call_processor(request, inbound)
+                    if forward.machine.state is ForwardState.ABANDONED:
+                        logger.info("%s: cancelled while routing; not forwarded", request.call_id)
+                        return
+            except convert.ConversionError as error:
                 # A typed header the conversion needs is malformed (Expires: soon).
                 await self._answer(handle, error.status_code, error.reason)
                 return
             if exchange is None:
                 await self._answer(handle, 503, retry_after=True)
                 return
-            await self._act_on_request_reply(handle, request, exchange)
+            await self._act_on_request_reply(handle, request, exchange, forward)
         finally:
             self._limiter.release()
 
@@ -545,6 +580,7 @@ class Proxy:
         handle: ServerTransactionHandle[Destination],
         request: Request,
         exchange: Exchange,
+        forward: Forward | None,
     ) -> None:
         reply = exchange.reply
         kind = reply.message.WhichOneof("message_type")
@@ -553,7 +589,7 @@ class Proxy:
                 response = convert.build_answer(
                     reply, request, to_tag=self._tag(), sent=exchange.sent
                 )
-            except (convert.ReplyError, SipParseError, ValueError) as error:
+            except convert.ConversionError as error:
                 logger.warning("%s: unusable processor reply: %s", request.call_id, error)
                 await self._answer(handle, 500, "Malformed Processor Reply")
                 return
@@ -562,7 +598,7 @@ class Proxy:
                 self._publish_registered(request, reply)
             return
         if kind == "request_uri":
-            await self._forward(handle, request, exchange)
+            await self._forward(handle, request, exchange, forward or Forward(self, handle))
             return
         logger.warning("%s: processor reply sets neither response nor request", request.call_id)
         await self._answer(handle, 500, "Malformed Processor Reply")
@@ -572,6 +608,7 @@ class Proxy:
         handle: ServerTransactionHandle[Destination],
         request: Request,
         exchange: Exchange,
+        forward: Forward,
     ) -> None:
         assert self.transactions is not None
         reply = exchange.reply
@@ -591,38 +628,48 @@ class Proxy:
             logger.error("%s: X-Gateway-Auth refused: %s", request.call_id, error)
             await self._answer(handle, 500, "Invalid Gateway Credentials")
             return
-        except (convert.ReplyError, SipParseError, ValueError) as error:
+        except convert.ConversionError as error:
             logger.warning("%s: unusable processor reply: %s", request.call_id, error)
             await self._answer(handle, 500, "Malformed Processor Reply")
             return
         try:
-            peer = await resolve_peer(hop.host, hop.port, hop.transport)
+            with trio.CancelScope() as forward.routing_scope:
+                peer = await resolve_peer(hop.host, hop.port, hop.transport)
         except UnresolvableHost as error:
             logger.warning("%s: next hop %s: %s", request.call_id, hop.host, error)
             await self._answer(handle, 503, "Next Hop Unresolvable", retry_after=True)
             return
-        forward = Forward(self, handle, outgoing, Destination(peer), credentials)
-        self._forwards[handle.key] = forward
-        try:
-            forward.client = await self.transactions.send_request(
-                outgoing, forward.destination, reliable=peer.transport.reliable, tu=forward
-            )
-        except (TransactionTableFull, ValueError, SipSerializeError) as error:
-            del self._forwards[handle.key]
-            logger.warning("%s: could not forward: %s", request.call_id, error)
-            await self._answer(handle, 503, retry_after=True)
+        if forward.machine.state is not ForwardState.ROUTING:
+            logger.info("%s: cancelled while routing; not forwarded", request.call_id)
             return
-        if request.method == "INVITE" and request.to.tag is None and self.events.enabled:
+        forward.request = outgoing
+        forward.destination = Destination(peer)
+        forward.credentials = credentials
+        self._forwards[handle.key] = forward
+        forward.machine.handle(Event.ROUTED)
+        initial_invite = request.method == "INVITE" and request.to.tag is None
+        if initial_invite and self.events.enabled:
             self.events.publish(
                 call_started(
                     request.call_id,
                     _sip_aor(request, "from"),
                     _sip_aor(request, "to"),
-                    _x_headers(reply),
+                    x_headers(_extensions(reply)),
                     dict(reply.metadata),
                     datetime.now(UTC),
                 )
             )
+        try:
+            forward.client = await self.transactions.send_request(
+                outgoing, forward.destination, reliable=peer.transport.reliable, tu=forward
+            )
+        except (TransactionTableFull, ValueError, SipSerializeError) as error:
+            logger.warning("%s: could not forward: %s", request.call_id, error)
+            await self._forward_event(forward, Event.SEND_FAILED)
+            return
+        # A CANCEL that came during the send left the machine in
+        # CANCEL_WAITING: the CANCEL goes down with the first provisional.
+        await self._forward_event(forward, Event.SENT)
 
     def _shift_cseq(self, request: Request) -> None:
         """Auth on behalf sent the caller's request with CSeq + 1: later ones follow."""
@@ -636,7 +683,11 @@ class Proxy:
 
     async def _forward_stateless_ack(self, request: Request, inbound: InboundMessage) -> None:
         """The ACK for a 2xx: through the processor, then statelessly to the next hop."""
-        exchange = await self._call_processor(request, inbound)
+        try:
+            exchange = await self._call_processor(request, inbound)
+        except convert.ConversionError as error:
+            logger.warning("%s: ACK not forwarded: %s", request.call_id, error)
+            exchange = None
         if exchange is None or exchange.reply.message.WhichOneof("message_type") != "request_uri":
             self.metrics.dropped_messages.labels(reason="ack_not_routed").inc()
             return
@@ -648,7 +699,7 @@ class Proxy:
             hop = convert.next_hop(outgoing)
             peer = await resolve_peer(hop.host, hop.port, hop.transport)
             data = outgoing.to_bytes()
-        except (convert.ReplyError, SipParseError, ValueError, UnresolvableHost) as error:
+        except (convert.ConversionError, SipSerializeError, UnresolvableHost) as error:
             logger.warning("%s: ACK not forwarded: %s", request.call_id, error)
             self.metrics.dropped_messages.labels(reason="ack_not_routed").inc()
             return
@@ -661,32 +712,43 @@ class Proxy:
         cancel: Request,
         inbound: InboundMessage,
     ) -> None:
-        """RFC 3261 §16.10: answer the CANCEL, cancel downstream, 487 the INVITE upstream."""
+        """RFC 3261 §16.10: answer the CANCEL, cancel downstream, 487 the INVITE upstream.
+
+        The forward learns of the CANCEL at once, before the processor sees
+        it: an INVITE still being routed is then never sent, and one being
+        sent is cancelled as soon as RFC 3261 §9.1 allows.
+        """
         assert self.transactions is not None
         invite = self.transactions.server_transaction(matching_invite_key(cancel))
-        if invite is None or not invite.can_respond:
+        forward = self._forwards.get(invite.key) if invite is not None else None
+        if invite is None or (forward is None and not invite.can_respond):
             await self._answer(handle, 481)
             return
-        exchange = await self._call_processor(cancel, inbound)
+        actions: tuple[Action, ...] = (Action.ANSWER_487,)
+        if forward is not None:
+            actions = forward.machine.handle(Event.CANCEL)
+            if forward.machine.state is ForwardState.ABANDONED and forward.routing_scope:
+                forward.routing_scope.cancel()
+            self._settle(forward, actions)
+        try:
+            exchange = await self._call_processor(cancel, inbound)
+        except convert.ConversionError as error:
+            # Still a CANCEL: the caller gets its 200 and 487 all the same.
+            logger.info("%s: CANCEL not shown to the processor: %s", cancel.call_id, error)
+            exchange = None
         await self._answer(handle, 200)
-        forward = self._forwards.get(invite.key)
-        if forward is not None and not forward.finished:
-            forward.cancelled = True
-            if forward.provisional_seen:
-                await self._send_cancel(forward)
-            else:
-                # RFC 3261 §9.1: no CANCEL before a provisional response.
-                forward.cancel_when_provisional = True
-        # RFC 3261 §9.2: the 487 keeps the To tag the caller already saw, if any.
-        await self._answer(
-            invite, 487, to_tag=forward.upstream_to_tag if forward is not None else None
-        )
-        extra = _x_headers(exchange.reply) if exchange is not None else {}
-        self.events.publish(call_ended(cancel.call_id, 200, extra, datetime.now(UTC)))
+        if forward is None:
+            await self._answer(invite, 487)
+        else:
+            await self._carry_out(forward, actions)
+        if Action.ANSWER_487 in actions:
+            extra = x_headers(_extensions(exchange.reply)) if exchange is not None else {}
+            self.events.publish(call_ended(cancel.call_id, 200, extra, datetime.now(UTC)))
 
     async def _send_cancel(self, forward: Forward) -> None:
         assert self.transactions is not None
-        forward.cancel_when_provisional = False
+        assert forward.request is not None
+        assert forward.destination is not None
         cancel = build_cancel(forward.request)
         try:
             await self.transactions.send_request(
@@ -755,7 +817,7 @@ class Proxy:
             expires = contacts[0].expires if contacts and contacts[0].expires is not None else 0
         self.events.publish(
             endpoint_registered(
-                _sip_aor(request, "from"), expires, _x_headers(reply), datetime.now(UTC)
+                _sip_aor(request, "from"), expires, x_headers(_extensions(reply)), datetime.now(UTC)
             )
         )
 
@@ -780,29 +842,48 @@ class Proxy:
         """RFC 3261 §16.7/§16.11: a response without a transaction (a 2xx retransmission)."""
         if not convert.should_send_response(response.status_code):
             return
+        if self._reacknowledge(response):
+            return
         try:
             exchange = await self._call_processor(response, inbound)
-        except SipParseError as error:
-            self._drops.info("%s: stray response dropped: %s", response.call_id, error.reason)
+        except convert.ConversionError as error:
+            self._drops.info("%s: stray response dropped: %s", response.call_id, error)
             self.metrics.dropped_messages.labels(reason="stray_response").inc()
             return
         if exchange is None:
             return
         try:
             out = convert.build_forward_response(exchange.reply, response, sent=exchange.sent)
-            destination = self._upstream_of(out)
             data = out.to_bytes()
-        except (convert.ReplyError, SipParseError, ValueError) as error:
+        except (convert.ConversionError, SipSerializeError) as error:
             self._drops.info("%s: stray response dropped: %s", response.call_id, error)
+            self.metrics.dropped_messages.labels(reason="stray_response").inc()
+            return
+        await self._send_upstream_statelessly(out, data)
+
+    async def _send_upstream_statelessly(self, out: Response, data: bytes) -> None:
+        destination = self._upstream_of(out)
+        if destination is None:
+            self._drops.info(
+                "%s: response dropped: top Via transport %r unknown",
+                out.call_id,
+                out.top_via.transport,
+            )
             self.metrics.dropped_messages.labels(reason="stray_response").inc()
             return
         if await self._send_quietly(data, destination):
             self._count_sent(out, destination.peer.transport)
 
-    def _upstream_of(self, response: Response) -> Destination:
-        """RFC 3261 §18.2.2 and RFC 3581 §4: received/rport of the top Via, else sent-by."""
+    def _upstream_of(self, response: Response) -> Destination | None:
+        """RFC 3261 §18.2.2 and RFC 3581 §4: received/rport of the top Via, else sent-by.
+
+        None when the top Via names a transport edgeport does not speak.
+        """
         via = response.top_via
-        transport = Transport.from_via_token(via.transport)
+        try:
+            transport = Transport.from_via_token(via.transport)
+        except ValueError:
+            return None
         host = via.received or via.host
         port = via.rport or via.port or transport.default_port
         peer = Peer(transport, host.strip("[]"), port)
@@ -811,61 +892,91 @@ class Proxy:
             conn = self._transports.connections.get(transport, peer.host, peer.port)
         return Destination(peer, conn)
 
+    # forwards -------------------------------------------------------------
+
+    def _settle(self, forward: Forward, actions: tuple[Action, ...] = ()) -> None:
+        """Keep ``forward`` in the table while the caller waits for it (drain and CANCEL
+        see it); a relay still to be carried out keeps it there until it is done."""
+        if forward.machine.upstream_waiting or Action.RELAY in actions:
+            return
+        if self._forwards.get(forward.server.key) is forward:
+            del self._forwards[forward.server.key]
+
+    async def _forward_event(self, forward: Forward, event: Event) -> None:
+        actions = forward.machine.handle(event)
+        self._settle(forward, actions)
+        try:
+            await self._carry_out(forward, actions)
+        finally:
+            self._settle(forward)
+
     async def _relay_response(
         self, forward: Forward, response: Response, inbound: InboundMessage | None
     ) -> None:
         """A response of a forwarded request, on its way upstream (RFC 3261 §16.7)."""
         status = response.status_code
-        method = forward.request.method
-        if status < 200:
-            forward.provisional_seen = True
-            if forward.cancel_when_provisional:
-                await self._send_cancel(forward)
-        if status == 100 or forward.finished:
-            return
-        if forward.cancelled:
-            # edgeport already answered 487 upstream; the client transaction
-            # acknowledges the downstream final response.
-            if status >= 200:
-                self._finish(forward)
-            return
+        assert forward.request is not None
         if (
             status in (401, 407)
             and forward.credentials is not None
             and not forward.auth_answered
-            and method in AUTH_METHODS
+            and forward.machine.upstream_waiting
+            and forward.request.method in AUTH_METHODS
             and await self._answer_challenge(forward, response)
         ):
             return
-        if status == 183 and self.config.strip_session_progress_sdp:
-            response.body = b""
-            response.headers.remove("Content-Type")
-        final = status >= 200
-        if final:
-            forward.finished = True  # later responses of this forward are ignored
+        actions = forward.machine.response(status)
+        self._settle(forward, actions)
         try:
-            await self._relay_upstream(forward, response, inbound)
+            await self._carry_out(forward, actions, response, inbound)
         finally:
-            if final:
-                # Only now: a draining server waits for this relay to be sent.
+            self._settle(forward)
+
+    async def _carry_out(
+        self,
+        forward: Forward,
+        actions: tuple[Action, ...],
+        response: Response | None = None,
+        inbound: InboundMessage | None = None,
+    ) -> None:
+        """Do what the forward's state machine asked for, in order."""
+        for action in actions:
+            if action is Action.RELAY:
+                assert response is not None
+                if response.status_code == 183 and self.config.strip_session_progress_sdp:
+                    response.body = b""
+                    response.headers.remove("Content-Type")
+                try:
+                    await self._relay_upstream(forward, response, inbound)
+                finally:
+                    if response.status_code >= 200:
+                        self._finish(forward)
+            elif action is Action.ANSWER_487:
+                # RFC 3261 §9.2: the 487 keeps the To tag the caller already saw, if any.
+                await self._answer(forward.server, 487, to_tag=forward.upstream_to_tag)
                 self._finish(forward)
+            elif action is Action.ANSWER_408 or action is Action.ANSWER_503:
+                await self._fail_forward(forward, 408 if action is Action.ANSWER_408 else 503)
+            elif action is Action.SEND_CANCEL:
+                await self._send_cancel(forward)
+            elif action is Action.END_DIALOG:
+                assert response is not None
+                await self._end_dialog(forward, response)
 
     async def _relay_upstream(
         self, forward: Forward, response: Response, inbound: InboundMessage | None
     ) -> None:
         status = response.status_code
-        method = forward.request.method
+        method = forward.server.request.method
         exchange = None
         if convert.should_send_response(status):
             try:
                 exchange = await self._call_processor(response, inbound)
-            except SipParseError as error:
+            except convert.ConversionError as error:
                 # Still relayed: a malformed header the processor cannot see
                 # is no reason to lose the caller's answer.
                 logger.info("%s: response not shown to the processor: %s", response.call_id, error)
         out = self._upstream_response(forward, response, exchange)
-        if out is None:
-            return
         to_tag = out.to.tag
         if to_tag is not None and status > 100:
             forward.upstream_to_tag = to_tag
@@ -873,13 +984,16 @@ class Proxy:
         sent = await self._respond(forward.server, out)
         if not sent and 200 <= status < 300 and method == "INVITE":
             # The server transaction ended with the first 2xx: later ones go statelessly.
-            await self._send_quietly(out.to_bytes(), self._upstream_of(out))
+            await self._send_upstream_statelessly(out, out.to_bytes())
         if (method == "INVITE" and forward.server.request.to.tag is None and status >= 300) or (
             method == "BYE" and status >= 200
         ):
             self.events.publish(
                 call_ended(
-                    response.call_id, status, _x_headers(reply) if reply else {}, datetime.now(UTC)
+                    response.call_id,
+                    status,
+                    x_headers(_extensions(reply)) if reply else {},
+                    datetime.now(UTC),
                 )
             )
 
@@ -888,14 +1002,14 @@ class Proxy:
         forward: Forward,
         response: Response,
         exchange: Exchange | None,
-    ) -> Response | None:
+    ) -> Response:
         cseq = forward.server.request.headers.get("CSeq")
         if exchange is not None:
             try:
                 return convert.build_forward_response(
                     exchange.reply, response, cseq=cseq, sent=exchange.sent
                 )
-            except (convert.ReplyError, SipParseError, ValueError) as error:
+            except convert.ConversionError as error:
                 logger.warning("%s: unusable processor reply: %s", response.call_id, error)
         # Without a usable reply, the response still goes upstream: the Vias
         # it needs are exactly those of the request the server transaction got.
@@ -908,33 +1022,88 @@ class Proxy:
         return out
 
     def _finish(self, forward: Forward) -> None:
-        forward.finished = True
-        if self._forwards.get(forward.server.key) is forward:
-            del self._forwards[forward.server.key]
+        """The caller has its final answer: the views of what was sent can go."""
         _release_views(forward.server)
-        forward.request.drop_views()
+        if forward.request is not None:
+            forward.request.drop_views()
 
-    async def _fail_forward(self, forward: Forward, status: int, why: str) -> None:
-        """Timer B/F or a transport error: RFC 3261 §16.7 step 10 and §16.9."""
-        if forward.finished:
-            return
-        self._finish(forward)
+    async def _fail_forward(self, forward: Forward, status: int) -> None:
+        """Timer B/C/F or a transport error: RFC 3261 §16.7 step 10 and §16.9."""
         request = forward.server.request
+        why = "no final response" if status == 408 else "next hop unreachable"
         logger.info("%s: %s %s: %s", request.call_id, request.method, status, why)
-        if status == 408 and forward.provisional_seen and forward.request.method == "INVITE":
-            # Timer C fired after a provisional response (RFC 3261 §16.8): cancel
-            # downstream. The client transaction stays to acknowledge the final
-            # response that follows; this forward is finished, so it goes no further.
-            await self._send_cancel(forward)
-        if not forward.cancelled:
-            await self._answer(forward.server, status, retry_after=status == 503)
-        if request.method == "INVITE" and request.to.tag is None and not forward.cancelled:
+        await self._answer(forward.server, status, retry_after=status == 503)
+        self._finish(forward)
+        if request.method == "INVITE" and request.to.tag is None:
             self.events.publish(call_ended(request.call_id, status, {}, datetime.now(UTC)))
+
+    async def _forward_failed(self, forward: Forward) -> None:
+        """A job of ``forward`` raised: log it with the Call-ID, count it, answer if owed."""
+        logger.exception(
+            "%s: relaying for %s failed", forward.call_id, forward.server.request.method
+        )
+        self.metrics.dropped_messages.labels(reason="internal_error").inc()
+        waiting = forward.machine.upstream_waiting
+        forward.machine.state = ForwardState.DONE
+        self._settle(forward)
+        if waiting and forward.server.can_respond:
+            try:
+                await self._answer(forward.server, 500, "Internal Server Error")
+            except Exception:
+                logger.exception("%s: answering 500 failed", forward.call_id)
+
+    async def _end_dialog(self, forward: Forward, response: Response) -> None:
+        """A 2xx for an INVITE the caller cancelled: acknowledge it and hang up (BYE)."""
+        assert self.transactions is not None
+        assert forward.request is not None
+        assert forward.destination is not None
+        try:
+            ack, bye = end_dialog(forward.request, response, branch=self._branch())
+            ack_data = ack.to_bytes()
+        except (SipParseError, SipSerializeError, ValueError) as error:
+            logger.warning("%s: 2xx after CANCEL not ended: %s", response.call_id, error)
+            return
+        logger.info("%s: 2xx after CANCEL: acknowledged and ended with BYE", response.call_id)
+        self._ended_dialogs[(response.call_id, response.cseq.seq)] = (
+            ack_data,
+            forward.destination,
+        )
+        while len(self._ended_dialogs) > MAX_ENDED_DIALOGS:
+            self._ended_dialogs.popitem(last=False)
+        if await self._send_quietly(ack_data, forward.destination):
+            self._count_sent(ack, forward.destination.peer.transport)
+        try:
+            await self.transactions.send_request(
+                bye,
+                forward.destination,
+                reliable=forward.destination.peer.transport.reliable,
+                tu=_IgnoreResponses(),
+            )
+        except (TransactionTableFull, ValueError, SipSerializeError) as error:
+            logger.warning("%s: BYE not sent: %s", response.call_id, error)
+
+    def _reacknowledge(self, response: Response) -> bool:
+        """A retransmitted 2xx of a dialog edgeport ended: send the ACK again, relay nothing."""
+        if not self._ended_dialogs or not 200 <= response.status_code < 300:
+            return False
+        if response.cseq.method != "INVITE":
+            return False
+        ended = self._ended_dialogs.get((response.call_id, response.cseq.seq))
+        if ended is None:
+            return False
+        data, destination = ended
+        self._spawn(lambda: self._send_quietly_void(data, destination))
+        return True
+
+    async def _send_quietly_void(self, data: bytes, destination: Destination) -> None:
+        await self._send_quietly(data, destination)
 
     async def _answer_challenge(self, forward: Forward, challenge: Response) -> bool:
         """Auth on behalf: answer a 401/407 with the X-Gateway-Auth credentials, CSeq + 1."""
         assert self.transactions is not None
         assert forward.credentials is not None
+        assert forward.request is not None
+        assert forward.destination is not None
         forward.auth_answered = True
         try:
             retry = answer_challenge(
@@ -951,8 +1120,8 @@ class Proxy:
             while len(self._cseq_offsets) > MAX_DIALOG_OFFSETS:
                 self._cseq_offsets.popitem(last=False)
         forward.request = retry
-        forward.provisional_seen = False
         forward.client = None
+        forward.machine.handle(Event.RETRY)
         try:
             forward.client = await self.transactions.send_request(
                 retry,
@@ -962,7 +1131,9 @@ class Proxy:
             )
         except (TransactionTableFull, ValueError, SipSerializeError) as error:
             logger.warning("%s: authenticated retry not sent: %s", retry.call_id, error)
-            return False
+            await self._forward_event(forward, Event.SEND_FAILED)
+            return True
+        await self._forward_event(forward, Event.SENT)
         return True
 
 

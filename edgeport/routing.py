@@ -16,6 +16,7 @@ from typing import Final
 import trio
 
 from edgeport.sip.transport import Transport
+from edgeport.sip.uri import is_websocket_alias
 from edgeport.transports import Peer
 
 RESOLVE_TIMEOUT: Final = 5.0  # seconds for one name lookup
@@ -23,10 +24,6 @@ RESOLVE_TIMEOUT: Final = 5.0  # seconds for one name lookup
 
 class UnresolvableHost(Exception):
     """The next hop's host name has no address."""
-
-
-def is_websocket_alias(host: str) -> bool:
-    return host.lower().rstrip(".").endswith(".invalid")
 
 
 async def resolve_peer(host: str, port: int, transport: Transport) -> Peer:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 import trio_asyncio
 
+from edgeport.config import BUILTIN_PROCESSOR
 from edgeport.events import EventBus, serve_event_publishers
 from edgeport.metrics import METRICS
 from edgeport.processor import ProcessorClient, open_processor_client
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-BUILTIN_PROCESSOR: Final = "builtin"
 EVENT_FLUSH_TIMEOUT: Final = 5.0  # seconds to publish queued events at shutdown
 DRAIN_POLL_INTERVAL: Final = 0.1  # seconds between checks for in-flight transactions
 READINESS_INTERVAL: Final = 2.0  # seconds between processor readiness probes

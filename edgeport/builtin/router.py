@@ -85,7 +85,9 @@ from edgeport.builtin.registrar import (
     RegistrarFull,
     Source,
 )
+from edgeport.sip.transaction import DEFAULT_MAX_FORWARDS
 from edgeport.sip.transport import Transport
+from edgeport.sip.uri import is_websocket_alias
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -96,10 +98,8 @@ logger = logging.getLogger(__name__)
 
 ResponseType = sipmessage_pb2.ResponseType
 
-DEFAULT_MAX_FORWARDS: Final = 70  # RFC 3261 §8.1.1.6 "SHOULD be 70"
 BRANCH_MAGIC_COOKIE: Final = "z9hG4bK"  # RFC 3261 §8.1.1.7
 DIALOG_CREATING: Final = frozenset({Method.INVITE, Method.SUBSCRIBE, Method.REFER})
-INVALID_DOMAIN: Final = ".invalid"
 
 
 def random_branch() -> str:
@@ -333,7 +333,7 @@ def _pop_self_routes(out: sipmessage_pb2.SIPMessage, edge: EdgeView) -> None:
 
 def _add_nat_route(out: sipmessage_pb2.SIPMessage, binding: Binding) -> None:
     contact = binding.contact
-    if normalise_host(contact.host).endswith(INVALID_DOMAIN):
+    if is_websocket_alias(contact.host):
         return
     source = binding.source
     if (

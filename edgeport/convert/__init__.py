@@ -12,6 +12,7 @@ from edgeport.convert.codes import (
     should_send_response,
     status_for_response_type,
 )
+from edgeport.convert.errors import ConversionError, ReplyError
 from edgeport.convert.replies import (
     ForwardedRequest,
     NextHop,
@@ -21,9 +22,9 @@ from edgeport.convert.replies import (
     next_hop,
 )
 from edgeport.convert.to_proto import MessageRequestBuilder, to_message_request, to_sip_message
-from edgeport.convert.to_sip import ReplyError
 
 __all__ = [
+    "ConversionError",
     "ForwardedRequest",
     "MessageRequestBuilder",
     "NextHop",

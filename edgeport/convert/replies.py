@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Final
 
 from edgeport._proto import processor_pb2, sipmessage_pb2
 from edgeport.convert.codes import status_for_response_type
+from edgeport.convert.errors import reply_errors
 from edgeport.convert.to_proto import (
     fill_challenge,
     fill_contact,
@@ -55,6 +56,7 @@ from edgeport.sip.headers import (
     split_header_values,
 )
 from edgeport.sip.message import Headers, Message, Request, Response, make_response
+from edgeport.sip.transaction import DEFAULT_MAX_FORWARDS
 from edgeport.sip.transport import Transport
 from edgeport.sip.uri import SipUri, Uri
 
@@ -76,7 +78,6 @@ __all__ = [
 GATEWAY_AUTH_KEY: Final = "x-gateway-auth"
 # RFC 3261 §16.6 step 3: "If the copy does not contain a Max-Forwards header
 # field, the proxy MUST add one with a field value, which SHOULD be 70."
-DEFAULT_MAX_FORWARDS: Final = "70"
 # RFC 3261 §8.1.1: the header fields every request carries (Max-Forwards is added).
 _REQUIRED_IN_REQUEST: Final = ("via", "from", "to", "call-id", "cseq")
 # Written in this order, each typed value first, then extensions of that name;
@@ -467,6 +468,7 @@ def _reason(message: sipmessage_pb2.SIPMessage) -> str | None:
     return check_value(reason, "reason phrase") if reason else None
 
 
+@reply_errors
 def build_answer(
     reply: processor_pb2.MessageResponse,
     request: Request,
@@ -504,6 +506,7 @@ def build_answer(
     return response
 
 
+@reply_errors
 def build_forward_request(
     reply: processor_pb2.MessageResponse,
     original: Request,
@@ -533,7 +536,7 @@ def build_forward_request(
         if key not in groups:
             raise ReplyError(f"the reply has no {_CANONICAL.get(key, 'CSeq')}")
     if "max-forwards" not in groups:
-        groups["max-forwards"] = [("Max-Forwards", "max-forwards", DEFAULT_MAX_FORWARDS)]
+        groups["max-forwards"] = [("Max-Forwards", "max-forwards", str(DEFAULT_MAX_FORWARDS))]
         groups = {key: groups[key] for key in _ordered_keys(groups)}
     request = Request(
         original.method,
@@ -549,6 +552,7 @@ def _ordered_keys(groups: dict[str, _Rows]) -> list[str]:
     return known + [key for key in groups if key not in _ORDER]
 
 
+@reply_errors
 def build_forward_response(
     reply: processor_pb2.MessageResponse,
     original: Response,
@@ -593,6 +597,7 @@ def build_forward_response(
     )
 
 
+@reply_errors
 def next_hop(request: Request) -> NextHop:
     """Where to send a forwarded request (contract §4; RFC 3261 §16.6 steps 6-7).
 

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Final
 
 from edgeport._proto import processor_pb2, sipmessage_pb2
 from edgeport.convert.codes import method_value, response_type_for_status
+from edgeport.convert.errors import ConversionError, from_parse_error
+from edgeport.sip.errors import SipParseError
 from edgeport.sip.headers import CANONICAL_NAMES, parse_name_addr_list
 from edgeport.sip.message import Request, Response
 from edgeport.sip.uri import SipUri, Uri
@@ -261,12 +263,15 @@ def body_text(body: bytes) -> str:
 def to_sip_message(msg: Request | Response) -> sipmessage_pb2.SIPMessage:
     """Convert a parsed (and, for a request, received-stamped) message (contract §2).
 
-    Raises ValueError for a response whose status has no ResponseType
+    Raises ConversionError for a response whose status has no ResponseType
     (a provisional code without a value: see ``should_send_response``), and
-    SipParseError when a typed header is malformed.
+    for a malformed typed header (with the status the request should get).
     """
     out = sipmessage_pb2.SIPMessage()
-    fill_sip_message(out, msg)
+    try:
+        fill_sip_message(out, msg)
+    except SipParseError as error:
+        raise from_parse_error(error) from error
     return out
 
 
@@ -287,7 +292,7 @@ def fill_sip_message(out: sipmessage_pb2.SIPMessage, msg: Request | Response) ->
     else:
         response_type = response_type_for_status(msg.status_code)
         if response_type is None:
-            raise ValueError(f"status {msg.status_code} has no ResponseType")
+            raise ConversionError(f"status {msg.status_code} has no ResponseType", 500)
         out.response_type = response_type  # type: ignore[assignment]
         out.reason_phrase = msg.reason
     headers = msg.headers
@@ -484,15 +489,18 @@ class MessageRequestBuilder:
 
         ``ref`` is the Call-ID; ``method`` the request method or, for a
         response, its CSeq method (UNKNOWN outside the enum); a response also
-        carries ``metadata["statusCode"]``. Raises ValueError for a response
-        that is not sent to the processor (``should_send_response`` is
-        False), SipParseError for a malformed typed header.
+        carries ``metadata["statusCode"]``. Raises ConversionError for a
+        response that is not sent to the processor (``should_send_response``
+        is False) and for a malformed typed header.
         """
         request = processor_pb2.MessageRequest()
         request.CopyFrom(self._template)
         request.ref = msg.call_id
         request.sender.CopyFrom(sender)
-        fill_sip_message(request.message, msg)
+        try:
+            fill_sip_message(request.message, msg)
+        except SipParseError as error:
+            raise from_parse_error(error) from error
         if isinstance(msg, Request):
             request.method = method_value(msg.method)  # type: ignore[assignment]
         else:

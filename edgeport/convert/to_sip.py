@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Final
 
+from edgeport.convert.errors import ReplyError
 from edgeport.sip.headers import is_token, quote_string
 from edgeport.sip.uri import SipUri
 
@@ -57,10 +58,6 @@ _NOT_USERINFO: Final = re.compile(r"[^A-Za-z0-9\-_.!~*'()%&=+$,;?/]")
 _QUOTED: Final = re.compile(r'"(?:[^"\\\x00-\x1f]|\\[^\r\n\x00])*"')
 _DEFAULT_VIA_TRANSPORT: Final = "UDP"
 _MAX_PORT: Final = 65535
-
-
-class ReplyError(ValueError):
-    """A processor reply that cannot be turned into a SIP message; the proxy answers 500."""
 
 
 def check_value(value: str, what: str) -> str:

@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-MAX_MESSAGE_BYTES: Final = 1 << 20  # Routr refuses a SIP message over 1 MiB
+from edgeport.sip.errors import MAX_MESSAGE_BYTES
+
 MAX_HEADER_BYTES: Final = 64 * 1024  # start line + header fields + blank line
 MAX_HEADERS: Final = 256  # header field lines (folded lines count once)
 

@@ -65,7 +65,7 @@ __all__ = [
 MAGIC_COOKIE: Final = "z9hG4bK"
 
 # RFC 3261 §8.1.1.6: a request a UAC builds sets Max-Forwards; 70 is the SHOULD value.
-DEFAULT_MAX_FORWARDS: Final = "70"
+DEFAULT_MAX_FORWARDS: Final = 70  # RFC 3261 §8.1.1.6: SHOULD be 70
 
 
 class TransactionError(Exception):
@@ -616,7 +616,7 @@ def _hop_request(original: Request, method: str, to_value: str) -> Request:
     headers.add("Via", str(original.top_via))
     for route in original.headers.get_all("Route"):
         headers.add("Route", route)
-    headers.add("Max-Forwards", DEFAULT_MAX_FORWARDS)
+    headers.add("Max-Forwards", str(DEFAULT_MAX_FORWARDS))
     from_value = original.headers.get("From")
     if from_value is None:
         raise ValueError("the original request has no From header")

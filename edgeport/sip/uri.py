@@ -17,6 +17,16 @@ from typing import Final
 
 from edgeport.sip.errors import SipParseError
 
+# RFC 6761 §6.4: never resolved. A WebSocket client's Contact host is a random
+# name under it (RFC 7118 §5.2); edgeport reaches it over the client's connection.
+INVALID_TLD: Final = ".invalid"
+
+
+def is_websocket_alias(host: str) -> bool:
+    """A ``.invalid`` host, in any case, bracketed or not, with or without a final dot."""
+    return host.strip("[]").rstrip(".").lower().endswith(INVALID_TLD)
+
+
 __all__ = ["OpaqueUri", "SipUri", "Uri", "parse_uri"]
 
 _ALPHA: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -15,6 +15,12 @@ from typing import TYPE_CHECKING
 from edgeport.sip.transport import Transport
 from edgeport.transports.base import MAX_ALIASES_PER_CONNECTION, Connection, normalize_host
 
+
+def alias_key(host: str) -> str:
+    """A ``.invalid`` host as the alias table keys it: lower case, no final dot."""
+    return normalize_host(host).rstrip(".")
+
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -59,7 +65,7 @@ class ConnectionTable:
         """Route ``host`` (a ``.invalid`` Contact host) to ``conn``; the latest binding wins."""
         if conn not in self._keys:
             return
-        host = normalize_host(host)
+        host = alias_key(host)
         if host in conn.aliases:
             return
         if len(conn.aliases) >= MAX_ALIASES_PER_CONNECTION:
@@ -72,7 +78,7 @@ class ConnectionTable:
         self._aliases[host] = conn
 
     def lookup_alias(self, host: str) -> Connection | None:
-        return self._aliases.get(normalize_host(host))
+        return self._aliases.get(alias_key(host))
 
     def remove(self, conn: Connection) -> None:
         """Forget ``conn`` (idempotent); calls ``on_removed`` once."""

@@ -20,13 +20,14 @@ import logging
 import ssl
 from collections import Counter
 from functools import partial
-from typing import TYPE_CHECKING, Final, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import trio
 
 from edgeport.config import ConnectionLimits, TransportConfig, WebSocketConfig
-from edgeport.sip.framing import MAX_MESSAGE_BYTES
+from edgeport.sip.errors import MAX_MESSAGE_BYTES
 from edgeport.sip.transport import Transport
+from edgeport.sip.uri import is_websocket_alias
 from edgeport.transports.base import Connection, Handler, InboundMessage, Peer, normalize_host
 from edgeport.transports.connections import ConnectionTable, Key, connection_key
 from edgeport.transports.errors import ConnectionLost, NoRoute, SendError
@@ -45,8 +46,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
 logger = logging.getLogger(__name__)
-
-INVALID_TLD: Final = ".invalid"  # RFC 6761 §6.4: never resolved (RFC 7118 §5.2 Contact hosts)
 
 
 class _ConnectAttempt:
@@ -134,7 +133,7 @@ class TransportLayer:
         WebSocket aliases. Raises SendError (NoRoute, ConnectionLost).
         """
         host = normalize_host(peer.host)
-        if host.endswith(INVALID_TLD):
+        if is_websocket_alias(host):
             conn = self.connections.lookup_alias(host)
             if conn is None or conn.closed:
                 self.stats["dropped_no_route"] += 1

@@ -107,6 +107,10 @@ class Destination:
     connection: Connection | None = None
 
 
+# Actions that answer the caller: the forward stays in the table until they are done.
+_OWED: Final = frozenset({Action.RELAY, Action.ANSWER_487, Action.ANSWER_408, Action.ANSWER_503})
+
+
 def new_branch() -> str:
     """RFC 3261 §8.1.1.7: a branch starts with the magic cookie ``z9hG4bK``."""
     return "z9hG4bK" + secrets.token_hex(8)
@@ -740,7 +744,10 @@ class Proxy:
         if forward is None:
             await self._answer(invite, 487)
         else:
-            await self._carry_out(forward, actions)
+            try:
+                await self._carry_out(forward, actions)
+            finally:
+                self._settle(forward)
         if Action.ANSWER_487 in actions:
             extra = x_headers(_extensions(exchange.reply)) if exchange is not None else {}
             self.events.publish(call_ended(cancel.call_id, 200, extra, datetime.now(UTC)))
@@ -896,8 +903,8 @@ class Proxy:
 
     def _settle(self, forward: Forward, actions: tuple[Action, ...] = ()) -> None:
         """Keep ``forward`` in the table while the caller waits for it (drain and CANCEL
-        see it); a relay still to be carried out keeps it there until it is done."""
-        if forward.machine.upstream_waiting or Action.RELAY in actions:
+        see it); an answer still to be carried out keeps it there until it is done."""
+        if forward.machine.upstream_waiting or not _OWED.isdisjoint(actions):
             return
         if self._forwards.get(forward.server.key) is forward:
             del self._forwards[forward.server.key]

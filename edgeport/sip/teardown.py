@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from edgeport.sip.headers import split_header_values
 from edgeport.sip.message import Headers, Request
 from edgeport.sip.transaction import DEFAULT_MAX_FORWARDS
 from edgeport.sip.uri import parse_uri
@@ -25,8 +26,10 @@ if TYPE_CHECKING:
 
 
 def _route_set(invite: Request, response: Response) -> list[str]:
-    recorded = response.headers.get_all("Record-Route")
-    ours = len(invite.headers.get_all("Record-Route"))
+    recorded = [
+        v for line in response.headers.get_all("Record-Route") for v in split_header_values(line)
+    ]
+    ours = sum(len(split_header_values(line)) for line in invite.headers.get_all("Record-Route"))
     below = recorded[: max(len(recorded) - ours, 0)]
     return list(reversed(below))
 

@@ -310,7 +310,9 @@ async def test_unreachable_tcp_next_hop_gets_503(loop_nursery: trio.Nursery) -> 
     answer = await ua.receive()
     assert answer.status == 503, answer.text
     assert answer.header("Retry-After")
-    assert server.proxy.pending_forwards == 0
+    with trio.fail_after(2):  # the forward leaves the table once its answer is sent
+        while server.proxy.pending_forwards:
+            await trio.sleep(0.01)
 
 
 async def test_a_request_that_waited_too_long_gets_503_without_a_processor_call(

@@ -18,7 +18,6 @@ from edgeport.convert import (
     to_proto,
     to_sip_message,
 )
-from edgeport.sip.errors import SipParseError
 from edgeport.sip.message import Request, Response
 from edgeport.sip.parser import parse_message
 

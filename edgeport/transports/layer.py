@@ -39,7 +39,7 @@ from edgeport.transports.stream import (
     read_stream,
     tls_handshake,
 )
-from edgeport.transports.udp import read_datagrams
+from edgeport.transports.udp import DatagramSocket
 from edgeport.transports.websocket import WebSocketConnection, accept_websocket, read_websocket
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class TransportLayer:
         # One entry per task started and not yet running: bounded by the tasks.
         self._inbox: collections.deque[InboundMessage] = collections.deque()
         self._alive_listeners: set[Peer] = set()
-        self._udp_sockets: list[trio.socket.SocketType] = []
+        self._udp_sockets: list[DatagramSocket] = []
         self._connecting: dict[Key, _ConnectAttempt] = {}
         self._accept_scopes: list[trio.CancelScope] = []
         self._open_streams = 0
@@ -167,7 +167,7 @@ class TransportLayer:
             self.stats["dropped_no_route"] += 1
             raise NoRoute(f"no UDP listening point for {host}")
         try:
-            await sock.sendto(data, (host, port))
+            await sock.sendto(data, host, port)
         except OSError as exc:
             logger.warning("udp send to %s:%s failed: %s", host, port, exc)
             self.stats["send_failed_udp"] += 1
@@ -232,10 +232,11 @@ class TransportLayer:
             local = Peer(transport, host, port)
             self._listening_points.append(local)
             if transport is Transport.UDP:
-                self._udp_sockets.append(sock)
+                udp = DatagramSocket(sock)
+                self._udp_sockets.append(udp)
                 deliver = partial(self._deliver_datagram, local=local)
                 self._nursery.start_soon(
-                    self._run_listener, local, partial(read_datagrams, sock, deliver, self.stats)
+                    self._run_listener, local, partial(_read_until_closed, udp, deliver, self.stats)
                 )
             else:
                 listener = trio.SocketListener(sock)
@@ -446,3 +447,12 @@ async def serve_transports(
     finally:
         for _, sock in bound:
             sock.close()
+
+
+async def _read_until_closed(
+    udp: DatagramSocket, deliver: Callable[[bytes, Peer], None], stats: Counter[str]
+) -> None:
+    try:
+        await udp.read(deliver, stats)
+    finally:
+        udp.close()

@@ -13,8 +13,6 @@ installs it (Debian package ``haproxy``).
 from __future__ import annotations
 
 import shutil
-import signal
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -25,9 +23,9 @@ from typing import Final
 import pytest
 import trio
 
+from tests.support.ports import free_port, stop_process, wait_listening
+
 START_TIMEOUT: Final = 10.0  # seconds for HAProxy to listen on every frontend
-STOP_TIMEOUT: Final = 5.0  # seconds after SIGTERM before SIGKILL
-POLL_INTERVAL: Final = 0.02  # seconds between looks at /proc/net/tcp
 
 
 @dataclass(frozen=True)
@@ -35,12 +33,6 @@ class Frontend:
     name: str
     backend_port: int
     send_proxy: str  # "send-proxy" (v1) or "send-proxy-v2"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def haproxy_binary() -> str:
@@ -77,18 +69,6 @@ def write_config(directory: Path, frontends: Sequence[Frontend], ports: dict[str
     return path
 
 
-def listening_ports() -> set[int]:
-    """Ports in LISTEN state on 127.0.0.1 (Linux /proc/net/tcp)."""
-    ports: set[int] = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, state = fields[1], fields[3]
-        address, port = local.split(":")
-        if state == "0A" and address == "0100007F":
-            ports.add(int(port, 16))
-    return ports
-
-
 @asynccontextmanager
 async def running_haproxy(
     directory: Path, frontends: Sequence[Frontend]
@@ -110,25 +90,7 @@ async def running_haproxy(
         )
     try:
         with trio.fail_after(START_TIMEOUT):
-            while not set(ports.values()) <= listening_ports():
-                if process.poll() is not None:
-                    raise AssertionError(
-                        f"haproxy exited with {process.returncode}:\n{stderr_path.read_text()}"
-                    )
-                await trio.sleep(POLL_INTERVAL)
+            await wait_listening(process, set(ports.values()), stderr_path)
         yield ports
     finally:
-        with trio.CancelScope(shield=True):
-            await stop(process)
-
-
-async def stop(process: trio.Process) -> None:
-    """SIGTERM the HAProxy we started (by its PID), SIGKILL if it lingers."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    with trio.move_on_after(STOP_TIMEOUT):
-        await process.wait()
-        return
-    process.kill()
-    await process.wait()
+        await stop_process(process)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 
+from edgeport.transports import proxy_protocol
 from edgeport.transports.proxy_protocol import (
     MAX_V2_PAYLOAD_BYTES,
     V1_MAX_BYTES,
@@ -16,6 +18,7 @@ from edgeport.transports.proxy_protocol import (
     build_v2,
     parse_proxy_header,
 )
+from tests.sip.test_sans_io_imports import forbidden_imports
 
 SIP = b"OPTIONS sip:edge SIP/2.0\r\n"
 
@@ -218,3 +221,8 @@ def test_v1_builder_round_trip() -> None:
         ProxyHeader(1, ("198.51.100.7", 1234), ("192.0.2.1", 5060)),
         len(line),
     )
+
+
+def test_the_parser_is_sans_io() -> None:
+    module = Path(proxy_protocol.__file__).read_text()
+    assert forbidden_imports(module) == []

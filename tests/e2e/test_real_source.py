@@ -28,11 +28,12 @@ from edgeport.server import RunningServer
 from edgeport.sip.transport import Transport
 from tests.e2e.conftest import address, make_config, start_edgeport
 from tests.e2e.flows import response_to
-from tests.support.grpc_processor import ReplyFunction, ScriptableProcessor, start_processor
+from tests.support.grpc_processor import ScriptableProcessor, start_processor
 from tests.support.routr_like import Route, RoutrLikeProcessor
 from tests.support.ua import Received, TcpUA, UdpUA, WsUA, sip
 
 BROWSER_HOST = "q8w2e4r6t1y3.invalid"
+ReplyFunction = Callable[[MessageRequest], MessageResponse]
 WAIT = 20.0  # seconds a whole flow may take
 
 

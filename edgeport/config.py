@@ -83,6 +83,9 @@ class TransportConfig:
     protocol: Transport
     port: int
     bind_addr: str  # the effective address: entry bindAddr, else spec.bindAddr, else 0.0.0.0
+    # edgeport extension transport[*].proxyProtocol: a PROXY protocol header
+    # (v1 or v2) opens every connection, from spec.proxyProtocol.trustedProxies.
+    proxy_protocol: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,13 @@ class ConnectionLimits:
 @dataclass(frozen=True, slots=True)
 class WebSocketConfig:
     allowed_origins: tuple[str, ...] = ()  # empty: any Origin
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyProtocolConfig:
+    """edgeport extension spec.proxyProtocol: who may send PROXY protocol headers."""
+
+    trusted_proxies: tuple[str, ...] = ()  # networks, e.g. 10.0.0.0/8, 2001:db8::/32
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +154,7 @@ class EdgePortConfig:
     security_context: SecurityContext | None = None
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
+    proxy_protocol: ProxyProtocolConfig = field(default_factory=ProxyProtocolConfig)
     publishers: PublisherConfig = field(default_factory=PublisherConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     strip_session_progress_sdp: bool = False
@@ -253,6 +264,7 @@ def describe_config(config: EdgePortConfig) -> dict[str, Any]:
         "bindAddr": config.bind_addr,
         "transport": [
             {"protocol": item.protocol.value, "port": item.port, "bindAddr": item.bind_addr}
+            | ({"proxyProtocol": True} if item.proxy_protocol else {})
             for item in config.transports
         ],
         "methods": list(config.methods),
@@ -279,6 +291,8 @@ def describe_config(config: EdgePortConfig) -> dict[str, Any]:
         "max": config.connections.max_connections,
     }
     spec["websocket"] = {"allowedOrigins": list(config.websocket.allowed_origins)}
+    if config.proxy_protocol.trusted_proxies:
+        spec["proxyProtocol"] = {"trustedProxies": list(config.proxy_protocol.trusted_proxies)}
     spec["maxInFlight"] = config.max_in_flight
     spec["shutdownTimeout"] = config.shutdown_timeout
     described: dict[str, Any] = {"kind": KIND, "apiVersion": config.api_version, "ref": config.ref}
@@ -367,6 +381,7 @@ class _TransportFile:
     protocol: Transport
     port: int
     bind_addr: str | None = None
+    proxy_protocol: bool = False
 
 
 @attrs.frozen
@@ -404,6 +419,11 @@ class _WebSocketFile:
 
 
 @attrs.frozen
+class _ProxyProtocolFile:
+    trusted_proxies: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class _SpecFile:
     transport: tuple[_TransportFile, ...]
     methods: tuple[str, ...]
@@ -415,6 +435,7 @@ class _SpecFile:
     security_context: _SecurityContextFile | None = None
     connections: _ConnectionsFile = _ConnectionsFile()
     websocket: _WebSocketFile = _WebSocketFile()
+    proxy_protocol: _ProxyProtocolFile = _ProxyProtocolFile()
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
 
@@ -560,6 +581,17 @@ def _cidr(value: Any, _: Any = None) -> str:
     return text
 
 
+def _network(value: Any, _: Any = None) -> str:
+    """A network (10.0.0.0/8, 2001:db8::/32) or one address; host bits are dropped."""
+    text = _string(value).strip()
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        raise _Invalid(
+            f"expected a network like 10.0.0.0/8 or an IP address, got {text!r}"
+        ) from None
+
+
 def _processor_addr(value: Any, _: Any = None) -> str:
     text = _string(value).strip()
     if text == BUILTIN_PROCESSOR:
@@ -689,6 +721,7 @@ for _cl in (
     _SecurityContextFile,
     _ConnectionsFile,
     _WebSocketFile,
+    _ProxyProtocolFile,
     _SpecFile,
     _DocumentFile,
 ):
@@ -717,7 +750,12 @@ def _register(cl: type[Any], hooks: Mapping[str, _Hook]) -> _Hook:
 _structure_metadata: Final = _register(_MetadataFile, {"region": _optional(_string)})
 _structure_transport: Final = _register(
     _TransportFile,
-    {"protocol": _protocol, "port": _port, "bind_addr": _optional(_ip_address)},
+    {
+        "protocol": _protocol,
+        "port": _port,
+        "bind_addr": _optional(_ip_address),
+        "proxy_protocol": _boolean,
+    },
 )
 _structure_processor: Final = _register(
     _ProcessorFile, {"addr": _processor_addr, "timeout": _positive_seconds}
@@ -747,6 +785,9 @@ _structure_connections: Final = _register(
 _structure_websocket: Final = _register(
     _WebSocketFile, {"allowed_origins": _list_of(_nonempty_string)}
 )
+_structure_proxy_protocol: Final = _register(
+    _ProxyProtocolFile, {"trusted_proxies": _list_of(_network)}
+)
 _structure_spec: Final = _register(
     _SpecFile,
     {
@@ -765,6 +806,7 @@ _structure_spec: Final = _register(
         "security_context": _optional(_structure_security),
         "connections": _structure_connections,
         "websocket": _structure_websocket,
+        "proxy_protocol": _structure_proxy_protocol,
         "max_in_flight": _positive_integer,
         "shutdown_timeout": _non_negative_seconds,
     },
@@ -979,6 +1021,7 @@ def _cross_checks(document: Mapping[str, Any]) -> list[str]:
         return []
     problems: list[str] = []
     transports = spec.get("transport")
+    problems.extend(_proxy_protocol_checks(spec))
     protocols = [
         entry["protocol"].lower()
         for entry in (transports if isinstance(transports, list) else [])
@@ -1012,6 +1055,32 @@ def _cross_checks(document: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _proxy_protocol_checks(spec: Mapping[str, Any]) -> list[str]:
+    """PROXY protocol only on stream listeners, and only with trusted proxies named."""
+    transports = spec.get("transport")
+    entries = transports if isinstance(transports, list) else []
+    problems: list[str] = []
+    enabled = False
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, Mapping) or entry.get("proxyProtocol") is not True:
+            continue
+        enabled = True
+        protocol = entry.get("protocol")
+        if isinstance(protocol, str) and protocol.lower() == Transport.UDP.value:
+            problems.append(
+                f"spec.transport[{index}].proxyProtocol: only tcp, tls, ws and wss "
+                "listeners take a PROXY protocol header"
+            )
+    section = spec.get("proxyProtocol")
+    trusted = section.get("trustedProxies") if isinstance(section, Mapping) else None
+    if enabled and not trusted:
+        problems.append(
+            "spec.proxyProtocol.trustedProxies: required when a transport sets proxyProtocol "
+            "(the networks of the load balancers allowed to send the header)"
+        )
+    return problems
+
+
 def _to_config(document: _DocumentFile, settings: _EnvSettings) -> EdgePortConfig:
     spec = document.spec
     security: SecurityContext | None = None
@@ -1035,6 +1104,7 @@ def _to_config(document: _DocumentFile, settings: _EnvSettings) -> EdgePortConfi
                 protocol=entry.protocol,
                 port=entry.port,
                 bind_addr=entry.bind_addr or spec.bind_addr,
+                proxy_protocol=entry.proxy_protocol,
             )
             for entry in spec.transport
         ),
@@ -1051,6 +1121,7 @@ def _to_config(document: _DocumentFile, settings: _EnvSettings) -> EdgePortConfi
             max_connections=spec.connections.max,
         ),
         websocket=WebSocketConfig(allowed_origins=spec.websocket.allowed_origins),
+        proxy_protocol=ProxyProtocolConfig(trusted_proxies=spec.proxy_protocol.trusted_proxies),
         publishers=settings.publishers,
         health=settings.health,
         strip_session_progress_sdp=settings.strip_session_progress_sdp,

@@ -423,7 +423,13 @@ class Proxy:
         conn = inbound.connection
         if conn is not None and conn.transport in (Transport.WS, Transport.WSS):
             self._learn_aliases(request, conn)
-        stamp_received(request, inbound.peer.host, inbound.peer.port)
+        # contract §2: on a connection, received and rport always name its source.
+        stamp_received(
+            request,
+            inbound.peer.host,
+            inbound.peer.port,
+            force_rport=inbound.peer.transport.stream,
+        )
         source = Destination(inbound.peer, inbound.connection)
         verdict = Verdict.PROCESS
         if request.method != "ACK":
@@ -538,24 +544,18 @@ class Proxy:
         finally:
             self._limiter.release()
 
-    def _sender(
-        self, message: Request | Response, inbound: InboundMessage
-    ) -> processor_pb2.NetInterface:
-        if isinstance(message, Request):
-            # contract §3: the top Via's sent-by, as Routr sends it.
-            via = message.top_via
-            try:
-                transport = Transport.from_via_token(via.transport)
-            except ValueError:
-                transport = inbound.peer.transport
-            port = via.port if via.port is not None else transport.default_port
-            return processor_pb2.NetInterface(
-                host=via.host, port=port, transport=_PROTO_TRANSPORT[transport]
-            )
+    def _sender(self, inbound: InboundMessage) -> processor_pb2.NetInterface:
+        """contract §3: the packet's real source, never the Via a client wrote.
+
+        Processors run trunk ACLs on ``sender.host``, and a browser's Via host
+        is a ``.invalid`` name; the peer is the socket's (the address a
+        trusted PROXY protocol header gave, where one was accepted) and the
+        transport is the listener's.
+        """
         return processor_pb2.NetInterface(
             host=inbound.peer.host,
             port=inbound.peer.port,
-            transport=_PROTO_TRANSPORT[inbound.peer.transport],
+            transport=_PROTO_TRANSPORT[inbound.local.transport],
         )
 
     async def _call_processor(
@@ -563,7 +563,7 @@ class Proxy:
     ) -> Exchange | None:
         """One processor call; None (logged once, counted) when it failed."""
         if inbound is not None:
-            sender = self._sender(message, inbound)
+            sender = self._sender(inbound)
         else:
             sender = processor_pb2.NetInterface()
         request = self._requests.build(message, sender=sender)
@@ -599,7 +599,7 @@ class Proxy:
                 return
             await self._respond(handle, response)
             if request.method == "REGISTER" and response.status_code == 200:
-                self._publish_registered(request, reply)
+                self._publish_registered(request)
             return
         if kind == "request_uri":
             await self._forward(handle, request, exchange, forward or Forward(self, handle))
@@ -815,17 +815,17 @@ class Proxy:
             response.headers.add("Retry-After", RETRY_AFTER)
         await self._send_quietly(response.to_bytes(), source)
 
-    def _publish_registered(self, request: Request, reply: processor_pb2.MessageResponse) -> None:
+    def _publish_registered(self, request: Request) -> None:
         if not self.events.enabled:
             return
         expires = request.expires
         if expires is None:
             contacts = request.contacts
             expires = contacts[0].expires if contacts and contacts[0].expires is not None else 0
+        # contract §5: the REGISTER's own X- headers, as Routr's EventProcessor reads them.
+        extra = x_headers(request.headers)
         self.events.publish(
-            endpoint_registered(
-                _sip_aor(request, "from"), expires, x_headers(_extensions(reply)), datetime.now(UTC)
-            )
+            endpoint_registered(_sip_aor(request, "from"), expires, extra, datetime.now(UTC))
         )
 
     # responses ------------------------------------------------------------

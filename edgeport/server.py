@@ -180,6 +180,7 @@ async def _serve_transports_named(
         limits=config.connections,
         websocket=config.websocket,
         on_connection_closed=on_closed,
+        trusted_proxies=config.proxy_protocol.trusted_proxies,
         task_status=task_status,
     )
 

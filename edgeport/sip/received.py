@@ -14,6 +14,15 @@ address matches.
 
 Processors build registrations from these parameters, so a client behind NAT
 is reached where it really is.
+
+On connection transports (TCP, TLS, WS, WSS) edgeport goes further, as
+Kamailio's ``force_rport()`` does: with ``force_rport=True`` the top Via gets
+``received`` and ``rport`` set to the connection's source whether or not the
+client asked for rport (contract §2). Responses travel over the connection
+anyway, so the client sees no difference; a Routr location service, which
+builds its route from ``received`` and ``rport``, then stores the connection
+edgeport holds instead of the client's private address or a browser's
+``.invalid`` name.
 """
 
 from __future__ import annotations
@@ -30,11 +39,17 @@ def _same_host(sent_by: str, source: str) -> bool:
     return sent_by.strip("[]").lower() == source.strip("[]").lower()
 
 
-def stamp_received(request: Request, source_host: str, source_port: int) -> None:
-    """Add ``received`` and fill ``rport`` on the request's top Via, in place."""
+def stamp_received(
+    request: Request, source_host: str, source_port: int, *, force_rport: bool = False
+) -> None:
+    """Add ``received`` and fill ``rport`` on the request's top Via, in place.
+
+    ``force_rport``: set both even without an ``rport`` parameter (a request
+    received over a connection).
+    """
     via = request.top_via
     params = dict(via.params)
-    if "rport" in params:
+    if force_rport or "rport" in params:
         params["rport"] = str(source_port)
         params["received"] = source_host
     elif not _same_host(via.host, source_host):

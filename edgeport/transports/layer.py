@@ -25,12 +25,14 @@ from typing import TYPE_CHECKING, NoReturn
 import trio
 
 from edgeport.config import ConnectionLimits, TransportConfig, WebSocketConfig
+from edgeport.ratelimit import RateLimitedLog
 from edgeport.sip.errors import MAX_MESSAGE_BYTES
 from edgeport.sip.transport import Transport
 from edgeport.sip.uri import is_websocket_alias
 from edgeport.transports.base import Connection, Handler, InboundMessage, Peer, normalize_host
 from edgeport.transports.connections import ConnectionTable, Key, connection_key
 from edgeport.transports.errors import ConnectionLost, NoRoute, SendError
+from edgeport.transports.proxied import Refused, TrustedProxies, accept_proxied
 from edgeport.transports.sockets import aclose_stream, bind_socket, remote_peer, socket_of
 from edgeport.transports.stream import (
     CONNECT_TIMEOUT,
@@ -74,7 +76,8 @@ class TransportLayer:
     ``message_too_large``, ``bad_content_length``, ``header_section_too_large``,
     ``too_many_headers``, ``not_a_sip_start_line``), ``udp_keepalives``,
     ``tls_handshake_failed``, ``ws_handshake_refused``/``_timeout``, ``ws_protocol_errors``,
-    ``handler_errors``.
+    ``handler_errors``, ``proxy_protocol_untrusted``/``_invalid``/``_timeout`` (connections
+    closed on a PROXY protocol listener).
     """
 
     def __init__(
@@ -88,8 +91,15 @@ class TransportLayer:
         websocket: WebSocketConfig,
         on_connection_closed: Callable[[Connection], None] | None,
         max_message_bytes: int,
+        proxy_protocol: frozenset[Transport] = frozenset(),
+        trusted_proxies: Sequence[str] = (),
     ) -> None:
         self._nursery = nursery
+        # Listeners whose connections open with a PROXY protocol header, and
+        # who may send one.
+        self._proxy_protocol = proxy_protocol
+        self._trusted_proxies = TrustedProxies(trusted_proxies)
+        self._proxy_log = RateLimitedLog(logger, burst=5)
         self._handler = handler
         self._tls = tls
         self._tls_client_context = tls_client_context or default_client_context()
@@ -290,9 +300,18 @@ class TransportLayer:
             except OSError:
                 return  # gone before we looked
             wrapped: trio.abc.Stream = stream
+            if transport in self._proxy_protocol:
+                accepted = await accept_proxied(stream, peer, self._trusted_proxies)
+                if isinstance(accepted, Refused):
+                    self._refuse_proxied(peer, accepted)
+                    await trio.aclose_forcefully(stream)
+                    return
+                peer, wrapped = accepted
             if transport.secure:
                 assert self._tls is not None
-                wrapped = trio.SSLStream(stream, self._tls, server_side=True, https_compatible=True)
+                wrapped = trio.SSLStream(
+                    wrapped, self._tls, server_side=True, https_compatible=True
+                )
             try:
                 if transport in (Transport.WS, Transport.WSS):
                     await self._serve_websocket(wrapped, transport, peer, local)
@@ -304,6 +323,12 @@ class TransportLayer:
             logger.exception("%s connection failed", transport.value)
         finally:
             self._open_streams -= 1
+
+    def _refuse_proxied(self, peer: Peer, refused: Refused) -> None:
+        self.stats[refused.reason.value] += 1
+        self._proxy_log.warning(
+            "connection from %s closed: %s (PROXY protocol listener)", peer, refused.detail
+        )
 
     async def _serve_stream(
         self, stream: trio.abc.Stream, transport: Transport, peer: Peer, local: Peer
@@ -410,13 +435,16 @@ async def serve_transports(
     websocket: WebSocketConfig | None = None,
     on_connection_closed: Callable[[Connection], None] | None = None,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
+    trusted_proxies: Sequence[str] = (),
     task_status: trio.TaskStatus[TransportLayer] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Bind every listening point, serve them all, report the layer once all are bound.
 
     ``tls`` is the server context for TLS and WSS listeners (required when one
     is configured); ``tls_client_context`` verifies servers on outbound TLS
-    (default: the system trust store). Raises BindError before ``started``.
+    (default: the system trust store). A listener whose config sets
+    ``proxy_protocol`` reads a PROXY protocol header from each connection, and
+    only from ``trusted_proxies`` (networks). Raises BindError before ``started``.
     """
     if tls is None and any(c.protocol.secure for c in configs):
         raise ValueError("a TLS or WSS listener needs a server TLS context")
@@ -440,6 +468,8 @@ async def serve_transports(
                 websocket=websocket or WebSocketConfig(),
                 on_connection_closed=on_connection_closed,
                 max_message_bytes=max_message_bytes,
+                proxy_protocol=frozenset(c.protocol for c in configs if c.proxy_protocol),
+                trusted_proxies=trusted_proxies,
             )
             layer.start_listeners(bound)
             task_status.started(layer)

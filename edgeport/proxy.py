@@ -562,10 +562,7 @@ class Proxy:
         self, message: Request | Response, inbound: InboundMessage | None
     ) -> Exchange | None:
         """One processor call; None (logged once, counted) when it failed."""
-        if inbound is not None:
-            sender = self._sender(inbound)
-        else:
-            sender = processor_pb2.NetInterface()
+        sender = self._sender(inbound) if inbound is not None else processor_pb2.NetInterface()
         request = self._requests.build(message, sender=sender)
         started = trio.current_time()
         try:

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import trio
-import trio_asyncio
 
 from edgeport._proto import sipmessage_pb2
 from edgeport._proto.common_pb2 import TCP, UDP, WS
@@ -51,7 +50,7 @@ async def builtin(
 ) -> AsyncIterator[ProcessorClient]:
     serve = functools.partial(serve_builtin_processor, peers=peers, clock=clock or FakeClock())
     with trio.fail_after(DEADLINE):
-        async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:
             port = await nursery.start(serve, "127.0.0.1", 0)
             async with open_processor_client(f"127.0.0.1:{port}", timeout=3.0) as client:
                 yield client

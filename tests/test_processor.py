@@ -377,6 +377,33 @@ async def test_many_cancelled_calls_leak_no_thread_and_no_call() -> None:
     assert reply.metadata["ref"] == "after"
 
 
+async def test_sequential_calls_share_one_completion_thread_which_ends_at_close(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import grpc._channel
+
+    started: list[object] = []
+    start_thread = grpc._channel._run_channel_spin_thread
+
+    def counted(state: object) -> None:
+        started.append(state)
+        start_thread(state)
+
+    monkeypatch.setattr(grpc._channel, "_run_channel_spin_thread", counted)
+    processor = ScriptableProcessor()
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as nursery:
+            running = await start_processor(nursery, processor)
+            baseline = threads_but_the_processors()
+            async with open_processor_client(running.addr, timeout=3.0) as client:
+                for index in range(50):  # one call in flight at a time
+                    await client.process(invite(f"call-{index}"))
+            # grpcio alone would start a thread for nearly every one of them.
+            assert len(started) == 1
+            await eventually(lambda: threads_but_the_processors() <= baseline)
+            nursery.cancel_scope.cancel()
+
+
 async def test_readiness_follows_the_connection_and_recent_successes() -> None:
     processor = ScriptableProcessor()
     with trio.fail_after(DEADLINE):

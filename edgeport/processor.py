@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import grpc
 import trio
@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT: Final = 3.0  # seconds, per call
 HEALTHY_WITHIN: Final = 30.0  # seconds: a success this recent means ready while (re)connecting
+CONNECTIVITY_POLL: Final = 0.2  # seconds: how often grpcio's watcher thread looks at the channel
 
 # The largest SIP message edgeport accepts is 1 MiB (a body included); the
 # MessageRequest around it adds the edge's addresses and the metadata. Both
@@ -289,13 +290,35 @@ class GrpcProcessorClient:
         return False  # TRANSIENT_FAILURE, SHUTDOWN
 
     def close(self) -> None:
-        """Close the channel: calls still in flight end with CANCELLED."""
+        """Close the channel: calls still in flight end with CANCELLED.
+
+        :meth:`aclose` is gentler with grpcio's connectivity thread.
+        """
         if not self._closed:
             self._closed = True
             self._channel.unsubscribe(self._on_connectivity)
             self._spin.release()
             self._channel.close()
             self.connectivity = grpc.ChannelConnectivity.SHUTDOWN
+
+    async def aclose(self) -> None:
+        """Stop watching the connectivity, let grpcio's watcher thread end, then close.
+
+        grpcio's connectivity watcher raises (and prints) "Channel closed!"
+        when the channel closes under it; once unsubscribed, it ends at its
+        next look, within ``CONNECTIVITY_POLL`` seconds.
+        """
+        if self._closed:
+            return
+        self._channel.unsubscribe(self._on_connectivity)
+        watcher: Any = getattr(self._channel, "_connectivity_state", None)  # grpcio internals
+        with trio.CancelScope(shield=True), trio.move_on_after(CONNECTIVITY_POLL * 2):
+            if not isinstance(getattr(watcher, "polling", None), bool):
+                await trio.sleep(CONNECTIVITY_POLL * 1.5)
+            else:
+                while watcher.polling:  # noqa: ASYNC110 - another thread's flag
+                    await trio.sleep(CONNECTIVITY_POLL / 10)
+        self.close()
 
 
 class _SpinThreadKeeper:
@@ -307,9 +330,9 @@ class _SpinThreadKeeper:
     per call (tens of µs of CPU, and latency). The thread ends only when the
     channel's count of calls in flight drops to 0, so this adds one to that
     count while the thread runs (checked under grpcio's own lock: a count
-    above 0 means the thread has not ended), and takes it back at close,
-    with one last call in flight so that the thread sees the count reach 0
-    and ends as grpcio ends it.
+    above 0 means the thread has not ended), and takes it back at close
+    while another call is still to be counted out, so that the thread sees
+    the count reach 0 and ends as grpcio ends it.
 
     This reads grpcio internals (``Channel._call_state``: ``lock``,
     ``managed_calls``). When they are not there (another grpcio), it does
@@ -339,19 +362,30 @@ class _SpinThreadKeeper:
         state = self._state
         if state is None or not self.kept:
             return
-        # A call to no real method, already past its deadline: grpcio ends it
-        # at once (or the close cancels it), and its completion is what lets
-        # the thread see the count reach 0.
+        self.kept = False
         no_method: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
             _NO_METHOD
         )
-        last = no_method.future(b"", timeout=0.0)
-        with state.lock:
-            state.managed_calls -= 1
-        self.kept = False
-        last.cancel()
+        started: list[grpc.Future[bytes]] = []
+        try:
+            for _ in range(RELEASE_ATTEMPTS):
+                with state.lock:
+                    # Above 1, some call has yet to be counted out by the thread
+                    # (the close cancels it): that last count-out ends the thread.
+                    if state.managed_calls > 1:
+                        state.managed_calls -= 1
+                        return
+                # Only this count is left and the thread waits for completions:
+                # give it one more call, to no real method, which waits for a
+                # connection and never ends by itself (the close cancels it).
+                started.append(no_method.future(b"", wait_for_ready=True))
+            logger.debug("grpcio's completion thread could not be released")
+        finally:
+            for call in started:
+                call.cancel()
 
 
+RELEASE_ATTEMPTS: Final = 3
 _NO_METHOD: Final = "/edgeport.Channel/Close"
 
 
@@ -385,7 +419,7 @@ async def open_processor_client(
     try:
         yield client
     finally:
-        client.close()
+        await client.aclose()
 
 
 class InProcessProcessorClient:

@@ -404,6 +404,30 @@ async def test_sequential_calls_share_one_completion_thread_which_ends_at_close(
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize("up", [True, False])
+async def test_opening_and_closing_clients_leaves_no_thread_and_no_thread_error(
+    monkeypatch: pytest.MonkeyPatch, up: bool
+) -> None:
+    failures: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: failures.append(args.exc_value))
+    processor = ScriptableProcessor()
+    with trio.fail_after(DEADLINE * 2):
+        async with trio.open_nursery() as nursery:
+            running = await start_processor(nursery, processor)
+            addr = running.addr if up else f"127.0.0.1:{unused_port()}"
+            baseline = threads_but_the_processors()
+            for index in range(20):
+                async with open_processor_client(addr, timeout=1.0) as client:
+                    for _ in range(index % 3):  # closed with 0, 1 or 2 calls behind it
+                        try:
+                            await client.process(invite())
+                        except ProcessorUnavailable:
+                            assert not up
+            await eventually(lambda: threads_but_the_processors() <= baseline)
+            nursery.cancel_scope.cancel()
+    assert failures == []
+
+
 async def test_readiness_follows_the_connection_and_recent_successes() -> None:
     processor = ScriptableProcessor()
     with trio.fail_after(DEADLINE):

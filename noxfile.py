@@ -43,6 +43,7 @@ def proto(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Codec, transport and load benchmarks; each prints its figures."""
-    session.install("-e", ".[test]")
+    """Codec, processor hop, transport and load benchmarks; each prints its figures."""
+    # grpclib only for the processor hop benchmark's comparison with the old client.
+    session.install("-e", ".[test]", "grpclib>=0.4.7,<0.5")
     session.run("python", "-m", "benchmarks", *session.posargs)

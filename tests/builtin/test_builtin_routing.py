@@ -1,4 +1,4 @@
-"""The built-in processor through a real grpclib channel on 127.0.0.1.
+"""The built-in processor through a real gRPC channel (grpcio) on 127.0.0.1.
 
 Requests are protobuf literals, as an EdgePort would send them (contract
 §2-3): an EdgePort bound to 0.0.0.0 with UDP 5060, TCP 5060 and WS 5062,

@@ -258,6 +258,8 @@ class GrpcProcessorClient:
             if isinstance(error, grpc.Call):
                 raise self._failed(_from_status(error.code(), error.details())) from None
             raise self._failed(_from_status(None, str(error))) from None
+        except grpc.FutureCancelledError:  # not expected: only this method cancels, then leaves
+            raise self._failed(ProcessorUnavailable("the call was cancelled")) from None
         now = trio.current_time()
         self.total_latency += now - started
         self.last_success_at = now

@@ -57,6 +57,7 @@ def parse_options(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
     parser.add_argument("--concurrency", type=int, default=50, help="calls in flight")
     parser.add_argument("--rounds", type=int, default=2, help="measurements per client")
+    parser.add_argument("--warmup", type=int, default=WARMUP_CALLS, help="calls before timing")
     parser.add_argument("--old-rev", default="", help="git revision of the grpclib client")
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
     # Internal: one measurement in a child process.
@@ -98,7 +99,9 @@ def load_old_client(old_dir: Path) -> Any:
     return module
 
 
-def measure(client_kind: str, addr: str, seconds: float, concurrency: int, old_dir: str) -> Result:
+def measure(
+    client_kind: str, addr: str, seconds: float, concurrency: int, old_dir: str, warmup: int
+) -> Result:
     import trio
 
     from benchmarks.load import bare_messages
@@ -119,7 +122,7 @@ def measure(client_kind: str, addr: str, seconds: float, concurrency: int, old_d
 
     async def run() -> Result:
         async with open_client() as client:
-            for _ in range(WARMUP_CALLS):
+            for _ in range(warmup):
                 await client.process(register)
             samples: list[float] = []
             errors = 0
@@ -237,6 +240,7 @@ def run_child(
     args = [*prefix, sys.executable, "-m", "benchmarks.processor_hop", "--measure", kind]
     args += ["--addr", addr, "--seconds", str(opts.seconds)]
     args += ["--concurrency", str(opts.concurrency), "--old-dir", old]
+    args += ["--warmup", str(opts.warmup)]
     done = subprocess.run(
         args,
         cwd=ROOT,
@@ -278,9 +282,17 @@ def main(argv: list[str] | None = None) -> None:
         argv = shlex.split(os.environ.get("EDGEPORT_HOP_ARGS", ""))
     opts = parse_options(argv)
     if opts.measure:
-        result = measure(opts.measure, opts.addr, opts.seconds, opts.concurrency, opts.old_dir)
+        result = measure(
+            opts.measure, opts.addr, opts.seconds, opts.concurrency, opts.old_dir, opts.warmup
+        )
         print(json.dumps(_as_dict(result)))
         return
+    pinned, results = run(opts)
+    print(report(results, opts, pinned))
+
+
+def run(opts: argparse.Namespace) -> tuple[bool, list[Result]]:
+    """Start the processor, measure each client ``opts.rounds`` times; (pinned, results)."""
     pinned = not opts.no_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) > 1
     client_prefix = ["taskset", "-c", str(CLIENT_CPU)] if pinned else []
     processor_prefix = ["taskset", "-c", str(PROCESSOR_CPU)] if pinned else []
@@ -305,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
             except subprocess.TimeoutExpired:
                 processor.kill()
                 processor.wait()
-    print(report(results, opts, pinned))
+    return pinned, results
 
 
 def _as_dict(result: Result) -> dict[str, Any]:

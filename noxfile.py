@@ -17,7 +17,7 @@ MYPY = "mypy>=2.4,<2.5"
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The whole suite, end-to-end cases included."""
-    session.install("-e", ".[test]", "grpcio-tools>=1.66,<2")
+    session.install("-e", ".[test]", "grpcio-tools>=1.85.1,<2")
     session.run("pytest", *session.posargs)
 
 
@@ -30,19 +30,20 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[test]", MYPY, "types-protobuf", "types-pyyaml")
+    session.install("-e", ".[test]", MYPY, "types-protobuf", "types-pyyaml", "types-grpcio")
     session.run("mypy")
 
 
 @nox.session(python=PYTHON)
 def proto(session: nox.Session) -> None:
-    """Regenerate edgeport/_proto from proto/*.proto."""
-    session.install("grpcio-tools>=1.66,<2", "grpclib>=0.4.7,<0.5")
+    """Regenerate edgeport/_proto (messages and grpcio stubs) from proto/*.proto."""
+    session.install("grpcio-tools>=1.85.1,<2")
     session.run("python", "tools/gen_proto.py")
 
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Codec, transport and load benchmarks; each prints its figures."""
-    session.install("-e", ".[test]")
+    """Codec, processor hop, transport and load benchmarks; each prints its figures."""
+    # grpclib only for the processor hop benchmark's comparison with the old client.
+    session.install("-e", ".[test]", "grpclib>=0.4.7,<0.5")
     session.run("python", "-m", "benchmarks", *session.posargs)

@@ -20,8 +20,8 @@ Everything runs as real processes on 127.0.0.1: the built-in processor
    its port before it starts) and a SIPp UAC placing INVITE / 180 / 200 /
    ACK / BYE / 200 calls through edgeport, ramped the same way.
 4. edgeport's resident set (VmRSS, VmHWM), then SIGINT (it drains and exits).
-5. The bare hop: a grpclib client (``open_processor_client`` under
-   trio-asyncio) sends the MessageRequests edgeport would send for the
+5. The bare hop: edgeport's gRPC client (``open_processor_client``, grpcio
+   futures woken through the trio token) sends the MessageRequests edgeport would send for the
    REGISTER and for the six messages of a call straight to the same
    processor, as fast as it can at the concurrency edgeport had at its
    highest REGISTER rate (Little's law: rate x SIPp's mean response time),
@@ -844,12 +844,11 @@ def run_bare(
 ) -> tuple[BareRun, BareRun, BareRun]:
     """(REGISTER flat out, call messages flat out, REGISTER paced at ``paced_rate``)."""
     import trio
-    import trio_asyncio
 
-    from edgeport.processor import ProcessorClient, ProcessorError, open_processor_client
+    from edgeport.processor import GrpcProcessorClient, ProcessorError, open_processor_client
 
     async def flat_out(
-        client: ProcessorClient, requests: list[processor_pb2.MessageRequest]
+        client: GrpcProcessorClient, requests: list[processor_pb2.MessageRequest]
     ) -> BareRun:
         samples: list[float] = []
         errors = 0
@@ -875,7 +874,7 @@ def run_bare(
         samples.sort()
         return BareRun(len(samples) - errors, errors, elapsed, samples)
 
-    async def paced(client: ProcessorClient) -> BareRun:
+    async def paced(client: GrpcProcessorClient) -> BareRun:
         samples: list[float] = []
         errors = 0
         limiter = trio.CapacityLimiter(MAX_BARE_CONCURRENCY * 4)
@@ -901,7 +900,7 @@ def run_bare(
         return BareRun(len(samples), errors, trio.current_time() - start, samples)
 
     async def measure() -> tuple[BareRun, BareRun, BareRun]:
-        async with trio_asyncio.open_loop(), open_processor_client(addr) as client:
+        async with open_processor_client(addr) as client:
             checks = [await client.process(register)] + [await client.process(m) for m in call]
             kinds = [reply.message.WhichOneof("message_type") for reply in checks]
             # REGISTER answered 200; INVITE, ACK and BYE forwarded; responses passed on.
@@ -1037,7 +1036,7 @@ def method_notes(opts: Options) -> list[str]:
         "table and chart are SIPp's (REGISTER -> 200, INVITE -> 200), in 4 ms ticks (0 = "
         "under one tick); CPU is "
         "the share of one core each process used during the step (/proc/<pid>/stat).",
-        "Bare: a grpclib client (edgeport.processor.open_processor_client under trio-asyncio) "
+        "Bare: edgeport's grpcio client (edgeport.processor.open_processor_client) "
         "sends the MessageRequests edgeport would send (literal SIP converted with "
         "edgeport.convert.to_message_request) to the same built-in processor, flat out, at the "
         "concurrency edgeport had at its max REGISTER rate (rate x SIPp mean response time, "

@@ -7,13 +7,14 @@ bounded queue; when a queue is full the oldest event is dropped and counted.
 
 One task per publisher drains its queue. The console publisher writes one log
 line per event. The NATS publisher is the only place here that crosses into
-asyncio (nats-py, through ``trio_asyncio.aio_as_trio``; the caller opens the
-loop). It publishes in batches and confirms each batch with a PING/PONG
-round trip before counting it as published, so a batch written to a
-connection that was dying is sent again after the reconnect: delivery is at
-least once. nats-py reconnects by itself after a short outage; when it gives
-up, this module connects again with a bounded backoff, while events keep
-queueing (bounded).
+asyncio (nats-py, through ``trio_asyncio.aio_as_trio``), and the only module
+of edgeport that does: :func:`serve_event_publishers` opens the trio-asyncio
+loop when the NATS publisher is enabled, and only then. It publishes in
+batches and confirms each batch with a PING/PONG round trip before counting
+it as published, so a batch written to a connection that was dying is sent
+again after the reconnect: delivery is at least once. nats-py reconnects by
+itself after a short outage; when it gives up, this module connects again
+with a bounded backoff, while events keep queueing (bounded).
 """
 
 from __future__ import annotations
@@ -312,23 +313,31 @@ async def serve_event_publishers(
 ) -> None:
     """Run one task per publisher of ``bus`` until cancelled.
 
-    ``config`` gives the NATS URL and subject prefix. The NATS publisher needs
-    a trio-asyncio loop (``trio_asyncio.open_loop()``) around this call.
+    ``config`` gives the NATS URL and subject prefix. With the NATS publisher
+    enabled, this opens the trio-asyncio loop nats-py runs on (unless the
+    caller runs inside one already); without it, no asyncio loop exists.
     """
+    if NATS_PUBLISHER in bus.publishers:
+        prefix = config.nats_subject
+        if not prefix or any(char.isspace() for char in prefix):
+            raise ValueError(f"invalid NATS subject prefix {prefix!r}")
+        if trio_asyncio.current_loop.get(None) is None:
+            async with trio_asyncio.open_loop():
+                await _serve_publishers(config, bus, task_status)
+            return
+    await _serve_publishers(config, bus, task_status)
+
+
+async def _serve_publishers(
+    config: PublisherConfig, bus: EventBus, task_status: trio.TaskStatus[None]
+) -> None:
     async with trio.open_nursery() as nursery:
         for publisher in bus.publishers:
             queue = bus.queue(publisher)
             if publisher == CONSOLE_PUBLISHER:
                 nursery.start_soon(_serve_console, queue, name="console event publisher")
             else:
-                prefix = config.nats_subject
-                if not prefix or any(char.isspace() for char in prefix):
-                    raise ValueError(f"invalid NATS subject prefix {prefix!r}")
-                if trio_asyncio.current_loop.get(None) is None:
-                    raise RuntimeError(
-                        "the NATS publisher needs trio_asyncio.open_loop() around it"
-                    )
-                nats_publisher = _NatsPublisher(config.nats_url, prefix, queue)
+                nats_publisher = _NatsPublisher(config.nats_url, config.nats_subject, queue)
                 nursery.start_soon(nats_publisher.serve, name="NATS event publisher")
         task_status.started()
         await trio.sleep_forever()

@@ -1,46 +1,86 @@
-"""The gRPC client that asks a Routr Processor (or Dispatcher) what to do with a message.
+"""The client that asks a Routr Processor (or Dispatcher) what to do with a message.
 
 Contract §1 (the ``ProcessMessage`` unary call) and §4 (every call has a
-deadline; a failed call is one clear error, never a silent drop). grpclib is
-an asyncio library: this module and ``events.py`` are the only places where
-edgeport crosses into asyncio, through trio-asyncio. Callers stay in trio and
-see :class:`ProcessorClient` and the :class:`ProcessorError` family only.
+deadline; a failed call is one clear error, never a silent drop). Callers
+stay in trio and see the :class:`ProcessorClient` interface and the
+:class:`ProcessorError` family only. Two clients implement it:
 
-One HTTP/2 channel carries every call, concurrently. grpclib connects lazily
-and reconnects on the next call after the connection is lost, so a processor
-that restarts is picked up without any action here.
+- :class:`GrpcProcessorClient`, over gRPC with grpcio (gRPC's C core). This
+  module is the only place in edgeport that knows grpcio's threads exist.
+  A call is started as a grpcio future; its completion callback runs on a
+  grpcio thread and wakes the waiting trio task through the trio token
+  (``TrioToken.run_sync_soon`` -> ``trio.lowlevel.reschedule``). A trio
+  cancel scope around the wait cancels the future, so a cancelled call
+  leaves neither a thread nor a pending RPC behind. The call's timeout is
+  both the trio deadline and the gRPC deadline. No thread is started per
+  call: grpcio completes every call of the channel on its own thread.
+- :class:`InProcessProcessorClient`, which calls a synchronous handler (the
+  built-in processor's) directly, with no gRPC loopback.
+
+One gRPC channel carries every call, concurrently, over one HTTP/2
+connection. grpcio connects, keeps the connection alive and reconnects
+(with a bounded backoff) by itself, so a processor that restarts is picked
+up without any action here. Readiness (``/readyz``) comes from the
+channel's connectivity state, recorded by a callback on a grpcio thread,
+and from recent successful calls.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import grpc
 import trio
-import trio_asyncio
-from google.protobuf.message import DecodeError
-from grpclib.client import Channel
-from grpclib.const import Status
-from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 
-from edgeport._proto import processor_grpc
+from edgeport._proto import processor_pb2_grpc
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from edgeport._proto.processor_pb2 import MessageRequest, MessageResponse
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT: Final = 3.0  # seconds, per call
-# The trio deadline sits this far behind grpclib's own, so grpclib normally
-# reports the timeout and the trio one only catches a call stuck in the bridge.
-SAFETY_MARGIN: Final = 0.25  # seconds
-HEALTHY_WITHIN: Final = 30.0  # seconds: a success this recent means healthy
-HEALTH_CONNECT_TIMEOUT: Final = 1.0  # seconds, for the TCP probe
+HEALTHY_WITHIN: Final = 30.0  # seconds: a success this recent means ready while (re)connecting
+CONNECTIVITY_POLL: Final = 0.2  # seconds: how often grpcio's watcher thread looks at the channel
+
+# The largest SIP message edgeport accepts is 1 MiB (a body included); the
+# MessageRequest around it adds the edge's addresses and the metadata. Both
+# directions are capped a little above that, so a runaway message is a clear
+# RESOURCE_EXHAUSTED instead of megabytes on the wire (grpcio's defaults:
+# sending unlimited, receiving 4 MiB).
+MAX_MESSAGE_BYTES: Final = 1024 * 1024 + 256 * 1024
+
+CHANNEL_OPTIONS: Final[tuple[tuple[str, int], ...]] = (
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # HTTP/2 PING every 30 s while calls are in flight, and the connection is
+    # dropped (then re-established) when the answer takes more than 10 s: a
+    # processor host that vanished without a FIN is noticed within 40 s, not
+    # after the kernel's TCP timeout of many minutes. No pings on an idle
+    # connection: servers (grpc-js, gRPC core) refuse frequent ones by default.
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    # After a lost connection grpcio retries at 0.25 s, doubling up to 2 s
+    # (its defaults: 1 s up to 120 s). A restarted processor is back in use
+    # within about 2 s; calls made while it is down fail at once with
+    # UNAVAILABLE (503 upstream) instead of waiting for it.
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+    # Never let the channel go idle after a quiet spell (default 30 min): the
+    # first call after it would pay for a new connection, and readiness would
+    # not know whether the processor is there.
+    ("grpc.client_idle_timeout_ms", 2**31 - 1),
+    # This channel's connection is its own, not shared with other channels to
+    # the same address in the process (the tests open several).
+    ("grpc.use_local_subchannel_pool", 1),
+)
 
 
 class ProcessorError(Exception):
@@ -65,6 +105,27 @@ class ProcessorFailed(ProcessorError):
         self.message = message
 
 
+class ProcessorClient(Protocol):
+    """What the rest of edgeport uses: one call, readiness, close."""
+
+    @property
+    def name(self) -> str:
+        """Where the processor is, for logs and the readiness problem."""
+        ...
+
+    async def process(self, request: MessageRequest) -> MessageResponse:
+        """Send one message to the processor; raise a :class:`ProcessorError` on failure."""
+        ...
+
+    def ready(self) -> bool:
+        """Whether calls are expected to succeed now (``/readyz``)."""
+        ...
+
+    def close(self) -> None:
+        """Release the client; calls after this fail."""
+        ...
+
+
 def parse_processor_addr(addr: str, *, allow_port_zero: bool = False) -> tuple[str, int]:
     """``"host:port"`` or ``"[v6]:port"`` -> (host, port). Raises ValueError.
 
@@ -81,53 +142,124 @@ def parse_processor_addr(addr: str, *, allow_port_zero: bool = False) -> tuple[s
     return host, port
 
 
-class ProcessorClient:
-    """Calls ``ProcessMessage`` on one channel; use :func:`open_processor_client`.
+def grpc_target(host: str, port: int) -> str:
+    """The gRPC target for host and port: IPv6 literals go in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-    Counters are plain attributes for health and metrics: ``calls``,
-    ``errors``, ``total_latency`` (seconds over successful calls) and
-    ``last_success_at`` (``trio.current_time()``, None before the first).
+
+def _check_timeout(timeout: float) -> None:
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+
+
+class _PendingCall:
+    """One call in flight: the grpcio future and the trio task waiting for it.
+
+    ``on_done`` runs on a grpcio thread (or at once, in ``add_done_callback``,
+    when the call has already ended); it only hands ``wake`` to the trio loop.
+    ``wake`` runs in the trio loop and reschedules the task unless the wait was
+    aborted (cancelled) meanwhile.
     """
 
-    def __init__(self, channel: Channel, host: str, port: int, *, timeout: float) -> None:
-        if not (timeout > 0 and math.isfinite(timeout)):
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    __slots__ = ("aborted", "future", "task", "token")
+
+    def __init__(
+        self,
+        future: grpc.Future[MessageResponse],
+        task: trio.lowlevel.Task,
+        token: trio.lowlevel.TrioToken,
+    ) -> None:
+        self.future = future
+        self.task = task
+        self.token = token
+        self.aborted = False
+
+    def on_done(self, _future: grpc.Future[MessageResponse]) -> None:
+        try:  # noqa: SIM105 - once per call: a bare try is the cheapest
+            self.token.run_sync_soon(self.wake)
+        except trio.RunFinishedError:
+            pass  # the trio run ended while the call was in flight: nobody waits for it
+
+    def wake(self) -> None:
+        if not self.aborted:
+            trio.lowlevel.reschedule(self.task)
+
+    def abort(self, _raise_cancel: object) -> trio.lowlevel.Abort:
+        self.aborted = True
+        self.future.cancel()
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
+class GrpcProcessorClient:
+    """Calls ``ProcessMessage`` on one grpcio channel; use :func:`open_processor_client`.
+
+    Counters are plain attributes for health and metrics: ``calls``,
+    ``errors``, ``total_latency`` (seconds over successful calls),
+    ``last_success_at`` (``trio.current_time()``, None before the first) and
+    ``in_flight`` (calls started and not yet ended or cancelled).
+    """
+
+    def __init__(self, host: str, port: int, *, timeout: float) -> None:
+        _check_timeout(timeout)
         self.host = host
         self.port = port
         self.timeout = timeout
-        self._channel = channel
-        self._stub = processor_grpc.ProcessorStub(channel)
         self.calls = 0
         self.errors = 0
+        self.in_flight = 0
         self.total_latency = 0.0
         self.last_success_at: float | None = None
         self.last_error: ProcessorError | None = None
+        self._token = trio.lowlevel.current_trio_token()
+        # Written by grpcio's connectivity thread, read by trio: one attribute
+        # assignment, atomic under the GIL, so no lock is needed.
+        self.connectivity = grpc.ChannelConnectivity.IDLE
+        self._channel = grpc.insecure_channel(grpc_target(host, port), options=CHANNEL_OPTIONS)
+        stub = processor_pb2_grpc.ProcessorStub(self._channel)  # type: ignore[no-untyped-call]
+        self._call: Callable[..., grpc.Future[MessageResponse]] = stub.ProcessMessage.future
+        self._closed = False
+        self._spin = _SpinThreadKeeper(self._channel)
+        # Connect now rather than on the first call, so readiness is known early.
+        self._channel.subscribe(self._on_connectivity, try_to_connect=True)
 
-    async def _call(self, request: MessageRequest) -> MessageResponse:
-        # Runs on the asyncio side of trio-asyncio.
-        reply: MessageResponse = await self._stub.ProcessMessage(request, timeout=self.timeout)
-        return reply
+    @property
+    def name(self) -> str:
+        return grpc_target(self.host, self.port)
+
+    def _on_connectivity(self, state: grpc.ChannelConnectivity) -> None:
+        # Runs on a grpcio thread.
+        self.connectivity = state
 
     async def process(self, request: MessageRequest) -> MessageResponse:
         """Send one message to the processor; raise a :class:`ProcessorError` on failure."""
         self.calls += 1
         started = trio.current_time()
+        if self._closed:
+            raise self._failed(ProcessorUnavailable("the processor client is closed"))
+        timeout = self.timeout
+        future = self._call(request, timeout=timeout)
+        if not self._spin.kept:
+            self._spin.keep()
+        pending = _PendingCall(future, trio.lowlevel.current_task(), self._token)
+        self.in_flight += 1
         try:
-            with trio.fail_after(self.timeout + SAFETY_MARGIN):
-                reply: MessageResponse = await trio_asyncio.aio_as_trio(self._call)(request)
-        except trio.TooSlowError:
-            raise self._failed(ProcessorTimeout(f"no reply within {self.timeout} s")) from None
-        except GRPCError as error:
-            raise self._failed(_from_grpc_error(error)) from None
-        except TimeoutError:
-            # grpclib raises asyncio.TimeoutError (the builtin one on 3.11) at its deadline.
-            raise self._failed(ProcessorTimeout(f"no reply within {self.timeout} s")) from None
-        except (OSError, StreamTerminatedError, ProtocolError) as error:
-            raise self._failed(ProcessorUnavailable(_describe(error))) from None
-        except DecodeError as error:
-            raise self._failed(
-                ProcessorFailed(Status.INTERNAL.value, "INTERNAL", f"undecodable reply: {error}")
-            ) from None
+            with trio.CancelScope(deadline=started + timeout) as scope:
+                future.add_done_callback(pending.on_done)
+                await trio.lowlevel.wait_task_rescheduled(pending.abort)
+        finally:
+            self.in_flight -= 1
+        if scope.cancelled_caught:
+            raise self._failed(ProcessorTimeout(f"no reply within {timeout} s"))
+        # The future has ended: result() returns at once, or raises the RpcError.
+        try:
+            reply: MessageResponse = future.result()
+        except grpc.RpcError as error:
+            # The error is the ended call itself: a grpc.Call with its status.
+            if isinstance(error, grpc.Call):
+                raise self._failed(_from_status(error.code(), error.details())) from None
+            raise self._failed(_from_status(None, str(error))) from None
+        except grpc.FutureCancelledError:  # not expected: only this method cancels, then leaves
+            raise self._failed(ProcessorUnavailable("the call was cancelled")) from None
         now = trio.current_time()
         self.total_latency += now - started
         self.last_success_at = now
@@ -139,50 +271,137 @@ class ProcessorClient:
         self.last_error = error
         return error
 
-    async def check_health(self, *, within: float = HEALTHY_WITHIN) -> bool:
-        """True when a call succeeded in the last ``within`` seconds, or the processor accepts TCP.
+    def ready(self, *, within: float = HEALTHY_WITHIN) -> bool:
+        """Connected now, or (re)connecting after a success less than ``within`` seconds ago.
 
         No gRPC traffic is invented for this: a processor would take any
         message it receives for real SIP.
         """
-        if (
-            self.last_success_at is not None
-            and trio.current_time() - self.last_success_at <= within
-        ):
+        state = self.connectivity
+        if state is grpc.ChannelConnectivity.READY:
             return True
-        with trio.move_on_after(HEALTH_CONNECT_TIMEOUT):
-            try:
-                stream = await trio.open_tcp_stream(self.host, self.port)
-            except OSError as error:
-                logger.debug("processor %s:%s health probe failed: %s", self.host, self.port, error)
-                return False
-            await stream.aclose()
-            return True
-        return False
+        if state is grpc.ChannelConnectivity.IDLE and not self._closed:
+            # The connection was lost and nothing asked for a new one yet.
+            self._channel.unsubscribe(self._on_connectivity)
+            self._channel.subscribe(self._on_connectivity, try_to_connect=True)
+        if state in (grpc.ChannelConnectivity.IDLE, grpc.ChannelConnectivity.CONNECTING):
+            return (
+                self.last_success_at is not None
+                and trio.current_time() - self.last_success_at <= within
+            )
+        return False  # TRANSIENT_FAILURE, SHUTDOWN
+
+    def close(self) -> None:
+        """Close the channel: calls still in flight end with CANCELLED.
+
+        :meth:`aclose` is gentler with grpcio's connectivity thread.
+        """
+        if not self._closed:
+            self._closed = True
+            self._channel.unsubscribe(self._on_connectivity)
+            self._spin.release()
+            self._channel.close()
+            self.connectivity = grpc.ChannelConnectivity.SHUTDOWN
+
+    async def aclose(self) -> None:
+        """Stop watching the connectivity, let grpcio's watcher thread end, then close.
+
+        grpcio's connectivity watcher raises (and prints) "Channel closed!"
+        when the channel closes under it; once unsubscribed, it ends at its
+        next look, within ``CONNECTIVITY_POLL`` seconds.
+        """
+        if self._closed:
+            return
+        self._channel.unsubscribe(self._on_connectivity)
+        watcher: Any = getattr(self._channel, "_connectivity_state", None)  # grpcio internals
+        with trio.CancelScope(shield=True), trio.move_on_after(CONNECTIVITY_POLL * 2):
+            if not isinstance(getattr(watcher, "polling", None), bool):
+                await trio.sleep(CONNECTIVITY_POLL * 1.5)
+            else:
+                while watcher.polling:  # noqa: ASYNC110 - another thread's flag
+                    await trio.sleep(CONNECTIVITY_POLL / 10)
+        self.close()
 
 
-def _from_grpc_error(error: GRPCError) -> ProcessorError:
-    status = error.status
-    if status is Status.UNAVAILABLE:
-        return ProcessorUnavailable(f"UNAVAILABLE: {error.message}")
-    if status is Status.DEADLINE_EXCEEDED:
-        return ProcessorTimeout(f"DEADLINE_EXCEEDED: {error.message}")
-    return ProcessorFailed(status.value, status.name, error.message)
+class _SpinThreadKeeper:
+    """Keeps grpcio's completion thread of the channel alive between calls.
+
+    grpcio completes every call of a channel on one thread, but it ends that
+    thread whenever the channel has no call left in flight, and starts a new
+    one with the next call: at low or bursty load, that is a thread started
+    per call (tens of µs of CPU, and latency). The thread ends only when the
+    channel's count of calls in flight drops to 0, so this adds one to that
+    count while the thread runs (checked under grpcio's own lock: a count
+    above 0 means the thread has not ended), and takes it back at close
+    while another call is still to be counted out, so that the thread sees
+    the count reach 0 and ends as grpcio ends it.
+
+    This reads grpcio internals (``Channel._call_state``: ``lock``,
+    ``managed_calls``). When they are not there (another grpcio), it does
+    nothing and grpcio behaves as it does by itself.
+    """
+
+    __slots__ = ("_channel", "_state", "kept")
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self._channel = channel
+        state = getattr(channel, "_call_state", None)
+        usable = hasattr(state, "lock") and isinstance(getattr(state, "managed_calls", None), int)
+        self._state = state if usable else None
+        self.kept = self._state is None  # nothing to keep: never try
+
+    def keep(self) -> None:
+        """Call right after starting a call; keeps the thread if it is running."""
+        state = self._state
+        assert state is not None
+        with state.lock:
+            if state.managed_calls > 0:
+                state.managed_calls += 1
+                self.kept = True
+
+    def release(self) -> None:
+        """Give the count back; the channel is closed right after."""
+        state = self._state
+        if state is None or not self.kept:
+            return
+        self.kept = False
+        no_method: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
+            _NO_METHOD
+        )
+        started: list[grpc.Future[bytes]] = []
+        try:
+            for _ in range(RELEASE_ATTEMPTS):
+                with state.lock:
+                    # Above 1, some call has yet to be counted out by the thread
+                    # (the close cancels it): that last count-out ends the thread.
+                    if state.managed_calls > 1:
+                        state.managed_calls -= 1
+                        return
+                # Only this count is left and the thread waits for completions:
+                # give it one more call, to no real method, which waits for a
+                # connection and never ends by itself (the close cancels it).
+                started.append(no_method.future(b"", wait_for_ready=True))
+            logger.debug("grpcio's completion thread could not be released")
+        finally:
+            for call in started:
+                call.cancel()
 
 
-def _describe(error: BaseException) -> str:
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+RELEASE_ATTEMPTS: Final = 3
+_NO_METHOD: Final = "/edgeport.Channel/Close"
 
 
-async def _open_channel(host: str, port: int) -> Channel:
-    # grpclib binds the channel to the running asyncio loop when it is built.
-    return Channel(host, port)
-
-
-async def _close_channel(channel: Channel) -> None:
-    channel.close()
-    await asyncio.sleep(0)  # let the transport run its close callbacks
+def _from_status(code: grpc.StatusCode | None, details: str | None) -> ProcessorError:
+    if code is None:  # not expected from an ended call; treated as the gRPC UNKNOWN status
+        code = grpc.StatusCode.UNKNOWN
+    if code is grpc.StatusCode.UNAVAILABLE:
+        return ProcessorUnavailable(f"UNAVAILABLE: {details}")
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return ProcessorTimeout(f"DEADLINE_EXCEEDED: {details}")
+    # grpcio reports a reply it cannot decode as INTERNAL ("Exception
+    # deserializing response!"): a ProcessorFailed like any other status.
+    number: int = code.value[0]
+    return ProcessorFailed(number, code.name, details or None)
 
 
 @asynccontextmanager
@@ -190,16 +409,68 @@ async def open_processor_client(
     addr: str,
     *,
     timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the deadline of each call, not of this one
-) -> AsyncIterator[ProcessorClient]:
-    """A :class:`ProcessorClient` for ``host:port``; must run inside ``trio_asyncio.open_loop()``.
+) -> AsyncIterator[GrpcProcessorClient]:
+    """A :class:`GrpcProcessorClient` for ``host:port``, closed on exit.
 
-    Nothing connects here: the first call does (and a refused connection is
-    that call's :class:`ProcessorUnavailable`).
+    The channel starts connecting here, in the background; a processor that
+    is not there yet makes calls fail with :class:`ProcessorUnavailable`
+    until it is.
     """
     host, port = parse_processor_addr(addr)
-    channel = await trio_asyncio.aio_as_trio(_open_channel)(host, port)
+    client = GrpcProcessorClient(host, port, timeout=timeout)
     try:
-        yield ProcessorClient(channel, host, port, timeout=timeout)
+        yield client
     finally:
-        with trio.CancelScope(shield=True):
-            await trio_asyncio.aio_as_trio(_close_channel)(channel)
+        await client.aclose()
+
+
+class InProcessProcessorClient:
+    """Calls a synchronous ``MessageRequest -> MessageResponse`` handler in this process.
+
+    For the built-in processor: the same interface as the gRPC client, with
+    no serialisation and no network. The handler must not block; an
+    exception from it is a :class:`ProcessorFailed` (INTERNAL), as the
+    processor's crash would be over gRPC.
+    """
+
+    def __init__(
+        self, handler: Callable[[MessageRequest], MessageResponse], *, name: str = "builtin"
+    ) -> None:
+        self._handler = handler
+        self._name = name
+        self._closed = False
+        self.calls = 0
+        self.errors = 0
+        self.last_success_at: float | None = None
+        self.last_error: ProcessorError | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def process(self, request: MessageRequest) -> MessageResponse:
+        await trio.lowlevel.checkpoint()
+        self.calls += 1
+        if self._closed:
+            raise self._failed(ProcessorUnavailable("the processor client is closed"))
+        try:
+            reply = self._handler(request)
+        except Exception as error:
+            logger.exception("the in-process processor failed on %s", request.ref)
+            raise self._failed(
+                ProcessorFailed(grpc.StatusCode.INTERNAL.value[0], "INTERNAL", repr(error))
+            ) from None
+        self.last_success_at = trio.current_time()
+        self.last_error = None
+        return reply
+
+    def _failed(self, error: ProcessorError) -> ProcessorError:
+        self.errors += 1
+        self.last_error = error
+        return error
+
+    def ready(self) -> bool:
+        return not self._closed
+
+    def close(self) -> None:
+        self._closed = True

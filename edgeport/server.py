@@ -1,29 +1,33 @@
 """The root of a running edgeport: one nursery holding every long-lived task.
 
-``serve(config)`` opens the trio-asyncio loop (grpclib and nats-py run on
-it), starts the built-in processor when ``spec.processor.addr`` is
-``builtin``, the processor client, the event publishers, the transaction
-timers, every transport listener and the health server, and runs until
-cancelled or, with ``handle_signals``, until SIGTERM/SIGINT. On a signal it
-drains: new requests get 503, in-flight transactions get up to
-``shutdown_timeout`` seconds, queued events are flushed, then everything
-closes. A second signal stops at once.
+``serve(config)`` builds the processor client (the built-in processor's
+handler called in process when ``spec.processor.addr`` is ``builtin``, else
+a gRPC client), the event publishers, the transaction timers, every
+transport listener and the health server, and runs until cancelled or, with
+``handle_signals``, until SIGTERM/SIGINT. On a signal it drains: new
+requests get 503, in-flight transactions get up to ``shutdown_timeout``
+seconds, queued events are flushed, then everything closes. A second
+signal stops at once.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import trio
-import trio_asyncio
 
 from edgeport.config import BUILTIN_PROCESSOR
 from edgeport.events import EventBus, serve_event_publishers
 from edgeport.metrics import METRICS
-from edgeport.processor import ProcessorClient, open_processor_client
+from edgeport.processor import (
+    InProcessProcessorClient,
+    ProcessorClient,
+    open_processor_client,
+)
 from edgeport.proxy import Destination, Proxy
 from edgeport.sip.timers import TimerConfig
 from edgeport.sip.transport import Transport
@@ -31,7 +35,7 @@ from edgeport.transaction_layer import TransactionLayer
 from edgeport.transports import Peer, TransportLayer, serve_transports
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
     from edgeport.config import EdgePortConfig
 
@@ -39,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 EVENT_FLUSH_TIMEOUT: Final = 5.0  # seconds to publish queued events at shutdown
 DRAIN_POLL_INTERVAL: Final = 0.1  # seconds between checks for in-flight transactions
-READINESS_INTERVAL: Final = 2.0  # seconds between processor readiness probes
 
 
 @dataclass(slots=True)
@@ -68,40 +71,10 @@ async def serve(
     timers: TimerConfig | None = None,
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run edgeport until cancelled (or a signal, with ``handle_signals``).
-
-    Opens the trio-asyncio loop unless the caller already runs inside one.
-    """
-    if trio_asyncio.current_loop.get(None) is not None:
-        await _serve_in_loop(
-            config, handle_signals=handle_signals, timers=timers, task_status=task_status
-        )
-        return
-    async with trio_asyncio.open_loop():
-        await _serve_in_loop(
-            config, handle_signals=handle_signals, timers=timers, task_status=task_status
-        )
-
-
-async def _serve_in_loop(
-    config: EdgePortConfig,
-    *,
-    handle_signals: bool,
-    timers: TimerConfig | None,
-    task_status: trio.TaskStatus[RunningServer],
-) -> None:
+    """Run edgeport until cancelled (or a signal, with ``handle_signals``)."""
     async with trio.open_nursery() as root:
         processor_addr = config.processor.addr
-        if processor_addr == BUILTIN_PROCESSOR:
-            from edgeport.builtin.service import serve_builtin_processor
-
-            port = await root.start(serve_builtin_processor, "127.0.0.1", 0)
-            processor_addr = f"127.0.0.1:{port}"
-            logger.info("built-in processor on %s", processor_addr)
-
-        async with open_processor_client(
-            processor_addr, timeout=config.processor.timeout
-        ) as processor:
+        async with _open_processor(config) as processor:
             events = EventBus.from_config(config.publishers)
             await root.start(serve_event_publishers, config.publishers, events)
 
@@ -153,6 +126,25 @@ async def _serve_in_loop(
             root.cancel_scope.cancel()
 
 
+@asynccontextmanager
+async def _open_processor(config: EdgePortConfig) -> AsyncIterator[ProcessorClient]:
+    """The built-in processor's handler in process, or a gRPC client for ``host:port``."""
+    if config.processor.addr != BUILTIN_PROCESSOR:
+        async with open_processor_client(
+            config.processor.addr, timeout=config.processor.timeout
+        ) as client:
+            yield client
+        return
+    from edgeport.builtin.service import builtin_processor
+
+    logger.info("built-in processor in process")
+    in_process = InProcessProcessorClient(builtin_processor().process)
+    try:
+        yield in_process
+    finally:
+        in_process.close()
+
+
 async def _open_work_nursery(root: trio.Nursery) -> trio.Nursery:
     """A nursery for the proxy's own tasks (response relays), living as long as ``root``."""
 
@@ -197,19 +189,14 @@ async def _serve_health_named(
     checks = HealthChecks()
     for point in transports.listening_points:
         checks.add_liveness(f"listener {point}", _listener_alive(transports, point))
-    readiness = _ProcessorReadiness(processor)
-    checks.set_readiness(
-        readiness.ready, problem=f"processor {processor.host}:{processor.port} is not answering"
-    )
+    checks.set_readiness(processor.ready, problem=f"processor {processor.name} is not answering")
     exporter = _TransportStatsExporter(transports)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(readiness.serve)
-        await serve_health(
-            config.health.port,
-            checks=checks,
-            render_metrics=exporter.render,
-            task_status=task_status,
-        )
+    await serve_health(
+        config.health.port,
+        checks=checks,
+        render_metrics=exporter.render,
+        task_status=task_status,
+    )
 
 
 class _TransportStatsExporter:
@@ -228,24 +215,6 @@ class _TransportStatsExporter:
                 METRICS.transport_events.labels(event=key).inc(delta)
                 self._seen[key] = value
         return METRICS.render()
-
-
-class _ProcessorReadiness:
-    """Whether the processor answers: a recent successful call, else a TCP probe."""
-
-    def __init__(self, processor: ProcessorClient) -> None:
-        self._processor = processor
-        self._ready = False
-
-    def ready(self) -> bool:
-        return self._ready
-
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self._ready = await self._processor.check_health()
-        task_status.started()
-        while True:
-            await trio.sleep(READINESS_INTERVAL)
-            self._ready = await self._processor.check_health()
 
 
 def _listener_alive(transports: TransportLayer, point: Peer) -> Callable[[], bool]:

@@ -407,3 +407,32 @@ async def test_an_event_too_large_for_nats_is_dropped_not_retried(tmp_path: Path
     assert json.loads(received.data)["callId"] == "call-1"
     stats = bus.stats()[NATS_PUBLISHER]
     assert (stats.published, stats.dropped, stats.depth) == (1, 1, 0)
+
+
+async def test_the_nats_publisher_opens_its_own_asyncio_loop_when_none_is_open() -> None:
+    bus = EventBus.from_config(PublisherConfig(nats_enabled=True), metrics=EdgeportMetrics())
+    events = [call_ended(f"own-loop-{index}", 200, {}, NOW) for index in range(2)]
+    assert trio_asyncio.current_loop.get(None) is None
+    with trio.fail_after(30):
+        async with open_nats_server() as server:
+            config = PublisherConfig(nats_enabled=True, nats_url=server.url)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(serve_event_publishers, config, bus)
+                for event in events:
+                    bus.publish(event)
+                await bus.drain()  # confirmed by the server (PING/PONG), not only sent
+                nursery.cancel_scope.cancel()
+    assert bus.stats()[NATS_PUBLISHER].published == 2
+    assert trio_asyncio.current_loop.get(None) is None  # the loop ended with the publisher
+
+
+async def test_without_nats_no_asyncio_loop_is_needed(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="edgeport.events")
+    bus = EventBus.from_config(PublisherConfig(console_enabled=True), metrics=EdgeportMetrics())
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_event_publishers, PublisherConfig(console_enabled=True), bus)
+            bus.publish(call_ended("console-1", 200, {}, NOW))
+            await bus.drain()
+            nursery.cancel_scope.cancel()
+    assert "event call.ended" in caplog.text

@@ -1,8 +1,10 @@
-"""Generate edgeport/_proto from proto/*.proto.
+"""Generate edgeport/_proto from proto/*.proto with grpcio-tools.
 
-protoc writes sibling imports (``import common_pb2``) that only work from
-the top level; the generated modules live inside the ``edgeport._proto``
-package, so those imports are rewritten to relative ones.
+protoc writes the messages (``*_pb2.py`` and their ``.pyi`` stubs) and
+grpcio's service code (``processor_pb2_grpc.py``: the client stub and the
+servicer base). Both write sibling imports (``import common_pb2``) that only
+work from the top level; the generated modules live inside the
+``edgeport._proto`` package, so those imports are rewritten to relative ones.
 
 Usage: ``python tools/gen_proto.py [OUTPUT_DIR]`` (default ``edgeport/_proto``).
 The test suite calls :func:`generate` into a temporary directory and compares
@@ -28,14 +30,12 @@ def generate(out_dir: Path) -> list[Path]:
     from grpc_tools import protoc  # dev-only dependency
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    plugin = Path(sys.executable).parent / "protoc-gen-grpclib_python"
     args = [
         "protoc",
-        f"--plugin=protoc-gen-grpclib_python={plugin}",
         f"-I{PROTO_DIR}",
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
-        f"--grpclib_python_out={out_dir}",
+        f"--grpc_python_out={out_dir}",
         *(str(PROTO_DIR / name) for name in PROTOS),
     ]
     if protoc.main(args) != 0:
@@ -45,13 +45,13 @@ def generate(out_dir: Path) -> list[Path]:
         if path.name == "__init__.py":
             continue
         if path.name.endswith("_grpc.py") and "class " not in path.read_text():
-            path.unlink()  # a proto without services yields an empty stub module
+            path.unlink()  # a proto without services yields a module without classes
             continue
         text = _SIBLING_IMPORT.sub(r"from . import \1\2", path.read_text())
         path.write_text(HEADER + text)
         written.append(path)
     init = out_dir / "__init__.py"
-    init.write_text('"""Protobuf and grpclib code generated from proto/ (never edited)."""\n')
+    init.write_text('"""Protobuf and grpcio code generated from proto/ (never edited)."""\n')
     written.append(init)
     return written
 

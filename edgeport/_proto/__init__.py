@@ -1,1 +1,1 @@
-"""Protobuf and grpclib code generated from proto/ (never edited)."""
+"""Protobuf and grpcio code generated from proto/ (never edited)."""

@@ -1,8 +1,9 @@
 """A small Routr-style Processor built into edgeport: registrar, location, routing.
 
-Runs standalone (``edgeport builtin-processor --bind 0.0.0.0:51904``) as the
-processor of any EdgePort, or embedded in edgeport's own nursery
-(:func:`serve_builtin_processor`). What it decides is described in
+Runs standalone (``edgeport builtin-processor --bind 0.0.0.0:51904``), served
+over gRPC with grpcio, as the processor of any EdgePort; edgeport itself calls
+the same handler in process when ``processor.addr`` is ``builtin``
+(:func:`builtin_processor`). What it decides is described in
 ``router.py``; its optional static peers file in ``config.py``.
 """
 
@@ -15,13 +16,21 @@ import signal
 from typing import Final
 
 import trio
-import trio_asyncio
 
 from edgeport.builtin.config import PeersConfigError, StaticPeer, load_peers
-from edgeport.builtin.service import serve_builtin_processor, serve_processor_service
+from edgeport.builtin.service import (
+    builtin_processor,
+    serve_builtin_processor,
+    serve_processor_service,
+)
 from edgeport.processor import parse_processor_addr
 
-__all__ = ["cli_main", "serve_builtin_processor", "serve_processor_service"]
+__all__ = [
+    "builtin_processor",
+    "cli_main",
+    "serve_builtin_processor",
+    "serve_processor_service",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +38,7 @@ DEFAULT_BIND: Final = "0.0.0.0:51904"
 EXIT_OK: Final = 0
 EXIT_USAGE: Final = 2
 EXIT_FAILED: Final = 1
+STOP_GRACE: Final = 2.0  # seconds calls in flight get to finish on SIGTERM
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,9 +63,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run(host: str, port: int, peers: dict[str, StaticPeer]) -> None:
-    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            await nursery.start(functools.partial(serve_builtin_processor, peers=peers), host, port)
+            serve = functools.partial(serve_builtin_processor, peers=peers, grace=STOP_GRACE)
+            await nursery.start(serve, host, port)
             async for signum in signals:
                 logger.info("%s received, stopping", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()

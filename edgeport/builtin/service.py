@@ -1,146 +1,128 @@
-"""Serving a Routr Processor over gRPC (contract §1), from trio, with grpclib.
+"""The built-in processor as a handler, and serving a Routr Processor over gRPC (contract §1).
 
 :class:`BuiltinProcessor` is the ``ProcessMessage`` handler in front of the
-:class:`~edgeport.builtin.router.Router`. :func:`serve_processor_service`
-serves any ``ProcessorBase`` handler and is a trio function in the usual
-``serve_*`` shape: it runs inside ``trio_asyncio.open_loop()``, reports the
-bound port through ``task_status.started`` and serves until cancelled.
+:class:`~edgeport.builtin.router.Router`: ``process(request)`` is plain,
+synchronous and never raises (a bug answers 500). edgeport calls it in
+process when ``processor.addr`` is ``builtin``; ``edgeport
+builtin-processor`` serves it over gRPC with :func:`serve_processor_service`.
 
-grpclib's ``Server.close()`` stops listening and cancels running handlers
-but leaves established HTTP/2 connections open, so a client would keep
-sending on a connection nobody serves. The server here also closes those
-connections, so a stopped processor looks stopped to its clients (they see
-the connection drop and reconnect to whatever listens next).
+The gRPC server is grpcio's (``grpc.server``), the same stack as edgeport's
+processor client. It runs on its own threads: gRPC's C core does the HTTP/2
+work and a thread pool runs the handler. The built-in processor gets ONE
+worker thread: its registrar is not thread-safe, the handler is short and
+CPU-bound (more threads would only contend for the GIL), and one thread
+needs no lock. grpc.aio in a thread of its own was the other choice; it
+would add an asyncio loop and hand-offs for no gain with a synchronous
+handler. :func:`serve_processor_service` is a trio function in the usual
+``serve_*`` shape: it reports the bound port through ``task_status.started``
+and serves until cancelled; then it stops the server, which cancels calls
+still running and closes every connection, so a stopped processor looks
+stopped to its clients.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import time
-import weakref
-from typing import TYPE_CHECKING, Any, Final
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Final
 
+import grpc
 import trio
-import trio_asyncio
-from grpclib.server import Server
 
-from edgeport._proto import processor_grpc, sipmessage_pb2
+from edgeport._proto import processor_pb2_grpc, sipmessage_pb2
 from edgeport.builtin.registrar import Registrar
 from edgeport.builtin.router import Router, reply
+from edgeport.processor import MAX_MESSAGE_BYTES, grpc_target
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-
-    import grpclib.server
-    from grpclib.protocol import H2Protocol
 
     from edgeport._proto.processor_pb2 import MessageRequest, MessageResponse
     from edgeport.builtin.config import StaticPeer
 
 logger = logging.getLogger(__name__)
 
-LISTEN_BACKLOG: Final = 128
+STOP_TIMEOUT: Final = 5.0  # seconds to wait for the server to finish stopping
+
+SERVER_OPTIONS: Final[tuple[tuple[str, int], ...]] = (
+    # The same cap as the client's (a SIP message of 1 MiB and its envelope).
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # Accept the clients' keepalive PINGs (edgeport's: every 30 s while calls
+    # run) instead of answering them with GOAWAY "too_many_pings".
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # A second processor started on a port in use fails to bind instead of
+    # silently sharing the port (gRPC core sets SO_REUSEPORT by default).
+    ("grpc.so_reuseport", 0),
+)
 
 
-class BuiltinProcessor(processor_grpc.ProcessorBase):
-    """The gRPC face of the router: one ``ProcessMessage`` call, one decision."""
+class BuiltinProcessor(processor_pb2_grpc.ProcessorServicer):
+    """The router behind ``ProcessMessage``: one request, one decision."""
 
     def __init__(self, router: Router) -> None:
         self.router = router
 
-    async def ProcessMessage(
-        self, stream: grpclib.server.Stream[MessageRequest, MessageResponse]
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None  # grpclib reads exactly one message for a unary call
+    def process(self, request: MessageRequest) -> MessageResponse:
+        """The router's decision; a bug answers 500 (logged), never a silent drop."""
         try:
-            response = self.router.process(request)
+            return self.router.process(request)
         except Exception:
-            # A bug here must not become a silent drop: answer 500 and log it.
             logger.exception("processing %s failed (call %s)", request.method, request.ref)
-            response = reply(sipmessage_pb2.ResponseType.SERVER_INTERNAL_ERROR)
-        await stream.send_message(response)
+            return reply(sipmessage_pb2.ResponseType.SERVER_INTERNAL_ERROR)
+
+    def ProcessMessage(
+        self, request: MessageRequest, context: grpc.ServicerContext
+    ) -> MessageResponse:
+        return self.process(request)
 
 
-class _ClosingServer(Server):
-    """A grpclib Server whose close() also closes the connections it accepted."""
-
-    def __init__(self, handlers: list[Any]) -> None:
-        super().__init__(handlers)
-        self._protocols: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
-
-    def _protocol_factory(self) -> H2Protocol:
-        protocol: H2Protocol = super()._protocol_factory()
-        self._protocols.add(protocol)
-        return protocol
-
-    def close(self) -> None:
-        super().close()
-        for protocol in list(self._protocols):
-            processor = getattr(protocol, "processor", None)  # set once connected
-            if processor is not None:
-                processor.close("Server closed")
-
-
-async def _start_server(handler: Any, sock: socket.socket) -> _ClosingServer:
-    server = _ClosingServer([handler])
-    await server.start(sock=sock, backlog=LISTEN_BACKLOG)
-    return server
-
-
-async def _stop_server(server: _ClosingServer) -> None:
-    server.close()
-    await server.wait_closed()
-
-
-async def _bound_socket(host: str, port: int) -> socket.socket:
-    infos = await trio.socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
-    if not infos:
-        raise OSError(f"cannot resolve {host!r}")
-    family, _type, proto, _canonname, address = infos[0]
-    # The protocol must be IPPROTO_TCP: grpclib sets TCP_NODELAY only on such
-    # sockets, and without it every reply waits out delayed ACKs (~40 ms).
-    sock = socket.socket(family, socket.SOCK_STREAM, proto or socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(LISTEN_BACKLOG)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+def builtin_processor(
+    *,
+    peers: Mapping[str, StaticPeer] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> BuiltinProcessor:
+    """A built-in processor with an empty registrar; ``clock`` drives binding expiry."""
+    return BuiltinProcessor(Router(Registrar(clock), peers=peers))
 
 
 async def serve_processor_service(
-    handler: processor_grpc.ProcessorBase,
+    servicer: processor_pb2_grpc.ProcessorServicer,
     bind_host: str,
     bind_port: int,
     *,
+    max_workers: int = 1,
+    grace: float | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve a Processor handler until cancelled; ``task_status.started(port)``.
+    """Serve a Processor servicer until cancelled; ``task_status.started(port)``.
 
-    Must run inside ``trio_asyncio.open_loop()``. ``bind_port`` 0 picks a free port.
+    ``bind_port`` 0 picks a free port. ``max_workers`` threads run the
+    handler (a handler that sleeps or blocks needs more than one).
+    ``grace``: seconds calls still running get to finish when stopping.
     """
-    sock = await _bound_socket(bind_host, bind_port)
+    target = grpc_target(bind_host, bind_port)
+    workers = ThreadPoolExecutor(max_workers, thread_name_prefix="processor")
+    server = grpc.server(workers, options=SERVER_OPTIONS)
+    processor_pb2_grpc.add_ProcessorServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     try:
-        server = await trio_asyncio.aio_as_trio(_start_server)(handler, sock)
-    except BaseException:
-        sock.close()
-        raise
-    port: int = sock.getsockname()[1]
+        port = server.add_insecure_port(target)
+    except RuntimeError as error:  # grpcio's "Failed to bind to address"
+        workers.shutdown(wait=False)
+        raise OSError(f"cannot listen on {target}: {error}") from None
+    server.start()
     try:
-        logger.info("processor listening on %s:%s", bind_host, port)
+        logger.info("processor listening on %s", grpc_target(bind_host, port))
         task_status.started(port)
         await trio.sleep_forever()
     finally:
+        stopped = server.stop(grace)
         with trio.CancelScope(shield=True):
-            await trio_asyncio.aio_as_trio(_stop_server)(server)
-        logger.info("processor on %s:%s stopped", bind_host, port)
+            await trio.to_thread.run_sync(stopped.wait, STOP_TIMEOUT)
+        workers.shutdown(wait=False)
+        logger.info("processor on %s stopped", grpc_target(bind_host, port))
 
 
 async def serve_builtin_processor(
@@ -149,14 +131,14 @@ async def serve_builtin_processor(
     *,
     peers: Mapping[str, StaticPeer] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    grace: float | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the built-in processor until cancelled; ``task_status.started(port)``.
-
-    Must run inside ``trio_asyncio.open_loop()``. ``clock`` drives binding
-    expiry (tests pass a fake one).
-    """
-    router = Router(Registrar(clock), peers=peers)
+    """Serve the built-in processor over gRPC until cancelled; ``task_status.started(port)``."""
     await serve_processor_service(
-        BuiltinProcessor(router), bind_host, bind_port, task_status=task_status
+        builtin_processor(peers=peers, clock=clock),
+        bind_host,
+        bind_port,
+        grace=grace,
+        task_status=task_status,
     )

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import trio
-import trio_asyncio
 
 from edgeport._proto import sipmessage_pb2
 from edgeport._proto.common_pb2 import UDP
@@ -28,6 +27,8 @@ DEADLINE = 30  # seconds: two interpreter start-ups
 LISTENING = re.compile(rb"processor listening on 127\.0\.0\.1:(\d+)")
 CLI = "import sys; from edgeport.builtin import cli_main; sys.exit(cli_main(sys.argv[1:]))"
 MAX_LOG_BYTES = 1 << 20
+RETRIES = 200
+RETRY_INTERVAL = 0.05  # seconds
 
 
 @dataclass
@@ -85,7 +86,7 @@ def options_to_edgeport() -> MessageRequest:
 @pytest.mark.slow
 async def test_standalone_processor_survives_a_restart_on_the_same_port() -> None:
     with trio.fail_after(DEADLINE):
-        async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:
             first = await start_standalone(nursery, "127.0.0.1:0")
             addr = f"127.0.0.1:{first.port}"
             async with open_processor_client(addr, timeout=3.0) as client:
@@ -96,7 +97,13 @@ async def test_standalone_processor_survives_a_restart_on_the_same_port() -> Non
                     await client.process(options_to_edgeport())
                 second = await start_standalone(nursery, addr)
                 assert second.port == first.port
-                reply = await client.process(options_to_edgeport())
+                # UNAVAILABLE until the channel's reconnection backoff (at most 2 s) ends.
+                for _ in range(RETRIES):
+                    try:
+                        reply = await client.process(options_to_edgeport())
+                        break
+                    except ProcessorUnavailable:
+                        await trio.sleep(RETRY_INTERVAL)
                 assert reply.message.response_type == sipmessage_pb2.ResponseType.OK
                 assert await stop(second) == 0
     assert b"SIGTERM received, stopping" in second.log

@@ -1,4 +1,4 @@
-"""The built-in processor through a real grpclib channel on 127.0.0.1.
+"""The built-in processor through a real gRPC channel (grpcio) on 127.0.0.1.
 
 Requests are protobuf literals, as an EdgePort would send them (contract
 §2-3): an EdgePort bound to 0.0.0.0 with UDP 5060, TCP 5060 and WS 5062,
@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import trio
-import trio_asyncio
 
 from edgeport._proto import sipmessage_pb2
 from edgeport._proto.common_pb2 import TCP, UDP, WS
@@ -51,7 +50,7 @@ async def builtin(
 ) -> AsyncIterator[ProcessorClient]:
     serve = functools.partial(serve_builtin_processor, peers=peers, clock=clock or FakeClock())
     with trio.fail_after(DEADLINE):
-        async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:
             port = await nursery.start(serve, "127.0.0.1", 0)
             async with open_processor_client(f"127.0.0.1:{port}", timeout=3.0) as client:
                 yield client

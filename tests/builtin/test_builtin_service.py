@@ -1,19 +1,19 @@
-"""The gRPC service around the router: listening socket, failures inside the router."""
+"""The built-in processor's handler, and the gRPC service around it: port, failures inside."""
 
 from __future__ import annotations
 
 import socket
 import time
 
+import pytest
 import trio
-import trio_asyncio
 
 from edgeport._proto import sipmessage_pb2
 from edgeport._proto.common_pb2 import UDP
 from edgeport._proto.processor_pb2 import MessageRequest, MessageResponse, Method
 from edgeport.builtin.registrar import Registrar
 from edgeport.builtin.router import Router
-from edgeport.builtin.service import BuiltinProcessor, _bound_socket, serve_processor_service
+from edgeport.builtin.service import BuiltinProcessor, serve_processor_service
 from edgeport.processor import open_processor_client
 
 DEADLINE = 10  # seconds
@@ -33,20 +33,28 @@ def options() -> MessageRequest:
     )
 
 
-async def test_listening_socket_is_tcp_so_replies_are_not_delayed() -> None:
-    # grpclib turns TCP_NODELAY on only for sockets whose protocol is IPPROTO_TCP.
-    sock = await _bound_socket("127.0.0.1", 0)
-    with sock:
-        assert sock.proto == socket.IPPROTO_TCP
-        assert sock.getsockname()[1] != 0
-
-
 async def test_a_bug_in_the_router_is_answered_500_not_dropped() -> None:
     service = BuiltinProcessor(BrokenRouter(Registrar(time.monotonic)))
     with trio.fail_after(DEADLINE):
-        async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:
             port = await nursery.start(serve_processor_service, service, "127.0.0.1", 0)
             async with open_processor_client(f"127.0.0.1:{port}", timeout=3.0) as client:
                 reply = await client.process(options())
             nursery.cancel_scope.cancel()
     assert reply.message.response_type == sipmessage_pb2.ResponseType.SERVER_INTERNAL_ERROR
+
+
+def test_the_handler_answers_500_for_a_bug_without_any_grpc() -> None:
+    reply = BuiltinProcessor(BrokenRouter(Registrar(time.monotonic))).process(options())
+    assert reply.message.response_type == sipmessage_pb2.ResponseType.SERVER_INTERNAL_ERROR
+
+
+async def test_a_port_in_use_is_an_os_error_not_a_shared_port() -> None:
+    service = BuiltinProcessor(Router(Registrar(time.monotonic)))
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with trio.fail_after(DEADLINE), pytest.raises(OSError, match="cannot listen"):
+            await serve_processor_service(service, "127.0.0.1", port)

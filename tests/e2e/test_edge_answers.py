@@ -7,7 +7,6 @@ import time
 
 import pytest
 import trio
-import trio_asyncio
 
 from edgeport._proto.processor_pb2 import MessageResponse
 from edgeport.builtin.registrar import Registrar
@@ -45,7 +44,7 @@ def routr_like() -> ScriptableProcessor:
 
 @pytest.fixture
 async def loop_nursery() -> object:
-    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery:
         yield nursery
         nursery.cancel_scope.cancel()
 

@@ -124,7 +124,7 @@ async def test_shutdown_during_a_call_loses_nothing() -> None:
     from tests.support.ua import sip
 
     with trio.fail_after(30):
-        async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:
             server = await start_edgeport(nursery, make_config())
             edge = address(server, Transport.UDP)
             alice, bob, late = (

@@ -9,7 +9,7 @@ import pytest
 
 SIP_PACKAGE = Path(__file__).resolve().parents[2] / "edgeport" / "sip"
 FORBIDDEN = frozenset(
-    {"trio", "socket", "asyncio", "grpclib", "nats", "time", "random", "ssl", "threading"}
+    {"trio", "socket", "asyncio", "grpc", "nats", "time", "random", "ssl", "threading"}
 )
 
 
@@ -38,7 +38,8 @@ def forbidden_imports(source: str) -> list[str]:
         "def f():\n    import threading\n",
         "import nats.aio.client",
         "from ssl import SSLContext",
-        "from grpclib.client import Channel",
+        "from grpc import insecure_channel",
+        "import grpc.aio",
     ],
 )
 def test_checker_catches_forbidden_import(source: str) -> None:

@@ -1,33 +1,40 @@
-"""A scriptable Routr Processor for tests: a real grpclib server whose answers a test sets.
+"""A scriptable Routr Processor for tests: a real grpcio server whose answers a test sets.
 
     processor = ScriptableProcessor(reply=lambda request: ...)
-    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery:
         running = await start_processor(nursery, processor)   # 127.0.0.1, port 0
         ... point a ProcessorClient at running.addr ...
         await running.stop()                                  # connections dropped too
         running = await start_processor(nursery, processor, port=running.port)
 
 Behaviour is plain attributes, changeable between calls: ``reply`` (a function
-MessageRequest -> MessageResponse), ``delay`` (seconds, slept on the asyncio
-side before answering), ``failure`` (a GRPCError to raise instead of
-answering). Every request received is kept in ``requests``.
+MessageRequest -> MessageResponse), ``delay`` (seconds, or a function
+MessageRequest -> seconds, waited in the server thread before answering),
+``failure`` (a grpc.StatusCode to end the call with instead of answering,
+``failure_details`` its message). Every request received is kept in
+``requests``; calls the client cancelled (or whose deadline passed) while
+they were delayed are counted in ``cancelled``.
+
+The server runs handlers on a pool of ``WORKERS`` threads, so a delayed
+reply holds one thread and never the others' calls; ``reply`` itself runs
+under a lock, one call at a time.
 """
 
 from __future__ import annotations
 
-import asyncio
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import grpclib.server
+import grpc
 import trio
-from grpclib.exceptions import GRPCError
 
-from edgeport._proto import processor_grpc, sipmessage_pb2
+from edgeport._proto import processor_pb2_grpc, sipmessage_pb2
 from edgeport._proto.processor_pb2 import MessageRequest, MessageResponse
 from edgeport.builtin.service import serve_processor_service
 
 MAX_KEPT_REQUESTS = 10_000
+WORKERS = 64
 
 
 def echo(request: MessageRequest) -> MessageResponse:
@@ -36,6 +43,7 @@ def echo(request: MessageRequest) -> MessageResponse:
 
 
 ReplyFunction = Callable[[MessageRequest], MessageResponse]
+Delay = float | Callable[[MessageRequest], float]
 
 
 def answer(response_type: sipmessage_pb2.ResponseType) -> ReplyFunction:
@@ -47,31 +55,43 @@ def answer(response_type: sipmessage_pb2.ResponseType) -> ReplyFunction:
     return reply
 
 
-class ScriptableProcessor(processor_grpc.ProcessorBase):
+class ScriptableProcessor(processor_pb2_grpc.ProcessorServicer):  # type: ignore[misc]
     def __init__(
         self,
         reply: ReplyFunction = echo,
         *,
-        delay: float = 0.0,
-        failure: GRPCError | None = None,
+        delay: Delay = 0.0,
+        failure: grpc.StatusCode | None = None,
+        failure_details: str = "",
     ) -> None:
         self.reply = reply
         self.delay = delay
         self.failure = failure
+        self.failure_details = failure_details
         self.requests: list[MessageRequest] = []
+        self.cancelled = 0
+        self._lock = threading.Lock()
 
-    async def ProcessMessage(
-        self, stream: grpclib.server.Stream[MessageRequest, MessageResponse]
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        if len(self.requests) < MAX_KEPT_REQUESTS:
-            self.requests.append(request)
-        if self.delay > 0:
-            await asyncio.sleep(self.delay)
+    def ProcessMessage(
+        self, request: MessageRequest, context: grpc.ServicerContext
+    ) -> MessageResponse:
+        with self._lock:
+            if len(self.requests) < MAX_KEPT_REQUESTS:
+                self.requests.append(request)
+        delay = self.delay(request) if callable(self.delay) else self.delay
+        if delay > 0:
+            ended = threading.Event()  # set when the call ends: cancelled, deadline or done
+            if context.add_callback(ended.set):
+                ended.wait(delay)
+            # else: the call had ended before this handler ran
+            if not context.is_active():
+                with self._lock:
+                    self.cancelled += 1
+                return MessageResponse()  # nobody reads it
         if self.failure is not None:
-            raise self.failure
-        await stream.send_message(self.reply(request))
+            context.abort(self.failure, self.failure_details)
+        with self._lock:  # reply functions (a Router, say) need not be thread-safe
+            return self.reply(request)
 
 
 @dataclass
@@ -93,19 +113,23 @@ class RunningProcessor:
 
 async def start_processor(
     nursery: trio.Nursery,
-    processor: processor_grpc.ProcessorBase,
+    processor: processor_pb2_grpc.ProcessorServicer,
     *,
     host: str = "127.0.0.1",
     port: int = 0,
 ) -> RunningProcessor:
-    """Serve ``processor`` in ``nursery`` (inside ``trio_asyncio.open_loop()``)."""
+    """Serve ``processor`` over gRPC in ``nursery`` until stopped or cancelled."""
 
     async def run(task_status: trio.TaskStatus[RunningProcessor]) -> None:
         with trio.CancelScope() as scope:
             running: RunningProcessor | None = None
             try:
                 async with trio.open_nursery() as inner:
-                    bound = await inner.start(serve_processor_service, processor, host, port)
+                    bound = await inner.start(
+                        lambda task_status: serve_processor_service(
+                            processor, host, port, max_workers=WORKERS, task_status=task_status
+                        )
+                    )
                     running = RunningProcessor(host, bound, scope)
                     task_status.started(running)
             finally:

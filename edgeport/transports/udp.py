@@ -46,7 +46,11 @@ class DatagramSocket:
         self._raw.setblocking(False)
 
     def close(self) -> None:
-        self._raw.close()
+        """Close the socket; a reader waiting on it gets ``trio.ClosedResourceError``."""
+        if self._raw.fileno() != -1:
+            trio.lowlevel.notify_closing(self._raw)
+            self._raw.close()
+        self.sock.close()
 
     async def sendto(self, data: bytes, host: str, port: int) -> None:
         """Send one datagram; raises OSError. A name (not an address) is resolved by trio."""

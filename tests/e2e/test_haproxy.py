@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
-import trio_asyncio
 import trio_websocket
 import trustme
 
@@ -68,7 +67,7 @@ async def edgeport_behind_haproxy(
 ) -> AsyncIterator[tuple[RunningServer, ScriptableProcessor, dict[str, int]]]:
     keystore = write_leaf_pkcs12(tmp_path / "edge.p12", "changeit", ca.issue_cert("127.0.0.1"))
     processor = ScriptableProcessor(reply=register_ok)
-    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery:
         running = await start_processor(nursery, processor)
         config = make_config(
             processor=ProcessorConfig(running.addr, timeout=5.0),

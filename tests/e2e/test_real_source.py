@@ -18,7 +18,6 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
-import trio_asyncio
 import trio_websocket
 
 from edgeport._proto import common_pb2, sipmessage_pb2
@@ -43,7 +42,7 @@ async def edgeport_with(
 ) -> AsyncIterator[tuple[RunningServer, ScriptableProcessor]]:
     """edgeport on 127.0.0.1 (UDP, TCP, WS) in front of a test processor."""
     processor = ScriptableProcessor(reply=reply)
-    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery:
         running = await start_processor(nursery, processor)
         overrides.setdefault("localnets", ("127.0.0.1/8",))
         config = make_config(processor=ProcessorConfig(running.addr, timeout=5.0), **overrides)

@@ -2,7 +2,7 @@
 
 ::
 
-    edgeport [--config PATH] [--log-level LEVEL] [--log-format text|json]
+    edgeport [--config PATH] [--log-level LEVEL] [--log-format text|json] [--workers N]
     edgeport check-config PATH
     edgeport builtin-processor [ARGS...]
     edgeport --version
@@ -17,6 +17,7 @@ logging.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import functools
 import gc
@@ -30,7 +31,13 @@ from typing import TYPE_CHECKING, Any, Final
 import yaml
 
 from edgeport import __version__
-from edgeport.config import ConfigError, describe_config, load_config, load_config_with_warnings
+from edgeport.config import (
+    ConfigError,
+    describe_config,
+    load_config,
+    load_config_with_warnings,
+    parse_workers,
+)
 
 if TYPE_CHECKING:
     from edgeport.config import EdgePortConfig
@@ -62,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         from edgeport.builtin import cli_main  # the processor's own dependencies load only here
 
         return cli_main(list(args.args))
-    return _serve(args.config)
+    if args.command == "worker":
+        return _serve_worker(args)
+    return _serve(args.config, args.workers, args.log_level, args.log_format)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
         help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO)",
     )
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text")
+    parser.add_argument(
+        "--workers",
+        metavar="N",
+        help="worker processes sharing the ports: a count or 'auto', one per usable core "
+        "(default: $WORKERS, else spec.workers, else 1: one process, no supervisor)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser(
         "check-config",
@@ -101,6 +116,14 @@ def _parser() -> argparse.ArgumentParser:
         prefix_chars="\0",  # every argument, --help included, belongs to the processor
     )
     builtin.add_argument("args", nargs=argparse.REMAINDER)
+    worker = commands.add_parser(
+        "worker",
+        help="one worker process (started by edgeport --workers N, not by hand)",
+    )
+    worker.add_argument("--index", type=int, required=True)
+    worker.add_argument("--count", type=int, required=True)
+    worker.add_argument("--rundir", required=True, help="where the workers' sockets are")
+    worker.add_argument("--processor", help="the processor address, replacing the configured one")
     return parser
 
 
@@ -117,13 +140,22 @@ def _check_config(path: str) -> int:
     return EXIT_OK
 
 
-def _serve(path: str | None) -> int:
+def _serve(path: str | None, workers_arg: str | None, log_level: str, log_format: str) -> int:
     try:
         config = load_config(path, os.environ)
     except ConfigError as error:
         _print_problems(error.problems)
         _print_problems([f"warning: {line}" for line in error.warnings])
         return EXIT_CONFIG
+    workers = config.workers
+    if workers_arg is not None:
+        try:
+            workers = parse_workers(workers_arg)
+        except ValueError as error:
+            _print_problems([f"--workers: {error}"])
+            return EXIT_CONFIG
+    if workers > 1:
+        return _supervise(config, path, workers, log_level, log_format)
     server = importlib.import_module("edgeport.server")  # late: check-config needs none of it
 
     if path is None and not os.environ.get("CONFIG_PATH"):
@@ -135,6 +167,50 @@ def _serve(path: str | None) -> int:
     _tune_garbage_collector()
     # SIGTERM and SIGINT stop the listeners and drain transactions (architecture: shutdown).
     return _run(functools.partial(server.serve, handle_signals=True), config)
+
+
+def _supervise(
+    config: EdgePortConfig, path: str | None, workers: int, log_level: str, log_format: str
+) -> int:
+    import trio
+
+    from edgeport.workers.supervisor import supervise
+
+    logger.info("edgeport %s starting as %s with %d workers", __version__, config.ref, workers)
+    try:
+        code: int = trio.run(
+            functools.partial(
+                supervise,
+                config,
+                config_path=path,
+                workers=workers,
+                log_level=log_level,
+                log_format=log_format,
+            )
+        )
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return code
+
+
+def _serve_worker(args: argparse.Namespace) -> int:
+    from edgeport.workers.worker import WorkerRole, run_worker, tag_log_lines
+
+    tag_log_lines(args.index)
+    try:
+        config = load_config(args.config, os.environ)
+        if args.processor is not None:
+            processor = dataclasses.replace(config.processor, addr=args.processor)
+            config = dataclasses.replace(config, processor=processor)
+        role = WorkerRole(args.index, args.count, args.rundir)
+    except ConfigError as error:
+        _print_problems(error.problems)
+        return EXIT_CONFIG
+    except ValueError as error:
+        _print_problems([str(error)])
+        return EXIT_CONFIG
+    _tune_garbage_collector()
+    return _run(functools.partial(run_worker, role=role), config)
 
 
 def _tune_garbage_collector() -> None:

@@ -25,6 +25,7 @@ import enum
 import ipaddress
 import json
 import logging
+import os
 import re
 import typing
 import urllib.parse
@@ -49,6 +50,8 @@ DEFAULT_PROCESSOR_TIMEOUT = 3.0  # seconds, edgeport extension spec.processor.ti
 DEFAULT_IDLE_TIMEOUT = 600.0  # seconds, edgeport extension spec.connections.idleTimeout
 DEFAULT_MAX_CONNECTIONS = 10_000  # edgeport extension spec.connections.max
 DEFAULT_MAX_IN_FLIGHT = 1_000  # edgeport extension spec.maxInFlight
+WORKERS_AUTO: Final = "auto"
+MAX_WORKERS: Final = 256
 DEFAULT_SHUTDOWN_TIMEOUT = 32.0  # seconds, edgeport extension spec.shutdownTimeout
 DEFAULT_HEALTHCHECK_PORT = 8080
 
@@ -160,6 +163,7 @@ class EdgePortConfig:
     strip_session_progress_sdp: bool = False
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    workers: int = 1  # edgeport extension spec.workers: processes sharing the ports
 
 
 # ---------------------------------------------------------------------------
@@ -187,6 +191,7 @@ SIP_METHODS: Final = (  # the names of the Method enum in processor.proto
 TLS_PROTOCOLS: Final = ("TLSv1.2", "TLSv1.3")
 INSECURE_TLS_PROTOCOLS: Final = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1")
 BUILTIN_PROCESSOR: Final = "builtin"
+UNIX_PROCESSOR_PREFIX: Final = "unix:"
 MAX_CONFIG_BYTES: Final = 1024 * 1024  # a configuration file is a few hundred bytes
 PASSWORD_MASK: Final = "****"
 _MAX_SHOWN_CHARS: Final = 60  # a bad value is quoted in the message up to this length
@@ -295,6 +300,7 @@ def describe_config(config: EdgePortConfig) -> dict[str, Any]:
         spec["proxyProtocol"] = {"trustedProxies": list(config.proxy_protocol.trusted_proxies)}
     spec["maxInFlight"] = config.max_in_flight
     spec["shutdownTimeout"] = config.shutdown_timeout
+    spec["workers"] = config.workers
     described: dict[str, Any] = {"kind": KIND, "apiVersion": config.api_version, "ref": config.ref}
     if config.region is not None:
         described["metadata"] = {"region": config.region}
@@ -438,6 +444,7 @@ class _SpecFile:
     proxy_protocol: _ProxyProtocolFile = _ProxyProtocolFile()
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    workers: int = 1
 
 
 @attrs.frozen
@@ -521,6 +528,20 @@ def _positive_integer(value: Any, _: Any = None) -> int:
     return number
 
 
+def parse_workers(value: Any, _: Any = None) -> int:
+    """``spec.workers``, ``WORKERS`` or ``--workers``: a count, or ``auto`` (one per core)."""
+    if isinstance(value, str) and value.strip().lower() == WORKERS_AUTO:
+        return len(os.sched_getaffinity(0))
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    number = _integer(value)
+    if not 1 <= number <= MAX_WORKERS:
+        raise _Invalid(
+            f"expected {WORKERS_AUTO!r} or a count from 1 to {MAX_WORKERS}, got {number}"
+        )
+    return number
+
+
 def _positive_seconds(value: Any, _: Any = None) -> float:
     seconds = _number(value)
     if not seconds > 0 or seconds == float("inf"):
@@ -596,6 +617,8 @@ def _processor_addr(value: Any, _: Any = None) -> str:
     text = _string(value).strip()
     if text == BUILTIN_PROCESSOR:
         return text
+    if text.startswith(UNIX_PROCESSOR_PREFIX) and len(text) > len(UNIX_PROCESSOR_PREFIX):
+        return text  # gRPC over a Unix socket: unix:/path
     host, _sep, port = text.rpartition(":")
     valid_port = _PORT_RE.fullmatch(port) is not None and 1 <= int(port) <= 65535
     if host.startswith("[") and host.endswith("]"):
@@ -809,6 +832,7 @@ _structure_spec: Final = _register(
         "proxy_protocol": _structure_proxy_protocol,
         "max_in_flight": _positive_integer,
         "shutdown_timeout": _non_negative_seconds,
+        "workers": parse_workers,
     },
 )
 _structure_document: Final = _register(
@@ -891,6 +915,7 @@ _ENV_KEYS: Final = (
     ("PROCESSOR_ADDR", "spec.processor.addr"),
     ("EXTERNAL_ADDRS", "spec.externalAddrs"),
     ("LOCALNETS", "spec.localnets"),
+    ("WORKERS", "spec.workers"),
 )
 
 
@@ -915,6 +940,8 @@ def _apply_env_to_document(document: dict[str, Any], env: Mapping[str, str]) -> 
             if not isinstance(processor, dict):
                 continue
             processor["addr"] = value.strip()
+        elif key_path == "spec.workers":
+            spec["workers"] = value.strip()
         else:
             spec[key_path.rsplit(".", 1)[-1]] = _env_list(value)
         applied[key_path] = variable
@@ -1127,4 +1154,5 @@ def _to_config(document: _DocumentFile, settings: _EnvSettings) -> EdgePortConfi
         strip_session_progress_sdp=settings.strip_session_progress_sdp,
         max_in_flight=spec.max_in_flight,
         shutdown_timeout=spec.shutdown_timeout,
+        workers=spec.workers,
     )

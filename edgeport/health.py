@@ -15,9 +15,11 @@ processor answered recently".
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import os
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
@@ -26,7 +28,7 @@ import trio
 from edgeport.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
 logger = logging.getLogger(__name__)
 
@@ -130,24 +132,48 @@ async def serve_health(
     checks: HealthChecks,
     render_metrics: Callable[[], str],
     heartbeat: Heartbeat | None = None,
+    refresh: Callable[[], Awaitable[None]] | None = None,
+    unix_path: str | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the health endpoints on ``host:port`` until cancelled; report the bound port.
 
     Without ``heartbeat`` the server runs its own; with one, the caller runs it
-    (``heartbeat.serve``) and the server only reads it.
+    (``heartbeat.serve``) and the server only reads it. ``refresh`` is awaited
+    before each answer (to gather what the checks and metrics read). With
+    ``unix_path`` the server listens on that Unix socket instead (reports 0).
     """
     async with trio.open_nursery() as nursery:
         if heartbeat is None:
             heartbeat = Heartbeat()
             await nursery.start(heartbeat.serve)
-        server = _HealthServer(checks, render_metrics, heartbeat)
+        server = _HealthServer(checks, render_metrics, heartbeat, refresh)
+        if unix_path is not None:
+            listener = await _unix_listener(unix_path)
+            await nursery.start(trio.serve_listeners, server.handle, [listener])
+            logger.debug("health endpoints on unix:%s", unix_path)
+            task_status.started(0)
+            return
         listeners = await nursery.start(
             functools.partial(trio.serve_tcp, server.handle, port, host=host)
         )
         bound_port: int = listeners[0].socket.getsockname()[1]
         logger.info("health endpoints on http://%s:%d", host, bound_port)
         task_status.started(bound_port)
+
+
+async def _unix_listener(path: str) -> trio.SocketListener:
+    """A listener on the Unix socket ``path``; a socket file left there by a dead process goes."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    try:
+        await sock.bind(path)
+        sock.listen(MAX_CONNECTIONS)
+    except OSError:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
 
 
 class _BadRequest(Exception):
@@ -158,14 +184,19 @@ class _BadRequest(Exception):
 
 class _HealthServer:
     def __init__(
-        self, checks: HealthChecks, render_metrics: Callable[[], str], heartbeat: Heartbeat
+        self,
+        checks: HealthChecks,
+        render_metrics: Callable[[], str],
+        heartbeat: Heartbeat,
+        refresh: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._checks = checks
         self._render_metrics = render_metrics
         self._heartbeat = heartbeat
+        self._refresh = refresh
         self._limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
 
-    async def handle(self, stream: trio.SocketStream) -> None:
+    async def handle(self, stream: trio.SocketStream) -> None:  # a TCP or Unix stream
         try:
             self._limiter.acquire_nowait()
         except trio.WouldBlock:
@@ -176,6 +207,8 @@ class _HealthServer:
             with trio.move_on_after(CONNECTION_TIMEOUT) as scope:
                 head = await _receive_head(stream)
                 if head is not None:
+                    if self._refresh is not None:
+                        await self._refresh()
                     await stream.send_all(self._answer(head))
             if scope.cancelled_caught:
                 logger.debug("health server: a client took over %.1f s", CONNECTION_TIMEOUT)

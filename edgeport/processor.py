@@ -126,6 +126,9 @@ class ProcessorClient(Protocol):
         ...
 
 
+UNIX_TARGET_PREFIX: Final = "unix:"  # a processor on a Unix socket: ``unix:/path``
+
+
 def parse_processor_addr(addr: str, *, allow_port_zero: bool = False) -> tuple[str, int]:
     """``"host:port"`` or ``"[v6]:port"`` -> (host, port). Raises ValueError.
 
@@ -199,10 +202,12 @@ class GrpcProcessorClient:
     ``in_flight`` (calls started and not yet ended or cancelled).
     """
 
-    def __init__(self, host: str, port: int, *, timeout: float) -> None:
+    def __init__(self, host: str, port: int, *, timeout: float, target: str | None = None) -> None:
         _check_timeout(timeout)
         self.host = host
         self.port = port
+        # A gRPC target of its own (``unix:/path``) replaces host and port.
+        self._target = target or grpc_target(host, port)
         self.timeout = timeout
         self.calls = 0
         self.errors = 0
@@ -214,7 +219,7 @@ class GrpcProcessorClient:
         # Written by grpcio's connectivity thread, read by trio: one attribute
         # assignment, atomic under the GIL, so no lock is needed.
         self.connectivity = grpc.ChannelConnectivity.IDLE
-        self._channel = grpc.insecure_channel(grpc_target(host, port), options=CHANNEL_OPTIONS)
+        self._channel = grpc.insecure_channel(self._target, options=CHANNEL_OPTIONS)
         stub = processor_pb2_grpc.ProcessorStub(self._channel)  # type: ignore[no-untyped-call]
         self._call: Callable[..., grpc.Future[MessageResponse]] = stub.ProcessMessage.future
         self._closed = False
@@ -224,7 +229,7 @@ class GrpcProcessorClient:
 
     @property
     def name(self) -> str:
-        return grpc_target(self.host, self.port)
+        return self._target
 
     def _on_connectivity(self, state: grpc.ChannelConnectivity) -> None:
         # Runs on a grpcio thread.
@@ -410,14 +415,17 @@ async def open_processor_client(
     *,
     timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the deadline of each call, not of this one
 ) -> AsyncIterator[GrpcProcessorClient]:
-    """A :class:`GrpcProcessorClient` for ``host:port``, closed on exit.
+    """A :class:`GrpcProcessorClient` for ``host:port`` or ``unix:/path``, closed on exit.
 
     The channel starts connecting here, in the background; a processor that
     is not there yet makes calls fail with :class:`ProcessorUnavailable`
     until it is.
     """
-    host, port = parse_processor_addr(addr)
-    client = GrpcProcessorClient(host, port, timeout=timeout)
+    if addr.startswith(UNIX_TARGET_PREFIX):
+        client = GrpcProcessorClient("", 0, timeout=timeout, target=addr)
+    else:
+        host, port = parse_processor_addr(addr)
+        client = GrpcProcessorClient(host, port, timeout=timeout)
     try:
         yield client
     finally:

@@ -237,6 +237,8 @@ class Proxy:
         self.events = events
         self.metrics = metrics
         self._branch = branch_factory
+        # Worker processes: every forwarded request's top Via gets a branch of ours.
+        self.own_branches = False
         self._tag = tag_factory
         self._limiter = trio.CapacityLimiter(config.max_in_flight)
         # Lines a flood could multiply: at most a burst every few seconds.
@@ -615,7 +617,11 @@ class Proxy:
         reply = exchange.reply
         try:
             forwarded = convert.build_forward_request(
-                reply, request, branch_factory=self._branch, sent=exchange.sent
+                reply,
+                request,
+                branch_factory=self._branch,
+                sent=exchange.sent,
+                replace_branch=self.own_branches,  # edgeport.workers: responses find their worker
             )
             outgoing = forwarded.request
             credentials = (

@@ -28,7 +28,7 @@ from edgeport.processor import (
     ProcessorClient,
     open_processor_client,
 )
-from edgeport.proxy import Destination, Proxy
+from edgeport.proxy import Destination, Proxy, new_branch
 from edgeport.sip.timers import TimerConfig
 from edgeport.sip.transport import Transport
 from edgeport.transaction_layer import TransactionLayer
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from edgeport.config import EdgePortConfig
+    from edgeport.workers.worker import WorkerRole
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +70,28 @@ async def serve(
     *,
     handle_signals: bool = False,
     timers: TimerConfig | None = None,
+    worker: WorkerRole | None = None,
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run edgeport until cancelled (or a signal, with ``handle_signals``)."""
+    """Run edgeport until cancelled (or a signal, with ``handle_signals``).
+
+    ``worker``: this process is one of several sharing the ports (edgeport.workers).
+    """
     async with trio.open_nursery() as root:
         processor_addr = config.processor.addr
         async with _open_processor(config) as processor:
             events = EventBus.from_config(config.publishers)
             await root.start(serve_event_publishers, config.publishers, events)
 
-            proxy = Proxy(config, processor, events)
+            proxy = Proxy(
+                config,
+                processor,
+                events,
+                branch_factory=worker.branch_factory() if worker else new_branch,
+            )
+            handler: Callable[..., object] = proxy.handle_inbound
+            if worker is not None:  # edgeport.workers: responses of other workers go to them
+                handler = await root.start(worker.serve_handoffs, proxy)
             transactions: TransactionLayer[Destination] = TransactionLayer(
                 timers or TimerConfig(), proxy.send_outgoing
             )
@@ -93,7 +106,7 @@ async def serve(
             transports: TransportLayer = await root.start(
                 _serve_transports_named,
                 config,
-                proxy.handle_inbound,
+                handler,
                 tls,
                 proxy.connection_closed,
             )
@@ -101,7 +114,11 @@ async def serve(
             _register_gauges(transactions, transports)
 
             health_port = None
-            if config.health.enabled:
+            if worker is not None:  # health and metrics for the supervisor to gather
+                await root.start(
+                    _serve_health_named, config, processor, transports, worker.health_path
+                )
+            elif config.health.enabled:
                 health_port = await root.start(_serve_health_named, config, processor, transports)
                 logger.info("health and metrics on :%d", health_port)
 
@@ -181,6 +198,7 @@ async def _serve_health_named(
     config: EdgePortConfig,
     processor: ProcessorClient,
     transports: TransportLayer,
+    unix_path: str | None = None,
     *,
     task_status: trio.TaskStatus[int],
 ) -> None:
@@ -195,6 +213,7 @@ async def _serve_health_named(
         config.health.port,
         checks=checks,
         render_metrics=exporter.render,
+        unix_path=unix_path,
         task_status=task_status,
     )
 

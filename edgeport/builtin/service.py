@@ -95,6 +95,7 @@ async def serve_processor_service(
     *,
     max_workers: int = 1,
     grace: float | None = None,
+    target: str | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve a Processor servicer until cancelled; ``task_status.started(port)``.
@@ -102,8 +103,9 @@ async def serve_processor_service(
     ``bind_port`` 0 picks a free port. ``max_workers`` threads run the
     handler (a handler that sleeps or blocks needs more than one).
     ``grace``: seconds calls still running get to finish when stopping.
+    ``target`` (``unix:/path``) replaces ``bind_host`` and ``bind_port``.
     """
-    target = grpc_target(bind_host, bind_port)
+    target = target or grpc_target(bind_host, bind_port)
     workers = ThreadPoolExecutor(max_workers, thread_name_prefix="processor")
     server = grpc.server(workers, options=SERVER_OPTIONS)
     processor_pb2_grpc.add_ProcessorServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
@@ -114,7 +116,7 @@ async def serve_processor_service(
         raise OSError(f"cannot listen on {target}: {error}") from None
     server.start()
     try:
-        logger.info("processor listening on %s", grpc_target(bind_host, port))
+        logger.info("processor listening on %s", _shown(target, bind_host, port))
         task_status.started(port)
         await trio.sleep_forever()
     finally:
@@ -122,7 +124,12 @@ async def serve_processor_service(
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(stopped.wait, STOP_TIMEOUT)
         workers.shutdown(wait=False)
-        logger.info("processor on %s stopped", grpc_target(bind_host, port))
+        logger.info("processor on %s stopped", _shown(target, bind_host, port))
+
+
+def _shown(target: str, bind_host: str, port: int) -> str:
+    """The address to log: a Unix target as is, else host and the bound port."""
+    return target if target.startswith("unix:") else grpc_target(bind_host, port)
 
 
 async def serve_builtin_processor(

@@ -297,6 +297,13 @@ _TEXTS_MAX: Final = 1024  # entries per table; when full it is emptied and fills
 _TEXT_KEY_MAX: Final = 512  # bytes of a serialised Via or Route
 
 
+def _without_branch(via: sipmessage_pb2.Via) -> sipmessage_pb2.Via:
+    copy = sipmessage_pb2.Via()
+    copy.CopyFrom(via)
+    copy.branch = ""
+    return copy
+
+
 def _via_text(via: sipmessage_pb2.Via, via_branch: str, branch: str | None) -> str:
     """:func:`via_text` for a Via not in the original message; ``via_branch`` is ``via.branch``."""
     key = via.SerializeToString()
@@ -336,6 +343,7 @@ def _header_groups(
     originals: _Originals,
     skip: frozenset[str] = frozenset(),
     branch_factory: Callable[[], str] | None = None,
+    replace_branch: bool = False,
 ) -> tuple[dict[str, _Rows], str | None]:
     """Every header line the reply carries, grouped by lookup key; X-Gateway-Auth apart.
 
@@ -351,6 +359,8 @@ def _header_groups(
         if vias:
             rows: _Rows = []
             for via in vias:
+                if replace_branch and not rows and branch_factory is not None and via.branch:
+                    via = _without_branch(via)
                 via_branch = via.branch
                 text = originals.via(via, via_branch)
                 if text is None:
@@ -513,6 +523,7 @@ def build_forward_request(
     *,
     branch_factory: Callable[[], str],
     sent: sipmessage_pb2.SIPMessage | None = None,
+    replace_branch: bool = False,
 ) -> ForwardedRequest:
     """The request to forward, as the reply with ``request_uri`` describes it (contract §4).
 
@@ -521,7 +532,8 @@ def build_forward_request(
     extension), plus ``Max-Forwards: 70`` when the reply has none (RFC 3261
     §16.6 step 3); X-Gateway-Auth is taken out and returned apart; the body
     is the reply's when not empty, else the original bytes. A top Via
-    without a branch gets ``branch_factory()``. Raises ReplyError for a
+    without a branch gets ``branch_factory()``; with ``replace_branch``
+    every top Via does (worker processes route responses by it). Raises ReplyError for a
     reply without request_uri, without one of Via, From, To, Call-ID and
     CSeq, or with a value that cannot go on the wire.
     """
@@ -531,7 +543,9 @@ def build_forward_request(
     originals = _Originals(original, sent)
     # An unchanged Request-URI keeps what the protobuf cannot hold (tel:, ;ob...).
     uri = originals.request_uri(message.request_uri) or sip_uri(message.request_uri, "Request-URI")
-    groups, gateway_auth = _header_groups(message, originals, branch_factory=branch_factory)
+    groups, gateway_auth = _header_groups(
+        message, originals, branch_factory=branch_factory, replace_branch=replace_branch
+    )
     for key in _REQUIRED_IN_REQUEST:
         if key not in groups:
             raise ReplyError(f"the reply has no {_CANONICAL.get(key, 'CSeq')}")

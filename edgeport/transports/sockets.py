@@ -15,6 +15,18 @@ if TYPE_CHECKING:
 
 LISTEN_BACKLOG: Final = 1024
 
+# Worker processes share every listening point (edgeport.workers): each binds
+# the same ports with SO_REUSEPORT and the kernel spreads datagrams and
+# connections over them. Off in a single process, so a second edgeport on
+# the same ports fails to start instead of silently sharing them.
+_reuse_port = False
+
+
+def share_listening_ports() -> None:
+    """Bind every later listening socket with SO_REUSEPORT (a worker process)."""
+    global _reuse_port
+    _reuse_port = True
+
 
 async def aclose_stream(stream: trio.abc.AsyncResource) -> None:
     """Close gracefully within CLOSE_TIMEOUT, even while the caller is being cancelled."""
@@ -55,6 +67,8 @@ async def bind_socket(
     try:
         if sock_type == trio.socket.SOCK_STREAM:
             sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+        if _reuse_port:
+            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
         if family == trio.socket.AF_INET6:
             # "::" binds IPv6 only; an IPv4 peer would otherwise show up as
             # ::ffff:a.b.c.d and its Via received= would not match.

@@ -1,0 +1,218 @@
+"""Hand-offs between worker processes over local Unix datagram sockets.
+
+Each worker binds ``<rundir>/worker-<i>.handoff.sock``. A hand-off is one
+datagram: a magic, a length-prefixed JSON head (kind, peer, local address)
+and the raw SIP bytes. Sending never waits: a peer whose socket is full, or
+that is not there (restarting), costs the message, which is counted in
+``edgeport_handoff_drops_total`` (UDP peers retransmit). Every hand-off sent
+is counted in ``edgeport_handoffs_total{kind}``.
+
+:class:`InboundRouter` sits between the transport layer and the proxy: a
+response whose top Via branch names another worker goes there unparsed; the
+receiving worker hands it to its proxy as if its own socket had read it.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import socket
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from edgeport.metrics import METRICS
+from edgeport.sip.transport import Transport
+from edgeport.transports import InboundMessage, Peer
+from edgeport.workers.branch import response_worker
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+logger = logging.getLogger(__name__)
+
+MAGIC: Final = b"EPH1"
+MAX_DATAGRAM: Final = 256 * 1024  # a hand-off larger than this is dropped (counted)
+SOCKET_BUFFER: Final = 4 * 1024 * 1024  # asked of the kernel; it may grant less
+MAX_PENDING: Final = 1024  # hand-offs received and not yet handled; more are dropped
+KIND_RESPONSE: Final = "response"
+
+HANDOFFS: Final = METRICS.registry.counter(
+    "edgeport_handoffs_total",
+    "Messages handed to another worker process, by kind.",
+    ("kind",),
+)
+HANDOFF_DROPS: Final = METRICS.registry.counter(
+    "edgeport_handoff_drops_total",
+    "Hand-offs to another worker dropped, by kind and reason (full, unreachable, too_large).",
+    ("kind", "reason"),
+)
+_HEAD: Final = struct.Struct("!4sH")
+
+
+class HandoffError(ValueError):
+    """A datagram that is not a well-formed hand-off."""
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """One message for another worker: raw bytes and where they came from."""
+
+    kind: str
+    data: bytes
+    peer: Peer
+    local: Peer
+
+
+def encode(handoff: Handoff) -> bytes:
+    head = json.dumps(
+        {
+            "kind": handoff.kind,
+            "transport": handoff.peer.transport.value,
+            "peer": [handoff.peer.host, handoff.peer.port],
+            "local": [handoff.local.transport.value, handoff.local.host, handoff.local.port],
+        },
+        separators=(",", ":"),
+    ).encode()
+    return _HEAD.pack(MAGIC, len(head)) + head + handoff.data
+
+
+def decode(datagram: bytes) -> Handoff:
+    """The hand-off in ``datagram``; raises HandoffError when it is not one."""
+    if len(datagram) < _HEAD.size:
+        raise HandoffError("datagram too short")
+    magic, head_length = _HEAD.unpack_from(datagram)
+    if magic != MAGIC:
+        raise HandoffError("not a hand-off")
+    end = _HEAD.size + head_length
+    try:
+        head = json.loads(datagram[_HEAD.size : end])
+        peer_host, peer_port = head["peer"]
+        local_transport, local_host, local_port = head["local"]
+        return Handoff(
+            kind=str(head["kind"]),
+            data=datagram[end:],
+            peer=Peer(Transport(head["transport"]), str(peer_host), int(peer_port)),
+            local=Peer(Transport(local_transport), str(local_host), int(local_port)),
+        )
+    except (ValueError, KeyError, TypeError) as error:
+        raise HandoffError(f"malformed hand-off head: {error}") from None
+
+
+def handoff_path(rundir: str | Path, index: int) -> str:
+    return str(Path(rundir) / f"worker-{index}.handoff.sock")
+
+
+class HandoffLink:
+    """This worker's hand-off socket: sends to the others, receives for itself."""
+
+    def __init__(self, rundir: str | Path, index: int, count: int) -> None:
+        self.rundir = str(rundir)
+        self.index = index
+        self.count = count
+        self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sender.setblocking(False)
+        with contextlib.suppress(OSError):
+            self._sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+
+    def close(self) -> None:
+        self._sender.close()
+
+    def send(self, target: int, handoff: Handoff) -> bool:
+        """Hand ``handoff`` to worker ``target`` without waiting; False (counted) when dropped."""
+        datagram = encode(handoff)
+        reason = None
+        if len(datagram) > MAX_DATAGRAM:
+            reason = "too_large"
+        else:
+            try:
+                self._sender.sendto(datagram, handoff_path(self.rundir, target))
+            except BlockingIOError:
+                reason = "full"
+            except OSError as error:
+                reason = "too_large" if error.errno == 90 else "unreachable"  # EMSGSIZE
+        if reason is not None:
+            HANDOFF_DROPS.labels(kind=handoff.kind, reason=reason).inc()
+            logger.debug("hand-off to worker %d dropped: %s", target, reason)
+            return False
+        HANDOFFS.labels(kind=handoff.kind).inc()
+        return True
+
+    async def serve(
+        self,
+        deliver: Callable[[Handoff], Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Receive hand-offs for this worker and run ``deliver`` on each, in arrival order."""
+        path = handoff_path(self.rundir, self.index)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # a previous worker with this index left it
+        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_DGRAM)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, SOCKET_BUFFER)
+        await sock.bind(path)
+        pending: collections.deque[Handoff] = collections.deque()
+
+        async def deliver_oldest() -> None:
+            handoff = pending.popleft()
+            try:
+                await deliver(handoff)
+            except Exception:
+                logger.exception("handling a hand-off from %s failed", handoff.peer)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                while True:
+                    datagram = await sock.recv(MAX_DATAGRAM + 1)
+                    try:
+                        handoff = decode(datagram)
+                    except HandoffError as error:
+                        logger.warning("worker %d: %s", self.index, error)
+                        continue
+                    if len(pending) >= MAX_PENDING:
+                        HANDOFF_DROPS.labels(kind=handoff.kind, reason="full").inc()
+                        continue
+                    pending.append(handoff)
+                    nursery.start_soon(deliver_oldest)
+        finally:
+            sock.close()
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+class InboundRouter:
+    """The transport layer's handler in a worker: responses of other workers go to them."""
+
+    def __init__(
+        self,
+        link: HandoffLink,
+        handler: Callable[[InboundMessage], Awaitable[None]],
+    ) -> None:
+        self._link = link
+        self._handler = handler
+
+    async def __call__(self, inbound: InboundMessage) -> None:
+        owner = response_worker(inbound.data)
+        if owner is not None and owner != self._link.index and owner < self._link.count:
+            self._link.send(
+                owner, Handoff(KIND_RESPONSE, inbound.data, inbound.peer, inbound.local)
+            )
+            return
+        await self._handler(inbound)
+
+    async def deliver(self, handoff: Handoff) -> None:
+        """A hand-off from another worker, handled as if this worker had read it."""
+        if handoff.kind != KIND_RESPONSE:
+            logger.warning("worker %d: unknown hand-off kind %r", self._link.index, handoff.kind)
+            return
+        await self._handler(
+            InboundMessage(handoff.data, handoff.peer, None, handoff.local, trio.current_time())
+        )

@@ -1,0 +1,305 @@
+"""``edgeport --workers 2``: a supervisor and two worker processes behind the same ports.
+
+Real processes on 127.0.0.1: the kernel spreads the user agents' source
+ports over the workers (SO_REUSEPORT), so a callee's responses often reach
+the worker that does not hold the INVITE and must be handed over.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+
+from tests.support.ports import free_port, stop_process
+from tests.support.ua import Received, UdpUA, sip
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+pytestmark = pytest.mark.slow
+
+START_TIMEOUT = 30.0  # seconds for the supervisor and both workers to be healthy
+WAIT_TIMEOUT = 15.0  # seconds for a condition observed through /healthz or /metrics
+CALLS = 12  # pairs of user agents, each on its own source ports
+
+
+@dataclass
+class Running:
+    process: trio.Process
+    sip_port: int
+    health_port: int
+    log: Path
+
+    async def get(self, path: str) -> tuple[int, str]:
+        def fetch() -> tuple[int, str]:
+            url = f"http://127.0.0.1:{self.health_port}{path}"
+            try:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    return int(answer.status), answer.read().decode()
+            except urllib.error.HTTPError as error:
+                return int(error.code), error.read().decode()
+            except OSError:
+                return 0, ""
+
+        return await trio.to_thread.run_sync(fetch)
+
+    def worker_pids(self, index: int) -> list[int]:
+        """PIDs the supervisor logged for worker ``index``, oldest first."""
+        pattern = re.compile(rf"worker {index} started \(pid (\d+)\)")
+        return [int(pid) for pid in pattern.findall(self.log.read_text())]
+
+    async def wait_health(self, status: int) -> str:
+        """Poll ``/healthz`` until it answers ``status``; that answer's body."""
+        with trio.fail_after(WAIT_TIMEOUT):
+            while True:
+                answered, body = await self.get("/healthz")
+                if answered == status:
+                    return body
+                assert self.process.poll() is None, self.log.read_text()
+                await trio.sleep(0.05)
+
+
+def write_config(tmp_path: Path, port: int) -> Path:
+    path = tmp_path / "edgeport.yaml"
+    path.write_text(
+        f"""kind: EdgePort
+apiVersion: v2beta1
+ref: edgeport-workers-test
+spec:
+  bindAddr: 127.0.0.1
+  transport:
+    - protocol: udp
+      port: {port}
+    - protocol: tcp
+      port: {port}
+  methods: [REGISTER, INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE]
+  processor:
+    addr: builtin
+"""
+    )
+    return path
+
+
+@pytest.fixture
+async def edgeport_workers(tmp_path: Path) -> AsyncIterator[Running]:
+    sip_port = free_port()
+    health_port = free_port()
+    config = write_config(tmp_path, sip_port)
+    env = {k: v for k, v in os.environ.items() if k not in {"CONFIG_PATH", "HOSTNAME", "WORKERS"}}
+    env.update(
+        LOCALNETS="127.0.0.0/8",
+        ENABLE_HEALTHCHECKS="true",
+        HEALTHCHECK_PORT=str(health_port),
+        PYTHONPATH=os.getcwd(),
+    )
+    log = tmp_path / "edgeport.log"
+    with log.open("wb") as sink:
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "edgeport", "--config", str(config), "--workers", "2"],
+            stdout=sink,
+            stderr=sink,
+            env=env,
+        )
+    running = Running(process, sip_port, health_port, log)
+    try:
+        with trio.fail_after(START_TIMEOUT):
+            await running.wait_health(200)
+        yield running
+    finally:
+        await stop_process(process)
+
+
+def register(user: str, port: int, n: int) -> bytes:
+    return sip(
+        f"""REGISTER sip:127.0.0.1 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-wreg-{user}-{n};rport
+Max-Forwards: 70
+From: <sip:{user}@127.0.0.1>;tag=reg-{user}
+To: <sip:{user}@127.0.0.1>
+Call-ID: wreg-{user}-{n}
+CSeq: {n} REGISTER
+Contact: <sip:{user}@127.0.0.1:{port}>
+Expires: 300
+Content-Length: 0
+
+"""
+    )
+
+
+def response_to(request: Received, status: str, *, to_tag: str, contact: str = "") -> bytes:
+    vias = "".join(f"Via: {v}\n" for v in request.headers("Via"))
+    rrs = "".join(f"Record-Route: {r}\n" for r in request.headers("Record-Route"))
+    to = request.header("To")
+    if "tag=" not in to:
+        to += f";tag={to_tag}"
+    return sip(
+        f"""SIP/2.0 {status}
+{vias}{rrs}From: {request.header("From")}
+To: {to}
+Call-ID: {request.header("Call-ID")}
+CSeq: {request.header("CSeq")}
+{contact}Content-Length: 0
+
+"""
+    )
+
+
+async def call(caller: UdpUA, callee: UdpUA, n: int) -> int:
+    """caller{n} calls callee{n}: INVITE, 180, 200, ACK, BYE, 200. The INVITE's final status."""
+    call_id = f"wcall-{n}"
+    await caller.send(
+        sip(
+            f"""INVITE sip:callee{n}@127.0.0.1 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:{caller.port};branch=z9hG4bK-winv-{n};rport
+Max-Forwards: 70
+From: <sip:caller{n}@127.0.0.1>;tag=caller-{n}
+To: <sip:callee{n}@127.0.0.1>
+Call-ID: {call_id}
+CSeq: 1 INVITE
+Contact: <sip:caller{n}@127.0.0.1:{caller.port}>
+Content-Length: 0
+
+"""
+        )
+    )
+    invite = await callee.receive_until(lambda m: m.method == "INVITE")
+    await callee.send(response_to(invite, "180 Ringing", to_tag=f"callee-{n}"))
+    await callee.send(
+        response_to(
+            invite,
+            "200 OK",
+            to_tag=f"callee-{n}",
+            contact=f"Contact: <sip:callee{n}@127.0.0.1:{callee.port}>\n",
+        )
+    )
+    final = await caller.receive_until(lambda m: m.status is not None and m.status >= 200)
+    if final.status != 200:
+        return final.status or 0
+    routes = "".join(f"Route: {r}\n" for r in final.headers("Record-Route"))
+    for method, cseq in (("ACK", 1), ("BYE", 2)):
+        await caller.send(
+            sip(
+                f"""{method} sip:callee{n}@127.0.0.1:{callee.port} SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:{caller.port};branch=z9hG4bK-w{method}-{n};rport
+{routes}Max-Forwards: 70
+From: <sip:caller{n}@127.0.0.1>;tag=caller-{n}
+To: {final.header("To")}
+Call-ID: {call_id}
+CSeq: {cseq} {method}
+Content-Length: 0
+
+"""
+            )
+        )
+    bye = await callee.receive_until(lambda m: m.method == "BYE")
+    await callee.send(response_to(bye, "200 OK", to_tag=f"callee-{n}"))
+    bye_ok = await caller.receive_until(
+        lambda m: m.status is not None and m.header("CSeq") == "2 BYE"
+    )
+    assert bye_ok.status == 200
+    return 200
+
+
+def samples(exposition: str, name: str) -> dict[str, float]:
+    """``name``'s samples in an exposition: label text -> value."""
+    found: dict[str, float] = {}
+    for line in exposition.splitlines():
+        match = re.fullmatch(rf"{name}(\{{.*\}})? (\S+)", line)
+        if match:
+            found[match.group(1) or ""] = float(match.group(2))
+    return found
+
+
+def check_exposition(exposition: str) -> None:
+    """One HELP and one TYPE per family; every edgeport sample of a worker is labelled."""
+    helps = re.findall(r"^# HELP (\S+)", exposition, re.M)
+    types = re.findall(r"^# TYPE (\S+)", exposition, re.M)
+    assert len(helps) == len(set(helps)), helps
+    assert len(types) == len(set(types)), types
+    for line in exposition.splitlines():
+        if line.startswith("#") or line.startswith("edgeport_worker"):
+            continue
+        assert re.match(r'[a-z_]+\{worker="[01]"', line), line
+
+
+async def test_calls_from_many_source_ports_all_complete_with_responses_handed_off(
+    edgeport_workers: Running,
+) -> None:
+    server = ("127.0.0.1", edgeport_workers.sip_port)
+    callers = [await UdpUA.open(server) for _ in range(CALLS)]
+    callees = [await UdpUA.open(server) for _ in range(CALLS)]
+    try:
+        for n, (caller, callee) in enumerate(zip(callers, callees, strict=True)):
+            for user, ua in ((f"caller{n}", caller), (f"callee{n}", callee)):
+                await ua.send(register(user, ua.port, 1))
+                assert (await ua.receive_until(lambda m: m.status is not None)).status == 200
+        finals: list[int] = []
+
+        async def one(n: int) -> None:
+            finals.append(await call(callers[n], callees[n], n))
+
+        async with trio.open_nursery() as nursery:
+            for n in range(CALLS):
+                nursery.start_soon(one, n)
+        assert finals == [200] * CALLS
+    finally:
+        for ua in callers + callees:
+            ua.close()
+    status, exposition = await edgeport_workers.get("/metrics")
+    assert status == 200
+    check_exposition(exposition)
+    received = samples(exposition, "edgeport_messages_received_total")
+    # Both workers took messages: the kernel spread the source ports over them.
+    assert any('worker="0"' in labels for labels in received)
+    assert any('worker="1"' in labels for labels in received)
+    handoffs = samples(exposition, "edgeport_handoffs_total")
+    assert sum(value for labels, value in handoffs.items() if 'kind="response"' in labels) > 0
+    drops = samples(exposition, "edgeport_handoff_drops_total")
+    assert sum(drops.values()) == 0
+
+
+async def test_a_killed_worker_is_restarted_and_registrations_go_on(
+    edgeport_workers: Running,
+) -> None:
+    (first,) = edgeport_workers.worker_pids(0)
+    os.kill(first, signal.SIGKILL)
+    body = await edgeport_workers.wait_health(503)
+    assert "worker 0 is not running" in body
+    await edgeport_workers.wait_health(200)
+    pids = edgeport_workers.worker_pids(0)
+    assert len(pids) == 2
+    assert pids[1] != first
+    _, exposition = await edgeport_workers.get("/metrics")
+    assert samples(exposition, "edgeport_worker_restarts_total") == {'{worker="0"}': 1.0}
+    server = ("127.0.0.1", edgeport_workers.sip_port)
+    uas = [await UdpUA.open(server) for _ in range(8)]
+    try:
+        for n, ua in enumerate(uas):
+            await ua.send(register(f"after{n}", ua.port, 1))
+            assert (await ua.receive_until(lambda m: m.status is not None)).status == 200
+    finally:
+        for ua in uas:
+            ua.close()
+
+
+async def test_sigterm_drains_every_worker_and_exits_0(edgeport_workers: Running) -> None:
+    process = edgeport_workers.process
+    process.send_signal(signal.SIGTERM)
+    with trio.fail_after(WAIT_TIMEOUT):
+        assert await process.wait() == 0
+    log = edgeport_workers.log.read_text()
+    assert "draining 2 workers" in log
+    for index in (0, 1):
+        (pid,) = edgeport_workers.worker_pids(index)
+        assert f"worker {index} (pid {pid}) exited with 0" in log
+    assert "Traceback" not in log

@@ -90,8 +90,10 @@ async def serve(
                 branch_factory=worker.branch_factory() if worker else new_branch,
             )
             handler: Callable[..., object] = proxy.handle_inbound
-            if worker is not None:  # edgeport.workers: responses of other workers go to them
-                handler = await root.start(worker.serve_handoffs, proxy)
+            mesh = None
+            if worker is not None:  # edgeport.workers: hand-offs between worker processes
+                mesh = await root.start(worker.serve_handoffs, proxy)
+                handler = mesh.handle_inbound
             transactions: TransactionLayer[Destination] = TransactionLayer(
                 timers or TimerConfig(), proxy.send_outgoing
             )
@@ -111,6 +113,8 @@ async def serve(
                 proxy.connection_closed,
             )
             proxy.attach(work, transports, transactions)
+            if mesh is not None:
+                mesh.attach(transports)
             _register_gauges(transactions, transports)
 
             health_port = None

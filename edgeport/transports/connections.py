@@ -10,7 +10,7 @@ resolved.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from edgeport.sip.transport import Transport
 from edgeport.transports.base import MAX_ALIASES_PER_CONNECTION, Connection, normalize_host
@@ -33,11 +33,22 @@ def connection_key(transport: Transport, host: str, port: int) -> Key:
     return (transport, normalize_host(host), port)
 
 
+class TableObserver(Protocol):
+    """Told of every change to a table (worker processes share what they hold)."""
+
+    def connection_added(self, conn: Connection) -> None: ...
+
+    def alias_bound(self, alias: str, conn: Connection) -> None: ...
+
+    def connection_removed(self, conn: Connection) -> None: ...
+
+
 class ConnectionTable:
     """Live connections by address and by alias; ``on_removed`` runs when one leaves."""
 
     def __init__(self, on_removed: Callable[[Connection], None] | None = None) -> None:
         self._on_removed = on_removed
+        self.observer: TableObserver | None = None
         self._by_key: dict[Key, Connection] = {}
         self._keys: dict[Connection, set[Key]] = {}
         self._aliases: dict[str, Connection] = {}
@@ -57,6 +68,8 @@ class ConnectionTable:
         self._keys.setdefault(conn, set()).update(keys)
         for key in keys:
             self._by_key[key] = conn
+        if self.observer is not None:
+            self.observer.connection_added(conn)
 
     def get(self, transport: Transport, host: str, port: int) -> Connection | None:
         return self._by_key.get(connection_key(transport, host, port))
@@ -76,6 +89,8 @@ class ConnectionTable:
             previous.aliases.discard(host)
         conn.aliases.add(host)
         self._aliases[host] = conn
+        if self.observer is not None:
+            self.observer.alias_bound(host, conn)
 
     def lookup_alias(self, host: str) -> Connection | None:
         return self._aliases.get(alias_key(host))
@@ -91,6 +106,8 @@ class ConnectionTable:
         for alias in conn.aliases:
             if self._aliases.get(alias) is conn:
                 del self._aliases[alias]
+        if self.observer is not None:
+            self.observer.connection_removed(conn)
         if self._on_removed is not None:
             try:
                 self._on_removed(conn)

@@ -107,6 +107,8 @@ class TransportLayer:
         self._websocket = websocket
         self._max_message_bytes = max_message_bytes
         self.connections = ConnectionTable(on_removed=on_connection_closed)
+        # edgeport.workers: sends a message for a connection another worker holds.
+        self.send_elsewhere: Callable[[Peer, bytes], bool] | None = None
         self.stats: Counter[str] = Counter()
         self._listening_points: list[Peer] = []
         # One entry per task started and not yet running: bounded by the tasks.
@@ -142,6 +144,8 @@ class TransportLayer:
         existing connections. A ``.invalid`` host is only looked up among the
         WebSocket aliases. Raises SendError (NoRoute, ConnectionLost).
         """
+        if self.send_elsewhere is not None and self.send_elsewhere(peer, data):  # edgeport.workers
+            return
         host = normalize_host(peer.host)
         if is_websocket_alias(host):
             conn = self.connections.lookup_alias(host)

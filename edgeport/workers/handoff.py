@@ -5,11 +5,8 @@ datagram: a magic, a length-prefixed JSON head (kind, peer, local address)
 and the raw SIP bytes. Sending never waits: a peer whose socket is full, or
 that is not there (restarting), costs the message, which is counted in
 ``edgeport_handoff_drops_total`` (UDP peers retransmit). Every hand-off sent
-is counted in ``edgeport_handoffs_total{kind}``.
-
-:class:`InboundRouter` sits between the transport layer and the proxy: a
-response whose top Via branch names another worker goes there unparsed; the
-receiving worker hands it to its proxy as if its own socket had read it.
+is counted in ``edgeport_handoffs_total{kind}``. What a hand-off means is
+:mod:`edgeport.workers.mesh`'s business.
 """
 
 from __future__ import annotations
@@ -29,8 +26,7 @@ import trio
 
 from edgeport.metrics import METRICS
 from edgeport.sip.transport import Transport
-from edgeport.transports import InboundMessage, Peer
-from edgeport.workers.branch import response_worker
+from edgeport.transports import Peer
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -41,7 +37,9 @@ MAGIC: Final = b"EPH1"
 MAX_DATAGRAM: Final = 256 * 1024  # a hand-off larger than this is dropped (counted)
 SOCKET_BUFFER: Final = 4 * 1024 * 1024  # asked of the kernel; it may grant less
 MAX_PENDING: Final = 1024  # hand-offs received and not yet handled; more are dropped
-KIND_RESPONSE: Final = "response"
+KIND_RESPONSE: Final = "response"  # a response for the worker holding its client transaction
+KIND_SEND: Final = "send"  # bytes to send over a connection the receiving worker holds
+KIND_ANNOUNCE: Final = "announce"  # connections and aliases a worker took or lost
 
 HANDOFFS: Final = METRICS.registry.counter(
     "edgeport_handoffs_total",
@@ -186,33 +184,3 @@ class HandoffLink:
             sock.close()
             with contextlib.suppress(OSError):
                 os.unlink(path)
-
-
-class InboundRouter:
-    """The transport layer's handler in a worker: responses of other workers go to them."""
-
-    def __init__(
-        self,
-        link: HandoffLink,
-        handler: Callable[[InboundMessage], Awaitable[None]],
-    ) -> None:
-        self._link = link
-        self._handler = handler
-
-    async def __call__(self, inbound: InboundMessage) -> None:
-        owner = response_worker(inbound.data)
-        if owner is not None and owner != self._link.index and owner < self._link.count:
-            self._link.send(
-                owner, Handoff(KIND_RESPONSE, inbound.data, inbound.peer, inbound.local)
-            )
-            return
-        await self._handler(inbound)
-
-    async def deliver(self, handoff: Handoff) -> None:
-        """A hand-off from another worker, handled as if this worker had read it."""
-        if handoff.kind != KIND_RESPONSE:
-            logger.warning("worker %d: unknown hand-off kind %r", self._link.index, handoff.kind)
-            return
-        await self._handler(
-            InboundMessage(handoff.data, handoff.peer, None, handoff.local, trio.current_time())
-        )

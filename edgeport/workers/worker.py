@@ -21,7 +21,8 @@ import trio
 
 from edgeport.transports.sockets import share_listening_ports
 from edgeport.workers.branch import worker_branch_factory
-from edgeport.workers.handoff import HandoffLink, InboundRouter
+from edgeport.workers.handoff import HandoffLink
+from edgeport.workers.mesh import WorkerMesh
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -59,16 +60,17 @@ class WorkerRole:
         return worker_branch_factory(self.index)
 
     async def serve_handoffs(
-        self, proxy: Proxy, *, task_status: trio.TaskStatus[InboundRouter]
+        self, proxy: Proxy, *, task_status: trio.TaskStatus[WorkerMesh]
     ) -> None:
-        """Receive hand-offs for ``proxy``; report the handler the transports should call."""
+        """Receive hand-offs for ``proxy``; report the mesh (its ``handle_inbound`` is the
+        transports' handler; ``attach`` it to the transports once they run)."""
         proxy.own_branches = True
         link = HandoffLink(self.rundir, self.index, self.count)
-        router = InboundRouter(link, proxy.handle_inbound)
+        mesh = WorkerMesh(link, proxy.handle_inbound)
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(link.serve, router.deliver)
-                task_status.started(router)
+                await nursery.start(link.serve, mesh.deliver)
+                task_status.started(mesh)
         finally:
             link.close()
 

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 import trio
+import trio_websocket
 
 from tests.support.ports import free_port, stop_process
-from tests.support.ua import Received, UdpUA, sip
+from tests.support.ua import Received, UdpUA, WsUA, sip
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -31,12 +32,15 @@ pytestmark = pytest.mark.slow
 START_TIMEOUT = 30.0  # seconds for the supervisor and both workers to be healthy
 WAIT_TIMEOUT = 15.0  # seconds for a condition observed through /healthz or /metrics
 CALLS = 12  # pairs of user agents, each on its own source ports
+BROWSER_CALLERS = 10  # UDP callers of one browser: some land on the worker without its socket
+BROWSER_HOST = "w7q2m4k8z1x5.invalid"
 
 
 @dataclass
 class Running:
     process: trio.Process
     sip_port: int
+    ws_port: int
     health_port: int
     log: Path
 
@@ -69,7 +73,7 @@ class Running:
                 await trio.sleep(0.05)
 
 
-def write_config(tmp_path: Path, port: int) -> Path:
+def write_config(tmp_path: Path, port: int, ws_port: int) -> Path:
     path = tmp_path / "edgeport.yaml"
     path.write_text(
         f"""kind: EdgePort
@@ -82,6 +86,8 @@ spec:
       port: {port}
     - protocol: tcp
       port: {port}
+    - protocol: ws
+      port: {ws_port}
   methods: [REGISTER, INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE]
   processor:
     addr: builtin
@@ -93,8 +99,9 @@ spec:
 @pytest.fixture
 async def edgeport_workers(tmp_path: Path) -> AsyncIterator[Running]:
     sip_port = free_port()
+    ws_port = free_port()
     health_port = free_port()
-    config = write_config(tmp_path, sip_port)
+    config = write_config(tmp_path, sip_port, ws_port)
     env = {k: v for k, v in os.environ.items() if k not in {"CONFIG_PATH", "HOSTNAME", "WORKERS"}}
     env.update(
         LOCALNETS="127.0.0.0/8",
@@ -110,7 +117,7 @@ async def edgeport_workers(tmp_path: Path) -> AsyncIterator[Running]:
             stderr=sink,
             env=env,
         )
-    running = Running(process, sip_port, health_port, log)
+    running = Running(process, sip_port, ws_port, health_port, log)
     try:
         with trio.fail_after(START_TIMEOUT):
             await running.wait_health(200)
@@ -303,3 +310,98 @@ async def test_sigterm_drains_every_worker_and_exits_0(edgeport_workers: Running
         (pid,) = edgeport_workers.worker_pids(index)
         assert f"worker {index} (pid {pid}) exited with 0" in log
     assert "Traceback" not in log
+
+
+async def call_browser(caller: UdpUA, browser: WsUA, n: int) -> None:
+    """caller{n} calls the browser; it answers 200; caller ACKs and hangs up; all arrive."""
+    call_id = f"wws-{n}"
+    await caller.send(
+        sip(
+            f"""INVITE sip:browser@127.0.0.1 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:{caller.port};branch=z9hG4bK-wwsinv-{n};rport
+Max-Forwards: 70
+From: <sip:caller{n}@127.0.0.1>;tag=wscaller-{n}
+To: <sip:browser@127.0.0.1>
+Call-ID: {call_id}
+CSeq: 1 INVITE
+Contact: <sip:caller{n}@127.0.0.1:{caller.port}>
+Content-Length: 0
+
+"""
+        )
+    )
+    invite = await browser.receive_until(lambda m: m.method == "INVITE")
+    assert invite.header("Call-ID") == call_id
+    await browser.send(
+        response_to(
+            invite,
+            "200 OK",
+            to_tag=f"browser-{n}",
+            contact=f"Contact: <sip:browser@{BROWSER_HOST};transport=ws>\n",
+        )
+    )
+    ok = await caller.receive_until(lambda m: m.status is not None and m.status >= 200)
+    assert ok.status == 200
+    routes = "".join(f"Route: {r}\n" for r in ok.headers("Record-Route"))
+    for method, cseq in (("ACK", 1), ("BYE", 2)):
+        await caller.send(
+            sip(
+                f"""{method} sip:browser@{BROWSER_HOST};transport=ws SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:{caller.port};branch=z9hG4bK-wws{method}-{n};rport
+{routes}Max-Forwards: 70
+From: <sip:caller{n}@127.0.0.1>;tag=wscaller-{n}
+To: {ok.header("To")}
+Call-ID: {call_id}
+CSeq: {cseq} {method}
+Content-Length: 0
+
+"""
+            )
+        )
+        got = await browser.receive_until(lambda m, method=method: m.method == method)
+        assert got.header("Call-ID") == call_id
+    await browser.send(response_to(got, "200 OK", to_tag=f"browser-{n}"))
+    bye_ok = await caller.receive_until(
+        lambda m: m.status is not None and m.header("CSeq") == "2 BYE"
+    )
+    assert bye_ok.status == 200
+
+
+async def test_udp_callers_on_either_worker_reach_a_browser_held_by_one(
+    edgeport_workers: Running,
+) -> None:
+    server = ("127.0.0.1", edgeport_workers.sip_port)
+    async with trio_websocket.open_websocket_url(
+        f"ws://127.0.0.1:{edgeport_workers.ws_port}/", subprotocols=["sip"]
+    ) as ws:
+        browser = WsUA(ws)
+        await browser.send(
+            sip(
+                f"""REGISTER sip:127.0.0.1 SIP/2.0
+Via: SIP/2.0/WS {BROWSER_HOST};branch=z9hG4bK-wwsreg
+Max-Forwards: 70
+From: <sip:browser@127.0.0.1>;tag=wwsreg
+To: <sip:browser@127.0.0.1>
+Call-ID: wws-register@test
+CSeq: 1 REGISTER
+Contact: <sip:browser@{BROWSER_HOST};transport=ws>
+Expires: 600
+Content-Length: 0
+
+"""
+            )
+        )
+        assert (await browser.receive()).status == 200
+        callers = [await UdpUA.open(server) for _ in range(BROWSER_CALLERS)]
+        try:
+            for n, caller in enumerate(callers):
+                await call_browser(caller, browser, n)
+        finally:
+            for caller in callers:
+                caller.close()
+    _, exposition = await edgeport_workers.get("/metrics")
+    handoffs = samples(exposition, "edgeport_handoffs_total")
+    # The worker without the browser's connection handed requests to the one with it,
+    # and the browser's responses back.
+    assert sum(value for labels, value in handoffs.items() if 'kind="send"' in labels) > 0
+    assert sum(value for labels, value in handoffs.items() if 'kind="response"' in labels) > 0

@@ -1,0 +1,242 @@
+"""What the workers tell each other, so every message reaches the state it belongs to.
+
+Two kinds of state live in one worker only: client transactions (a response
+must reach the worker that sent the request) and stream connections (a
+request for a NATed TCP phone or a browser behind a ``.invalid`` WebSocket
+alias must leave over the connection the peer opened, which one worker
+accepted). :class:`WorkerMesh` handles both over the hand-off sockets:
+
+* responses: the transports' handler; a response whose top Via branch names
+  another worker is handed there unparsed (``response``), and one handed
+  here is handled as if read here;
+* connections: every worker announces the inbound connections and aliases
+  it holds (``announce``); a send for a peer or alias another worker holds
+  is handed to it (``send``), and that worker writes it on the connection.
+  A worker that starts says ``hello``: the others forget what its
+  predecessor held and announce to it everything they hold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+
+from edgeport.sip.transport import Transport
+from edgeport.sip.uri import is_websocket_alias
+from edgeport.transports import InboundMessage, Peer
+from edgeport.transports.base import normalize_host
+from edgeport.transports.connections import alias_key, connection_key
+from edgeport.transports.errors import NoRoute, SendError
+from edgeport.workers.branch import response_worker
+from edgeport.workers.handoff import (
+    HANDOFF_DROPS,
+    KIND_ANNOUNCE,
+    KIND_RESPONSE,
+    KIND_SEND,
+    Handoff,
+    HandoffLink,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable
+
+    from edgeport.transports import Connection, TransportLayer
+    from edgeport.transports.connections import Key
+
+logger = logging.getLogger(__name__)
+
+_NOWHERE: Final = Peer(Transport.UDP, "", 0)  # peer and local of an announcement
+MAX_ANNOUNCED_ITEMS: Final = 500  # per announcement datagram
+
+
+class ConnectionDirectory:
+    """Which other worker holds which peer connection and which alias (sans-IO)."""
+
+    def __init__(self) -> None:
+        self.peers: dict[Key, int] = {}
+        self.aliases: dict[str, int] = {}
+
+    def apply(self, worker: int, document: dict[str, Any]) -> None:
+        """One announcement from ``worker``: ``hello``, or what it ``add``-ed and ``remove``-d."""
+        if document.get("hello"):
+            self.forget(worker)
+        for op, table in (("add", True), ("remove", False)):
+            for item in document.get(op, ()):
+                self._change(worker, item, add=table)
+
+    def forget(self, worker: int) -> None:
+        self.peers = {key: w for key, w in self.peers.items() if w != worker}
+        self.aliases = {alias: w for alias, w in self.aliases.items() if w != worker}
+
+    def _change(self, worker: int, item: Any, *, add: bool) -> None:
+        if isinstance(item, str):
+            alias = alias_key(item)
+            if add:
+                self.aliases[alias] = worker
+            elif self.aliases.get(alias) == worker:
+                del self.aliases[alias]
+            return
+        if isinstance(item, list) and len(item) == 3:
+            try:
+                key = connection_key(Transport(item[0]), str(item[1]), int(item[2]))
+            except (ValueError, TypeError):
+                return
+            if add:
+                self.peers[key] = worker
+            elif self.peers.get(key) == worker:
+                del self.peers[key]
+
+    def holder(self, peer: Peer) -> int | None:
+        """The worker that holds the connection for ``peer``, if another one announced it."""
+        host = normalize_host(peer.host)
+        if is_websocket_alias(host):
+            return self.aliases.get(alias_key(host))
+        if peer.transport is Transport.UDP:
+            return None
+        return self.peers.get(connection_key(peer.transport, host, peer.port))
+
+
+def held_items(conn: Connection) -> list[Any]:
+    """What ``conn`` lets a worker reach: its peer (inbound only) and its aliases."""
+    items: list[Any] = [] if conn.outbound else [_peer_item(conn.peer)]
+    items.extend(sorted(conn.aliases))
+    return items
+
+
+def _peer_item(peer: Peer) -> list[Any]:
+    return [peer.transport.value, normalize_host(peer.host), peer.port]
+
+
+class WorkerMesh:
+    """This worker's side of the hand-offs: routing, announcing, sending for others."""
+
+    def __init__(
+        self, link: HandoffLink, handler: Callable[[InboundMessage], Awaitable[None]]
+    ) -> None:
+        self.link = link
+        self.directory = ConnectionDirectory()
+        self._handler = handler
+        self._transports: TransportLayer | None = None
+
+    # responses -----------------------------------------------------------
+
+    async def handle_inbound(self, inbound: InboundMessage) -> None:
+        """The transports' handler: a response of another worker goes there unparsed."""
+        owner = response_worker(inbound.data)
+        if owner is not None and owner != self.link.index and owner < self.link.count:
+            self.link.send(owner, Handoff(KIND_RESPONSE, inbound.data, inbound.peer, inbound.local))
+            return
+        await self._handler(inbound)
+
+    # connections ---------------------------------------------------------
+
+    def attach(self, transports: TransportLayer) -> None:
+        """Share what ``transports`` holds with the other workers, and send for them."""
+        self._transports = transports
+        transports.connections.observer = self
+        transports.send_elsewhere = self.send_elsewhere
+        self._broadcast({"hello": True})
+
+    def connection_added(self, conn: Connection) -> None:
+        if not conn.outbound:
+            self._broadcast({"add": [_peer_item(conn.peer)]})
+
+    def alias_bound(self, alias: str, conn: Connection) -> None:
+        self._broadcast({"add": [alias]})
+
+    def connection_removed(self, conn: Connection) -> None:
+        items = held_items(conn)
+        if items:
+            self._broadcast({"remove": items})
+
+    def send_elsewhere(self, peer: Peer, data: bytes) -> bool:
+        """Hand ``data`` to the worker holding ``peer``'s connection; False when this one should.
+
+        Raises NoRoute when the holder cannot take it (its socket is full or
+        it is gone), so the transaction fails as for a closed connection.
+        """
+        transports = self._transports
+        if transports is None or peer.transport is Transport.UDP:
+            return False
+        host = normalize_host(peer.host)
+        local = (
+            transports.connections.lookup_alias(host)
+            if is_websocket_alias(host)
+            else transports.connections.get(peer.transport, host, peer.port)
+        )
+        if local is not None and not local.closed:
+            return False
+        holder = self.directory.holder(peer)
+        if holder is None or holder == self.link.index:
+            return False
+        if not self.link.send(holder, Handoff(KIND_SEND, data, peer, _NOWHERE)):
+            raise NoRoute(f"worker {holder} holding {peer} did not take the message")
+        return True
+
+    # receiving -----------------------------------------------------------
+
+    async def deliver(self, handoff: Handoff) -> None:
+        """A hand-off from another worker."""
+        if handoff.kind == KIND_RESPONSE:
+            await self._handler(
+                InboundMessage(handoff.data, handoff.peer, None, handoff.local, trio.current_time())
+            )
+        elif handoff.kind == KIND_SEND:
+            await self._send_here(handoff)
+        elif handoff.kind == KIND_ANNOUNCE:
+            self._announced(handoff.data)
+        else:
+            logger.warning("worker %d: unknown hand-off kind %r", self.link.index, handoff.kind)
+
+    async def _send_here(self, handoff: Handoff) -> None:
+        """Write a message another worker routed to a connection of this one (never re-routed)."""
+        transports = self._transports
+        peer = handoff.peer
+        host = normalize_host(peer.host)
+        conn = None
+        if transports is not None:
+            conn = (
+                transports.connections.lookup_alias(host)
+                if is_websocket_alias(host)
+                else transports.connections.get(peer.transport, host, peer.port)
+            )
+        if transports is None or conn is None or conn.closed:
+            HANDOFF_DROPS.labels(kind=KIND_SEND, reason="gone").inc()
+            logger.info("worker %d: no connection for %s any more", self.link.index, peer)
+            return
+        try:
+            await transports.send_on(conn, handoff.data)
+        except SendError as error:  # the connection went; its removal is announced
+            HANDOFF_DROPS.labels(kind=KIND_SEND, reason="gone").inc()
+            logger.info("worker %d: sending for another worker failed: %s", self.link.index, error)
+
+    def _announced(self, data: bytes) -> None:
+        try:
+            document = json.loads(data)
+            sender = int(document["from"])
+        except (ValueError, KeyError, TypeError):
+            logger.warning("worker %d: malformed announcement", self.link.index)
+            return
+        if sender == self.link.index or not isinstance(document, dict):
+            return
+        self.directory.apply(sender, document)
+        if document.get("hello") and self._transports is not None:
+            self._announce_all_to(sender, self._transports.connections)
+
+    def _announce_all_to(self, worker: int, connections: Iterable[Connection]) -> None:
+        items = [item for conn in connections if not conn.closed for item in held_items(conn)]
+        for start in range(0, len(items), MAX_ANNOUNCED_ITEMS):
+            chunk = items[start : start + MAX_ANNOUNCED_ITEMS]
+            self._send_announcement(worker, {"add": chunk})
+
+    def _broadcast(self, document: dict[str, Any]) -> None:
+        for worker in range(self.link.count):
+            if worker != self.link.index:
+                self._send_announcement(worker, document)
+
+    def _send_announcement(self, worker: int, document: dict[str, Any]) -> None:
+        body = json.dumps({"from": self.link.index, **document}, separators=(",", ":"))
+        self.link.send(worker, Handoff(KIND_ANNOUNCE, body.encode(), _NOWHERE, _NOWHERE))

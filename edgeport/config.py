@@ -532,13 +532,16 @@ def parse_workers(value: Any, _: Any = None) -> int:
     """``spec.workers``, ``WORKERS`` or ``--workers``: a count, or ``auto`` (one per core)."""
     if isinstance(value, str) and value.strip().lower() == WORKERS_AUTO:
         return len(os.sched_getaffinity(0))
-    if isinstance(value, str) and value.strip().isdigit():
+    expected = f"expected {WORKERS_AUTO!r} or a count from 1 to {MAX_WORKERS}"
+    if isinstance(value, str):
+        if not value.strip().isdigit():
+            raise _Invalid(f"{expected}, got {value.strip()!r}")
         value = int(value.strip())
-    number = _integer(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid(f"{expected}, got {_show(value)}")
+    number = value
     if not 1 <= number <= MAX_WORKERS:
-        raise _Invalid(
-            f"expected {WORKERS_AUTO!r} or a count from 1 to {MAX_WORKERS}, got {number}"
-        )
+        raise _Invalid(f"{expected}, got {number}")
     return number
 
 

@@ -405,3 +405,31 @@ Content-Length: 0
     # and the browser's responses back.
     assert sum(value for labels, value in handoffs.items() if 'kind="send"' in labels) > 0
     assert sum(value for labels, value in handoffs.items() if 'kind="response"' in labels) > 0
+
+
+async def test_a_port_in_use_stops_the_supervisor_with_exit_2(tmp_path: Path) -> None:
+    sip_port = free_port()
+    config = write_config(tmp_path, sip_port, free_port())
+    env = {k: v for k, v in os.environ.items() if k not in {"CONFIG_PATH", "HOSTNAME", "WORKERS"}}
+    env.update(LOCALNETS="127.0.0.0/8", PYTHONPATH=os.getcwd())
+    taken = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    await taken.bind(("127.0.0.1", sip_port))  # no SO_REUSEPORT: nobody may share it
+    log = tmp_path / "edgeport.log"
+    try:
+        with log.open("wb") as sink:
+            process = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "edgeport", "--config", str(config), "--workers", "2"],
+                stdout=sink,
+                stderr=sink,
+                env=env,
+            )
+        try:
+            with trio.fail_after(START_TIMEOUT):
+                assert await process.wait() == 2
+        finally:
+            await stop_process(process)
+    finally:
+        taken.close()
+    text = log.read_text()
+    assert f"unable to bind udp://127.0.0.1:{sip_port}: Address already in use" in text
+    assert "could not start (exit 2): stopping" in text

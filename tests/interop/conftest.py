@@ -19,10 +19,11 @@ def sipp_executable() -> str:
     return path
 
 
-@pytest.fixture
-def edge(tmp_path: Path) -> Iterator[Edgeport]:
-    """``python -m edgeport`` with the built-in processor on a free 127.0.0.1 port."""
-    with running_edgeport(tmp_path / "edgeport") as running:
+@pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
+def edge(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Edgeport]:
+    """``python -m edgeport`` with the built-in processor on a free 127.0.0.1 port,
+    as one process and as a supervisor with two worker processes."""
+    with running_edgeport(tmp_path / "edgeport", workers=request.param) as running:
         yield running
 
 

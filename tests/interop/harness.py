@@ -192,8 +192,11 @@ def wait_edge_ready(edge: Edgeport, timeout: float = EDGE_START_TIMEOUT) -> None
 
 
 @contextlib.contextmanager
-def running_edgeport(workdir: Path) -> Iterator[Edgeport]:
-    """Start edgeport on a free port, wait until it answers, stop it by PID at the end."""
+def running_edgeport(workdir: Path, workers: int = 1) -> Iterator[Edgeport]:
+    """Start edgeport on a free port, wait until it answers, stop it by PID at the end.
+
+    ``workers`` > 1 runs it as a supervisor with that many worker processes.
+    """
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "edgeport.yaml"
@@ -203,7 +206,15 @@ def running_edgeport(workdir: Path) -> Iterator[Edgeport]:
     env["PYTHONUNBUFFERED"] = "1"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "edgeport", "--config", str(config_path)],
+            [
+                sys.executable,
+                "-m",
+                "edgeport",
+                "--config",
+                str(config_path),
+                "--workers",
+                str(workers),
+            ],
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -29,4 +29,5 @@ def test_short_run_measures_one_and_two_workers() -> None:
         assert result.messages_received > 0
     assert one.handoffs == 0
     assert two.handoffs > 0
+    assert two.handoff_drops == 0
     assert "hand-offs" in workers.report_line(two)

@@ -2,10 +2,11 @@
 
 Each worker binds ``<rundir>/worker-<i>.handoff.sock``. A hand-off is one
 datagram: a magic, a length-prefixed JSON head (kind, peer, local address)
-and the raw SIP bytes. Sending never waits: a peer whose socket is full, or
-that is not there (restarting), costs the message, which is counted in
-``edgeport_handoff_drops_total`` (UDP peers retransmit). Every hand-off sent
-is counted in ``edgeport_handoffs_total{kind}``. What a hand-off means is
+and the raw SIP bytes. Sending never waits: a hand-off goes into the target's
+bounded outbox, and one that finds the outbox full, or whose target is not
+there (restarting), is dropped and counted in
+``edgeport_handoff_drops_total`` (UDP peers retransmit). Every hand-off
+written is counted in ``edgeport_handoffs_total{kind}``. What a hand-off means is
 :mod:`edgeport.workers.mesh`'s business.
 """
 
@@ -13,10 +14,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import json
 import logging
 import os
-import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ MAGIC: Final = b"EPH1"
 MAX_DATAGRAM: Final = 256 * 1024  # a hand-off larger than this is dropped (counted)
 SOCKET_BUFFER: Final = 4 * 1024 * 1024  # asked of the kernel; it may grant less
 MAX_PENDING: Final = 1024  # hand-offs received and not yet handled; more are dropped
+MAX_OUTBOX: Final = 1024  # hand-offs queued for one other worker; more are dropped
 KIND_RESPONSE: Final = "response"  # a response for the worker holding its client transaction
 KIND_SEND: Final = "send"  # bytes to send over a connection the receiving worker holds
 KIND_ANNOUNCE: Final = "announce"  # connections and aliases a worker took or lost
@@ -103,44 +105,109 @@ def decode(datagram: bytes) -> Handoff:
         raise HandoffError(f"malformed hand-off head: {error}") from None
 
 
+async def _connect(path: str) -> trio.socket.SocketType | None:
+    """A datagram socket connected to ``path``; None when nothing listens there."""
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_DGRAM)
+    with contextlib.suppress(OSError):
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_SNDBUF, SOCKET_BUFFER)
+    try:
+        await sock.connect(path)
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def _dropped(kind: str, reason: str, target: int) -> None:
+    HANDOFF_DROPS.labels(kind=kind, reason=reason).inc()
+    logger.debug("hand-off to worker %d dropped: %s", target, reason)
+
+
 def handoff_path(rundir: str | Path, index: int) -> str:
     return str(Path(rundir) / f"worker-{index}.handoff.sock")
 
 
 class HandoffLink:
-    """This worker's hand-off socket: sends to the others, receives for itself."""
+    """This worker's hand-off sockets: an outbox and a connected socket per other worker,
+    and one socket receiving for itself.
+
+    ``send`` never waits: it queues the datagram in the target's bounded
+    outbox (``MAX_OUTBOX``), or drops and counts it when that is full. A task
+    per target writes its outbox in order on a socket connected to the
+    target's, waiting while the target's queue is full (the kernel holds
+    only a few datagrams per socket: ``net.unix.max_dgram_qlen``). A target
+    that is not there (restarting) costs what is queued for it, counted.
+    """
 
     def __init__(self, rundir: str | Path, index: int, count: int) -> None:
         self.rundir = str(rundir)
         self.index = index
         self.count = count
-        self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sender.setblocking(False)
-        with contextlib.suppress(OSError):
-            self._sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+        self._outboxes: dict[int, trio.MemorySendChannel[tuple[str, bytes]]] = {}
+        self._readers: dict[int, trio.MemoryReceiveChannel[tuple[str, bytes]]] = {}
+        for target in range(count):
+            if target != index:
+                outbox, reader = trio.open_memory_channel[tuple[str, bytes]](MAX_OUTBOX)
+                self._outboxes[target] = outbox
+                self._readers[target] = reader
 
     def close(self) -> None:
-        self._sender.close()
+        for outbox in self._outboxes.values():
+            outbox.close()
 
     def send(self, target: int, handoff: Handoff) -> bool:
-        """Hand ``handoff`` to worker ``target`` without waiting; False (counted) when dropped."""
+        """Queue ``handoff`` for worker ``target`` without waiting; False (counted) when dropped."""
         datagram = encode(handoff)
+        outbox = self._outboxes.get(target)
         reason = None
-        if len(datagram) > MAX_DATAGRAM:
+        if outbox is None:
+            reason = "unreachable"
+        elif len(datagram) > MAX_DATAGRAM:
             reason = "too_large"
         else:
             try:
-                self._sender.sendto(datagram, handoff_path(self.rundir, target))
-            except BlockingIOError:
+                outbox.send_nowait((handoff.kind, datagram))
+            except trio.WouldBlock:
                 reason = "full"
-            except OSError as error:
-                reason = "too_large" if error.errno == 90 else "unreachable"  # EMSGSIZE
+            except trio.ClosedResourceError:
+                reason = "unreachable"
         if reason is not None:
-            HANDOFF_DROPS.labels(kind=handoff.kind, reason=reason).inc()
-            logger.debug("hand-off to worker %d dropped: %s", target, reason)
+            _dropped(handoff.kind, reason, target)
             return False
-        HANDOFFS.labels(kind=handoff.kind).inc()
         return True
+
+    async def _write_outbox(self, target: int) -> None:
+        """Write what is queued for ``target``, in order, connecting (again) as needed."""
+        path = handoff_path(self.rundir, target)
+        sock: trio.socket.SocketType | None = None
+        try:
+            async for kind, datagram in self._readers[target]:
+                reason: str | None = "unreachable"
+                for _attempt in range(
+                    2
+                ):  # once more on a fresh socket: the peer may have restarted
+                    if sock is None:
+                        sock = await _connect(path)
+                        if sock is None:
+                            break
+                    try:
+                        await sock.send(datagram)
+                    except OSError as error:
+                        sock.close()
+                        sock = None
+                        if error.errno == errno.EMSGSIZE:
+                            reason = "too_large"
+                            break
+                        continue
+                    reason = None
+                    break
+                if reason is None:
+                    HANDOFFS.labels(kind=kind).inc()
+                else:
+                    _dropped(kind, reason, target)
+        finally:
+            if sock is not None:
+                sock.close()
 
     async def serve(
         self,
@@ -167,6 +234,8 @@ class HandoffLink:
 
         try:
             async with trio.open_nursery() as nursery:
+                for target in self._readers:
+                    nursery.start_soon(self._write_outbox, target)
                 task_status.started()
                 while True:
                     datagram = await sock.recv(MAX_DATAGRAM + 1)

@@ -271,8 +271,10 @@ async def test_calls_from_many_source_ports_all_complete_with_responses_handed_o
     assert any('worker="1"' in labels for labels in received)
     handoffs = samples(exposition, "edgeport_handoffs_total")
     assert sum(value for labels, value in handoffs.items() if 'kind="response"' in labels) > 0
+    # No response was lost between workers (an announcement at start-up may find a
+    # sibling not listening yet: it says hello itself once it is).
     drops = samples(exposition, "edgeport_handoff_drops_total")
-    assert sum(drops.values()) == 0
+    assert sum(value for labels, value in drops.items() if 'kind="response"' in labels) == 0
 
 
 async def test_a_killed_worker_is_restarted_and_registrations_go_on(

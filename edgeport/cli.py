@@ -5,7 +5,11 @@
     edgeport [--config PATH] [--log-level LEVEL] [--log-format text|json] [--workers N]
     edgeport check-config PATH
     edgeport builtin-processor [ARGS...]
+    edgeport worker --index I --count N --rundir DIR [--processor ADDR]  (by the supervisor)
     edgeport --version
+
+With ``--workers N`` (or ``WORKERS``, or ``spec.workers``) above 1 the
+process supervises N worker processes (edgeport.workers).
 
 The configuration comes from ``--config``, else ``CONFIG_PATH``, else the
 embedded default. Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 for

@@ -161,15 +161,19 @@ CSeq: {request.header("CSeq")}
     )
 
 
-async def call(caller: UdpUA, callee: UdpUA, n: int) -> int:
-    """caller{n} calls callee{n}: INVITE, 180, 200, ACK, BYE, 200. The INVITE's final status."""
-    call_id = f"wcall-{n}"
+async def call(caller: UdpUA, callee: UdpUA, n: int, attempt: int = 0) -> int:
+    """caller{n} calls callee{n}: INVITE, 180, 200, ACK, BYE, 200. The INVITE's final status.
+
+    ``attempt`` tells apart calls of the same pair (Call-ID, tags, branches).
+    """
+    k = f"{n}-{attempt}"
+    call_id = f"wcall-{k}"
     await caller.send(
         sip(
             f"""INVITE sip:callee{n}@127.0.0.1 SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:{caller.port};branch=z9hG4bK-winv-{n};rport
+Via: SIP/2.0/UDP 127.0.0.1:{caller.port};branch=z9hG4bK-winv-{k};rport
 Max-Forwards: 70
-From: <sip:caller{n}@127.0.0.1>;tag=caller-{n}
+From: <sip:caller{n}@127.0.0.1>;tag=caller-{k}
 To: <sip:callee{n}@127.0.0.1>
 Call-ID: {call_id}
 CSeq: 1 INVITE
@@ -180,12 +184,12 @@ Content-Length: 0
         )
     )
     invite = await callee.receive_until(lambda m: m.method == "INVITE")
-    await callee.send(response_to(invite, "180 Ringing", to_tag=f"callee-{n}"))
+    await callee.send(response_to(invite, "180 Ringing", to_tag=f"callee-{k}"))
     await callee.send(
         response_to(
             invite,
             "200 OK",
-            to_tag=f"callee-{n}",
+            to_tag=f"callee-{k}",
             contact=f"Contact: <sip:callee{n}@127.0.0.1:{callee.port}>\n",
         )
     )
@@ -197,9 +201,9 @@ Content-Length: 0
         await caller.send(
             sip(
                 f"""{method} sip:callee{n}@127.0.0.1:{callee.port} SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:{caller.port};branch=z9hG4bK-w{method}-{n};rport
+Via: SIP/2.0/UDP 127.0.0.1:{caller.port};branch=z9hG4bK-w{method}-{k};rport
 {routes}Max-Forwards: 70
-From: <sip:caller{n}@127.0.0.1>;tag=caller-{n}
+From: <sip:caller{n}@127.0.0.1>;tag=caller-{k}
 To: {final.header("To")}
 Call-ID: {call_id}
 CSeq: {cseq} {method}
@@ -209,7 +213,7 @@ Content-Length: 0
             )
         )
     bye = await callee.receive_until(lambda m: m.method == "BYE")
-    await callee.send(response_to(bye, "200 OK", to_tag=f"callee-{n}"))
+    await callee.send(response_to(bye, "200 OK", to_tag=f"callee-{k}"))
     bye_ok = await caller.receive_until(
         lambda m: m.status is not None and m.header("CSeq") == "2 BYE"
     )
@@ -435,3 +439,56 @@ async def test_a_port_in_use_stops_the_supervisor_with_exit_2(tmp_path: Path) ->
     text = log.read_text()
     assert f"unable to bind udp://127.0.0.1:{sip_port}: Address already in use" in text
     assert "could not start (exit 2): stopping" in text
+
+
+async def test_calls_go_on_when_a_worker_is_killed_under_load(edgeport_workers: Running) -> None:
+    server = ("127.0.0.1", edgeport_workers.sip_port)
+    pairs = 6
+    callers = [await UdpUA.open(server) for _ in range(pairs)]
+    callees = [await UdpUA.open(server) for _ in range(pairs)]
+    try:
+        for n, (caller, callee) in enumerate(zip(callers, callees, strict=True)):
+            for user, ua in ((f"caller{n}", caller), (f"callee{n}", callee)):
+                await ua.send(register(user, ua.port, 1))
+                assert (await ua.receive_until(lambda m: m.status is not None)).status == 200
+        (first,) = edgeport_workers.worker_pids(0)
+        completed_before_kill = 0
+
+        async def load(n: int, stop: trio.Event) -> None:
+            nonlocal completed_before_kill
+            round_ = 0
+            while not stop.is_set() and round_ < 200:
+                round_ += 1
+                with trio.move_on_after(3):  # a call of the killed worker is lost
+                    if await call(callers[n], callees[n], n, round_) == 200:
+                        completed_before_kill += 0 if killed.is_set() else 1
+
+        stop, killed = trio.Event(), trio.Event()
+        async with trio.open_nursery() as nursery:
+            for n in range(pairs):
+                nursery.start_soon(load, n, stop)
+            with trio.fail_after(WAIT_TIMEOUT):
+                while completed_before_kill < pairs:
+                    await trio.sleep(0.05)
+            os.kill(first, signal.SIGKILL)
+            killed.set()
+            await edgeport_workers.wait_health(503)
+            await edgeport_workers.wait_health(200)
+            stop.set()
+        assert edgeport_workers.worker_pids(0)[-1] != first
+        # The registrations outlived the worker (one registrar, in the supervisor), and
+        # every pair calls again through both workers.
+        for caller, callee in zip(callers, callees, strict=True):
+            for _ in range(100):  # skip what the load left on the sockets
+                with trio.move_on_after(0.2):
+                    await caller.receive()
+                    continue
+                with trio.move_on_after(0.2):
+                    await callee.receive()
+                    continue
+                break
+        for n in range(pairs):
+            assert await call(callers[n], callees[n], n, 1000) == 200
+    finally:
+        for ua in callers + callees:
+            ua.close()

@@ -21,7 +21,7 @@ import trio
 import trio_websocket
 
 from tests.support.ports import free_port, stop_process
-from tests.support.ua import Received, UdpUA, WsUA, sip
+from tests.support.ua import Received, TcpUA, UdpUA, WsUA, sip
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -318,16 +318,19 @@ async def test_sigterm_drains_every_worker_and_exits_0(edgeport_workers: Running
     assert "Traceback" not in log
 
 
-async def call_browser(caller: UdpUA, browser: WsUA, n: int) -> None:
-    """caller{n} calls the browser; it answers 200; caller ACKs and hangs up; all arrive."""
-    call_id = f"wws-{n}"
+async def call_stream_callee(
+    caller: UdpUA, browser: WsUA | TcpUA, n: int, user: str, contact: str
+) -> None:
+    """caller{n} calls ``user``, reachable only over the stream ``browser`` opened
+    (Contact ``contact``); it answers 200; caller ACKs and hangs up; all arrive."""
+    call_id = f"w{user}-{n}"
     await caller.send(
         sip(
-            f"""INVITE sip:browser@127.0.0.1 SIP/2.0
+            f"""INVITE sip:{user}@127.0.0.1 SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:{caller.port};branch=z9hG4bK-wwsinv-{n};rport
 Max-Forwards: 70
 From: <sip:caller{n}@127.0.0.1>;tag=wscaller-{n}
-To: <sip:browser@127.0.0.1>
+To: <sip:{user}@127.0.0.1>
 Call-ID: {call_id}
 CSeq: 1 INVITE
 Contact: <sip:caller{n}@127.0.0.1:{caller.port}>
@@ -343,7 +346,7 @@ Content-Length: 0
             invite,
             "200 OK",
             to_tag=f"browser-{n}",
-            contact=f"Contact: <sip:browser@{BROWSER_HOST};transport=ws>\n",
+            contact=f"Contact: <{contact}>\n",
         )
     )
     ok = await caller.receive_until(lambda m: m.status is not None and m.status >= 200)
@@ -352,7 +355,7 @@ Content-Length: 0
     for method, cseq in (("ACK", 1), ("BYE", 2)):
         await caller.send(
             sip(
-                f"""{method} sip:browser@{BROWSER_HOST};transport=ws SIP/2.0
+                f"""{method} {contact} SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:{caller.port};branch=z9hG4bK-wws{method}-{n};rport
 {routes}Max-Forwards: 70
 From: <sip:caller{n}@127.0.0.1>;tag=wscaller-{n}
@@ -401,7 +404,8 @@ Content-Length: 0
         callers = [await UdpUA.open(server) for _ in range(BROWSER_CALLERS)]
         try:
             for n, caller in enumerate(callers):
-                await call_browser(caller, browser, n)
+                contact = f"sip:browser@{BROWSER_HOST};transport=ws"
+                await call_stream_callee(caller, browser, n, "browser", contact)
         finally:
             for caller in callers:
                 caller.close()
@@ -492,3 +496,42 @@ async def test_calls_go_on_when_a_worker_is_killed_under_load(edgeport_workers: 
     finally:
         for ua in callers + callees:
             ua.close()
+
+
+async def test_udp_callers_on_either_worker_reach_a_tcp_phone_held_by_one(
+    edgeport_workers: Running,
+) -> None:
+    server = ("127.0.0.1", edgeport_workers.sip_port)
+    phone = await TcpUA.open(server)
+    try:
+        await phone.send(
+            sip(
+                f"""REGISTER sip:127.0.0.1 SIP/2.0
+Via: SIP/2.0/TCP 127.0.0.1:{phone.port};branch=z9hG4bK-wtcpreg
+Max-Forwards: 70
+From: <sip:phone@127.0.0.1>;tag=wtcpreg
+To: <sip:phone@127.0.0.1>
+Call-ID: wtcp-register@test
+CSeq: 1 REGISTER
+Contact: <sip:phone@127.0.0.1:{phone.port};transport=tcp>
+Expires: 600
+Content-Length: 0
+
+"""
+            )
+        )
+        assert (await phone.receive()).status == 200
+        callers = [await UdpUA.open(server) for _ in range(BROWSER_CALLERS)]
+        try:
+            for n, caller in enumerate(callers):
+                contact = f"sip:phone@127.0.0.1:{phone.port};transport=tcp"
+                await call_stream_callee(caller, phone, n, "phone", contact)
+        finally:
+            for caller in callers:
+                caller.close()
+    finally:
+        await phone.close()
+    _, exposition = await edgeport_workers.get("/metrics")
+    handoffs = samples(exposition, "edgeport_handoffs_total")
+    # The worker without the phone's connection handed it the requests for the phone.
+    assert sum(value for labels, value in handoffs.items() if 'kind="send"' in labels) > 0

@@ -129,19 +129,25 @@ class Supervisor:
             argv = self.command.argv(slot.index)
             # A session of its own: a terminal's Ctrl-C reaches the supervisor only,
             # which passes one SIGTERM on (two would stop the worker at once).
-            process = await trio.lowlevel.open_process(argv, start_new_session=True)
-            slot.process = process
             started = trio.current_time()
-            logger.info("worker %d started (pid %d)", slot.index, process.pid)
             try:
-                code = await process.wait()
-            finally:
-                if process.returncode is None:  # the supervisor itself is being cancelled
-                    process.kill()
+                process = await trio.lowlevel.open_process(argv, start_new_session=True)
+            except OSError as error:  # out of processes or memory: try again after the backoff
+                logger.error("worker %d could not be started: %s", slot.index, error)
+                pid, code = None, None
+            else:
+                slot.process = process
+                pid = process.pid
+                logger.info("worker %d started (pid %d)", slot.index, pid)
+                try:
+                    code = await process.wait()
+                finally:
+                    if process.returncode is None:  # the supervisor itself is being cancelled
+                        process.kill()
             slot.healthy = slot.ready = False
             slot.metrics = ""
             if self.stopping.is_set():
-                logger.info("worker %d (pid %d) exited with %s", slot.index, process.pid, code)
+                logger.info("worker %d (pid %s) exited with %s", slot.index, pid, code)
                 return
             if code == EXIT_STARTUP and not slot.ever_healthy:
                 self.startup_failure = f"worker {slot.index} could not start (exit {code})"
@@ -154,9 +160,9 @@ class Supervisor:
             slot.restarts += 1
             self._restarts.labels(worker=str(slot.index)).inc()
             logger.warning(
-                "worker %d (pid %d) died (exit %s) after %.1f s: restart %d in %.1f s",
+                "worker %d (pid %s) died (exit %s) after %.1f s: restart %d in %.1f s",
                 slot.index,
-                process.pid,
+                pid,
                 code,
                 lived,
                 slot.restarts,

@@ -143,6 +143,7 @@ class HandoffLink:
         self.rundir = str(rundir)
         self.index = index
         self.count = count
+        self._unreachable: set[int] = set()  # targets whose socket refused the last write
         self._outboxes: dict[int, trio.MemorySendChannel[tuple[str, bytes]]] = {}
         self._readers: dict[int, trio.MemoryReceiveChannel[tuple[str, bytes]]] = {}
         for target in range(count):
@@ -150,6 +151,14 @@ class HandoffLink:
                 outbox, reader = trio.open_memory_channel[tuple[str, bytes]](MAX_OUTBOX)
                 self._outboxes[target] = outbox
                 self._readers[target] = reader
+
+    def reachable(self, target: int) -> bool:
+        """False while worker ``target``'s socket refuses hand-offs (it died, not yet back)."""
+        return target in self._outboxes and target not in self._unreachable
+
+    def mark_reachable(self, target: int) -> None:
+        """Worker ``target`` is back (it said hello)."""
+        self._unreachable.discard(target)
 
     def close(self) -> None:
         for outbox in self._outboxes.values():
@@ -202,8 +211,11 @@ class HandoffLink:
                     reason = None
                     break
                 if reason is None:
+                    self._unreachable.discard(target)
                     HANDOFFS.labels(kind=kind).inc()
                 else:
+                    if reason == "unreachable":
+                        self._unreachable.add(target)
                     _dropped(kind, reason, target)
         finally:
             if sock is not None:

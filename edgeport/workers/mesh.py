@@ -172,7 +172,10 @@ class WorkerMesh:
         holder = self.directory.holder(peer)
         if holder is None or holder == self.link.index:
             return False
-        if not self.link.send(holder, Handoff(KIND_SEND, data, peer, _NOWHERE)):
+        # A holder that died took the connection with it: fail now, not after Timer B.
+        if not self.link.reachable(holder) or not self.link.send(
+            holder, Handoff(KIND_SEND, data, peer, _NOWHERE)
+        ):
             raise NoRoute(f"worker {holder} holding {peer} did not take the message")
         return True
 
@@ -223,8 +226,10 @@ class WorkerMesh:
         if sender == self.link.index or not isinstance(document, dict):
             return
         self.directory.apply(sender, document)
-        if document.get("hello") and self._transports is not None:
-            self._announce_all_to(sender, self._transports.connections)
+        if document.get("hello"):
+            self.link.mark_reachable(sender)
+            if self._transports is not None:
+                self._announce_all_to(sender, self._transports.connections)
 
     def _announce_all_to(self, worker: int, connections: Iterable[Connection]) -> None:
         items = [item for conn in connections if not conn.closed for item in held_items(conn)]

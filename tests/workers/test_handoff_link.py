@@ -81,7 +81,9 @@ async def test_a_worker_that_is_not_there_costs_the_handoff_counted(tmp_path: Pa
     with trio.fail_after(DEADLINE):
         async with trio.open_nursery() as nursery:
             await nursery.start(link.serve, deliver)
+            assert link.reachable(1)  # until a write says otherwise
             assert link.send(1, handoff(1))  # queued; worker 1 never bound its socket
             while value({"kind": "response", "reason": "unreachable"}) == unreachable_before:
                 await trio.sleep(0.01)
+            assert not link.reachable(1)
             nursery.cancel_scope.cancel()

@@ -33,6 +33,7 @@ from edgeport.transports import Peer, TransportLayer, serve_transports
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from edgeport.capture.sender import HepCapture
     from edgeport.config import EdgePortConfig
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,8 @@ async def _serve_in_loop(
                 proxy.connection_closed,
             )
             proxy.attach(work, transports, transactions)
+            if config.hep is not None:
+                transports.capture = await _start_capture(root, config)
             _register_gauges(transactions, transports)
 
             health_port = None
@@ -151,6 +154,15 @@ async def _serve_in_loop(
             transports.stop_accepting()
             await _drain(config, proxy, transactions, events)
             root.cancel_scope.cancel()
+
+
+async def _start_capture(root: trio.Nursery, config: EdgePortConfig) -> HepCapture:
+    from edgeport.capture.sender import HepCapture
+
+    assert config.hep is not None
+    capture = HepCapture(config.hep)
+    await root.start(capture.serve)
+    return capture
 
 
 async def _open_work_nursery(root: trio.Nursery) -> trio.Nursery:

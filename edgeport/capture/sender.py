@@ -8,9 +8,12 @@ encodes the records and sends them to the collector. A collector that is
 down, refuses or cannot be resolved costs only dropped copies, counted in
 ``edgeport_hep_dropped_total``, and a rate-limited warning.
 
-A listening point bound to 0.0.0.0 or ``::`` does not say which local address
-a datagram used; the capture then reports the address the host routes from
-towards the peer (looked up once per peer address and cached).
+Addresses are the sockets' own: a stream connection's local address and
+port come from its socket (looked up once per connection), so an outbound
+connection shows its real source port. A UDP socket bound to 0.0.0.0 or
+``::`` does not say which local address a datagram used; the capture then
+reports the address the host routes from towards the peer (looked up once
+per peer address, off the SIP path, and cached).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import ipaddress
 import logging
 import socket
 import time
+import weakref
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -26,10 +30,13 @@ import trio
 from edgeport.capture.hep import Capture, HepError, encode, find_call_id
 from edgeport.metrics import METRICS
 from edgeport.ratelimit import RateLimitedLog
+from edgeport.sip.transport import Transport
+from edgeport.transports.base import Peer
 
 if TYPE_CHECKING:
     from edgeport.config import HepConfig
-    from edgeport.transports.base import InboundMessage, Peer
+    from edgeport.transports.base import Connection, InboundMessage
+    from edgeport.transports.udp import DatagramSocket
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +44,7 @@ DEFAULT_QUEUE_SIZE: Final = 10_000  # packets waiting for the sender
 RESOLVE_RETRY_INTERVAL: Final = 10.0  # seconds between attempts to reach the collector
 MAX_CACHED_ROUTES: Final = 4096  # peer address -> local source address
 _UNSPECIFIED: Final = frozenset({"0.0.0.0", "::"})
+_MAX_STREAM_LAYERS: Final = 4  # TLS over PROXY protocol over TCP, and room to spare
 
 
 class HepCapture:
@@ -49,24 +57,53 @@ class HepCapture:
         self._send_channel, self._receive_channel = trio.open_memory_channel[Capture](queue_size)
         self._log = RateLimitedLog(logger, burst=1, interval=60.0)
         self._routes: dict[str, str] = {}
+        self._locals: weakref.WeakKeyDictionary[object, Peer] = weakref.WeakKeyDictionary()
         self.sent = 0
         self.dropped = 0
 
     # -- the hooks: called on the SIP path, never block ------------------------
 
     def received(self, message: InboundMessage) -> None:
-        """A message read from ``message.peer`` on ``message.local``."""
-        peer, local = message.peer, message.local
-        self._record(message.data, peer, peer.host, peer.port, local.host, local.port)
+        """A message read from ``message.peer`` on ``message.local`` (or its connection)."""
+        peer = message.peer
+        conn = message.connection
+        local = message.local if conn is None else self._connection_local(conn)
+        self._record(message.data, peer.transport, peer.host, peer.port, local.host, local.port)
 
-    def sent_to(self, data: bytes, local: Peer, peer: Peer) -> None:
-        """A message written from ``local`` to ``peer``."""
-        self._record(data, peer, local.host, local.port, peer.host, peer.port)
+    def sent_on(self, data: bytes, conn: Connection) -> None:
+        """A message written on a stream connection."""
+        local, peer = self._connection_local(conn), conn.peer
+        self._record(data, peer.transport, local.host, local.port, peer.host, peer.port)
+
+    def sent_datagram(self, data: bytes, udp: DatagramSocket, host: str, port: int) -> None:
+        """A datagram sent from a UDP listening socket to ``host``:``port``."""
+        local = self._locals.get(udp)
+        if local is None:
+            local = self._locals[udp] = Peer(Transport.UDP, *udp.sock.getsockname()[:2])
+        self._record(data, Transport.UDP, local.host, local.port, host, port)
+
+    def _connection_local(self, conn: Connection) -> Peer:
+        """The connection's socket address; its listening point if the socket is gone."""
+        local = self._locals.get(conn)
+        if local is None:
+            local = conn.local
+            stream = getattr(conn, "stream", None)
+            for _ in range(_MAX_STREAM_LAYERS):
+                if stream is None or isinstance(stream, trio.SocketStream):
+                    break
+                stream = getattr(stream, "transport_stream", None)
+            if isinstance(stream, trio.SocketStream):
+                try:
+                    local = Peer(conn.transport, *stream.socket.getsockname()[:2])
+                except OSError:
+                    return conn.local  # closed already: not cached, try again next time
+            self._locals[conn] = local
+        return local
 
     def _record(
-        self, data: bytes, peer: Peer, src: str, src_port: int, dst: str, dst_port: int
+        self, data: bytes, transport: Transport, src: str, src_port: int, dst: str, dst_port: int
     ) -> None:
-        capture = Capture(data, peer.transport, src, src_port, dst, dst_port, time.time())
+        capture = Capture(data, transport, src, src_port, dst, dst_port, time.time())
         try:
             self._send_channel.send_nowait(capture)
         except trio.WouldBlock:

@@ -174,7 +174,7 @@ class TransportLayer:
             raise
         self.stats[f"sent_{conn.transport.value}"] += 1
         if self.capture is not None:
-            self.capture.sent_to(data, conn.local, conn.peer)
+            self.capture.sent_on(data, conn)
 
     async def _send_datagram(self, host: str, port: int, data: bytes) -> None:
         family = trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET
@@ -190,11 +190,7 @@ class TransportLayer:
             raise SendError(f"udp send to {host}:{port} failed: {exc}") from exc
         self.stats["sent_udp"] += 1
         if self.capture is not None:
-            self.capture.sent_to(
-                data,
-                Peer(Transport.UDP, *sock.sock.getsockname()[:2]),
-                Peer(Transport.UDP, host, port),
-            )
+            self.capture.sent_datagram(data, sock, host, port)
 
     async def _connect(self, transport: Transport, host: str, port: int) -> Connection:
         """The live connection to (transport, host, port); concurrent senders share one

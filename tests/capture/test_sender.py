@@ -13,6 +13,8 @@ from edgeport.config import HepConfig
 from edgeport.metrics import METRICS
 from edgeport.sip.transport import Transport
 from edgeport.transports.base import InboundMessage, Peer
+from edgeport.transports.stream import StreamConnection
+from edgeport.transports.udp import DatagramSocket
 from tests.support.hep_collector import Collector, decode_with_hep_js
 
 REGISTER = (
@@ -57,15 +59,21 @@ async def test_hep_js_reads_every_chunk_of_a_received_and_a_sent_message() -> No
     capture = HepCapture(HepConfig(addr=collector.addr, agent_id=2001, password="homer-pass"))
     sent_before = metric("edgeport_hep_sent_total")
     before = time.time()
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    await sock.bind(("127.0.0.1", 0))
+    udp = DatagramSocket(sock)
+    local = Peer(Transport.UDP, "127.0.0.1", sock.getsockname()[1])
     async with trio.open_nursery() as nursery:
         await nursery.start(capture.serve)
-        capture.received(inbound())
-        capture.sent_to(OK, LOCAL, PEER)
+        capture.received(inbound(local=local))
+        capture.sent_datagram(OK, udp, "127.0.0.1", 5090)
         with trio.fail_after(10):
             packets = [await collector.receive(), await collector.receive()]
         nursery.cancel_scope.cancel()
     after = time.time()
     collector.close()
+    udp.close()
+    sock.close()
     assert capture.sent == 2
     assert metric("edgeport_hep_sent_total") == sent_before + 2
 
@@ -85,9 +93,64 @@ async def test_hep_js_reads_every_chunk_of_a_received_and_a_sent_message() -> No
         assert 0 <= info["timeUseconds"] < 1_000_000
         assert decoded["payload"].encode() == payload
     assert (received["rcinfo"]["srcIp"], received["rcinfo"]["srcPort"]) == ("127.0.0.1", 5090)
-    assert (received["rcinfo"]["dstIp"], received["rcinfo"]["dstPort"]) == ("127.0.0.1", 5060)
-    assert (sent["rcinfo"]["srcIp"], sent["rcinfo"]["srcPort"]) == ("127.0.0.1", 5060)
+    assert (received["rcinfo"]["dstIp"], received["rcinfo"]["dstPort"]) == ("127.0.0.1", local.port)
+    assert (sent["rcinfo"]["srcIp"], sent["rcinfo"]["srcPort"]) == ("127.0.0.1", local.port)
     assert (sent["rcinfo"]["dstIp"], sent["rcinfo"]["dstPort"]) == ("127.0.0.1", 5090)
+
+
+async def test_a_stream_connection_shows_its_sockets_own_addresses() -> None:
+    # An outbound connection leaves from an ephemeral port, not the listening
+    # point's; an inbound one arrives on the listener's port at the address
+    # the client used, even when the listener is bound to 0.0.0.0.
+    collector = await Collector.open()
+    capture = HepCapture(HepConfig(addr=collector.addr))
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    server_port = listener.socket.getsockname()[1]
+    client_stream = await trio.open_tcp_stream("127.0.0.1", server_port)
+    server_stream = await listener.accept()
+    client_port = client_stream.socket.getsockname()[1]
+    outbound = StreamConnection(
+        "tcp-1",
+        Transport.TCP,
+        client_stream,
+        Peer(Transport.TCP, "127.0.0.1", server_port),
+        Peer(Transport.TCP, "0.0.0.0", 5060),  # the listening point
+        outbound=True,
+    )
+    inbound_conn = StreamConnection(
+        "tcp-2",
+        Transport.TCP,
+        server_stream,
+        Peer(Transport.TCP, "127.0.0.1", client_port),
+        Peer(Transport.TCP, "0.0.0.0", server_port),
+        outbound=False,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(capture.serve)
+        capture.sent_on(OK, outbound)
+        capture.received(
+            InboundMessage(REGISTER, inbound_conn.peer, inbound_conn, inbound_conn.local, 0.0)
+        )
+        with trio.fail_after(10):
+            packets = [await collector.receive(), await collector.receive()]
+        nursery.cancel_scope.cancel()
+    collector.close()
+    for stream in (client_stream, server_stream, listener):
+        await stream.aclose()
+    sent, received = decode_with_hep_js(packets)
+    assert sent is not None
+    assert received is not None
+    assert sent["rcinfo"]["protocol"] == 6
+    assert (sent["rcinfo"]["srcIp"], sent["rcinfo"]["srcPort"]) == ("127.0.0.1", client_port)
+    assert (sent["rcinfo"]["dstIp"], sent["rcinfo"]["dstPort"]) == ("127.0.0.1", server_port)
+    assert (received["rcinfo"]["srcIp"], received["rcinfo"]["srcPort"]) == (
+        "127.0.0.1",
+        client_port,
+    )
+    assert (received["rcinfo"]["dstIp"], received["rcinfo"]["dstPort"]) == (
+        "127.0.0.1",
+        server_port,
+    )
 
 
 async def test_a_stream_message_is_tcp_and_a_wildcard_listener_shows_the_routed_address() -> None:

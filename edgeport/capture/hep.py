@@ -11,8 +11,8 @@ capture agent id, auth key, payload and correlation id.
 
 from __future__ import annotations
 
-import ipaddress
 import re
+import socket
 import struct
 from dataclasses import dataclass
 from typing import Final
@@ -102,17 +102,15 @@ def encode(
     correlation_id: str | None = None,
 ) -> bytes:
     """One HEP v3 packet; raises HepError for mixed address families or an oversize packet."""
-    try:
-        src = ipaddress.ip_address(capture.src_host)
-        dst = ipaddress.ip_address(capture.dst_host)
-    except ValueError as exc:
-        raise HepError(f"not an IP address: {exc}") from None
-    if src.version != dst.version:
-        mapped = _unmap(src), _unmap(dst)
-        src, dst = mapped
-        if src.version != dst.version:
-            raise HepError(f"source {src} and destination {dst} are of different families")
-    if src.version == 4:
+    src, dst = _packed(capture.src_host), _packed(capture.dst_host)
+    if len(src) != len(dst):
+        src, dst = _unmapped(src), _unmapped(dst)
+        if len(src) != len(dst):
+            raise HepError(
+                f"source {capture.src_host} and destination {capture.dst_host} "
+                "are of different families"
+            )
+    if len(src) == 4:
         family, src_type, dst_type = FAMILY_IPV4, CHUNK_IPV4_SRC, CHUNK_IPV4_DST
     else:
         family, src_type, dst_type = FAMILY_IPV6, CHUNK_IPV6_SRC, CHUNK_IPV6_DST
@@ -121,8 +119,8 @@ def encode(
     chunks = [
         _chunk(CHUNK_IP_FAMILY, bytes([family])),
         _chunk(CHUNK_IP_PROTOCOL, bytes([IP_PROTOCOLS[capture.transport]])),
-        _chunk(src_type, src.packed),
-        _chunk(dst_type, dst.packed),
+        _chunk(src_type, src),
+        _chunk(dst_type, dst),
         _chunk(CHUNK_SRC_PORT, struct.pack("!H", capture.src_port)),
         _chunk(CHUNK_DST_PORT, struct.pack("!H", capture.dst_port)),
         _chunk(CHUNK_TIME_SECONDS, struct.pack("!I", seconds & 0xFFFFFFFF)),
@@ -142,12 +140,24 @@ def encode(
     return MAGIC + struct.pack("!H", total) + body
 
 
-def _unmap(
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+def _packed(host: str) -> bytes:
+    """The address in network order: 4 bytes for IPv4, 16 for IPv6."""
+    try:
+        return socket.inet_pton(socket.AF_INET, host)
+    except OSError:
+        pass
+    try:
+        return socket.inet_pton(socket.AF_INET6, host)
+    except OSError:
+        raise HepError(f"not an IP address: {host!r}") from None
+
+
+_V4_MAPPED_PREFIX: Final = bytes(10) + b"\xff\xff"
+
+
+def _unmapped(packed: bytes) -> bytes:
+    """An IPv4-mapped IPv6 address (::ffff:a.b.c.d) as its IPv4 address."""
+    return packed[12:] if packed[:12] == _V4_MAPPED_PREFIX else packed
 
 
 def decode_chunks(packet: bytes) -> dict[tuple[int, int], bytes]:

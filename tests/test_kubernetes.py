@@ -270,6 +270,14 @@ def test_the_stack_matches_what_compose_runs(tmp_path: Path) -> None:
     nats_host, nats_port = config.publishers.nats_url.removeprefix("nats://").split(":")
     assert service_port(nats_host) == int(nats_port)
 
+    edgeport_map = next(
+        d for d in docs if d["kind"] == "ConfigMap" and "edgeport.yaml" in d["data"]
+    )
+    assert yaml.safe_load(edgeport_map["data"]["edgeport.yaml"]) == yaml.safe_load(
+        (ROOT / "deploy" / "edgeport.yaml").read_text()
+    )
+    assert config.security_context is None  # starts without a keystore, as compose does
+
     dispatcher_map = next(
         d for d in docs if d["kind"] == "ConfigMap" and "dispatcher.yaml" in d["data"]
     )

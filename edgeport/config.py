@@ -51,6 +51,7 @@ DEFAULT_MAX_CONNECTIONS = 10_000  # edgeport extension spec.connections.max
 DEFAULT_MAX_IN_FLIGHT = 1_000  # edgeport extension spec.maxInFlight
 DEFAULT_SHUTDOWN_TIMEOUT = 32.0  # seconds, edgeport extension spec.shutdownTimeout
 DEFAULT_HEALTHCHECK_PORT = 8080
+DEFAULT_HEP_AGENT_ID = 1  # spec.capture.hep.agentId
 
 
 class ConfigError(Exception):
@@ -124,6 +125,15 @@ class ProxyProtocolConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HepConfig:
+    """edgeport extension spec.capture.hep: where to send HEP v3 copies of SIP messages."""
+
+    addr: str  # host:port of the Homer / heplify collector (UDP)
+    agent_id: int = DEFAULT_HEP_AGENT_ID
+    password: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PublisherConfig:
     console_enabled: bool = False
     nats_enabled: bool = False
@@ -160,6 +170,7 @@ class EdgePortConfig:
     strip_session_progress_sdp: bool = False
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    hep: HepConfig | None = None  # spec.capture.hep, or HEP_ADDR
 
 
 # ---------------------------------------------------------------------------
@@ -295,6 +306,11 @@ def describe_config(config: EdgePortConfig) -> dict[str, Any]:
         spec["proxyProtocol"] = {"trustedProxies": list(config.proxy_protocol.trusted_proxies)}
     spec["maxInFlight"] = config.max_in_flight
     spec["shutdownTimeout"] = config.shutdown_timeout
+    if config.hep is not None:
+        hep: dict[str, Any] = {"addr": config.hep.addr, "agentId": config.hep.agent_id}
+        if config.hep.password:
+            hep["password"] = _mask(config.hep.password)
+        spec["capture"] = {"hep": hep}
     described: dict[str, Any] = {"kind": KIND, "apiVersion": config.api_version, "ref": config.ref}
     if config.region is not None:
         described["metadata"] = {"region": config.region}
@@ -424,6 +440,18 @@ class _ProxyProtocolFile:
 
 
 @attrs.frozen
+class _HepFile:
+    addr: str
+    agent_id: int = DEFAULT_HEP_AGENT_ID
+    password: str | None = None
+
+
+@attrs.frozen
+class _CaptureFile:
+    hep: _HepFile | None = None
+
+
+@attrs.frozen
 class _SpecFile:
     transport: tuple[_TransportFile, ...]
     methods: tuple[str, ...]
@@ -438,6 +466,7 @@ class _SpecFile:
     proxy_protocol: _ProxyProtocolFile = _ProxyProtocolFile()
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    capture: _CaptureFile = _CaptureFile()
 
 
 @attrs.frozen
@@ -608,6 +637,23 @@ def _processor_addr(value: Any, _: Any = None) -> str:
     if not (valid_host and valid_port):
         raise _Invalid(f"expected host:port or {BUILTIN_PROCESSOR!r}, got {text!r}")
     return text
+
+
+def _hep_addr(value: Any, _: Any = None) -> str:
+    text = _string(value).strip()
+    if text == BUILTIN_PROCESSOR:
+        raise _Invalid(f"expected host:port of a HEP collector, got {text!r}")
+    try:
+        return _processor_addr(text)
+    except _Invalid:
+        raise _Invalid(f"expected host:port of a HEP collector, got {text!r}") from None
+
+
+def _agent_id(value: Any, _: Any = None) -> int:
+    number = _integer(value)
+    if not 0 <= number <= 0xFFFFFFFF:
+        raise _Invalid(f"expected an integer from 0 to 4294967295, got {number}")
+    return number
 
 
 def _tls_protocol(value: Any, _: Any = None) -> str:
@@ -788,6 +834,11 @@ _structure_websocket: Final = _register(
 _structure_proxy_protocol: Final = _register(
     _ProxyProtocolFile, {"trusted_proxies": _list_of(_network)}
 )
+_structure_hep: Final = _register(
+    _HepFile,
+    {"addr": _hep_addr, "agent_id": _agent_id, "password": _optional(_nonempty_string)},
+)
+_structure_capture: Final = _register(_CaptureFile, {"hep": _optional(_structure_hep)})
 _structure_spec: Final = _register(
     _SpecFile,
     {
@@ -809,6 +860,7 @@ _structure_spec: Final = _register(
         "proxy_protocol": _structure_proxy_protocol,
         "max_in_flight": _positive_integer,
         "shutdown_timeout": _non_negative_seconds,
+        "capture": _structure_capture,
     },
 )
 _structure_document: Final = _register(
@@ -891,6 +943,7 @@ _ENV_KEYS: Final = (
     ("PROCESSOR_ADDR", "spec.processor.addr"),
     ("EXTERNAL_ADDRS", "spec.externalAddrs"),
     ("LOCALNETS", "spec.localnets"),
+    ("HEP_ADDR", "spec.capture.hep.addr"),
 )
 
 
@@ -915,6 +968,12 @@ def _apply_env_to_document(document: dict[str, Any], env: Mapping[str, str]) -> 
             if not isinstance(processor, dict):
                 continue
             processor["addr"] = value.strip()
+        elif key_path == "spec.capture.hep.addr":
+            capture = spec.setdefault("capture", {})
+            hep = capture.setdefault("hep", {}) if isinstance(capture, dict) else None
+            if not isinstance(hep, dict):
+                continue
+            hep["addr"] = value.strip()
         else:
             spec[key_path.rsplit(".", 1)[-1]] = _env_list(value)
         applied[key_path] = variable
@@ -1127,4 +1186,11 @@ def _to_config(document: _DocumentFile, settings: _EnvSettings) -> EdgePortConfi
         strip_session_progress_sdp=settings.strip_session_progress_sdp,
         max_in_flight=spec.max_in_flight,
         shutdown_timeout=spec.shutdown_timeout,
+        hep=_hep_config(spec.capture.hep),
     )
+
+
+def _hep_config(given: _HepFile | None) -> HepConfig | None:
+    if given is None:
+        return None
+    return HepConfig(addr=given.addr, agent_id=given.agent_id, password=given.password)

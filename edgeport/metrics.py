@@ -398,6 +398,13 @@ class EdgeportMetrics:
             "TLS and WebSocket handshake failures, send failures.",
             ("event",),
         )
+        self.hep_sent = registry.counter(
+            "edgeport_hep_sent_total", "HEP capture packets sent to the collector."
+        )
+        self.hep_dropped = registry.counter(
+            "edgeport_hep_dropped_total",
+            "HEP capture packets dropped (queue full, collector unreachable, encoding).",
+        )
 
     def render(self) -> str:
         return self.registry.render()

@@ -37,6 +37,7 @@ from edgeport.transports import Peer, TransportLayer, serve_transports
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
+    from edgeport.capture.sender import HepCapture
     from edgeport.config import EdgePortConfig
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ async def serve(
                 proxy.connection_closed,
             )
             proxy.attach(work, transports, transactions)
+            if config.hep is not None:
+                transports.capture = await _start_capture(root, config)
             _register_gauges(transactions, transports)
 
             health_port = None
@@ -143,6 +146,15 @@ async def _open_processor(config: EdgePortConfig) -> AsyncIterator[ProcessorClie
         yield in_process
     finally:
         in_process.close()
+
+
+async def _start_capture(root: trio.Nursery, config: EdgePortConfig) -> HepCapture:
+    from edgeport.capture.sender import HepCapture
+
+    assert config.hep is not None
+    capture = HepCapture(config.hep)
+    await root.start(capture.serve)
+    return capture
 
 
 async def _open_work_nursery(root: trio.Nursery) -> trio.Nursery:

@@ -47,6 +47,8 @@ from edgeport.transports.websocket import WebSocketConnection, accept_websocket,
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
+    from edgeport.capture.sender import HepCapture
+
 logger = logging.getLogger(__name__)
 
 
@@ -117,6 +119,8 @@ class TransportLayer:
         self._accept_scopes: list[trio.CancelScope] = []
         self._open_streams = 0
         self._ids = itertools.count(1)
+        # HEP capture of every message received and sent; None when off.
+        self.capture: HepCapture | None = None
 
     @property
     def listening_points(self) -> list[Peer]:
@@ -169,6 +173,8 @@ class TransportLayer:
             self.stats[f"send_failed_{conn.transport.value}"] += 1
             raise
         self.stats[f"sent_{conn.transport.value}"] += 1
+        if self.capture is not None:
+            self.capture.sent_on(data, conn)
 
     async def _send_datagram(self, host: str, port: int, data: bytes) -> None:
         family = trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET
@@ -183,6 +189,8 @@ class TransportLayer:
             self.stats["send_failed_udp"] += 1
             raise SendError(f"udp send to {host}:{port} failed: {exc}") from exc
         self.stats["sent_udp"] += 1
+        if self.capture is not None:
+            self.capture.sent_datagram(data, sock, host, port)
 
     async def _connect(self, transport: Transport, host: str, port: int) -> Connection:
         """The live connection to (transport, host, port); concurrent senders share one
@@ -213,6 +221,8 @@ class TransportLayer:
     def _deliver(self, data: bytes, peer: Peer, conn: Connection | None, local: Peer) -> None:
         message = InboundMessage(data, peer, conn, local, trio.current_time())
         self.stats[f"received_{peer.transport.value}"] += 1
+        if self.capture is not None:
+            self.capture.received(message)
         self._inbox.append(message)
         self._nursery.start_soon(self._dispatch_oldest)
 

@@ -260,16 +260,20 @@ class Forwarding(UpstreamRelay):
         assert self.transactions is not None
         assert forward.request is not None
         assert forward.destination is not None
-        cancel = build_cancel(forward.request)
+        await self._send_own_request(build_cancel(forward.request), forward.destination)
+
+    async def _send_own_request(self, request: Request, destination: Destination) -> None:
+        """A request edgeport makes itself (CANCEL, BYE): its responses end with it."""
+        assert self.transactions is not None
         try:
             await self.transactions.send_request(
-                cancel,
-                forward.destination,
-                reliable=forward.destination.peer.transport.reliable,
+                request,
+                destination,
+                reliable=destination.peer.transport.reliable,
                 tu=_IgnoreResponses(),
             )
         except (TransactionTableFull, ValueError, SipSerializeError) as error:
-            logger.warning("%s: CANCEL not sent: %s", cancel.call_id, error)
+            logger.warning("%s: %s not sent: %s", request.call_id, request.method, error)
 
     def _settle(self, forward: Forward, actions: tuple[Action, ...] = ()) -> None:
         """Keep ``forward`` in the table while the caller waits for it (drain and CANCEL
@@ -391,15 +395,7 @@ class Forwarding(UpstreamRelay):
             self._ended_dialogs.popitem(last=False)
         if await self._send_quietly(ack_data, forward.destination):
             self._count_sent(ack, forward.destination.peer.transport)
-        try:
-            await self.transactions.send_request(
-                bye,
-                forward.destination,
-                reliable=forward.destination.peer.transport.reliable,
-                tu=_IgnoreResponses(),
-            )
-        except (TransactionTableFull, ValueError, SipSerializeError) as error:
-            logger.warning("%s: BYE not sent: %s", response.call_id, error)
+        await self._send_own_request(bye, forward.destination)
 
     async def _answer_challenge(self, forward: Forward, challenge: Response) -> bool:
         """Auth on behalf: answer a 401/407 with the X-Gateway-Auth credentials, CSeq + 1."""

@@ -24,6 +24,7 @@ from edgeport.config import BUILTIN_PROCESSOR
 from edgeport.events import EventBus, serve_event_publishers
 from edgeport.metrics import METRICS
 from edgeport.processor import ProcessorClient, open_processor_client
+from edgeport.protection import EdgeGuard
 from edgeport.proxy import Destination, Proxy
 from edgeport.sip.timers import TimerConfig
 from edgeport.sip.transport import Transport
@@ -52,6 +53,7 @@ class RunningServer:
     proxy: Proxy
     processor: ProcessorClient
     events: EventBus
+    guard: EdgeGuard
     processor_addr: str
     health_port: int | None
     shutdown: Callable[[], None]
@@ -117,12 +119,14 @@ async def _serve_in_loop(
 
                 tls = build_server_context(config.security_context)
             work = await _open_work_nursery(root)
+            guard = EdgeGuard.from_config(config, processor_addr)  # edge protection
             transports: TransportLayer = await root.start(
                 _serve_transports_named,
                 config,
                 proxy.handle_inbound,
                 tls,
                 proxy.connection_closed,
+                guard,
             )
             proxy.attach(work, transports, transactions)
             _register_gauges(transactions, transports)
@@ -140,6 +144,7 @@ async def _serve_in_loop(
                 proxy=proxy,
                 processor=processor,
                 events=events,
+                guard=guard,
                 processor_addr=processor_addr,
                 health_port=health_port,
                 shutdown=stop.set,
@@ -170,6 +175,7 @@ async def _serve_transports_named(
     handler: Callable[..., object],
     tls: object,
     on_closed: Callable[..., None],
+    guard: EdgeGuard,
     *,
     task_status: trio.TaskStatus[TransportLayer],
 ) -> None:
@@ -180,6 +186,7 @@ async def _serve_transports_named(
         limits=config.connections,
         websocket=config.websocket,
         on_connection_closed=on_closed,
+        guard=guard,
         task_status=task_status,
     )
 

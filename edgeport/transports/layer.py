@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, NoReturn
 import trio
 
 from edgeport.config import ConnectionLimits, TransportConfig, WebSocketConfig
+from edgeport.protection import EdgeGuard, Verdict
 from edgeport.sip.errors import MAX_MESSAGE_BYTES
 from edgeport.sip.transport import Transport
 from edgeport.sip.uri import is_websocket_alias
@@ -88,8 +89,10 @@ class TransportLayer:
         websocket: WebSocketConfig,
         on_connection_closed: Callable[[Connection], None] | None,
         max_message_bytes: int,
+        guard: EdgeGuard | None = None,
     ) -> None:
         self._nursery = nursery
+        self._guard = guard  # edge protection: checks before parsing
         self._handler = handler
         self._tls = tls
         self._tls_client_context = tls_client_context or default_client_context()
@@ -223,6 +226,16 @@ class TransportLayer:
             self.stats["handler_errors"] += 1
 
     def _deliver_on(self, data: bytes, conn: Connection) -> None:
+        # edge protection: a stream message from a denied, banned or scanning source
+        # is dropped, and its connection closed.
+        guard = self._guard
+        if (
+            guard is not None
+            and not conn.outbound
+            and guard.admit(conn.peer, data) is not Verdict.ACCEPT
+        ):
+            conn.close()
+            return
         self._deliver(data, conn.peer, conn, conn.local)
 
     def start_listeners(self, bound: Sequence[tuple[Transport, trio.socket.SocketType]]) -> None:
@@ -261,6 +274,9 @@ class TransportLayer:
             self._alive_listeners.discard(local)
 
     def _deliver_datagram(self, data: bytes, peer: Peer, *, local: Peer) -> None:
+        # edge protection: dropped silently unless the guard admits it.
+        if self._guard is not None and self._guard.admit(peer, data) is not Verdict.ACCEPT:
+            return
         self._deliver(data, peer, None, local)
 
     async def serve_stream_listener(self, listener: trio.SocketListener, local: Peer) -> None:
@@ -288,16 +304,25 @@ class TransportLayer:
                 peer = remote_peer(stream, transport)
             except OSError:
                 return  # gone before we looked
+            # edge protection: access lists, bans and the per-source cap at accept;
+            # the ticket's scope bounds the handshakes and the wait for a first message.
+            ticket = None if self._guard is None else self._guard.open_connection(peer)
+            if self._guard is not None and ticket is None:
+                await trio.aclose_forcefully(stream)
+                return
             wrapped: trio.abc.Stream = stream
             if transport.secure:
                 assert self._tls is not None
                 wrapped = trio.SSLStream(stream, self._tls, server_side=True, https_compatible=True)
             try:
-                if transport in (Transport.WS, Transport.WSS):
-                    await self._serve_websocket(wrapped, transport, peer, local)
-                else:
-                    await self._serve_stream(wrapped, transport, peer, local)
+                with trio.CancelScope() if ticket is None else ticket.scope:
+                    if transport in (Transport.WS, Transport.WSS):
+                        await self._serve_websocket(wrapped, transport, peer, local)
+                    else:
+                        await self._serve_stream(wrapped, transport, peer, local)
             finally:
+                if self._guard is not None and ticket is not None:
+                    self._guard.connection_closed(ticket)
                 await aclose_stream(wrapped)
         except Exception:
             logger.exception("%s connection failed", transport.value)
@@ -384,6 +409,8 @@ class TransportLayer:
         ``conn.close()`` is called."""
         self.connections.add(conn, *extra_keys)
         self.stats["connections_opened"] += 1
+        if self._guard is not None and not conn.outbound:
+            self._guard.connection_ready(conn.peer)  # edge protection: first message due
         logger.debug("%s %s open (%s)", conn.id, conn.peer, "out" if conn.outbound else "in")
         try:
             task_status.started(conn)
@@ -409,6 +436,7 @@ async def serve_transports(
     websocket: WebSocketConfig | None = None,
     on_connection_closed: Callable[[Connection], None] | None = None,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
+    guard: EdgeGuard | None = None,
     task_status: trio.TaskStatus[TransportLayer] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Bind every listening point, serve them all, report the layer once all are bound.
@@ -439,6 +467,7 @@ async def serve_transports(
                 websocket=websocket or WebSocketConfig(),
                 on_connection_closed=on_connection_closed,
                 max_message_bytes=max_message_bytes,
+                guard=guard,
             )
             layer.start_listeners(bound)
             task_status.started(layer)

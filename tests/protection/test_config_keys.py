@@ -83,7 +83,8 @@ def test_empty_scanner_list_turns_it_off(tmp_path: Path) -> None:
         pytest.param(
             "accessControl: {allow: [10.0.0.0/33], deny: [nope]}\n",
             [
-                "spec.accessControl.allow[0]: expected a network like 10.0.0.0/8, got '10.0.0.0/33'",
+                "spec.accessControl.allow[0]: expected a network like 10.0.0.0/8, "
+                "got '10.0.0.0/33'",
                 "spec.accessControl.deny[0]: expected a network like 10.0.0.0/8, got 'nope'",
             ],
             id="bad networks",
@@ -94,8 +95,8 @@ def test_empty_scanner_list_turns_it_off(tmp_path: Path) -> None:
             id="deny not a list",
         ),
         pytest.param(
-            "protection:\n  flood: {enabled: 1, requests: 0, window: -1, banTime: 0, maxTracked: 2.5,"
-            " trusted: [x]}\n",
+            "protection:\n  flood: {enabled: 1, requests: 0, window: -1, banTime: 0,"
+            " maxTracked: 2.5, trusted: [x]}\n",
             [
                 "spec.protection.flood.enabled: expected true or false, got 1",
                 "spec.protection.flood.requests: expected a positive integer, got 0",

@@ -132,7 +132,8 @@ def test_connections_per_source_are_capped_and_released() -> None:
     edge = guard(Clock(), metrics, max_connections_per_source=2, trusted=["10.0.0.0/8"])
     first = edge.open_connection(tcp("203.0.113.7", 1))
     second = edge.open_connection(tcp("203.0.113.7", 2))
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     assert edge.open_connection(tcp("203.0.113.7", 3)) is None
     assert closed(metrics, "per_source_limit") == 1
     assert edge.open_connection(tcp("198.51.100.1", 1)) is not None  # another source

@@ -38,7 +38,7 @@ To: <sip:bob@example.com>
 Call-ID: inj-1@192.0.2.10
 CSeq: 1 INVITE
 Contact: <sip:alice@192.0.2.10:5060>
-Authorization: Digest username="alice", realm="example.com", nonce="n1", uri="sip:bob@example.com", response="0123"
+Authorization: Digest username="alice", realm="example.com", nonce="n1", uri="sip:b@x", response="1"
 Content-Type: application/sdp
 Content-Length: 4
 

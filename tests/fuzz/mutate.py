@@ -61,13 +61,16 @@ SEEDS: Final[tuple[bytes, ...]] = (
 )
 
 _CALL_ID: Final = re.compile(rb"(?im)^(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*)")
+_BRANCH: Final = re.compile(rb"branch=z9hG4bK[^;,\s]*")
 _INVALID_UTF8: Final = (b"\xff", b"\xfe\xfe", b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82", b"\x80")
 _STRAY: Final = (b"\r", b"\n", b"\r\n", b"\r\r\n", b"\n\r", b"\x00", b"\t", b" \r\n ")
 _LENGTHS: Final = (b"-1", b"0", b"99999999", b"1e3", b"abc", b"", b"4294967296", b"5, 6")
 
 
 def with_call_id(data: bytes, call_id: str) -> bytes:
-    """``data`` with each Call-ID value replaced (so a sent message can be told apart)."""
+    """``data`` with each Call-ID value replaced (so a sent message can be told apart) and
+    each Via branch made unique (so it is a new transaction, not a retransmission)."""
+    data = _BRANCH.sub(b"branch=z9hG4bK-" + call_id.encode(), data)
     return _CALL_ID.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)] + call_id.encode(), data)
 
 

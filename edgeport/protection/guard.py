@@ -26,6 +26,7 @@ import enum
 import ipaddress
 import logging
 import math
+import socket
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -48,6 +49,23 @@ DEFAULT_MAX_CONNECTIONS_PER_SOURCE: Final = 256
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0  # seconds
 DEFAULT_FIRST_MESSAGE_TIMEOUT: Final = 30.0  # seconds
 _RESPONSE_START: Final = b"SIP/"
+IPV6_SOURCE_PREFIX: Final = 64  # an IPv6 source is limited and banned as its /64
+
+
+def source_key(host: str) -> str:
+    """What the flood limit, bans and the connection cap count by: an IPv4 address
+    itself, an IPv6 address's /64 (one subscriber's allocation: an attacker rotating
+    addresses inside it is still one source)."""
+    if ":" not in host:
+        return host
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, host.strip("[]"))
+    except OSError:
+        return host
+    if packed[:12] == b"\0" * 10 + b"\xff\xff":  # IPv4-mapped
+        return socket.inet_ntop(socket.AF_INET, packed[12:])
+    prefix = packed[: IPV6_SOURCE_PREFIX // 8] + b"\0" * (16 - IPV6_SOURCE_PREFIX // 8)
+    return f"{socket.inet_ntop(socket.AF_INET6, prefix)}/{IPV6_SOURCE_PREFIX}"
 
 
 class Verdict(enum.Enum):
@@ -79,7 +97,7 @@ class ConnectionTicket:
 
     def __init__(self, peer: Peer, deadline: float, *, counted: bool) -> None:
         self.peer = peer
-        self.host = peer.host
+        self.host = source_key(peer.host)
         self.phase = Phase.HANDSHAKE
         self.scope = trio.CancelScope(deadline=deadline)
         self.counted = counted  # toward the per-source cap
@@ -166,7 +184,8 @@ class EdgeGuard:
             return Verdict.DENIED
         flood = self.flood
         now = self.clock()
-        if flood.banned(host, now):
+        source = host if ":" not in host else source_key(host)
+        if flood.banned(source, now):
             return Verdict.BANNED
         if self.scanners.matches(data):
             self._log.info("dropped a message from a scanner at %s", host)
@@ -175,12 +194,12 @@ class EdgeGuard:
             flood.limits.enabled
             and not data.startswith(_RESPONSE_START)
             and host not in self.trusted
-            and flood.count(host, now)
+            and flood.count(source, now)
         ):
             self._bans.inc()
             self._log.warning(
                 "banned %s for %g s: more than %d requests in %g s",
-                host,
+                source,
                 flood.limits.ban_time,
                 flood.limits.requests,
                 flood.limits.window,
@@ -197,16 +216,17 @@ class EdgeGuard:
         """A ticket for a newly accepted connection from ``peer``, or None (counted)
         when it must be closed at once."""
         host = peer.host
+        source = source_key(host)
         verdict = Verdict.ACCEPT
         if self.access.active and not self.access.permits(host):
             verdict = Verdict.DENIED
-        elif self.flood.banned(host, self.clock()):
+        elif self.flood.banned(source, self.clock()):
             verdict = Verdict.BANNED
         counted = host not in self.trusted
         if (
             verdict is Verdict.ACCEPT
             and counted
-            and self._connections.get(host, 0) >= self.max_connections_per_source
+            and self._connections.get(source, 0) >= self.max_connections_per_source
         ):
             verdict = Verdict.CONNECTION_LIMIT
         if verdict is not Verdict.ACCEPT:
@@ -217,7 +237,7 @@ class EdgeGuard:
                 )
             return None
         if counted:
-            self._connections[host] = self._connections.get(host, 0) + 1
+            self._connections[source] = self._connections.get(source, 0) + 1
         ticket = ConnectionTicket(peer, self.clock() + self.handshake_timeout, counted=counted)
         self._tickets[peer] = ticket
         return ticket
@@ -244,4 +264,5 @@ class EdgeGuard:
             self._log.info("closed a connection from %s: %s", ticket.host, ticket.phase.value)
 
     def open_connections(self, host: str) -> int:
-        return self._connections.get(host, 0)
+        """Open inbound connections counted against ``host``'s source (its /64 for IPv6)."""
+        return self._connections.get(source_key(host), 0)

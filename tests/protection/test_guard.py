@@ -15,7 +15,7 @@ from edgeport.config import (
 from edgeport.metrics import EdgeportMetrics
 from edgeport.protection import EdgeGuard, Verdict
 from edgeport.protection.flood import FloodLimits
-from edgeport.protection.guard import Phase
+from edgeport.protection.guard import Phase, source_key
 from edgeport.sip.transport import Transport
 from edgeport.transports.base import Peer
 from tests.e2e.conftest import make_config
@@ -207,3 +207,32 @@ def test_from_config_trusts_localnets_listed_and_processor(processor: str) -> No
 def test_from_config_flood_disabled() -> None:
     config = make_config(protection=ProtectionConfig(flood=FloodConfig(enabled=False)))
     assert not EdgeGuard.from_config(config, "127.0.0.1:1").flood.limits.enabled
+
+
+def test_ipv6_sources_are_limited_by_their_64() -> None:
+    metrics = EdgeportMetrics()
+    edge = guard(Clock(), metrics, max_connections_per_source=2)
+    # Five requests from five addresses of one /64, then one more: banned.
+    for i in range(5):
+        assert edge.admit(udp(f"2001:db8:1:2::{i + 1}"), LEGIT_REGISTER) is Verdict.ACCEPT
+    assert edge.admit(udp("2001:db8:1:2:ffff::9"), LEGIT_REGISTER) is Verdict.BANNED
+    assert edge.admit(udp("2001:db8:1:3::1"), LEGIT_REGISTER) is Verdict.ACCEPT  # next /64
+    assert edge.open_connection(tcp("2001:db8:1:2::77")) is None  # the /64 is banned
+    assert edge.open_connection(tcp("2001:db8:9::1", 1)) is not None
+    assert edge.open_connection(tcp("2001:db8:9::2", 2)) is not None
+    assert edge.open_connection(tcp("2001:db8:9::3", 3)) is None  # two per /64
+    assert edge.open_connections("2001:db8:9::ab") == 2
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("192.0.2.1", "192.0.2.1"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("[2001:db8::1]", "2001:db8::/64"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("not-an-address", "not-an-address"),
+    ],
+)
+def test_source_key(host: str, key: str) -> None:
+    assert source_key(host) == key

@@ -16,7 +16,8 @@ the CPU it used minus the idle rate times its length.
    ``scanner`` (an OPTIONS with ``User-Agent: friendly-scanner``).
    The figure is CPU per dropped message as a share of CPU per processed
    REGISTER (goal: at most 0.1).
-4. Flood with legitimate traffic: one source (127.0.0.30) sends REGISTERs at
+4. Flood with legitimate traffic: one SIPp source (127.0.0.50, ``flood.xml``:
+   REGISTERs sent without waiting for answers) sends at
    ``--flood-rate`` (default 10x the README's max REGISTER rate) while 20 SIPp
    instances, each on its own address (127.0.0.2 + i, ``-i``), register at
    ``--legit-rate`` in total (default half that max). The flooder is banned
@@ -273,13 +274,36 @@ def flood_with_legit(
             )
         )
 
-    def reg(h: str, p: int, n: int) -> bytes:
-        return register(h, p, edge_port, n)
-
-    flood_sent, _, _, _ = paced_send(FLOOD_HOST, edge_port, flood_rate, FLOOD_SECONDS, reg)
-    deadline = time.monotonic() + 30
-    for proc in sipps:
+    flood = children.start(
+        "sipp_flood",
+        [
+            *pinning.prefix(LOAD_CPU),
+            "sipp",
+            f"127.0.0.1:{edge_port}",
+            "-sf",
+            str(SCENARIOS / "flood.xml"),
+            "-i",
+            FLOOD_HOST,
+            "-p",
+            str(free_port((socket.SOCK_DGRAM,))),
+            "-r",
+            f"{flood_rate:g}",
+            "-m",
+            str(math.ceil(flood_rate * FLOOD_SECONDS)),
+            "-trace_stat",
+            "-fd",
+            "1",
+            "-stf",
+            str(children.workdir / "flood_stat.csv"),
+            "-nostdin",
+            "-timeout",
+            f"{FLOOD_SECONDS + 20:g}s",
+        ],
+    )
+    deadline = time.monotonic() + FLOOD_SECONDS + 30
+    for proc in [flood, *sipps]:
         proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    flood_sent = int(read_stat(children.workdir / "flood_stat.csv").get("TotalCallCreated", 0))
     sent = answered = 0
     for i in range(LEGIT_SOURCES):
         stat = read_stat(children.workdir / f"legit{i}_stat.csv")

@@ -154,10 +154,11 @@ async def _send_all(
             if transport is Transport.UDP and len(data) > MAX_UDP_PAYLOAD:
                 data = data[:MAX_UDP_PAYLOAD]
             for unit in await senders[transport].send(data):
-                found = call_id_of(unit)
-                if found is None:
-                    continue
-                (good if well_formed(unit) is not None else bad).add(found.decode("latin-1"))
+                message = well_formed(unit)
+                if message is not None:
+                    good.add(message.call_id)
+                elif (found := call_id_of(unit)) is not None:
+                    bad.add(found.decode("latin-1"))
             report.sent[transport.value] = report.sent.get(transport.value, 0) + 1
             if index % 20 == 19:
                 await trio.sleep(0.005)  # let edgeport keep up; the run stays bounded

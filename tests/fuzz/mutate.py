@@ -60,7 +60,8 @@ SEEDS: Final[tuple[bytes, ...]] = (
     MESSAGE,
 )
 
-_CALL_ID: Final = re.compile(rb"(?im)^(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*)")
+# A Call-ID line with its folded continuation lines (CRLF or bare LF, then SP/HT).
+_CALL_ID: Final = re.compile(rb"(?im)^(?:call-id|i)[ \t]*:((?:[^\r\n]|\r?\n[ \t])*)")
 _BRANCH: Final = re.compile(rb"branch=z9hG4bK[^;,\s]*")
 _INVALID_UTF8: Final = (b"\xff", b"\xfe\xfe", b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82", b"\x80")
 _STRAY: Final = (b"\r", b"\n", b"\r\n", b"\r\r\n", b"\n\r", b"\x00", b"\t", b" \r\n ")
@@ -71,14 +72,16 @@ def with_call_id(data: bytes, call_id: str) -> bytes:
     """``data`` with each Call-ID value replaced (so a sent message can be told apart) and
     each Via branch made unique (so it is a new transaction, not a retransmission)."""
     data = _BRANCH.sub(b"branch=z9hG4bK-" + call_id.encode(), data)
-    return _CALL_ID.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)] + call_id.encode(), data)
+    return _CALL_ID.sub(
+        lambda m: m.group(0)[: m.start(1) - m.start(0)] + b" " + call_id.encode(), data
+    )
 
 
 def call_id_of(data: bytes) -> bytes | None:
     """The first Call-ID value in the header section (up to the first empty line)."""
     end = data.find(b"\r\n\r\n")
     found = _CALL_ID.search(data if end < 0 else data[:end])
-    return found.group(1).strip() if found else None
+    return b"".join(found.group(1).split()) if found else None
 
 
 def _split(data: bytes) -> tuple[list[bytes], bytes]:

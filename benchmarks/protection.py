@@ -74,7 +74,7 @@ FLOOD_HOST: Final = "127.0.0.50"
 LEGIT_FIRST: Final = 12  # legitimate sources are 127.0.0.12 .. 127.0.0.31
 
 
-def write_config(path: Path, edge_port: int, processor_port: int) -> None:
+def write_config(path: Path, edge_port: int, processor_port: int, *, flood: bool = True) -> None:
     path.write_text(
         "kind: EdgePort\n"
         "apiVersion: v2beta1\n"
@@ -88,7 +88,8 @@ def write_config(path: Path, edge_port: int, processor_port: int) -> None:
         "  localnets: [10.99.0.0/16]\n"  # loopback senders are not trusted...
         f"  accessControl: {{deny: [{DENIED_HOST}/32]}}\n"
         "  protection:\n"
-        f"    flood: {{requests: {FLOOD_LIMIT}, window: 10, banTime: {BAN_TIME:g}}}\n"
+        f"    flood: {{enabled: {str(flood).lower()}, requests: {FLOOD_LIMIT}, window: 10, "
+        f"banTime: {BAN_TIME:g}}}\n"
     )  # ...except 127.0.0.1, the processor's address
 
 
@@ -320,6 +321,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--legit-rate", type=float, default=README_MAX_REGISTER_RATE / 2)
     parser.add_argument("--no-flood", action="store_true", help="skip the flood-with-legit part")
     parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument(
+        "--unprotected",
+        action="store_true",
+        help="flood limit off (for comparison: the flooder is never banned)",
+    )
     args = parser.parse_args(list(argv or ()))
     pinning = Pinning(not args.no_pin)
     workdir = Path(tempfile.mkdtemp(prefix="edgeport-protection-"))
@@ -344,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         wait_tcp(processor_port, processor, deadline)
         config = workdir / "edgeport.yaml"
-        write_config(config, edge_port, processor_port)
+        write_config(config, edge_port, processor_port, flood=not args.unprotected)
         edgeport = children.start(
             "edgeport",
             [

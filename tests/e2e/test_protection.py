@@ -3,8 +3,11 @@ too many connections. The processor records what reaches it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import trio
 import trio_asyncio
+import trustme
 
 from edgeport._proto import sipmessage_pb2
 from edgeport._proto.processor_pb2 import MessageRequest, MessageResponse
@@ -13,11 +16,13 @@ from edgeport.config import (
     FloodConfig,
     ProcessorConfig,
     ProtectionConfig,
+    SecurityContext,
     TransportConfig,
 )
 from edgeport.metrics import METRICS
 from edgeport.server import RunningServer
 from edgeport.sip.transport import Transport
+from tests.config_fixtures import write_leaf_pkcs12
 from tests.e2e.conftest import address, make_config, start_edgeport
 from tests.support.grpc_processor import ScriptableProcessor, start_processor
 from tests.support.ua import Received, sip
@@ -283,4 +288,34 @@ async def test_connections_per_source_are_capped() -> None:
         fourth = await tcp_from(OTHER_HOST, edge)
         assert not await closed_by_peer(fourth, within=0.2)
         await second.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_tls_connection_without_a_handshake_is_closed_at_the_deadline(
+    tmp_path: Path,
+) -> None:
+    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        processor = ScriptableProcessor(reply=ok_reply)
+        keystore = write_leaf_pkcs12(
+            tmp_path / "edge.p12", "changeit", trustme.CA().issue_cert("127.0.0.1")
+        )
+        server = await start(
+            nursery,
+            processor,
+            transports=(
+                TransportConfig(Transport.TLS, 0, "127.0.0.1"),
+                TransportConfig(Transport.WSS, 0, "127.0.0.1"),
+            ),
+            security_context=SecurityContext(
+                key_store=str(keystore), key_store_password="changeit"
+            ),
+            protection=ProtectionConfig(handshake_timeout=0.3),
+        )
+        before = refused("handshake_timeout")
+        for transport in (Transport.TLS, Transport.WSS):
+            # Connected, but no ClientHello: the built-in 10 s bound would be far later.
+            silent = await tcp_from(OTHER_HOST, address(server, transport))
+            assert await closed_by_peer(silent, within=5.0), transport
+        assert refused("handshake_timeout") == before + 2
+        assert processor.requests == []
         nursery.cancel_scope.cancel()

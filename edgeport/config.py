@@ -41,6 +41,18 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from edgeport.keystore import KEYSTORE_TYPES, KeystoreError, load_keystore, load_trust_store
 from edgeport.localnets import detect_localnets
+from edgeport.protection.flood import (
+    DEFAULT_BAN_TIME,
+    DEFAULT_MAX_TRACKED,
+    DEFAULT_REQUESTS,
+    DEFAULT_WINDOW,
+)
+from edgeport.protection.guard import (
+    DEFAULT_FIRST_MESSAGE_TIMEOUT,
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+)
+from edgeport.protection.scanners import DEFAULT_SCANNERS
 from edgeport.sip.transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -134,6 +146,38 @@ class HepConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessControlConfig:
+    """edgeport extension spec.accessControl: source networks; deny wins, empty allow
+    allows all."""
+
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FloodConfig:
+    """edgeport extension spec.protection.flood: requests per source per window."""
+
+    enabled: bool = True
+    requests: int = DEFAULT_REQUESTS
+    window: float = DEFAULT_WINDOW
+    ban_time: float = DEFAULT_BAN_TIME
+    max_tracked: int = DEFAULT_MAX_TRACKED
+    trusted: tuple[str, ...] = ()  # never limited, with spec.localnets and the processor
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectionConfig:
+    """edgeport extension spec.protection."""
+
+    flood: FloodConfig = field(default_factory=FloodConfig)
+    scanners: tuple[str, ...] = DEFAULT_SCANNERS  # User-Agent substrings; empty: off
+    max_connections_per_source: int = DEFAULT_MAX_CONNECTIONS_PER_SOURCE
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    first_message_timeout: float = DEFAULT_FIRST_MESSAGE_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
 class PublisherConfig:
     console_enabled: bool = False
     nats_enabled: bool = False
@@ -165,6 +209,8 @@ class EdgePortConfig:
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
     proxy_protocol: ProxyProtocolConfig = field(default_factory=ProxyProtocolConfig)
+    access_control: AccessControlConfig = field(default_factory=AccessControlConfig)
+    protection: ProtectionConfig = field(default_factory=ProtectionConfig)
     publishers: PublisherConfig = field(default_factory=PublisherConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     strip_session_progress_sdp: bool = False
@@ -304,6 +350,25 @@ def describe_config(config: EdgePortConfig) -> dict[str, Any]:
     spec["websocket"] = {"allowedOrigins": list(config.websocket.allowed_origins)}
     if config.proxy_protocol.trusted_proxies:
         spec["proxyProtocol"] = {"trustedProxies": list(config.proxy_protocol.trusted_proxies)}
+    spec["accessControl"] = {
+        "allow": list(config.access_control.allow),
+        "deny": list(config.access_control.deny),
+    }
+    protection = config.protection
+    spec["protection"] = {
+        "flood": {
+            "enabled": protection.flood.enabled,
+            "requests": protection.flood.requests,
+            "window": protection.flood.window,
+            "banTime": protection.flood.ban_time,
+            "maxTracked": protection.flood.max_tracked,
+            "trusted": list(protection.flood.trusted),
+        },
+        "scanners": list(protection.scanners),
+        "maxConnectionsPerSource": protection.max_connections_per_source,
+        "handshakeTimeout": protection.handshake_timeout,
+        "firstMessageTimeout": protection.first_message_timeout,
+    }
     spec["maxInFlight"] = config.max_in_flight
     spec["shutdownTimeout"] = config.shutdown_timeout
     if config.hep is not None:
@@ -452,6 +517,31 @@ class _CaptureFile:
 
 
 @attrs.frozen
+class _AccessControlFile:
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class _FloodFile:
+    enabled: bool = True
+    requests: int = DEFAULT_REQUESTS
+    window: float = DEFAULT_WINDOW
+    ban_time: float = DEFAULT_BAN_TIME
+    max_tracked: int = DEFAULT_MAX_TRACKED
+    trusted: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class _ProtectionFile:
+    flood: _FloodFile = _FloodFile()
+    scanners: tuple[str, ...] = DEFAULT_SCANNERS
+    max_connections_per_source: int = DEFAULT_MAX_CONNECTIONS_PER_SOURCE
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    first_message_timeout: float = DEFAULT_FIRST_MESSAGE_TIMEOUT
+
+
+@attrs.frozen
 class _SpecFile:
     transport: tuple[_TransportFile, ...]
     methods: tuple[str, ...]
@@ -464,6 +554,8 @@ class _SpecFile:
     connections: _ConnectionsFile = _ConnectionsFile()
     websocket: _WebSocketFile = _WebSocketFile()
     proxy_protocol: _ProxyProtocolFile = _ProxyProtocolFile()
+    access_control: _AccessControlFile = _AccessControlFile()
+    protection: _ProtectionFile = _ProtectionFile()
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     capture: _CaptureFile = _CaptureFile()
@@ -768,6 +860,9 @@ for _cl in (
     _ConnectionsFile,
     _WebSocketFile,
     _ProxyProtocolFile,
+    _AccessControlFile,
+    _FloodFile,
+    _ProtectionFile,
     _SpecFile,
     _DocumentFile,
 ):
@@ -839,6 +934,30 @@ _structure_hep: Final = _register(
     {"addr": _hep_addr, "agent_id": _agent_id, "password": _optional(_nonempty_string)},
 )
 _structure_capture: Final = _register(_CaptureFile, {"hep": _optional(_structure_hep)})
+_structure_access_control: Final = _register(
+    _AccessControlFile, {"allow": _list_of(_cidr), "deny": _list_of(_cidr)}
+)
+_structure_flood: Final = _register(
+    _FloodFile,
+    {
+        "enabled": _boolean,
+        "requests": _positive_integer,
+        "window": _positive_seconds,
+        "ban_time": _positive_seconds,
+        "max_tracked": _positive_integer,
+        "trusted": _list_of(_cidr),
+    },
+)
+_structure_protection: Final = _register(
+    _ProtectionFile,
+    {
+        "flood": _structure_flood,
+        "scanners": _list_of(_nonempty_string),
+        "max_connections_per_source": _positive_integer,
+        "handshake_timeout": _positive_seconds,
+        "first_message_timeout": _positive_seconds,
+    },
+)
 _structure_spec: Final = _register(
     _SpecFile,
     {
@@ -858,6 +977,8 @@ _structure_spec: Final = _register(
         "connections": _structure_connections,
         "websocket": _structure_websocket,
         "proxy_protocol": _structure_proxy_protocol,
+        "access_control": _structure_access_control,
+        "protection": _structure_protection,
         "max_in_flight": _positive_integer,
         "shutdown_timeout": _non_negative_seconds,
         "capture": _structure_capture,
@@ -1181,6 +1302,23 @@ def _to_config(document: _DocumentFile, settings: _EnvSettings) -> EdgePortConfi
         ),
         websocket=WebSocketConfig(allowed_origins=spec.websocket.allowed_origins),
         proxy_protocol=ProxyProtocolConfig(trusted_proxies=spec.proxy_protocol.trusted_proxies),
+        access_control=AccessControlConfig(
+            allow=spec.access_control.allow, deny=spec.access_control.deny
+        ),
+        protection=ProtectionConfig(
+            flood=FloodConfig(
+                enabled=spec.protection.flood.enabled,
+                requests=spec.protection.flood.requests,
+                window=spec.protection.flood.window,
+                ban_time=spec.protection.flood.ban_time,
+                max_tracked=spec.protection.flood.max_tracked,
+                trusted=spec.protection.flood.trusted,
+            ),
+            scanners=spec.protection.scanners,
+            max_connections_per_source=spec.protection.max_connections_per_source,
+            handshake_timeout=spec.protection.handshake_timeout,
+            first_message_timeout=spec.protection.first_message_timeout,
+        ),
         publishers=settings.publishers,
         health=settings.health,
         strip_session_progress_sdp=settings.strip_session_progress_sdp,

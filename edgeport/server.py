@@ -28,6 +28,7 @@ from edgeport.processor import (
     ProcessorClient,
     open_processor_client,
 )
+from edgeport.protection import EdgeGuard
 from edgeport.proxy import Destination, Proxy
 from edgeport.sip.timers import TimerConfig
 from edgeport.sip.transport import Transport
@@ -56,6 +57,7 @@ class RunningServer:
     proxy: Proxy
     processor: ProcessorClient
     events: EventBus
+    guard: EdgeGuard
     processor_addr: str
     health_port: int | None
     shutdown: Callable[[], None]
@@ -91,12 +93,14 @@ async def serve(
 
                 tls = build_server_context(config.security_context)
             work = await _open_work_nursery(root)
+            guard = EdgeGuard.from_config(config, processor_addr)  # edge protection
             transports: TransportLayer = await root.start(
                 _serve_transports_named,
                 config,
                 proxy.handle_inbound,
                 tls,
                 proxy.connection_closed,
+                guard,
             )
             proxy.attach(work, transports, transactions)
             if config.hep is not None:
@@ -116,6 +120,7 @@ async def serve(
                 proxy=proxy,
                 processor=processor,
                 events=events,
+                guard=guard,
                 processor_addr=processor_addr,
                 health_port=health_port,
                 shutdown=stop.set,
@@ -174,6 +179,7 @@ async def _serve_transports_named(
     handler: Callable[..., object],
     tls: object,
     on_closed: Callable[..., None],
+    guard: EdgeGuard,
     *,
     task_status: trio.TaskStatus[TransportLayer],
 ) -> None:
@@ -185,6 +191,7 @@ async def _serve_transports_named(
         websocket=config.websocket,
         on_connection_closed=on_closed,
         trusted_proxies=config.proxy_protocol.trusted_proxies,
+        guard=guard,
         task_status=task_status,
     )
 

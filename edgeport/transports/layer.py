@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, NoReturn
 import trio
 
 from edgeport.config import ConnectionLimits, TransportConfig, WebSocketConfig
+from edgeport.protection import EdgeGuard, Verdict
 from edgeport.ratelimit import RateLimitedLog
 from edgeport.sip.errors import MAX_MESSAGE_BYTES
 from edgeport.sip.transport import Transport
@@ -95,6 +96,7 @@ class TransportLayer:
         max_message_bytes: int,
         proxy_protocol: frozenset[Transport] = frozenset(),
         trusted_proxies: Sequence[str] = (),
+        guard: EdgeGuard | None = None,
     ) -> None:
         self._nursery = nursery
         # Listeners whose connections open with a PROXY protocol header, and
@@ -102,6 +104,7 @@ class TransportLayer:
         self._proxy_protocol = proxy_protocol
         self._trusted_proxies = TrustedProxies(trusted_proxies)
         self._proxy_log = RateLimitedLog(logger, burst=5)
+        self._guard = guard  # edge protection: checks before parsing
         self._handler = handler
         self._tls = tls
         self._tls_client_context = tls_client_context or default_client_context()
@@ -243,6 +246,16 @@ class TransportLayer:
             self.stats["handler_errors"] += 1
 
     def _deliver_on(self, data: bytes, conn: Connection) -> None:
+        # edge protection: a stream message from a denied, banned or scanning source
+        # is dropped, and its connection closed.
+        guard = self._guard
+        if (
+            guard is not None
+            and not conn.outbound
+            and guard.admit(conn.peer, data) is not Verdict.ACCEPT
+        ):
+            conn.close()
+            return
         self._deliver(data, conn.peer, conn, conn.local)
 
     def start_listeners(self, bound: Sequence[tuple[Transport, trio.socket.SocketType]]) -> None:
@@ -282,6 +295,9 @@ class TransportLayer:
             self._alive_listeners.discard(local)
 
     def _deliver_datagram(self, data: bytes, peer: Peer, *, local: Peer) -> None:
+        # edge protection: dropped silently unless the guard admits it.
+        if self._guard is not None and self._guard.admit(peer, data) is not Verdict.ACCEPT:
+            return
         self._deliver(data, peer, None, local)
 
     async def serve_stream_listener(self, listener: trio.SocketListener, local: Peer) -> None:
@@ -317,17 +333,27 @@ class TransportLayer:
                     await trio.aclose_forcefully(stream)
                     return
                 peer, wrapped = accepted
+            # edge protection: access lists, bans and the per-source cap, by the real
+            # source (after a PROXY protocol header); the ticket's scope bounds the
+            # handshakes and the wait for a first message.
+            ticket = None if self._guard is None else self._guard.open_connection(peer)
+            if self._guard is not None and ticket is None:
+                await trio.aclose_forcefully(stream)
+                return
             if transport.secure:
                 assert self._tls is not None
                 wrapped = trio.SSLStream(
                     wrapped, self._tls, server_side=True, https_compatible=True
                 )
             try:
-                if transport in (Transport.WS, Transport.WSS):
-                    await self._serve_websocket(wrapped, transport, peer, local)
-                else:
-                    await self._serve_stream(wrapped, transport, peer, local)
+                with trio.CancelScope() if ticket is None else ticket.scope:
+                    if transport in (Transport.WS, Transport.WSS):
+                        await self._serve_websocket(wrapped, transport, peer, local)
+                    else:
+                        await self._serve_stream(wrapped, transport, peer, local)
             finally:
+                if self._guard is not None and ticket is not None:
+                    self._guard.connection_closed(ticket)
                 await aclose_stream(wrapped)
         except Exception:
             logger.exception("%s connection failed", transport.value)
@@ -420,6 +446,8 @@ class TransportLayer:
         ``conn.close()`` is called."""
         self.connections.add(conn, *extra_keys)
         self.stats["connections_opened"] += 1
+        if self._guard is not None and not conn.outbound:
+            self._guard.connection_ready(conn.peer)  # edge protection: first message due
         logger.debug("%s %s open (%s)", conn.id, conn.peer, "out" if conn.outbound else "in")
         try:
             task_status.started(conn)
@@ -446,6 +474,7 @@ async def serve_transports(
     on_connection_closed: Callable[[Connection], None] | None = None,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     trusted_proxies: Sequence[str] = (),
+    guard: EdgeGuard | None = None,
     task_status: trio.TaskStatus[TransportLayer] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Bind every listening point, serve them all, report the layer once all are bound.
@@ -480,6 +509,7 @@ async def serve_transports(
                 max_message_bytes=max_message_bytes,
                 proxy_protocol=frozenset(c.protocol for c in configs if c.proxy_protocol),
                 trusted_proxies=trusted_proxies,
+                guard=guard,
             )
             layer.start_listeners(bound)
             task_status.started(layer)

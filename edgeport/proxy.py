@@ -10,10 +10,14 @@ a failed or late processor call is 503 with Retry-After, a reply that cannot
 become a message is 500, a forwarded request without a final response is
 408 (RFC 3261 §16.7 step 10), a broken connection fails its transactions.
 
-Concurrency: the transport layer runs each inbound message in its own task.
-A ``trio.CapacityLimiter`` bounds the messages in flight; past it a request
-gets 503 at once. Responses of one forwarded request are relayed in order,
-by one worker task per forwarded request.
+Concurrency: the transport layer runs each inbound message in a task of its
+own (bounded, after a bounded inbox that sheds new requests first). A
+``trio.CapacityLimiter`` bounds the new requests in flight; past it a request
+gets 503 at once. Processor calls for responses, ACKs and CANCELs have a
+separate, larger budget (``edgeport.admission``). A retransmission of a
+request still being routed is dropped before parsing. Responses of one
+forwarded request are relayed in order, by one worker task per forwarded
+request.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import trio
 
 from edgeport import convert
 from edgeport._proto import common_pb2, processor_pb2, sipmessage_pb2
+from edgeport.admission import ADMITTED_CALLS_PER_IN_FLIGHT, CallBudget, Routing
 from edgeport.edge_checks import Verdict, check_request, own_hosts, unsupported_proxy_options
 from edgeport.events import EventBus, call_ended, call_started, endpoint_registered
 from edgeport.gateway_auth import GatewayAuthError, GatewayCredentials, answer_challenge
@@ -229,6 +234,8 @@ class Proxy:
         self._branch = branch_factory
         self._tag = tag_factory
         self._limiter = trio.CapacityLimiter(config.max_in_flight)
+        self._admitted_calls = CallBudget(ADMITTED_CALLS_PER_IN_FLIGHT * config.max_in_flight)
+        self._routing = Routing()
         # Lines a flood could multiply: at most a burst every few seconds.
         self._drops = RateLimitedLog(logger)
         self._processor_log = RateLimitedLog(logger, burst=5)
@@ -332,6 +339,10 @@ class Proxy:
 
     async def handle_inbound(self, inbound: InboundMessage) -> None:
         """Handle one raw message from a transport (the transport layer's handler)."""
+        if self._routing.is_retransmission(inbound):
+            # Its server transaction would absorb it; not even parsed.
+            self.metrics.dropped_messages.labels(reason="retransmission").inc()
+            return
         try:
             message = parse_message(inbound.data)
         except SipParseError as error:
@@ -352,6 +363,27 @@ class Proxy:
                 await self._on_response(message, inbound)
         except SipParseError as error:
             await self._refuse_unparsable(inbound, error, message)
+
+    async def refuse_overloaded(self, inbound: InboundMessage) -> None:
+        """A new request the transport layer shed from a stream: stateless 503 with Retry-After.
+
+        Over a stream nobody retransmits, so silence would leave the client
+        waiting for its Timer B/F; the parse is the price of a clear answer.
+        """
+        try:
+            message = parse_message(inbound.data)
+        except SipParseError:
+            message = None
+        self.metrics.dropped_messages.labels(reason="overload").inc()
+        if not isinstance(message, Request) or message.method == "ACK":
+            return
+        self._drops.warning("%s: %s shed (overloaded); 503", message.call_id, message.method)
+        try:
+            await self._answer_statelessly(
+                message, Destination(inbound.peer, inbound.connection), 503, retry_after=True
+            )
+        except (SipParseError, SipSerializeError, ValueError) as error:
+            self._drops.info("%s: no 503 for a shed request: %s", inbound.peer, error)
 
     async def _refuse_unparsable(
         self,
@@ -485,6 +517,8 @@ class Proxy:
             self.metrics.dropped_messages.labels(reason="overload").inc()
             await self._answer(handle, 503, retry_after=True)
             return
+        # Until the reply is acted on, a retransmission is dropped unparsed.
+        routing = self._routing.begin(inbound)
         try:
             try:
                 exchange = await self._call_processor(request, inbound)
@@ -497,6 +531,7 @@ class Proxy:
                 return
             await self._act_on_request_reply(handle, request, exchange)
         finally:
+            self._routing.end(routing)
             self._limiter.release()
 
     def _sender(
@@ -522,7 +557,30 @@ class Proxy:
     async def _call_processor(
         self, message: Request | Response, inbound: InboundMessage | None
     ) -> Exchange | None:
-        """One processor call; None (logged once, counted) when it failed."""
+        """One processor call; None (logged once, counted) when it failed.
+
+        A response, ACK or CANCEL takes a call from its own budget; when none
+        is left the call is not made (counted as ``overload_processor``).
+        """
+        admitted = isinstance(message, Response) or message.method in ("ACK", "CANCEL")
+        if admitted:
+            if not self._admitted_calls.try_take():
+                self._drops.warning(
+                    "%s: %d processor calls for responses/ACK/CANCEL; this one skipped",
+                    message.call_id,
+                    self._admitted_calls.in_use,
+                )
+                self.metrics.dropped_messages.labels(reason="overload_processor").inc()
+                return None
+            try:
+                return await self._process(message, inbound)
+            finally:
+                self._admitted_calls.give_back()
+        return await self._process(message, inbound)
+
+    async def _process(
+        self, message: Request | Response, inbound: InboundMessage | None
+    ) -> Exchange | None:
         if inbound is not None:
             sender = self._sender(message, inbound)
         else:

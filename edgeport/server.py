@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from edgeport.config import EdgePortConfig
+    from edgeport.transports.inbox import InboxLimits
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ BUILTIN_PROCESSOR: Final = "builtin"
 EVENT_FLUSH_TIMEOUT: Final = 5.0  # seconds to publish queued events at shutdown
 DRAIN_POLL_INTERVAL: Final = 0.1  # seconds between checks for in-flight transactions
 READINESS_INTERVAL: Final = 2.0  # seconds between processor readiness probes
+ADMITTED_TASKS_PER_IN_FLIGHT: Final = 2  # handlers of responses/ACK/CANCEL per spec.maxInFlight
 
 
 @dataclass(slots=True)
@@ -66,21 +68,26 @@ async def serve(
     *,
     handle_signals: bool = False,
     timers: TimerConfig | None = None,
+    inbox: InboxLimits | None = None,
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run edgeport until cancelled (or a signal, with ``handle_signals``).
 
     Opens the trio-asyncio loop unless the caller already runs inside one.
+    ``timers`` and ``inbox`` replace the RFC 3261 timers and the inbox bounds
+    (for tests).
     """
     if trio_asyncio.current_loop.get(None) is not None:
         await _serve_in_loop(
-            config, handle_signals=handle_signals, timers=timers, task_status=task_status
-        )
+            config, handle_signals=handle_signals, timers=timers, inbox=inbox,
+            task_status=task_status,
+        )  # fmt: skip
         return
     async with trio_asyncio.open_loop():
         await _serve_in_loop(
-            config, handle_signals=handle_signals, timers=timers, task_status=task_status
-        )
+            config, handle_signals=handle_signals, timers=timers, inbox=inbox,
+            task_status=task_status,
+        )  # fmt: skip
 
 
 async def _serve_in_loop(
@@ -88,6 +95,7 @@ async def _serve_in_loop(
     *,
     handle_signals: bool,
     timers: TimerConfig | None,
+    inbox: InboxLimits | None,
     task_status: trio.TaskStatus[RunningServer],
 ) -> None:
     async with trio.open_nursery() as root:
@@ -118,11 +126,7 @@ async def _serve_in_loop(
                 tls = build_server_context(config.security_context)
             work = await _open_work_nursery(root)
             transports: TransportLayer = await root.start(
-                _serve_transports_named,
-                config,
-                proxy.handle_inbound,
-                tls,
-                proxy.connection_closed,
+                _serve_transports_named, config, proxy, tls, inbox
             )
             proxy.attach(work, transports, transactions)
             _register_gauges(transactions, transports)
@@ -167,21 +171,32 @@ async def _open_work_nursery(root: trio.Nursery) -> trio.Nursery:
 
 async def _serve_transports_named(
     config: EdgePortConfig,
-    handler: Callable[..., object],
+    proxy: Proxy,
     tls: object,
-    on_closed: Callable[..., None],
+    inbox: InboxLimits | None,
     *,
     task_status: trio.TaskStatus[TransportLayer],
 ) -> None:
     await serve_transports(
         config.transports,
-        handler,  # type: ignore[arg-type]
+        proxy.handle_inbound,
         tls=tls,  # type: ignore[arg-type]
         limits=config.connections,
         websocket=config.websocket,
-        on_connection_closed=on_closed,
+        on_connection_closed=proxy.connection_closed,
+        inbox=inbox,
+        # New requests beyond the in-flight bound wait in the inbox, shed first;
+        # responses, ACKs and CANCELs have their own, larger share of handlers.
+        max_new_tasks=config.max_in_flight,
+        max_admitted_tasks=ADMITTED_TASKS_PER_IN_FLIGHT * config.max_in_flight,
+        refuse=proxy.refuse_overloaded,
+        on_shed=_count_shed,
         task_status=task_status,
     )
+
+
+def _count_shed(reason: str) -> None:
+    METRICS.dropped_messages.labels(reason=reason).inc()
 
 
 async def _serve_health_named(

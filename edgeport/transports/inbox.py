@@ -95,7 +95,8 @@ class Inbox:
         self._new: collections.deque[tuple[int, InboundMessage]] = collections.deque()
         self._admitted: collections.deque[tuple[int, InboundMessage]] = collections.deque()
         self._count = 0
-        self.peak = 0  # the most messages ever waiting at once
+        # The most messages that ever waited at once, per lane.
+        self.peaks: dict[Lane, int] = {Lane.NEW: 0, Lane.ADMITTED: 0}
 
     def __len__(self) -> int:
         return len(self._new) + len(self._admitted)
@@ -116,12 +117,13 @@ class Inbox:
             if len(self._new) >= self.limits.max_new:
                 shed = Shed(self._new.popleft()[1], Lane.NEW, "full")
             self._new.append((self._count, message))
+            self.peaks[Lane.NEW] = max(self.peaks[Lane.NEW], len(self._new))
         else:
             if len(self._admitted) >= self.limits.max_admitted:
                 return Shed(message, Lane.ADMITTED, "full")
             shed = None
             self._admitted.append((self._count, message))
-        self.peak = max(self.peak, len(self))
+            self.peaks[Lane.ADMITTED] = max(self.peaks[Lane.ADMITTED], len(self._admitted))
         return shed
 
     def behind(self, now: float) -> bool:

@@ -11,9 +11,9 @@ baseline installed from git into a venv of its own) and SIPp, pinned with
    (1.5x and 3x) for ``--seconds`` each, with its UDP retransmissions (500 ms,
    doubling), a REGISTER failing when no answer came ``RECV_TIMEOUT_MS``
    after it was sent. For the baseline and this tree, in that order, the same
-   offered rates. Goodput = REGISTERs answered 200 per second of the run
-   (from SIPp's start to its exit, so the backlog it drains counts against
-   it), also as a share of the max; failed, timed out, other answers (503),
+   offered rates. Goodput = 200s to REGISTERs received while the load was
+   offered, per second of it (what came during SIPp's drain afterwards is
+   left out), also as a share of the max; failed, timed out, other answers (503),
    SIPp's retransmissions, and the p99 REGISTER -> 200 time of what succeeded.
 3. CPU per message at a fixed rate: REGISTERs at ``--register-rate`` for
    ``--cpu-seconds``, then calls (INVITE / 180 / 200 / ACK / BYE / 200) at
@@ -37,7 +37,9 @@ each run; the rest of the file is the load benchmark's).
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
+import csv
 import io
 import math
 import os
@@ -307,7 +309,7 @@ class Run:
             return int(values.get(name, "0") or 0)
 
         attempted = max(calls, count("TotalCallCreated"))
-        rtts = sorted(load.read_rtt(self.workdir, scenario, proc.pid))
+        rows = read_rtt_rows(self.workdir / f"{scenario}_{proc.pid}_rtt.csv")
         return SippResult(
             rate=rate,
             attempted=attempted,
@@ -316,14 +318,23 @@ class Run:
             unexpected=count("FailedUnexpectedMessage(C)"),
             retransmissions=count("Retransmissions(C)"),
             seconds=elapsed,
+            window=seconds,
             cpu_seconds=cpu,
-            rtts_ms=rtts,
+            rtts_ms=sorted(rtt for _, rtt in rows),
+            done_ms=sorted(done for done, _ in rows),
         )
 
     def start_uas(self, opts: Options) -> subprocess.Popen[bytes]:
+        """The SIPp UAS, registered as ``callee`` (three attempts: a REGISTER may be lost)."""
         assert self.stack is not None
         limit = load.Options(time_limit=opts.cpu_seconds + 60, pin=self.pinning.enabled)
-        return load.start_uas(self.children, self.pinning, self.stack.edge_port, limit)
+        for attempt in range(3):
+            try:
+                return load.start_uas(self.children, self.pinning, self.stack.edge_port, limit)
+            except RuntimeError as error:
+                print(f"   UAS start {attempt + 1} failed: {error}", flush=True)
+                print(self.children.log_tail("edgeport", 5), flush=True)
+        raise RuntimeError("the SIPp UAS could not register")
 
     def stop_edgeport(self) -> None:
         assert self.stack is not None
@@ -339,8 +350,10 @@ class SippResult:
     unexpected: int  # another answer than 200 (503)
     retransmissions: int  # sent by SIPp
     seconds: float  # from SIPp's start to its exit
+    window: float  # seconds of offered load
     cpu_seconds: float  # edgeport's, over the run
     rtts_ms: list[float] = field(repr=False)  # REGISTER/INVITE -> 200, sorted
+    done_ms: list[float] = field(repr=False)  # when each 200 came, ms after SIPp's start
 
     @property
     def failed(self) -> int:
@@ -348,7 +361,9 @@ class SippResult:
 
     @property
     def goodput(self) -> float:
-        return self.succeeded / self.seconds if self.seconds > 0 else 0.0
+        """Successes per second while the load was offered (the drain after it is left out)."""
+        done = bisect.bisect_right(self.done_ms, 1000 * self.window)
+        return done / self.window
 
     @property
     def p99_ms(self) -> float | None:
@@ -357,6 +372,20 @@ class SippResult:
     @property
     def cpu_us_each(self) -> float | None:
         return 1e6 * self.cpu_seconds / self.succeeded if self.succeeded else None
+
+
+def read_rtt_rows(path: Path) -> list[tuple[float, float]]:
+    """(ms after SIPp's start, response time ms) of each success; the file is removed."""
+    if not path.exists():
+        return []
+    rows: list[tuple[float, float]] = []
+    with path.open(newline="") as rtt:
+        for row in csv.reader(rtt, delimiter=";"):
+            if len(row) >= 3 and row[2].strip() == "1":
+                with contextlib.suppress(ValueError):
+                    rows.append((float(row[0]), float(row[1])))
+    path.unlink()
+    return rows
 
 
 # -- the parts -------------------------------------------------------------------------
@@ -466,9 +495,9 @@ def render(report: Report, opts: Options) -> str:
         "",
         f"- Overload: SIPp REGISTER over UDP (retransmissions on: 500 ms, doubling), "
         f"{opts.seconds:g} s per rate; a REGISTER fails when unanswered "
-        f"{RECV_TIMEOUT_MS // 1000} s after it was sent. Goodput = REGISTERs answered 200 / "
-        "seconds from SIPp's start to its exit. p99 = SIPp's REGISTER -> 200 time of those "
-        "answered (4 ms ticks).",
+        f"{RECV_TIMEOUT_MS // 1000} s after it was sent. Goodput = 200s to REGISTERs "
+        "received while the load was offered / its seconds (SIPp's drain afterwards left "
+        "out). p99 = SIPp's REGISTER -> 200 time of those answered (4 ms ticks).",
         f"- CPU per message: REGISTER at {opts.register_rate:g}/s and calls at "
         f"{opts.call_rate:g}/s, {opts.cpu_seconds:g} s each, on a fresh stack per run, trees "
         "alternating (A B A B); edgeport's utime + stime (/proc/<pid>/stat) over the step / "

@@ -129,7 +129,8 @@ class TransportLayer:
         self.stats: Counter[str] = Counter()
         self._listening_points: list[Peer] = []
         self.inbox = Inbox(inbox)
-        self._starting = 0  # handler tasks started that have not taken a message yet
+        # Handler tasks started for a message of each lane, not running yet.
+        self._starting = {Lane.NEW: 0, Lane.ADMITTED: 0}
         self._busy = {Lane.NEW: 0, Lane.ADMITTED: 0}  # handlers running, per lane
         self._refusing = 0
         self._shed_log = RateLimitedLog(logger)
@@ -235,7 +236,7 @@ class TransportLayer:
     @property
     def handler_tasks(self) -> int:
         """Handler tasks alive: started, or handling a message."""
-        return self._starting + self._busy[Lane.NEW] + self._busy[Lane.ADMITTED]
+        return sum(self._starting.values()) + sum(self._busy.values())
 
     def _deliver(self, data: bytes, peer: Peer, conn: Connection | None, local: Peer) -> None:
         message = InboundMessage(data, peer, conn, local, trio.current_time())
@@ -246,19 +247,24 @@ class TransportLayer:
             # The number waiting did not change: the tasks already started cover it.
             self._shed(shed)
             return
-        if self.handler_tasks < self._max_tasks[Lane.NEW] + self._max_tasks[Lane.ADMITTED]:
-            self._starting += 1
-            self._nursery.start_soon(self._work)
-        # Else every task is busy; each takes what waits when its message is done.
+        if self._starting[lane] + self._busy[lane] < self._max_tasks[lane]:
+            self._start_worker(lane)
+        # Else every handler of its lane is busy; each takes what waits when it is done.
 
-    async def _work(self) -> None:
+    def _start_worker(self, lane: Lane) -> None:
+        self._starting[lane] += 1
+        self._nursery.start_soon(self._work, lane)
+
+    async def _work(self, lane: Lane) -> None:
         # trio may start the tasks of one batch in any order (it reverses
         # batches at random). Each task takes the next message when it RUNS
         # (the oldest, unless edgeport is behind), so handlers begin in
         # arrival order: an INVITE and the CANCEL right behind it, or a 180
         # and its 200, reach the handler as they came, and the handler's
         # synchronous start (parse, transaction matching) keeps that order.
-        self._starting -= 1
+        # A task goes on with whatever its lanes' room allows until nothing
+        # is left, so a message that found every handler busy is not stranded.
+        self._starting[lane] -= 1
         for _ in range(MESSAGES_PER_TASK):
             taken, stale = self.inbox.pop(
                 trio.current_time(),
@@ -268,18 +274,15 @@ class TransportLayer:
             for shed in stale:
                 self._shed(shed)
             if taken is None:
-                return  # nothing this task may take; a busy handler takes it later
-            message, lane = taken
-            self._busy[lane] += 1
+                return
+            message, taken_lane = taken
+            self._busy[taken_lane] += 1
             try:
                 await self._dispatch(message)
             finally:
-                self._busy[lane] -= 1
-            if len(self.inbox) <= self._starting:
-                return  # what waits is covered by tasks already started
-        if len(self.inbox) > self._starting:
-            self._starting += 1
-            self._nursery.start_soon(self._work)
+                self._busy[taken_lane] -= 1
+        if len(self.inbox):
+            self._start_worker(lane)
 
     async def _dispatch(self, message: InboundMessage) -> None:
         try:

@@ -19,7 +19,9 @@ baseline installed from git into a venv of its own) and SIPp, pinned with
    ``--cpu-seconds``, then calls (INVITE / 180 / 200 / ACK / BYE / 200) at
    ``--call-rate`` for ``--cpu-seconds``; edgeport's user + system CPU
    seconds over the step (``/proc/<pid>/stat``) divided by the REGISTERs or
-   calls that succeeded: microseconds per REGISTER and per call. Baseline and
+   calls sent (a REGISTER that failed still cost edgeport its work; how many
+   succeeded is shown, a run with failures was disturbed): microseconds per
+   REGISTER and per call. Baseline and
    this tree alternate, A B A B, each run on a freshly started stack; the
    ratio this tree / baseline uses the mean of each tree's runs.
 
@@ -371,7 +373,8 @@ class SippResult:
 
     @property
     def cpu_us_each(self) -> float | None:
-        return 1e6 * self.cpu_seconds / self.succeeded if self.succeeded else None
+        """edgeport's CPU per REGISTER or call sent, microseconds."""
+        return 1e6 * self.cpu_seconds / self.attempted if self.attempted else None
 
 
 def read_rtt_rows(path: Path) -> list[tuple[float, float]]:
@@ -478,11 +481,18 @@ def render(report: Report, opts: Options) -> str:
                 f"| {r.goodput:.0f} | {100 * r.goodput / report.max_register:.0f}% "
                 f"| {r.timed_out} | {r.unexpected} | {r.retransmissions} | {p99} |"
             )
-    out += ["", "| tree | run | µs CPU per REGISTER | µs CPU per call (6 messages) |"]
+    out += [
+        "",
+        "| tree | run | µs CPU per REGISTER (ok / sent) | µs CPU per call, 6 messages "
+        "(ok / sent) |",
+    ]
     out += ["|---|---|---|---|"]
     for label, runs in report.cpu.items():
         for n, (reg, call) in enumerate(runs, 1):
-            out.append(f"| {label} | {n} | {fmt(reg.cpu_us_each)} | {fmt(call.cpu_us_each)} |")
+            out.append(
+                f"| {label} | {n} | {fmt(reg.cpu_us_each)} ({reg.succeeded} / {reg.attempted}) "
+                f"| {fmt(call.cpu_us_each)} ({call.succeeded} / {call.attempted}) |"
+            )
     labels = list(report.cpu)
     if len(labels) == 2:
         base, cur = labels
@@ -501,7 +511,7 @@ def render(report: Report, opts: Options) -> str:
         f"- CPU per message: REGISTER at {opts.register_rate:g}/s and calls at "
         f"{opts.call_rate:g}/s, {opts.cpu_seconds:g} s each, on a fresh stack per run, trees "
         "alternating (A B A B); edgeport's utime + stime (/proc/<pid>/stat) over the step / "
-        "REGISTERs or calls that succeeded.",
+        "REGISTERs or calls sent.",
         f"- {report.pinning}; the processor is always this tree's built-in one. The machine is "
         "shared and noisy: compare figures from one run only.",
         f"- {' / '.join(load.machine())}; run took {report.wall_seconds:.0f} s.",

@@ -12,12 +12,13 @@ connections and the message handler tasks run in the layer's nursery.
 Overload: received messages wait in a bounded :class:`Inbox` (two lanes:
 responses, ACKs and CANCELs, which finish admitted work, and new requests,
 shed first and before any parsing). Handler tasks are bounded per lane
-(``max_new_tasks``, ``max_admitted_tasks``); a task is started per message
-while there is room, takes the next message from the inbox when it runs
-(arrival order, unless edgeport is behind), and goes on with the next one
-when it is done. A new request the inbox sheds is dropped silently over UDP
-(its client retransmits) and handed to ``refuse`` (503) over a stream,
-where nobody retransmits; ``on_shed(reason)`` counts each shed.
+(``max_new_tasks``, ``max_admitted_tasks``); a task is started for a
+message while its lane has a free handler, takes the next message from the
+inbox when it runs (arrival order, unless edgeport is behind), and goes on
+with whatever waits until nothing it may take is left. A new request the
+inbox sheds is dropped silently over UDP (its client retransmits) and handed
+to ``refuse`` (503) over a stream, where nobody retransmits;
+``on_shed(reason)`` counts each shed.
 """
 
 from __future__ import annotations

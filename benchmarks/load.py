@@ -251,7 +251,10 @@ class Children:
         self.workdir = workdir
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def start(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, command: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``command`` in the work directory (``env``: its whole environment)."""
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the child
         try:
             proc = subprocess.Popen(
@@ -260,6 +263,7 @@ class Children:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
+                env=env,
             )
         finally:
             log.close()  # the child holds its own descriptor

@@ -40,11 +40,13 @@ if TYPE_CHECKING:
 
     from edgeport.capture.sender import HepCapture
     from edgeport.config import EdgePortConfig
+    from edgeport.transports.inbox import InboxLimits
 
 logger = logging.getLogger(__name__)
 
 EVENT_FLUSH_TIMEOUT: Final = 5.0  # seconds to publish queued events at shutdown
 DRAIN_POLL_INTERVAL: Final = 0.1  # seconds between checks for in-flight transactions
+ADMITTED_TASKS_PER_IN_FLIGHT: Final = 2  # handlers of responses/ACK/CANCEL per spec.maxInFlight
 
 
 @dataclass(slots=True)
@@ -72,9 +74,14 @@ async def serve(
     *,
     handle_signals: bool = False,
     timers: TimerConfig | None = None,
+    inbox: InboxLimits | None = None,
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run edgeport until cancelled (or a signal, with ``handle_signals``)."""
+    """Run edgeport until cancelled (or a signal, with ``handle_signals``).
+
+    ``timers`` and ``inbox`` replace the RFC 3261 timers and the inbox bounds
+    (for tests).
+    """
     async with trio.open_nursery() as root:
         processor_addr = config.processor.addr
         async with _open_processor(config) as processor:
@@ -95,12 +102,7 @@ async def serve(
             work = await _open_work_nursery(root)
             guard = EdgeGuard.from_config(config, processor_addr)  # edge protection
             transports: TransportLayer = await root.start(
-                _serve_transports_named,
-                config,
-                proxy.handle_inbound,
-                tls,
-                proxy.connection_closed,
-                guard,
+                _serve_transports_named, config, proxy, tls, inbox, guard
             )
             proxy.attach(work, transports, transactions)
             if config.hep is not None:
@@ -176,24 +178,35 @@ async def _open_work_nursery(root: trio.Nursery) -> trio.Nursery:
 
 async def _serve_transports_named(
     config: EdgePortConfig,
-    handler: Callable[..., object],
+    proxy: Proxy,
     tls: object,
-    on_closed: Callable[..., None],
+    inbox: InboxLimits | None,
     guard: EdgeGuard,
     *,
     task_status: trio.TaskStatus[TransportLayer],
 ) -> None:
     await serve_transports(
         config.transports,
-        handler,  # type: ignore[arg-type]
+        proxy.handle_inbound,
         tls=tls,  # type: ignore[arg-type]
         limits=config.connections,
         websocket=config.websocket,
-        on_connection_closed=on_closed,
+        on_connection_closed=proxy.connection_closed,
+        inbox=inbox,
         trusted_proxies=config.proxy_protocol.trusted_proxies,
         guard=guard,
+        # New requests beyond the in-flight bound wait in the inbox, shed first;
+        # responses, ACKs and CANCELs have their own, larger share of handlers.
+        max_new_tasks=config.max_in_flight,
+        max_admitted_tasks=ADMITTED_TASKS_PER_IN_FLIGHT * config.max_in_flight,
+        refuse=proxy.refuse_overloaded,
+        on_shed=_count_shed,
         task_status=task_status,
     )
+
+
+def _count_shed(reason: str) -> None:
+    METRICS.dropped_messages.labels(reason=reason).inc()
 
 
 async def _serve_health_named(

@@ -17,10 +17,13 @@ The path is split along the way a message goes:
 - ``forwarding.py``: forwarded requests and their client transactions;
 - ``upstream.py``: responses going back upstream.
 
-Concurrency: the transport layer runs each inbound message in its own task.
-A ``trio.CapacityLimiter`` bounds the messages in flight; past it a request
-gets 503 at once. Responses of one forwarded request are relayed in order,
-by one task per forwarded request.
+Concurrency: the transport layer runs each inbound message in a task of its
+own (bounded, after a bounded inbox that sheds new requests first). A
+``trio.CapacityLimiter`` bounds the new requests in flight; past it a request
+gets 503 at once. Processor calls for responses, ACKs and CANCELs have a
+separate, larger budget (``edgeport.admission``). A retransmission of a
+request still being routed is dropped before parsing. Responses of one
+forwarded request are relayed in order, by one task per forwarded request.
 """
 
 from edgeport.proxy.core import Destination, Exchange, new_branch, new_tag

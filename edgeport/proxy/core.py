@@ -22,6 +22,7 @@ import trio
 
 from edgeport import convert
 from edgeport._proto import common_pb2, processor_pb2, sipmessage_pb2
+from edgeport.admission import ADMITTED_CALLS_PER_IN_FLIGHT, CallBudget, Routing
 from edgeport.edge_checks import own_hosts
 from edgeport.metrics import METRICS, EdgeportMetrics, status_class
 from edgeport.processor import ProcessorError, ProcessorTimeout
@@ -144,6 +145,11 @@ class ProxyCore:
         self._branch = branch_factory
         self._tag = tag_factory
         self._limiter = trio.CapacityLimiter(config.max_in_flight)
+        # Processor calls for responses, ACKs and CANCELs: a budget of their own,
+        # so new requests never starve the transactions already admitted.
+        self._admitted_calls = CallBudget(ADMITTED_CALLS_PER_IN_FLIGHT * config.max_in_flight)
+        # Requests whose processor call is running: their retransmissions go unparsed.
+        self._routing = Routing()
         # Lines a flood could multiply: at most a burst every few seconds.
         self._drops = RateLimitedLog(logger)
         self._processor_log = RateLimitedLog(logger, burst=5)
@@ -247,6 +253,10 @@ class ProxyCore:
 
     async def handle_inbound(self, inbound: InboundMessage) -> None:
         """Handle one raw message from a transport (the transport layer's handler)."""
+        if self._routing.is_retransmission(inbound):
+            # Its server transaction would absorb it; not even parsed.
+            self.metrics.dropped_messages.labels(reason="retransmission").inc()
+            return
         try:
             message = parse_message(inbound.data)
         except SipParseError as error:
@@ -331,10 +341,54 @@ class ProxyCore:
             transport=_PROTO_TRANSPORT[inbound.local.transport],
         )
 
+    async def refuse_overloaded(self, inbound: InboundMessage) -> None:
+        """A new request the transport layer shed from a stream: stateless 503 with Retry-After.
+
+        Over a stream nobody retransmits, so silence would leave the client
+        waiting for its Timer B/F; the parse is the price of a clear answer.
+        """
+        try:
+            message = parse_message(inbound.data)
+        except SipParseError:
+            message = None
+        self.metrics.dropped_messages.labels(reason="overload").inc()
+        if not isinstance(message, Request) or message.method == "ACK":
+            return
+        self._drops.warning("%s: %s shed (overloaded); 503", message.call_id, message.method)
+        try:
+            await self._answer_statelessly(
+                message, Destination(inbound.peer, inbound.connection), 503, retry_after=True
+            )
+        except (SipParseError, SipSerializeError, ValueError) as error:
+            self._drops.info("%s: no 503 for a shed request: %s", inbound.peer, error)
+
     async def _call_processor(
         self, message: Request | Response, inbound: InboundMessage | None
     ) -> Exchange | None:
-        """One processor call; None (logged once, counted) when it failed."""
+        """One processor call; None (logged once, counted) when it failed.
+
+        A response, ACK or CANCEL takes a call from its own budget; when none
+        is left the call is not made (counted as ``overload_processor``).
+        """
+        admitted = isinstance(message, Response) or message.method in ("ACK", "CANCEL")
+        if not admitted:
+            return await self._process(message, inbound)
+        if not self._admitted_calls.try_take():
+            self._drops.warning(
+                "%s: %d processor calls for responses/ACK/CANCEL; this one skipped",
+                message.call_id,
+                self._admitted_calls.in_use,
+            )
+            self.metrics.dropped_messages.labels(reason="overload_processor").inc()
+            return None
+        try:
+            return await self._process(message, inbound)
+        finally:
+            self._admitted_calls.give_back()
+
+    async def _process(
+        self, message: Request | Response, inbound: InboundMessage | None
+    ) -> Exchange | None:
         sender = self._sender(inbound) if inbound is not None else processor_pb2.NetInterface()
         request = self._requests.build(message, sender=sender)
         started = trio.current_time()

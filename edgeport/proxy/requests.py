@@ -135,6 +135,8 @@ class Proxy(Forwarding):
             self.metrics.dropped_messages.labels(reason="overload").inc()
             await self._answer(handle, 503, retry_after=True)
             return
+        # Until the reply is acted on, a retransmission is dropped unparsed.
+        routing = self._routing.begin(inbound)
         forward = None
         if request.method == "INVITE":
             # Known from now on, so a CANCEL that comes while the processor
@@ -160,6 +162,7 @@ class Proxy(Forwarding):
                 return
             await self._act_on_request_reply(handle, request, exchange, forward)
         finally:
+            self._routing.end(routing)
             self._limiter.release()
 
     async def _act_on_request_reply(

@@ -6,7 +6,10 @@ COPY edgeport ./edgeport
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
-RUN groupadd --system edgeport && useradd --system --gid edgeport --no-create-home edgeport
+# A fixed numeric uid and gid: Kubernetes' runAsNonRoot can check a number,
+# and deploy/kubernetes sets the same (runAsUser: 10001).
+RUN groupadd --system --gid 10001 edgeport \
+    && useradd --system --uid 10001 --gid edgeport --no-create-home edgeport
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 COPY deploy/edgeport.yaml /etc/routr/edgeport.yaml
@@ -14,7 +17,7 @@ COPY deploy/edgeport.yaml /etc/routr/edgeport.yaml
 ENV CONFIG_PATH=/etc/routr/edgeport.yaml \
     ENABLE_HEALTHCHECKS=true \
     PYTHONUNBUFFERED=1
-USER edgeport
+USER 10001:10001
 # SIP over UDP and TCP, TLS, WS, WSS; health and metrics.
 EXPOSE 5060/udp 5060/tcp 5061/tcp 5062/tcp 5063/tcp 8080/tcp
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \

@@ -1,4 +1,4 @@
-"""Developer sessions: tests, lint, typecheck, proto, bench."""
+"""Developer sessions: tests, lint, typecheck, proto, bench, fuzz."""
 
 from __future__ import annotations
 
@@ -47,3 +47,11 @@ def bench(session: nox.Session) -> None:
     # grpclib only for the processor hop benchmark's comparison with the old client.
     session.install("-e", ".[test]", "grpclib>=0.4.7,<0.5")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def fuzz(session: nox.Session) -> None:
+    """Generated and mutated SIP through the parser, conversion, framing and real
+    sockets; ``nox -s fuzz -- --seed 2 --count 100000``. Default: 10^6 messages."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "tests.fuzz", *session.posargs)

@@ -1,7 +1,8 @@
 """Run every benchmark module present, or only those named on the command line.
 
-``python -m benchmarks`` runs codec, processor_hop, transport_soak, load and workers when those
-modules exist; ``python -m benchmarks codec load`` runs only those. A
+``python -m benchmarks`` runs codec, processor_hop, transport_soak, load, overload,
+protection and workers when those modules exist; ``python -m benchmarks codec load`` runs only
+those. A
 benchmark that fails is reported and the others still run; the exit status
 is 1 when one failed, 2 for an unknown name.
 """
@@ -14,7 +15,15 @@ import traceback
 from collections.abc import Sequence
 from typing import Final
 
-BENCHMARKS: Final = ("codec", "processor_hop", "transport_soak", "load", "workers")
+BENCHMARKS: Final = (
+    "codec",
+    "processor_hop",
+    "transport_soak",
+    "load",
+    "overload",
+    "protection",
+    "workers",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

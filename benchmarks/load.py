@@ -121,6 +121,7 @@ class Options:
     out_dir: Path = RESULTS
     pin: bool = True
     profile: Path | None = None
+    in_process: bool = False
 
 
 def parse_options(argv: Sequence[str]) -> Options:
@@ -139,6 +140,12 @@ def parse_options(argv: Sequence[str]) -> Options:
     parser.add_argument(
         "--profile", type=Path, help="run edgeport under cProfile, write the stats here"
     )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="edgeport calls its built-in processor in process (processor.addr: builtin); "
+        "the standalone processor still serves the bare hop",
+    )
     args = parser.parse_args(list(argv))
     if args.growth <= 1.0 or args.step_seconds <= 0 or not 1 <= args.max_steps <= MAX_STEPS:
         parser.error("--growth must be > 1, --step-seconds > 0, --max-steps 1..24")
@@ -155,6 +162,7 @@ def parse_options(argv: Sequence[str]) -> Options:
         out_dir=args.out_dir,
         pin=not args.no_pin,
         profile=args.profile,
+        in_process=args.in_process,
     )
 
 
@@ -243,7 +251,10 @@ class Children:
         self.workdir = workdir
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def start(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, command: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``command`` in the work directory (``env``: its whole environment)."""
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the child
         try:
             proc = subprocess.Popen(
@@ -252,6 +263,7 @@ class Children:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
+                env=env,
             )
         finally:
             log.close()  # the child holds its own descriptor
@@ -307,7 +319,7 @@ class Stack:
         return f"127.0.0.1:{self.processor_port}"
 
 
-def write_config(path: Path, edge_port: int, processor_port: int) -> None:
+def write_config(path: Path, edge_port: int, processor_addr: str) -> None:
     methods = ", ".join(METHODS)
     path.write_text(
         "kind: EdgePort\n"
@@ -320,7 +332,7 @@ def write_config(path: Path, edge_port: int, processor_port: int) -> None:
         f"    - protocol: tcp\n      port: {edge_port}\n"
         f"  methods: [{methods}]\n"
         "  processor:\n"
-        f"    addr: 127.0.0.1:{processor_port}\n"
+        f"    addr: {processor_addr}\n"
     )
 
 
@@ -393,7 +405,7 @@ def start_stack(children: Children, pinning: Pinning, workdir: Path, opts: Optio
     )
     wait_tcp(processor_port, processor, deadline)
     config = workdir / "edgeport.yaml"
-    write_config(config, edge_port, processor_port)
+    write_config(config, edge_port, "builtin" if opts.in_process else f"127.0.0.1:{processor_port}")
     profiler: list[str] = []
     if opts.profile is not None:
         profiler = ["-m", "cProfile", "-o", str(opts.profile.resolve())]
@@ -1027,7 +1039,13 @@ def machine() -> list[str]:
 
 
 def method_notes(opts: Options) -> list[str]:
+    where = (
+        "edgeport called the built-in processor in process (processor.addr: builtin)"
+        if opts.in_process
+        else "edgeport called the built-in processor over gRPC, in its own process"
+    )
     return [
+        f"Processor: {where}.",
         f"Ramp: SIPp offers a fixed rate for {opts.step_seconds:g} s per step, "
         f"x{opts.growth:g} per step; a step passes with under 1% failed transactions "
         "(REGISTER) or calls (INVITE/180/200/ACK/BYE/200) and its last one finished within "

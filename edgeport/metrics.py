@@ -381,6 +381,18 @@ class EdgeportMetrics:
         self.dropped_messages = registry.counter(
             "edgeport_dropped_messages_total", "SIP messages dropped, by reason.", ("reason",)
         )
+        self.bans = registry.counter(
+            "edgeport_bans_total", "Sources banned for sending too many requests."
+        )
+        self.banned_sources = registry.gauge(
+            "edgeport_banned_sources", "Sources banned now (their traffic is dropped)."
+        )
+        self.protection_closed_connections = registry.counter(
+            "edgeport_protection_closed_connections_total",
+            "Inbound connections closed by edge protection, by reason (denied, banned, "
+            "per_source_limit, handshake_timeout, first_message_timeout).",
+            ("reason",),
+        )
         self.event_queue_depth = registry.gauge(
             "edgeport_event_queue_depth", "Events waiting to be published.", ("publisher",)
         )
@@ -397,6 +409,13 @@ class EdgeportMetrics:
             "Transport-level events: connections opened, closed, refused, framing errors, "
             "TLS and WebSocket handshake failures, send failures.",
             ("event",),
+        )
+        self.hep_sent = registry.counter(
+            "edgeport_hep_sent_total", "HEP capture packets sent to the collector."
+        )
+        self.hep_dropped = registry.counter(
+            "edgeport_hep_dropped_total",
+            "HEP capture packets dropped (queue full, collector unreachable, encoding).",
         )
 
     def render(self) -> str:

@@ -28,6 +28,7 @@ from edgeport.processor import (
     ProcessorClient,
     open_processor_client,
 )
+from edgeport.protection import EdgeGuard
 from edgeport.proxy import Destination, Proxy, new_branch
 from edgeport.sip.timers import TimerConfig
 from edgeport.sip.transport import Transport
@@ -37,13 +38,16 @@ from edgeport.transports import Peer, TransportLayer, serve_transports
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
+    from edgeport.capture.sender import HepCapture
     from edgeport.config import EdgePortConfig
+    from edgeport.transports.inbox import InboxLimits
     from edgeport.workers.worker import WorkerRole
 
 logger = logging.getLogger(__name__)
 
 EVENT_FLUSH_TIMEOUT: Final = 5.0  # seconds to publish queued events at shutdown
 DRAIN_POLL_INTERVAL: Final = 0.1  # seconds between checks for in-flight transactions
+ADMITTED_TASKS_PER_IN_FLIGHT: Final = 2  # handlers of responses/ACK/CANCEL per spec.maxInFlight
 
 
 @dataclass(slots=True)
@@ -56,6 +60,7 @@ class RunningServer:
     proxy: Proxy
     processor: ProcessorClient
     events: EventBus
+    guard: EdgeGuard
     processor_addr: str
     health_port: int | None
     shutdown: Callable[[], None]
@@ -71,11 +76,14 @@ async def serve(
     handle_signals: bool = False,
     timers: TimerConfig | None = None,
     worker: WorkerRole | None = None,
+    inbox: InboxLimits | None = None,
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run edgeport until cancelled (or a signal, with ``handle_signals``).
 
     ``worker``: this process is one of several sharing the ports (edgeport.workers).
+    ``timers`` and ``inbox`` replace the RFC 3261 timers and the inbox bounds
+    (for tests).
     """
     async with trio.open_nursery() as root:
         processor_addr = config.processor.addr
@@ -105,16 +113,15 @@ async def serve(
 
                 tls = build_server_context(config.security_context)
             work = await _open_work_nursery(root)
+            guard = EdgeGuard.from_config(config, processor_addr)  # edge protection
             transports: TransportLayer = await root.start(
-                _serve_transports_named,
-                config,
-                handler,
-                tls,
-                proxy.connection_closed,
+                _serve_transports_named, config, proxy, handler, tls, inbox, guard
             )
             proxy.attach(work, transports, transactions)
             if mesh is not None:
                 mesh.attach(transports)
+            if config.hep is not None:
+                transports.capture = await _start_capture(root, config)
             _register_gauges(transactions, transports)
 
             health_port = None
@@ -134,6 +141,7 @@ async def serve(
                 proxy=proxy,
                 processor=processor,
                 events=events,
+                guard=guard,
                 processor_addr=processor_addr,
                 health_port=health_port,
                 shutdown=stop.set,
@@ -166,6 +174,15 @@ async def _open_processor(config: EdgePortConfig) -> AsyncIterator[ProcessorClie
         in_process.close()
 
 
+async def _start_capture(root: trio.Nursery, config: EdgePortConfig) -> HepCapture:
+    from edgeport.capture.sender import HepCapture
+
+    assert config.hep is not None
+    capture = HepCapture(config.hep)
+    await root.start(capture.serve)
+    return capture
+
+
 async def _open_work_nursery(root: trio.Nursery) -> trio.Nursery:
     """A nursery for the proxy's own tasks (response relays), living as long as ``root``."""
 
@@ -180,9 +197,11 @@ async def _open_work_nursery(root: trio.Nursery) -> trio.Nursery:
 
 async def _serve_transports_named(
     config: EdgePortConfig,
+    proxy: Proxy,
     handler: Callable[..., object],
     tls: object,
-    on_closed: Callable[..., None],
+    inbox: InboxLimits | None,
+    guard: EdgeGuard,
     *,
     task_status: trio.TaskStatus[TransportLayer],
 ) -> None:
@@ -192,10 +211,22 @@ async def _serve_transports_named(
         tls=tls,  # type: ignore[arg-type]
         limits=config.connections,
         websocket=config.websocket,
-        on_connection_closed=on_closed,
+        on_connection_closed=proxy.connection_closed,
+        inbox=inbox,
         trusted_proxies=config.proxy_protocol.trusted_proxies,
+        guard=guard,
+        # New requests beyond the in-flight bound wait in the inbox, shed first;
+        # responses, ACKs and CANCELs have their own, larger share of handlers.
+        max_new_tasks=config.max_in_flight,
+        max_admitted_tasks=ADMITTED_TASKS_PER_IN_FLIGHT * config.max_in_flight,
+        refuse=proxy.refuse_overloaded,
+        on_shed=_count_shed,
         task_status=task_status,
     )
+
+
+def _count_shed(reason: str) -> None:
+    METRICS.dropped_messages.labels(reason=reason).inc()
 
 
 async def _serve_health_named(

@@ -94,7 +94,7 @@ def test_minimal_yaml(tmp_path: Path) -> None:
     assert config.external_addrs == ()
     assert config.unknown_method_action is UnknownMethodAction.DISCARD
     assert config.security_context is None
-    assert config.max_in_flight == 1000
+    assert config.max_in_flight == 100
     assert config.shutdown_timeout == 32.0
 
 

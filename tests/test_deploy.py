@@ -69,7 +69,9 @@ def test_compose_services_have_health_checks_and_consistent_wiring() -> None:
 
 def test_dockerfile_runs_as_non_root_with_the_routr_config_path() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "USER edgeport" in dockerfile
+    # A numeric user, so that Kubernetes' runAsNonRoot can check it.
+    assert "useradd --system --uid 10001 --gid edgeport" in dockerfile
+    assert "USER 10001:10001" in dockerfile
     assert "CONFIG_PATH=/etc/routr/edgeport.yaml" in dockerfile
     assert "EXPOSE 5060/udp 5060/tcp" in dockerfile
     assert dockerfile.splitlines()[-1].startswith("ENTRYPOINT")

@@ -7,24 +7,33 @@ listening point first (so a taken port fails the start with a
 
 Concurrency: the layer owns one nursery. Each listener runs in it; each
 stream listener has its own nursery with one task per connection; outbound
-connections and the message handler tasks run in the layer's nursery. The
-handler is started once per received message, without a bound: the caller
-bounds the work it accepts (a ``CapacityLimiter`` that answers 503).
+connections and the message handler tasks run in the layer's nursery.
+
+Overload: received messages wait in a bounded :class:`Inbox` (two lanes:
+responses, ACKs and CANCELs, which finish admitted work, and new requests,
+shed first and before any parsing). Handler tasks are bounded per lane
+(``max_new_tasks``, ``max_admitted_tasks``); a task is started for a
+message while its lane has a free handler, takes the next message from the
+inbox when it runs (arrival order, unless edgeport is behind), and goes on
+with whatever waits until nothing it may take is left. A new request the
+inbox sheds is dropped silently over UDP (its client retransmits) and handed
+to ``refuse`` (503) over a stream, where nobody retransmits;
+``on_shed(reason)`` counts each shed.
 """
 
 from __future__ import annotations
 
-import collections
 import itertools
 import logging
 import ssl
 from collections import Counter
 from functools import partial
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn
 
 import trio
 
 from edgeport.config import ConnectionLimits, TransportConfig, WebSocketConfig
+from edgeport.protection import EdgeGuard, Verdict
 from edgeport.ratelimit import RateLimitedLog
 from edgeport.sip.errors import MAX_MESSAGE_BYTES
 from edgeport.sip.transport import Transport
@@ -32,6 +41,7 @@ from edgeport.sip.uri import is_websocket_alias
 from edgeport.transports.base import Connection, Handler, InboundMessage, Peer, normalize_host
 from edgeport.transports.connections import ConnectionTable, Key, connection_key
 from edgeport.transports.errors import ConnectionLost, NoRoute, SendError
+from edgeport.transports.inbox import Inbox, InboxLimits, Lane, Shed, lane_of
 from edgeport.transports.proxied import Refused, TrustedProxies, accept_proxied
 from edgeport.transports.sockets import aclose_stream, bind_socket, remote_peer, socket_of
 from edgeport.transports.stream import (
@@ -47,7 +57,18 @@ from edgeport.transports.websocket import WebSocketConnection, accept_websocket,
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
+    from edgeport.capture.sender import HepCapture
+
 logger = logging.getLogger(__name__)
+
+MAX_NEW_TASKS: Final = 1_000  # handlers of new requests at once
+MAX_ADMITTED_TASKS: Final = 1_000  # handlers of responses, ACKs and CANCELs at once
+MAX_REFUSALS: Final = 64  # 503s to shed stream requests being written at once
+MESSAGES_PER_TASK: Final = 1_000  # a handler task goes on this long, then hands over
+
+# Reasons given to ``on_shed`` (edgeport_dropped_messages_total).
+SHED_NEW: Final = "overload_shed"  # a new request dropped before parsing
+SHED_ADMITTED: Final = "overload_admitted"  # a response, ACK or CANCEL: its lane was full
 
 
 class _ConnectAttempt:
@@ -77,7 +98,9 @@ class TransportLayer:
     ``too_many_headers``, ``not_a_sip_start_line``), ``udp_keepalives``,
     ``tls_handshake_failed``, ``ws_handshake_refused``/``_timeout``, ``ws_protocol_errors``,
     ``handler_errors``, ``proxy_protocol_untrusted``/``_invalid``/``_timeout`` (connections
-    closed on a PROXY protocol listener).
+    closed on a PROXY protocol listener),
+    ``shed_<lane>_<why>`` (``shed_new_full``, ``shed_new_stale``,
+    ``shed_admitted_full``), ``refusals_dropped``.
     """
 
     def __init__(
@@ -93,14 +116,26 @@ class TransportLayer:
         max_message_bytes: int,
         proxy_protocol: frozenset[Transport] = frozenset(),
         trusted_proxies: Sequence[str] = (),
+        guard: EdgeGuard | None = None,
+        inbox: InboxLimits | None = None,
+        max_new_tasks: int = MAX_NEW_TASKS,
+        max_admitted_tasks: int = MAX_ADMITTED_TASKS,
+        refuse: Handler | None = None,
+        on_shed: Callable[[str], None] | None = None,
     ) -> None:
+        if max_new_tasks < 1 or max_admitted_tasks < 1:
+            raise ValueError("each lane needs at least one handler task")
         self._nursery = nursery
         # Listeners whose connections open with a PROXY protocol header, and
         # who may send one.
         self._proxy_protocol = proxy_protocol
         self._trusted_proxies = TrustedProxies(trusted_proxies)
         self._proxy_log = RateLimitedLog(logger, burst=5)
+        self._guard = guard  # edge protection: checks before parsing
         self._handler = handler
+        self._refuse = refuse
+        self._on_shed = on_shed
+        self._max_tasks = {Lane.NEW: max_new_tasks, Lane.ADMITTED: max_admitted_tasks}
         self._tls = tls
         self._tls_client_context = tls_client_context or default_client_context()
         self._limits = limits
@@ -111,14 +146,20 @@ class TransportLayer:
         self.send_elsewhere: Callable[[Peer, bytes], bool] | None = None
         self.stats: Counter[str] = Counter()
         self._listening_points: list[Peer] = []
-        # One entry per task started and not yet running: bounded by the tasks.
-        self._inbox: collections.deque[InboundMessage] = collections.deque()
+        self.inbox = Inbox(inbox)
+        # Handler tasks started for a message of each lane, not running yet.
+        self._starting = {Lane.NEW: 0, Lane.ADMITTED: 0}
+        self._busy = {Lane.NEW: 0, Lane.ADMITTED: 0}  # handlers running, per lane
+        self._refusing = 0
+        self._shed_log = RateLimitedLog(logger)
         self._alive_listeners: set[Peer] = set()
         self._udp_sockets: list[DatagramSocket] = []
         self._connecting: dict[Key, _ConnectAttempt] = {}
         self._accept_scopes: list[trio.CancelScope] = []
         self._open_streams = 0
         self._ids = itertools.count(1)
+        # HEP capture of every message received and sent; None when off.
+        self.capture: HepCapture | None = None
 
     @property
     def listening_points(self) -> list[Peer]:
@@ -173,6 +214,8 @@ class TransportLayer:
             self.stats[f"send_failed_{conn.transport.value}"] += 1
             raise
         self.stats[f"sent_{conn.transport.value}"] += 1
+        if self.capture is not None:
+            self.capture.sent_on(data, conn)
 
     async def _send_datagram(self, host: str, port: int, data: bytes) -> None:
         family = trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET
@@ -187,6 +230,8 @@ class TransportLayer:
             self.stats["send_failed_udp"] += 1
             raise SendError(f"udp send to {host}:{port} failed: {exc}") from exc
         self.stats["sent_udp"] += 1
+        if self.capture is not None:
+            self.capture.sent_datagram(data, sock, host, port)
 
     async def _connect(self, transport: Transport, host: str, port: int) -> Connection:
         """The live connection to (transport, host, port); concurrent senders share one
@@ -214,20 +259,58 @@ class TransportLayer:
 
     # -- receiving -----------------------------------------------------------
 
+    @property
+    def handler_tasks(self) -> int:
+        """Handler tasks alive: started, or handling a message."""
+        return sum(self._starting.values()) + sum(self._busy.values())
+
     def _deliver(self, data: bytes, peer: Peer, conn: Connection | None, local: Peer) -> None:
         message = InboundMessage(data, peer, conn, local, trio.current_time())
         self.stats[f"received_{peer.transport.value}"] += 1
-        self._inbox.append(message)
-        self._nursery.start_soon(self._dispatch_oldest)
+        if self.capture is not None:
+            self.capture.received(message)
+        lane = lane_of(data)
+        shed = self.inbox.offer(message, lane)
+        if shed is not None:
+            # The number waiting did not change: the tasks already started cover it.
+            self._shed(shed)
+            return
+        if self._starting[lane] + self._busy[lane] < self._max_tasks[lane]:
+            self._start_worker(lane)
+        # Else every handler of its lane is busy; each takes what waits when it is done.
 
-    async def _dispatch_oldest(self) -> None:
+    def _start_worker(self, lane: Lane) -> None:
+        self._starting[lane] += 1
+        self._nursery.start_soon(self._work, lane)
+
+    async def _work(self, lane: Lane) -> None:
         # trio may start the tasks of one batch in any order (it reverses
-        # batches at random). Each task takes the OLDEST waiting message, so
-        # handlers begin in arrival order: an INVITE and the CANCEL right
-        # behind it, or a 180 and its 200, reach the handler as they came,
-        # and the handler's synchronous start (parse, transaction matching)
-        # keeps that order.
-        await self._dispatch(self._inbox.popleft())
+        # batches at random). Each task takes the next message when it RUNS
+        # (the oldest, unless edgeport is behind), so handlers begin in
+        # arrival order: an INVITE and the CANCEL right behind it, or a 180
+        # and its 200, reach the handler as they came, and the handler's
+        # synchronous start (parse, transaction matching) keeps that order.
+        # A task goes on with whatever its lanes' room allows until nothing
+        # is left, so a message that found every handler busy is not stranded.
+        self._starting[lane] -= 1
+        for _ in range(MESSAGES_PER_TASK):
+            taken, stale = self.inbox.pop(
+                trio.current_time(),
+                new_ok=self._busy[Lane.NEW] < self._max_tasks[Lane.NEW],
+                admitted_ok=self._busy[Lane.ADMITTED] < self._max_tasks[Lane.ADMITTED],
+            )
+            for shed in stale:
+                self._shed(shed)
+            if taken is None:
+                return
+            message, taken_lane = taken
+            self._busy[taken_lane] += 1
+            try:
+                await self._dispatch(message)
+            finally:
+                self._busy[taken_lane] -= 1
+        if len(self.inbox):
+            self._start_worker(lane)
 
     async def _dispatch(self, message: InboundMessage) -> None:
         try:
@@ -236,7 +319,54 @@ class TransportLayer:
             logger.exception("handling a message from %s failed", message.peer)
             self.stats["handler_errors"] += 1
 
+    def _shed(self, shed: Shed) -> None:
+        """A message the inbox gave up on: counted, logged (rate-limited), refused on streams."""
+        self.stats[f"shed_{shed.lane.value}_{shed.reason}"] += 1
+        message = shed.message
+        if (
+            shed.lane is Lane.NEW
+            and message.connection is not None
+            and self._refuse is not None
+            and self._refusing < MAX_REFUSALS
+        ):
+            # Nobody retransmits over a stream: the client hears 503 now.
+            self._refusing += 1
+            self._nursery.start_soon(self._run_refusal, message)
+            return
+        if message.connection is not None:
+            self.stats["refusals_dropped"] += 1
+        reason = SHED_NEW if shed.lane is Lane.NEW else SHED_ADMITTED
+        if self._on_shed is not None:
+            self._on_shed(reason)
+        self._shed_log.warning(
+            "overloaded: dropped a %s message from %s (%s, %d waiting)",
+            shed.lane.value,
+            message.peer,
+            shed.reason,
+            len(self.inbox),
+        )
+
+    async def _run_refusal(self, message: InboundMessage) -> None:
+        assert self._refuse is not None
+        try:
+            await self._refuse(message)
+        except Exception:
+            logger.exception("refusing a message from %s failed", message.peer)
+            self.stats["handler_errors"] += 1
+        finally:
+            self._refusing -= 1
+
     def _deliver_on(self, data: bytes, conn: Connection) -> None:
+        # edge protection: a stream message from a denied, banned or scanning source
+        # is dropped, and its connection closed.
+        guard = self._guard
+        if (
+            guard is not None
+            and not conn.outbound
+            and guard.admit(conn.peer, data) is not Verdict.ACCEPT
+        ):
+            conn.close()
+            return
         self._deliver(data, conn.peer, conn, conn.local)
 
     def start_listeners(self, bound: Sequence[tuple[Transport, trio.socket.SocketType]]) -> None:
@@ -276,6 +406,9 @@ class TransportLayer:
             self._alive_listeners.discard(local)
 
     def _deliver_datagram(self, data: bytes, peer: Peer, *, local: Peer) -> None:
+        # edge protection: dropped silently unless the guard admits it.
+        if self._guard is not None and self._guard.admit(peer, data) is not Verdict.ACCEPT:
+            return
         self._deliver(data, peer, None, local)
 
     async def serve_stream_listener(self, listener: trio.SocketListener, local: Peer) -> None:
@@ -311,17 +444,27 @@ class TransportLayer:
                     await trio.aclose_forcefully(stream)
                     return
                 peer, wrapped = accepted
+            # edge protection: access lists, bans and the per-source cap, by the real
+            # source (after a PROXY protocol header); the ticket's scope bounds the
+            # handshakes and the wait for a first message.
+            ticket = None if self._guard is None else self._guard.open_connection(peer)
+            if self._guard is not None and ticket is None:
+                await trio.aclose_forcefully(stream)
+                return
             if transport.secure:
                 assert self._tls is not None
                 wrapped = trio.SSLStream(
                     wrapped, self._tls, server_side=True, https_compatible=True
                 )
             try:
-                if transport in (Transport.WS, Transport.WSS):
-                    await self._serve_websocket(wrapped, transport, peer, local)
-                else:
-                    await self._serve_stream(wrapped, transport, peer, local)
+                with trio.CancelScope() if ticket is None else ticket.scope:
+                    if transport in (Transport.WS, Transport.WSS):
+                        await self._serve_websocket(wrapped, transport, peer, local)
+                    else:
+                        await self._serve_stream(wrapped, transport, peer, local)
             finally:
+                if self._guard is not None and ticket is not None:
+                    self._guard.connection_closed(ticket)
                 await aclose_stream(wrapped)
         except Exception:
             logger.exception("%s connection failed", transport.value)
@@ -414,6 +557,8 @@ class TransportLayer:
         ``conn.close()`` is called."""
         self.connections.add(conn, *extra_keys)
         self.stats["connections_opened"] += 1
+        if self._guard is not None and not conn.outbound:
+            self._guard.connection_ready(conn.peer)  # edge protection: first message due
         logger.debug("%s %s open (%s)", conn.id, conn.peer, "out" if conn.outbound else "in")
         try:
             task_status.started(conn)
@@ -440,6 +585,12 @@ async def serve_transports(
     on_connection_closed: Callable[[Connection], None] | None = None,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     trusted_proxies: Sequence[str] = (),
+    guard: EdgeGuard | None = None,
+    inbox: InboxLimits | None = None,
+    max_new_tasks: int = MAX_NEW_TASKS,
+    max_admitted_tasks: int = MAX_ADMITTED_TASKS,
+    refuse: Handler | None = None,
+    on_shed: Callable[[str], None] | None = None,
     task_status: trio.TaskStatus[TransportLayer] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Bind every listening point, serve them all, report the layer once all are bound.
@@ -448,7 +599,10 @@ async def serve_transports(
     is configured); ``tls_client_context`` verifies servers on outbound TLS
     (default: the system trust store). A listener whose config sets
     ``proxy_protocol`` reads a PROXY protocol header from each connection, and
-    only from ``trusted_proxies`` (networks). Raises BindError before ``started``.
+    only from ``trusted_proxies`` (networks).
+    ``inbox``, ``max_new_tasks``,
+    ``max_admitted_tasks``, ``refuse`` and ``on_shed``: see :class:`TransportLayer`.
+    Raises BindError before ``started``.
     """
     if tls is None and any(c.protocol.secure for c in configs):
         raise ValueError("a TLS or WSS listener needs a server TLS context")
@@ -474,6 +628,12 @@ async def serve_transports(
                 max_message_bytes=max_message_bytes,
                 proxy_protocol=frozenset(c.protocol for c in configs if c.proxy_protocol),
                 trusted_proxies=trusted_proxies,
+                guard=guard,
+                inbox=inbox,
+                max_new_tasks=max_new_tasks,
+                max_admitted_tasks=max_admitted_tasks,
+                refuse=refuse,
+                on_shed=on_shed,
             )
             layer.start_listeners(bound)
             task_status.started(layer)

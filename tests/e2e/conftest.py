@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 import trio
 
+from edgeport.builtin.registrar import Registrar
+from edgeport.builtin.router import Router
 from edgeport.config import (
     EdgePortConfig,
     ProcessorConfig,
@@ -14,6 +18,8 @@ from edgeport.config import (
 )
 from edgeport.server import RunningServer, serve
 from edgeport.sip.transport import Transport
+from tests.support.grpc_processor import ScriptableProcessor, start_processor
+from tests.support.ua import UdpUA
 
 METHODS = (
     "REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "MESSAGE", "INFO",
@@ -60,3 +66,31 @@ async def start_edgeport(
             lambda task_status: serve(config, task_status=task_status, **kwargs)
         )  # type: ignore[arg-type]
     return server
+
+
+@dataclass
+class RoutedEdge:
+    """edgeport in front of a test processor that routes like the built-in one,
+    with a caller and a callee on UDP."""
+
+    processor: ScriptableProcessor
+    server: RunningServer
+    caller: UdpUA
+    callee: UdpUA
+
+    @property
+    def callee_uri(self) -> str:
+        return f"sip:bob@127.0.0.1:{self.callee.port}"
+
+
+async def start_routed_edge(
+    nursery: trio.Nursery, *, delay: float = 0.0, **overrides: object
+) -> RoutedEdge:
+    router = Router(Registrar(time.monotonic))
+    processor = ScriptableProcessor(reply=router.process, delay=delay)
+    running = await start_processor(nursery, processor)
+    server = await start_edgeport(
+        nursery, make_config(processor=ProcessorConfig(running.addr), **overrides)
+    )
+    edge = address(server, Transport.UDP)
+    return RoutedEdge(processor, server, await UdpUA.open(edge), await UdpUA.open(edge))

@@ -5,21 +5,15 @@ server goes on serving."""
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
 import trio
 
-from edgeport.builtin.registrar import Registrar
-from edgeport.builtin.router import Router
-from edgeport.config import ProcessorConfig
 from edgeport.metrics import METRICS
 from edgeport.proxy import Proxy
-from edgeport.sip.transport import Transport
-from tests.e2e.conftest import address, make_config, start_edgeport
+from tests.e2e.conftest import start_routed_edge
 from tests.e2e.test_cancel_and_auth import invite, reply_to
-from tests.support.grpc_processor import ScriptableProcessor, start_processor
-from tests.support.ua import UdpUA, sip
+from tests.support.ua import sip
 
 
 def options(ua_port: int, call_id: str) -> bytes:
@@ -49,54 +43,35 @@ async def test_a_failing_relay_job_answers_500_and_the_server_lives_on(
 
     monkeypatch.setattr(Proxy, "_relay_upstream", broken_relay)
     before = internal_errors()
-    router = Router(Registrar(time.monotonic))
-    processor = ScriptableProcessor(reply=router.process)
-    async with trio.open_nursery() as inner:
-        running = await start_processor(inner, processor)
-        server = await start_edgeport(inner, make_config(processor=ProcessorConfig(running.addr)))
-        edge = address(server, Transport.UDP)
-        caller = await UdpUA.open(edge)
-        callee = await UdpUA.open(edge)
-        target = f"sip:bob@127.0.0.1:{callee.port}"
-        with caplog.at_level(logging.ERROR, logger="edgeport"):
-            await caller.send(
-                invite(caller.port, target, call_id="broken@test", branch="z9hG4bK-b1")
-            )
-            incoming = await callee.receive_until(lambda m: m.method == "INVITE")
-            await callee.send(reply_to(incoming, "180 Ringing"))
-            answer = await caller.receive_until(lambda m: m.status != 100)
-        assert answer.status == 500
-        assert any("broken@test" in r.getMessage() for r in caplog.records)
-        assert internal_errors() == before + 1
-        assert server.proxy.pending_forwards == 0
-        # Every listener still answers.
-        await caller.send(options(caller.port, "after@test"))
-        assert (await caller.receive_until(lambda m: m.status is not None)).status == 200
-        inner.cancel_scope.cancel()
+    edge = await start_routed_edge(nursery)
+    caller, callee, target = edge.caller, edge.callee, edge.callee_uri
+    with caplog.at_level(logging.ERROR, logger="edgeport"):
+        await caller.send(invite(caller.port, target, call_id="broken@test", branch="z9hG4bK-b1"))
+        incoming = await callee.receive_until(lambda m: m.method == "INVITE")
+        await callee.send(reply_to(incoming, "180 Ringing"))
+        answer = await caller.receive_until(lambda m: m.status != 100)
+    assert answer.status == 500
+    assert any("broken@test" in r.getMessage() for r in caplog.records)
+    assert internal_errors() == before + 1
+    assert edge.server.proxy.pending_forwards == 0
+    # Every listener still answers.
+    await caller.send(options(caller.port, "after@test"))
+    assert (await caller.receive_until(lambda m: m.status is not None)).status == 200
 
 
 async def test_a_cancel_that_cannot_be_converted_is_answered_once(
     nursery: trio.Nursery,
 ) -> None:
-    router = Router(Registrar(time.monotonic))
-    processor = ScriptableProcessor(reply=router.process)
-    async with trio.open_nursery() as inner:
-        running = await start_processor(inner, processor)
-        server = await start_edgeport(inner, make_config(processor=ProcessorConfig(running.addr)))
-        edge = address(server, Transport.UDP)
-        caller = await UdpUA.open(edge)
-        callee = await UdpUA.open(edge)
-        target = f"sip:bob@127.0.0.1:{callee.port}"
-        await caller.send(
-            invite(caller.port, target, call_id="badcancel@test", branch="z9hG4bK-bc")
-        )
-        incoming = await callee.receive_until(lambda m: m.method == "INVITE")
-        await callee.send(reply_to(incoming, "180 Ringing"))
-        await caller.receive_until(lambda m: m.status == 180)
-        # Parses as SIP, but the Expires the conversion needs is no number.
-        await caller.send(
-            sip(
-                f"""CANCEL {target} SIP/2.0
+    edge = await start_routed_edge(nursery)
+    caller, callee, target = edge.caller, edge.callee, edge.callee_uri
+    await caller.send(invite(caller.port, target, call_id="badcancel@test", branch="z9hG4bK-bc"))
+    incoming = await callee.receive_until(lambda m: m.method == "INVITE")
+    await callee.send(reply_to(incoming, "180 Ringing"))
+    await caller.receive_until(lambda m: m.status == 180)
+    # Parses as SIP, but the Expires the conversion needs is no number.
+    await caller.send(
+        sip(
+            f"""CANCEL {target} SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:{caller.port};branch=z9hG4bK-bc;rport
 Max-Forwards: 70
 From: <sip:alice@127.0.0.1>;tag=caller
@@ -107,16 +82,15 @@ Expires: soon
 Content-Length: 0
 
 """
-            )
         )
-        got = []
-        with trio.move_on_after(0.8):
-            while True:
-                got.append(await caller.receive())
-        to_cancel = [m.status for m in got if m.header("CSeq") == "1 CANCEL"]
-        assert to_cancel == [200]
-        # (the 487 may come twice: Timer G retransmits it until the caller ACKs)
-        assert {m.status for m in got if m.header("CSeq") == "1 INVITE"} == {487}
-        # The callee is cancelled all the same.
-        await callee.receive_until(lambda m: m.method == "CANCEL")
-        inner.cancel_scope.cancel()
+    )
+    got = []
+    with trio.move_on_after(0.8):
+        while True:
+            got.append(await caller.receive())
+    to_cancel = [m.status for m in got if m.header("CSeq") == "1 CANCEL"]
+    assert to_cancel == [200]
+    # (the 487 may come twice: Timer G retransmits it until the caller ACKs)
+    assert {m.status for m in got if m.header("CSeq") == "1 INVITE"} == {487}
+    # The callee is cancelled all the same.
+    await callee.receive_until(lambda m: m.method == "CANCEL")

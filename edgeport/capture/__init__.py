@@ -1,0 +1,1 @@
+"""Copies of SIP traffic for outside tools: HEP v3 to Homer (see ``sender``)."""

@@ -1,0 +1,123 @@
+"""Per-source request rate limit with temporary bans, in the spirit of Kamailio's pike.
+
+Sans-IO: every call takes the current time as a number, so the limiter is
+tested with plain numbers.
+
+Each source host has two counters over fixed buckets of ``window`` seconds;
+the rate over the sliding window ending now is estimated as the previous
+bucket's count weighted by how much of it the window still covers, plus the
+current bucket's count (the two-bucket sliding counter). A source whose
+estimate goes over ``requests`` is banned for ``ban_time`` seconds; a ban
+ends by itself when it is next looked at after that time.
+
+Memory is bounded: at most ``max_tracked`` sources are counted and at most
+``max_tracked`` bans are held. A new source beyond that evicts the source
+whose counting bucket started longest ago (spoofed-source floods churn
+through the table instead of growing it); a new ban beyond that evicts the
+oldest ban.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Final
+
+DEFAULT_REQUESTS: Final = 300
+DEFAULT_WINDOW: Final = 10.0  # seconds
+DEFAULT_BAN_TIME: Final = 60.0  # seconds
+DEFAULT_MAX_TRACKED: Final = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class FloodLimits:
+    """Requests allowed per ``window`` seconds per source; ``requests`` 0 turns it off."""
+
+    requests: int = DEFAULT_REQUESTS
+    window: float = DEFAULT_WINDOW
+    ban_time: float = DEFAULT_BAN_TIME
+    max_tracked: int = DEFAULT_MAX_TRACKED
+
+    @property
+    def enabled(self) -> bool:
+        return self.requests > 0
+
+
+class _Counter:
+    __slots__ = ("current", "previous", "start")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.current = 0
+        self.previous = 0
+
+
+class FloodLimiter:
+    """Counts requests per source host and bans the ones over the limit."""
+
+    def __init__(self, limits: FloodLimits) -> None:
+        if limits.window <= 0 or limits.ban_time < 0 or limits.max_tracked < 1:
+            raise ValueError("window must be positive, ban_time >= 0, max_tracked >= 1")
+        self.limits = limits
+        self._counters: OrderedDict[str, _Counter] = OrderedDict()
+        self._bans: OrderedDict[str, float] = OrderedDict()  # host -> ban end, in ban order
+        self.bans_started = 0
+        self.evicted = 0
+
+    def banned(self, host: str, now: float) -> bool:
+        """True while ``host`` is banned; an expired ban is lifted here."""
+        until = self._bans.get(host)
+        if until is None:
+            return False
+        if now < until:
+            return True
+        del self._bans[host]
+        return False
+
+    def count(self, host: str, now: float) -> bool:
+        """Count one request from ``host``; True when this request starts a ban."""
+        limits = self.limits
+        counter = self._counters.get(host)
+        if counter is None:
+            if len(self._counters) >= limits.max_tracked:
+                self._counters.popitem(last=False)
+                self.evicted += 1
+            counter = self._counters[host] = _Counter(now)
+        elapsed = now - counter.start
+        if elapsed >= limits.window:
+            buckets = int(elapsed // limits.window)
+            counter.previous = counter.current if buckets == 1 else 0
+            counter.current = 0
+            counter.start += buckets * limits.window
+            elapsed = now - counter.start
+            self._counters.move_to_end(host)
+        counter.current += 1
+        weight = 1.0 - elapsed / limits.window
+        if counter.current + counter.previous * weight <= limits.requests:
+            return False
+        self._ban(host, now)
+        del self._counters[host]  # counting starts afresh after the ban
+        return True
+
+    def _ban(self, host: str, now: float) -> None:
+        if host not in self._bans and len(self._bans) >= self.limits.max_tracked:
+            self._bans.popitem(last=False)
+        self._bans[host] = now + self.limits.ban_time
+        self._bans.move_to_end(host)
+        self.bans_started += 1
+
+    def banned_now(self, now: float) -> int:
+        """The number of sources banned at ``now`` (expired bans are dropped)."""
+        bans = self._bans
+        # Bans are kept in the order they started and all last ban_time: the
+        # expired ones are at the front.
+        while bans:
+            host, until = next(iter(bans.items()))
+            if until > now:
+                break
+            del bans[host]
+        return len(bans)
+
+    @property
+    def tracked(self) -> int:
+        return len(self._counters)

@@ -1,0 +1,440 @@
+"""Forwarding: a request the processor routes goes downstream through a client
+transaction, and the :class:`Forward` that links it to the caller's server
+transaction moves through :mod:`edgeport.forward_state` until the caller has
+its final answer. CANCEL (RFC 3261 §9, §16.10), Timer B/C/F and transport
+failures (§16.7 step 10, §16.8), auth on behalf (contract §4) and a 2xx that
+crossed a CANCEL (ACK and BYE downstream) are handled here."""
+
+from __future__ import annotations
+
+import collections
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from edgeport import convert
+from edgeport.events import call_ended, call_started, x_headers
+from edgeport.forward_state import Action, Event, ForwardMachine, ForwardState
+from edgeport.gateway_auth import GatewayAuthError, GatewayCredentials, answer_challenge
+from edgeport.metrics import METRICS
+from edgeport.proxy.core import (
+    _CURRENT_INBOUND,
+    Destination,
+    _extensions,
+    _IgnoreResponses,
+    _release_views,
+    _sip_aor,
+)
+from edgeport.proxy.upstream import UpstreamRelay
+from edgeport.routing import UnresolvableHost, resolve_peer
+from edgeport.sip.errors import SipParseError, SipSerializeError
+from edgeport.sip.teardown import end_dialog
+from edgeport.sip.transaction import build_cancel, matching_invite_key
+from edgeport.transaction_layer import (
+    ClientTransactionHandle,
+    ServerTransactionHandle,
+    TransactionTableFull,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from edgeport.proxy.core import Exchange
+    from edgeport.sip.message import Request, Response
+    from edgeport.transports import InboundMessage
+
+
+logger = logging.getLogger(__name__)
+
+MAX_RELAY_QUEUE: Final = 64  # responses waiting for one forwarded request
+MAX_DIALOG_OFFSETS: Final = 10_000  # dialogs whose CSeq edgeport shifted (auth on behalf)
+MAX_ENDED_DIALOGS: Final = 1_000  # 2xx-after-CANCEL dialogs whose ACK is kept for re-sending
+AUTH_METHODS: Final = frozenset({"INVITE", "MESSAGE", "REGISTER"})
+# Actions that answer the caller: the forward stays in the table until they are done.
+_OWED: Final = frozenset({Action.RELAY, Action.ANSWER_487, Action.ANSWER_408, Action.ANSWER_503})
+
+
+@dataclass(eq=False)
+class Forward:
+    """One request edgeport may forward statefully: the client transaction's TU.
+
+    It links the server transaction upstream to the client transaction
+    downstream, moves through :class:`ForwardMachine` (from ROUTING, while the
+    processor decides, to DONE), and relays the responses, in order, through
+    the processor. Every job it runs is guarded: a failure is logged with the
+    Call-ID, counted, and answered 500 when the caller still waits.
+    """
+
+    proxy: Forwarding
+    server: ServerTransactionHandle[Destination]
+    machine: ForwardMachine = field(default_factory=ForwardMachine)
+    request: Request | None = None  # as sent downstream (the latest attempt)
+    destination: Destination | None = None
+    credentials: GatewayCredentials | None = None
+    client: ClientTransactionHandle[Destination] | None = None
+    auth_answered: bool = False
+    upstream_to_tag: str | None = None  # the To tag of the last response relayed upstream
+    # Cancelled when the caller cancels while the processor is still routing.
+    routing_scope: trio.CancelScope | None = None
+    _queue: collections.deque[Callable[[], Awaitable[None]]] = field(
+        default_factory=collections.deque
+    )
+    _relaying: bool = False
+
+    @property
+    def call_id(self) -> str:
+        return self.server.request.call_id
+
+    # ClientTU -------------------------------------------------------------
+
+    def _current(self, handle: ClientTransactionHandle[Destination]) -> bool:
+        # ``client`` is None while ``send_request`` runs: a transport error on
+        # the first send arrives before the handle is known.
+        return self.client is None or handle is self.client
+
+    def on_response(self, handle: ClientTransactionHandle[Destination], response: Response) -> None:
+        if not self._current(handle):
+            return  # a late response of an attempt that auth on behalf replaced
+        inbound = _CURRENT_INBOUND.get()
+        self._enqueue(lambda: self.proxy._relay_response(self, response, inbound))
+
+    def on_timeout(self, handle: ClientTransactionHandle[Destination]) -> None:
+        if self._current(handle):
+            self._enqueue(lambda: self.proxy._forward_event(self, Event.TIMEOUT))
+
+    def on_transport_error(self, handle: ClientTransactionHandle[Destination]) -> None:
+        if self._current(handle):
+            self._enqueue(lambda: self.proxy._forward_event(self, Event.TRANSPORT_ERROR))
+
+    # ordering -------------------------------------------------------------
+
+    def _enqueue(self, job: Callable[[], Awaitable[None]]) -> None:
+        if len(self._queue) >= MAX_RELAY_QUEUE:
+            METRICS.dropped_messages.labels(reason="relay_queue_full").inc()
+            logger.warning("%s: too many responses waiting; one dropped", self.call_id)
+            return
+        self._queue.append(job)
+        if not self._relaying:
+            self._relaying = True
+            self.proxy._spawn(self._drain)
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                job = self._queue.popleft()
+                try:
+                    await job()
+                except Exception:
+                    await self.proxy._forward_failed(self)
+        finally:
+            self._relaying = False
+
+
+class Forwarding(UpstreamRelay):
+    """The forwarding side of the proxy: the client transactions and their TU."""
+
+    async def _forward(
+        self,
+        handle: ServerTransactionHandle[Destination],
+        request: Request,
+        exchange: Exchange,
+        forward: Forward,
+    ) -> None:
+        assert self.transactions is not None
+        reply = exchange.reply
+        try:
+            forwarded = convert.build_forward_request(
+                reply,
+                request,
+                branch_factory=self._branch,
+                sent=exchange.sent,
+                replace_branch=self.own_branches,  # edgeport.workers: responses find their worker
+            )
+            outgoing = forwarded.request
+            credentials = (
+                GatewayCredentials.parse(forwarded.gateway_auth)
+                if forwarded.gateway_auth is not None
+                else None
+            )
+            self._shift_cseq(outgoing)
+            hop = convert.next_hop(outgoing)
+        except GatewayAuthError as error:
+            logger.error("%s: X-Gateway-Auth refused: %s", request.call_id, error)
+            await self._answer(handle, 500, "Invalid Gateway Credentials")
+            return
+        except convert.ConversionError as error:
+            logger.warning("%s: unusable processor reply: %s", request.call_id, error)
+            await self._answer(handle, 500, "Malformed Processor Reply")
+            return
+        try:
+            with trio.CancelScope() as forward.routing_scope:
+                peer = await resolve_peer(hop.host, hop.port, hop.transport)
+        except UnresolvableHost as error:
+            logger.warning("%s: next hop %s: %s", request.call_id, hop.host, error)
+            await self._answer(handle, 503, "Next Hop Unresolvable", retry_after=True)
+            return
+        if forward.machine.state is not ForwardState.ROUTING:
+            logger.info("%s: cancelled while routing; not forwarded", request.call_id)
+            return
+        forward.request = outgoing
+        forward.destination = Destination(peer)
+        forward.credentials = credentials
+        self._forwards[handle.key] = forward
+        forward.machine.handle(Event.ROUTED)
+        initial_invite = request.method == "INVITE" and request.to.tag is None
+        if initial_invite and self.events.enabled:
+            self.events.publish(
+                call_started(
+                    request.call_id,
+                    _sip_aor(request, "from"),
+                    _sip_aor(request, "to"),
+                    x_headers(_extensions(reply)),
+                    dict(reply.metadata),
+                    datetime.now(UTC),
+                )
+            )
+        try:
+            forward.client = await self.transactions.send_request(
+                outgoing, forward.destination, reliable=peer.transport.reliable, tu=forward
+            )
+        except (TransactionTableFull, ValueError, SipSerializeError) as error:
+            logger.warning("%s: could not forward: %s", request.call_id, error)
+            await self._forward_event(forward, Event.SEND_FAILED)
+            return
+        # A CANCEL that came during the send left the machine in
+        # CANCEL_WAITING: the CANCEL goes down with the first provisional.
+        await self._forward_event(forward, Event.SENT)
+
+    def _shift_cseq(self, request: Request) -> None:
+        """Auth on behalf sent the caller's request with CSeq + 1: later ones follow."""
+        tag = request.from_.tag
+        if not self._cseq_offsets or tag is None:
+            return
+        offset = self._cseq_offsets.get((request.call_id, tag))
+        if offset:
+            cseq = request.cseq
+            request.headers.set("CSeq", f"{cseq.seq + offset} {cseq.method}")
+
+    async def _on_cancel(
+        self,
+        handle: ServerTransactionHandle[Destination],
+        cancel: Request,
+        inbound: InboundMessage,
+    ) -> None:
+        """RFC 3261 §16.10: answer the CANCEL, cancel downstream, 487 the INVITE upstream.
+
+        The forward learns of the CANCEL at once, before the processor sees
+        it: an INVITE still being routed is then never sent, and one being
+        sent is cancelled as soon as RFC 3261 §9.1 allows.
+        """
+        assert self.transactions is not None
+        invite = self.transactions.server_transaction(matching_invite_key(cancel))
+        forward = self._forwards.get(invite.key) if invite is not None else None
+        if invite is None or (forward is None and not invite.can_respond):
+            await self._answer(handle, 481)
+            return
+        actions: tuple[Action, ...] = (Action.ANSWER_487,)
+        if forward is not None:
+            actions = forward.machine.handle(Event.CANCEL)
+            if forward.machine.state is ForwardState.ABANDONED and forward.routing_scope:
+                forward.routing_scope.cancel()
+            self._settle(forward, actions)
+        try:
+            exchange = await self._call_processor(cancel, inbound)
+        except convert.ConversionError as error:
+            # Still a CANCEL: the caller gets its 200 and 487 all the same.
+            logger.info("%s: CANCEL not shown to the processor: %s", cancel.call_id, error)
+            exchange = None
+        await self._answer(handle, 200)
+        if forward is None:
+            await self._answer(invite, 487)
+        else:
+            try:
+                await self._carry_out(forward, actions)
+            finally:
+                self._settle(forward)
+        if Action.ANSWER_487 in actions:
+            extra = x_headers(_extensions(exchange.reply)) if exchange is not None else {}
+            self.events.publish(call_ended(cancel.call_id, 200, extra, datetime.now(UTC)))
+
+    async def _send_cancel(self, forward: Forward) -> None:
+        assert self.transactions is not None
+        assert forward.request is not None
+        assert forward.destination is not None
+        await self._send_own_request(build_cancel(forward.request), forward.destination)
+
+    async def _send_own_request(self, request: Request, destination: Destination) -> None:
+        """A request edgeport makes itself (CANCEL, BYE): its responses end with it."""
+        assert self.transactions is not None
+        try:
+            await self.transactions.send_request(
+                request,
+                destination,
+                reliable=destination.peer.transport.reliable,
+                tu=_IgnoreResponses(),
+            )
+        except (TransactionTableFull, ValueError, SipSerializeError) as error:
+            logger.warning("%s: %s not sent: %s", request.call_id, request.method, error)
+
+    def _settle(self, forward: Forward, actions: tuple[Action, ...] = ()) -> None:
+        """Keep ``forward`` in the table while the caller waits for it (drain and CANCEL
+        see it); an answer still to be carried out keeps it there until it is done."""
+        if forward.machine.upstream_waiting or not _OWED.isdisjoint(actions):
+            return
+        if self._forwards.get(forward.server.key) is forward:
+            del self._forwards[forward.server.key]
+
+    async def _forward_event(self, forward: Forward, event: Event) -> None:
+        actions = forward.machine.handle(event)
+        self._settle(forward, actions)
+        try:
+            await self._carry_out(forward, actions)
+        finally:
+            self._settle(forward)
+
+    async def _relay_response(
+        self, forward: Forward, response: Response, inbound: InboundMessage | None
+    ) -> None:
+        """A response of a forwarded request, on its way upstream (RFC 3261 §16.7)."""
+        status = response.status_code
+        assert forward.request is not None
+        if (
+            status in (401, 407)
+            and forward.credentials is not None
+            and not forward.auth_answered
+            and forward.machine.upstream_waiting
+            and forward.request.method in AUTH_METHODS
+            and await self._answer_challenge(forward, response)
+        ):
+            return
+        actions = forward.machine.response(status)
+        self._settle(forward, actions)
+        try:
+            await self._carry_out(forward, actions, response, inbound)
+        finally:
+            self._settle(forward)
+
+    async def _carry_out(
+        self,
+        forward: Forward,
+        actions: tuple[Action, ...],
+        response: Response | None = None,
+        inbound: InboundMessage | None = None,
+    ) -> None:
+        """Do what the forward's state machine asked for, in order."""
+        for action in actions:
+            if action is Action.RELAY:
+                assert response is not None
+                if response.status_code == 183 and self.config.strip_session_progress_sdp:
+                    response.body = b""
+                    response.headers.remove("Content-Type")
+                try:
+                    await self._relay_upstream(forward, response, inbound)
+                finally:
+                    if response.status_code >= 200:
+                        self._finish(forward)
+            elif action is Action.ANSWER_487:
+                # RFC 3261 §9.2: the 487 keeps the To tag the caller already saw, if any.
+                await self._answer(forward.server, 487, to_tag=forward.upstream_to_tag)
+                self._finish(forward)
+            elif action is Action.ANSWER_408 or action is Action.ANSWER_503:
+                await self._fail_forward(forward, 408 if action is Action.ANSWER_408 else 503)
+            elif action is Action.SEND_CANCEL:
+                await self._send_cancel(forward)
+            elif action is Action.END_DIALOG:
+                assert response is not None
+                await self._end_dialog(forward, response)
+
+    def _finish(self, forward: Forward) -> None:
+        """The caller has its final answer: the views of what was sent can go."""
+        _release_views(forward.server)
+        if forward.request is not None:
+            forward.request.drop_views()
+
+    async def _fail_forward(self, forward: Forward, status: int) -> None:
+        """Timer B/C/F or a transport error: RFC 3261 §16.7 step 10 and §16.9."""
+        request = forward.server.request
+        why = "no final response" if status == 408 else "next hop unreachable"
+        logger.info("%s: %s %s: %s", request.call_id, request.method, status, why)
+        await self._answer(forward.server, status, retry_after=status == 503)
+        self._finish(forward)
+        if request.method == "INVITE" and request.to.tag is None:
+            self.events.publish(call_ended(request.call_id, status, {}, datetime.now(UTC)))
+
+    async def _forward_failed(self, forward: Forward) -> None:
+        """A job of ``forward`` raised: log it with the Call-ID, count it, answer if owed."""
+        logger.exception(
+            "%s: relaying for %s failed", forward.call_id, forward.server.request.method
+        )
+        self.metrics.dropped_messages.labels(reason="internal_error").inc()
+        waiting = forward.machine.upstream_waiting
+        forward.machine.state = ForwardState.DONE
+        self._settle(forward)
+        if waiting and forward.server.can_respond:
+            try:
+                await self._answer(forward.server, 500, "Internal Server Error")
+            except Exception:
+                logger.exception("%s: answering 500 failed", forward.call_id)
+
+    async def _end_dialog(self, forward: Forward, response: Response) -> None:
+        """A 2xx for an INVITE the caller cancelled: acknowledge it and hang up (BYE)."""
+        assert self.transactions is not None
+        assert forward.request is not None
+        assert forward.destination is not None
+        try:
+            ack, bye = end_dialog(forward.request, response, branch=self._branch())
+            ack_data = ack.to_bytes()
+        except (SipParseError, SipSerializeError, ValueError) as error:
+            logger.warning("%s: 2xx after CANCEL not ended: %s", response.call_id, error)
+            return
+        logger.info("%s: 2xx after CANCEL: acknowledged and ended with BYE", response.call_id)
+        self._ended_dialogs[(response.call_id, response.cseq.seq)] = (
+            ack_data,
+            forward.destination,
+        )
+        while len(self._ended_dialogs) > MAX_ENDED_DIALOGS:
+            self._ended_dialogs.popitem(last=False)
+        if await self._send_quietly(ack_data, forward.destination):
+            self._count_sent(ack, forward.destination.peer.transport)
+        await self._send_own_request(bye, forward.destination)
+
+    async def _answer_challenge(self, forward: Forward, challenge: Response) -> bool:
+        """Auth on behalf: answer a 401/407 with the X-Gateway-Auth credentials, CSeq + 1."""
+        assert self.transactions is not None
+        assert forward.credentials is not None
+        assert forward.request is not None
+        assert forward.destination is not None
+        forward.auth_answered = True
+        try:
+            retry = answer_challenge(
+                forward.request, challenge, forward.credentials, branch=self._branch()
+            )
+        except GatewayAuthError as error:
+            logger.warning("%s: challenge not answered: %s", challenge.call_id, error)
+            return False
+        tag = retry.from_.tag
+        if tag is not None:
+            key = (retry.call_id, tag)
+            self._cseq_offsets[key] = self._cseq_offsets.get(key, 0) + 1
+            self._cseq_offsets.move_to_end(key)
+            while len(self._cseq_offsets) > MAX_DIALOG_OFFSETS:
+                self._cseq_offsets.popitem(last=False)
+        forward.request = retry
+        forward.client = None
+        forward.machine.handle(Event.RETRY)
+        try:
+            forward.client = await self.transactions.send_request(
+                retry,
+                forward.destination,
+                reliable=forward.destination.peer.transport.reliable,
+                tu=forward,
+            )
+        except (TransactionTableFull, ValueError, SipSerializeError) as error:
+            logger.warning("%s: authenticated retry not sent: %s", retry.call_id, error)
+            await self._forward_event(forward, Event.SEND_FAILED)
+            return True
+        await self._forward_event(forward, Event.SENT)
+        return True

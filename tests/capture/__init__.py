@@ -1,0 +1,1 @@
+"""HEP capture: the encoder and the sender."""

@@ -26,6 +26,7 @@ from edgeport.admission import ADMITTED_CALLS_PER_IN_FLIGHT, CallBudget, Routing
 from edgeport.edge_checks import own_hosts
 from edgeport.metrics import METRICS, EdgeportMetrics, status_class
 from edgeport.processor import ProcessorError, ProcessorTimeout
+from edgeport.proxy.ordering import CallTurns
 from edgeport.ratelimit import RateLimitedLog
 from edgeport.sip.errors import SipParseError, SipSerializeError
 from edgeport.sip.message import Request, Response, make_response
@@ -150,6 +151,8 @@ class ProxyCore:
         # Processor calls for responses, ACKs and CANCELs: a budget of their own,
         # so new requests never starve the transactions already admitted.
         self._admitted_calls = CallBudget(ADMITTED_CALLS_PER_IN_FLIGHT * config.max_in_flight)
+        # Requests of one call reach the next hop in the order they came.
+        self._call_turns = CallTurns()
         # Requests whose processor call is running: their retransmissions go unparsed.
         self._routing = Routing()
         # Lines a flood could multiply: at most a burst every few seconds.

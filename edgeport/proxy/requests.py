@@ -72,9 +72,23 @@ class Proxy(Forwarding):
             return
         if result is None:
             return  # a retransmission or the ACK of a non-2xx: absorbed
-        if isinstance(result, StrayAck):
-            await self._forward_stateless_ack(request, inbound)
+        if request.method == "CANCEL":
+            await self._on_new_request_guarded(result, request, inbound, verdict)
             return
+        async with self._call_turns.turn(request.call_id):
+            if isinstance(result, StrayAck):
+                await self._forward_stateless_ack(request, inbound)
+                return
+            await self._on_new_request_guarded(result, request, inbound, verdict)
+
+    async def _on_new_request_guarded(
+        self,
+        result: ServerTransactionHandle[Destination] | StrayAck,
+        request: Request,
+        inbound: InboundMessage,
+        verdict: Verdict,
+    ) -> None:
+        assert not isinstance(result, StrayAck)
         handle = result
         try:
             await self._on_new_request(handle, request, inbound, verdict)

@@ -20,8 +20,9 @@ import pytest
 import trio
 import trio_websocket
 
+from tests.e2e.flows import response_to
 from tests.support.ports import free_port, stop_process
-from tests.support.ua import Received, TcpUA, UdpUA, WsUA, sip
+from tests.support.ua import TcpUA, UdpUA, WsUA, sip
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -143,24 +144,6 @@ Content-Length: 0
     )
 
 
-def response_to(request: Received, status: str, *, to_tag: str, contact: str = "") -> bytes:
-    vias = "".join(f"Via: {v}\n" for v in request.headers("Via"))
-    rrs = "".join(f"Record-Route: {r}\n" for r in request.headers("Record-Route"))
-    to = request.header("To")
-    if "tag=" not in to:
-        to += f";tag={to_tag}"
-    return sip(
-        f"""SIP/2.0 {status}
-{vias}{rrs}From: {request.header("From")}
-To: {to}
-Call-ID: {request.header("Call-ID")}
-CSeq: {request.header("CSeq")}
-{contact}Content-Length: 0
-
-"""
-    )
-
-
 async def call(caller: UdpUA, callee: UdpUA, n: int, attempt: int = 0) -> int:
     """caller{n} calls callee{n}: INVITE, 180, 200, ACK, BYE, 200. The INVITE's final status.
 
@@ -190,7 +173,7 @@ Content-Length: 0
             invite,
             "200 OK",
             to_tag=f"callee-{k}",
-            contact=f"Contact: <sip:callee{n}@127.0.0.1:{callee.port}>\n",
+            extra=f"Contact: <sip:callee{n}@127.0.0.1:{callee.port}>\n",
         )
     )
     final = await caller.receive_until(lambda m: m.status is not None and m.status >= 200)
@@ -346,7 +329,7 @@ Content-Length: 0
             invite,
             "200 OK",
             to_tag=f"browser-{n}",
-            contact=f"Contact: <{contact}>\n",
+            extra=f"Contact: <{contact}>\n",
         )
     )
     ok = await caller.receive_until(lambda m: m.status is not None and m.status >= 200)

@@ -72,24 +72,25 @@ class Proxy(Forwarding):
             return
         if result is None:
             return  # a retransmission or the ACK of a non-2xx: absorbed
+        if isinstance(result, StrayAck):
+            async with self._call_turns.turn(request.call_id):
+                await self._forward_stateless_ack(request, inbound)
+            return
         if request.method == "CANCEL":
-            await self._on_new_request_guarded(result, request, inbound, verdict)
+            # No turn: a CANCEL must overtake the INVITE it cancels.
+            await self._on_new_transaction(result, request, inbound, verdict)
             return
         async with self._call_turns.turn(request.call_id):
-            if isinstance(result, StrayAck):
-                await self._forward_stateless_ack(request, inbound)
-                return
-            await self._on_new_request_guarded(result, request, inbound, verdict)
+            await self._on_new_transaction(result, request, inbound, verdict)
 
-    async def _on_new_request_guarded(
+    async def _on_new_transaction(
         self,
-        result: ServerTransactionHandle[Destination] | StrayAck,
+        handle: ServerTransactionHandle[Destination],
         request: Request,
         inbound: InboundMessage,
         verdict: Verdict,
     ) -> None:
-        assert not isinstance(result, StrayAck)
-        handle = result
+        """Handle a request that opened a server transaction; it always gets an answer."""
         try:
             await self._on_new_request(handle, request, inbound, verdict)
         except Exception:

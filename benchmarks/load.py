@@ -385,25 +385,33 @@ def wait_edgeport(edge_port: int, proc: subprocess.Popen[bytes], deadline: float
     raise RuntimeError("edgeport did not answer OPTIONS with 200")
 
 
-def start_stack(children: Children, pinning: Pinning, workdir: Path, opts: Options) -> Stack:
-    processor_port = free_port((socket.SOCK_STREAM,))
-    edge_port = free_port()
-    deadline = time.monotonic() + START_TIMEOUT
+def start_processor(
+    children: Children,
+    pinning: Pinning,
+    deadline: float,
+    *,
+    python: str = sys.executable,
+    env: dict[str, str] | None = None,
+) -> tuple[int, subprocess.Popen[bytes]]:
+    """The built-in processor alone on a free port (on LOAD_CPU), once it accepts connections."""
+    port = free_port((socket.SOCK_STREAM,))
     processor = children.start(
         "processor",
         [
             *pinning.prefix(LOAD_CPU),
-            sys.executable,
-            "-m",
-            "edgeport",
-            "--log-level",
-            "warning",
-            "builtin-processor",
-            "--bind",
-            f"127.0.0.1:{processor_port}",
+            *(python, "-m", "edgeport", "--log-level", "warning"),
+            *("builtin-processor", "--bind", f"127.0.0.1:{port}"),
         ],
+        env=env,
     )
-    wait_tcp(processor_port, processor, deadline)
+    wait_tcp(port, processor, deadline)
+    return port, processor
+
+
+def start_stack(children: Children, pinning: Pinning, workdir: Path, opts: Options) -> Stack:
+    edge_port = free_port()
+    deadline = time.monotonic() + START_TIMEOUT
+    processor_port, processor = start_processor(children, pinning, deadline)
     config = workdir / "edgeport.yaml"
     write_config(config, edge_port, "builtin" if opts.in_process else f"127.0.0.1:{processor_port}")
     profiler: list[str] = []

@@ -238,19 +238,11 @@ class Run:
 
     def _start(self) -> load.Stack:
         current = current_tree()
-        processor_port = load.free_port((socket.SOCK_STREAM,))
         edge_port = load.free_port()
         deadline = time.monotonic() + load.START_TIMEOUT
-        processor = self.children.start(
-            "processor",
-            [
-                *self.pinning.prefix(load.LOAD_CPU),
-                current.python, "-m", "edgeport", "--log-level", "warning",
-                "builtin-processor", "--bind", f"127.0.0.1:{processor_port}",
-            ],
-            env=current.env,
-        )  # fmt: skip
-        load.wait_tcp(processor_port, processor, deadline)
+        processor_port, processor = load.start_processor(
+            self.children, self.pinning, deadline, python=current.python, env=current.env
+        )
         config = self.workdir / "edgeport.yaml"
         load.write_config(config, edge_port, f"127.0.0.1:{processor_port}")
         edgeport = self.children.start(

@@ -53,8 +53,8 @@ from benchmarks.load import (
     crlf,
     free_port,
     read_stat,
+    start_processor,
     wait_edgeport,
-    wait_tcp,
 )
 
 SAMPLE_INTERVAL: Final = 0.25  # seconds between CPU readings
@@ -331,24 +331,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="edgeport-protection-"))
     children = Children(workdir)
     try:
-        processor_port = free_port((socket.SOCK_STREAM,))
         edge_port = free_port((socket.SOCK_DGRAM,))
         deadline = time.monotonic() + START_TIMEOUT
-        processor = children.start(
-            "processor",
-            [
-                *pinning.prefix(LOAD_CPU),
-                sys.executable,
-                "-m",
-                "edgeport",
-                "--log-level",
-                "warning",
-                "builtin-processor",
-                "--bind",
-                f"127.0.0.1:{processor_port}",
-            ],
-        )
-        wait_tcp(processor_port, processor, deadline)
+        processor_port, _ = start_processor(children, pinning, deadline)
         config = workdir / "edgeport.yaml"
         write_config(config, edge_port, processor_port, flood=not args.unprotected)
         edgeport = children.start(

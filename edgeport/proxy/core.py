@@ -208,9 +208,18 @@ class ProxyCore:
             ["localhost", "127.0.0.1", "::1"],
         )
 
-    def _spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+    def _spawn(self, fn: Callable[[], Awaitable[object]]) -> None:
+        """Run ``fn`` in the proxy's nursery; a defect in it is logged and counted,
+        never raised into the nursery (which would end the server)."""
         assert self._nursery is not None, "Proxy.attach was not called"
-        self._nursery.start_soon(fn)
+        self._nursery.start_soon(self._guarded, fn)
+
+    async def _guarded(self, fn: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await fn()
+        except Exception:
+            logger.exception("a task of the message path failed")
+            self.metrics.dropped_messages.labels(reason="internal_error").inc()
 
     @property
     def pending_forwards(self) -> int:

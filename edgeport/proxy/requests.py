@@ -115,6 +115,13 @@ class Proxy(Forwarding):
         inbound: InboundMessage,
         verdict: Verdict,
     ) -> None:
+        if not handle.can_respond:
+            # Answered while it waited for its Call-ID turn or for its 100 Trying
+            # to be written: a CANCEL overtook it (and answered it 487).
+            logger.info(
+                "%s: %s answered before routing; not routed", request.call_id, request.method
+            )
+            return
         if verdict is Verdict.METHOD_NOT_ALLOWED:
             await self._answer(handle, 405, allow=True)
             return

@@ -162,8 +162,5 @@ class UpstreamRelay(ProxyCore):
         if ended is None:
             return False
         data, destination = ended
-        self._spawn(lambda: self._send_quietly_void(data, destination))
+        self._spawn(lambda: self._send_quietly(data, destination))
         return True
-
-    async def _send_quietly_void(self, data: bytes, destination: Destination) -> None:
-        await self._send_quietly(data, destination)

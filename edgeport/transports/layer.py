@@ -563,7 +563,13 @@ class TransportLayer:
         try:
             task_status.started(conn)
             with conn.reader_scope:
-                await reader()
+                try:
+                    await reader()
+                except Exception:
+                    # A defect met on one connection ends that connection only
+                    # (outbound readers run in the layer's own nursery).
+                    logger.exception("%s %s reader failed", conn.id, conn.peer)
+                    self.stats["reader_errors"] += 1
         finally:
             conn.close()
             self.connections.remove(conn)

@@ -145,3 +145,68 @@ async def test_cancel_after_the_final_response_changes_nothing(nursery: trio.Nur
     assert answer.status in (200, 481)
     assert not any(m.status == 487 for m in await collect(edge.caller, 0.4))
     assert not any(m.method == "CANCEL" for m in await collect(edge.callee, 0.2))
+
+
+def message(ua_port: int, target: str, *, call_id: str, branch: str, cseq: int) -> bytes:
+    return sip(
+        f"""MESSAGE {target} SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:{ua_port};branch={branch};rport
+Max-Forwards: 70
+From: <sip:alice@127.0.0.1>;tag=caller
+To: <sip:bob@127.0.0.1>
+Call-ID: {call_id}
+CSeq: {cseq} MESSAGE
+Content-Type: text/plain
+Content-Length: 2
+
+hi"""
+    )
+
+
+def slow_messages(request: MessageRequest) -> float:
+    return ROUTING_DELAY if request.method == Method.MESSAGE else 0.0
+
+
+async def test_cancel_while_the_invite_waits_for_its_call_turn_is_never_forwarded(
+    nursery: trio.Nursery,
+) -> None:
+    # A MESSAGE of the same Call-ID is being routed (slowly): the INVITE behind
+    # it waits for its turn, and the CANCEL overtakes it. The caller hears 200
+    # and 487, and the INVITE must then never reach the callee.
+    edge = await start_routed_edge(nursery)
+    edge.processor.delay = slow_messages
+    await edge.caller.send(
+        message(edge.caller.port, edge.callee_uri, call_id="turn@test", branch="z9hG4bK-t0", cseq=1)
+    )
+    with trio.fail_after(5):
+        while not any(r.method == Method.MESSAGE for r in edge.processor.requests):
+            await trio.sleep(0.01)
+    await edge.caller.send(
+        invite(edge.caller.port, edge.callee_uri, call_id="turn@test", branch="z9hG4bK-t1", cseq=2)
+    )
+    await trio.sleep(0.05)
+    await edge.caller.send(
+        sip(
+            f"""CANCEL {edge.callee_uri} SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:{edge.caller.port};branch=z9hG4bK-t1;rport
+Max-Forwards: 70
+From: <sip:alice@127.0.0.1>;tag=caller
+To: <sip:bob@127.0.0.1>
+Call-ID: turn@test
+CSeq: 2 CANCEL
+Content-Length: 0
+
+"""
+        )
+    )
+    upstream = await collect(edge.caller, ROUTING_DELAY + 0.7)
+    assert by_cseq(upstream)["2 CANCEL"] == 200
+    assert by_cseq(upstream)["2 INVITE"] == 487
+    downstream = await collect(edge.callee, 0.5)
+    assert [m.method for m in downstream if m.method != "MESSAGE"] == []
+    assert not any(r.method == Method.INVITE for r in edge.processor.requests)
+    # Once the callee answers the MESSAGE, nothing of this call is left pending.
+    for received in downstream:
+        await edge.callee.send(reply_to(received, "200 OK"))
+    await edge.caller.receive_until(lambda m: m.header("CSeq") == "1 MESSAGE")
+    assert edge.server.proxy.pending_forwards == 0

@@ -94,3 +94,78 @@ Content-Length: 0
     assert {m.status for m in got if m.header("CSeq") == "1 INVITE"} == {487}
     # The callee is cancelled all the same.
     await callee.receive_until(lambda m: m.method == "CANCEL")
+
+
+async def test_a_failing_outbound_connection_reader_ends_only_its_connection(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A defect met while reading a connection edgeport opened (to a TCP callee)
+    # closes that connection and fails its transactions; the transport layer
+    # and every listener go on.
+    from edgeport.transports.layer import TransportLayer
+    from tests.support.ua import TcpUA
+
+    deliver_on = TransportLayer._deliver_on
+
+    def broken_on_outbound(self: TransportLayer, data: bytes, conn: object) -> None:
+        if getattr(conn, "outbound", False):
+            raise RuntimeError("reader defect")
+        deliver_on(self, data, conn)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TransportLayer, "_deliver_on", broken_on_outbound)
+    edge = await start_routed_edge(nursery)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    target = f"sip:bob@127.0.0.1:{port};transport=tcp"
+    caller = edge.caller
+    with caplog.at_level(logging.ERROR, logger="edgeport"):
+        await caller.send(invite(caller.port, target, call_id="reader@test", branch="z9hG4bK-rd1"))
+        with trio.fail_after(5):
+            callee = TcpUA(await listeners[0].accept())
+        incoming = await callee.receive_until(lambda m: m.method == "INVITE")
+        await callee.send(reply_to(incoming, "180 Ringing"))
+        # The reader fails on the 180: the connection closes, the INVITE fails.
+        answer = await caller.receive_until(lambda m: m.status not in (100, None))
+    assert answer.status == 503
+    await callee.close()
+    await listeners[0].aclose()
+    # Every listener still answers, and the defect was logged.
+    await caller.send(options(caller.port, "after-reader@test"))
+    assert (await caller.receive_until(lambda m: m.status is not None)).status == 200
+    assert any(r.exc_info and "reader defect" in str(r.exc_info[1]) for r in caplog.records)
+
+
+async def test_a_defect_in_a_background_send_is_logged_and_the_server_lives_on(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The ACK edgeport sends again for a retransmitted 2xx of a dialog it ended
+    # (a 2xx that crossed a CANCEL) goes out from a task of its own: a defect
+    # there (not a send error) must not end the server.
+    from tests.e2e.test_cancel_races import answer_200, ringing_call, send_cancel
+
+    edge = await start_routed_edge(nursery)
+    incoming = await ringing_call(edge, "crossed@test", "z9hG4bK-x1")
+    await edge.callee.send(reply_to(incoming, "180 Ringing"))
+    await edge.caller.receive_until(lambda m: m.status == 180)
+    await send_cancel(edge, "crossed@test", "z9hG4bK-x1")
+    await edge.callee.receive_until(lambda m: m.method == "CANCEL")
+    ok = answer_200(incoming, contact_port=edge.callee.port)
+    await edge.callee.send(ok)
+    await edge.callee.receive_until(lambda m: m.method == "ACK")
+    bye = await edge.callee.receive_until(lambda m: m.method == "BYE")
+    await edge.callee.send(reply_to(bye, "200 OK"))
+
+    async def broken_send(self: Proxy, data: bytes, destination: object) -> bool:
+        raise RuntimeError("send defect")
+
+    monkeypatch.setattr(Proxy, "_send_quietly", broken_send)
+    before = internal_errors()
+    with caplog.at_level(logging.ERROR, logger="edgeport"):
+        await edge.callee.send(ok)  # retransmitted: edgeport would ACK it again
+        with trio.fail_after(5):
+            while internal_errors() == before:
+                await trio.sleep(0.01)
+    assert any(r.exc_info and "send defect" in str(r.exc_info[1]) for r in caplog.records)
+    monkeypatch.undo()
+    await edge.caller.send(options(edge.caller.port, "after-send@test"))
+    assert (await edge.caller.receive_until(lambda m: m.status is not None)).status == 200

@@ -29,7 +29,7 @@ from edgeport.processor import (
     open_processor_client,
 )
 from edgeport.protection import EdgeGuard
-from edgeport.proxy import Destination, Proxy, new_branch
+from edgeport.proxy import Destination, Proxy, new_branch, on_stream
 from edgeport.sip.timers import TimerConfig
 from edgeport.sip.transport import Transport
 from edgeport.transaction_layer import TransactionLayer
@@ -103,7 +103,7 @@ async def serve(
                 mesh = await root.start(worker.serve_handoffs, proxy)
                 handler = mesh.handle_inbound
             transactions: TransactionLayer[Destination] = TransactionLayer(
-                timers or TimerConfig(), proxy.send_outgoing
+                timers or TimerConfig(), proxy.send_outgoing, fails_whole=on_stream
             )
             await root.start(transactions.serve)
 

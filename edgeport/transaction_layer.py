@@ -10,6 +10,11 @@ send callback gets both, in an ``Outgoing``. Where a message goes is opaque
 here: a destination value given when the transaction is created (the peer or
 connection a request came from, the next hop a request goes to).
 
+Transactions are also indexed by destination (those for which ``fails_whole``
+says a destination can fail at once, a stream connection), so a closed
+connection fails its transactions without a scan of the tables: connection
+churn costs nothing per live transaction.
+
 A terminated transaction leaves its table at once. Each table holds at most
 ``max_transactions`` entries (``MAX_TRANSACTIONS`` by default): past it a new
 transaction is refused with ``TransactionTableFull`` and the proxy answers
@@ -234,6 +239,10 @@ class ClientTransactionHandle(_Entry[D]):
         return self.machine.state
 
 
+def _always(destination: object) -> bool:
+    return True
+
+
 # (deadline, sequence number, transaction, timer); the number breaks ties.
 _HeapItem = tuple[float, int, _Entry[D], Timer]
 
@@ -253,6 +262,7 @@ class TransactionLayer(Generic[D]):
         send: Callable[[Outgoing, D], Awaitable[None]],
         *,
         max_transactions: int = MAX_TRANSACTIONS,
+        fails_whole: Callable[[D], bool] = _always,
     ) -> None:
         if max_transactions < 1:
             raise ValueError("max_transactions must be at least 1")
@@ -261,6 +271,10 @@ class TransactionLayer(Generic[D]):
         self._max_transactions = max_transactions
         self._server: dict[ServerKey, ServerTransactionHandle[D]] = {}
         self._client: dict[ClientKey, ClientTransactionHandle[D]] = {}
+        # Destination -> its live transactions, for the destinations that
+        # ``fails_whole`` says can fail at once (a connection): see fail_destination.
+        self._fails_whole = fails_whole
+        self._by_destination: dict[D, set[_Entry[D]]] = {}
         self._heap: list[_HeapItem[D]] = []
         self._seq = 0
         self._stale = 0
@@ -326,6 +340,7 @@ class TransactionLayer(Generic[D]):
             machine = NonInviteServerTransaction(request, reliable=reliable, timers=self.timers)
         entry = ServerTransactionHandle(self, machine, key, source)
         self._server[key] = entry
+        self._index(entry)
         await self._run(entry, machine.start())
         return entry
 
@@ -363,6 +378,7 @@ class TransactionLayer(Generic[D]):
         entry = ClientTransactionHandle(machine, key, destination, tu)
         entry._encode(request)
         self._client[key] = entry
+        self._index(entry)
         await self._run(entry, machine.start())
         return entry
 
@@ -387,11 +403,12 @@ class TransactionLayer(Generic[D]):
 
         Client transactions tell their TU (``on_transport_error``); server
         transactions end. Returns how many transactions were failed.
+
+        Only destinations ``fails_whole`` accepts are indexed: any other
+        destination fails nothing. The cost is one lookup and the transactions
+        failed, never a scan of the tables.
         """
-        entries: list[_Entry[D]] = [
-            *(e for e in self._server.values() if e.destination == destination),
-            *(e for e in self._client.values() if e.destination == destination),
-        ]
+        entries = list(self._by_destination.get(destination, ()))
         for entry in entries:
             # A transport error ends a transaction without sending anything.
             self._apply(entry, entry.machine.on_transport_error())
@@ -475,9 +492,21 @@ class TransactionLayer(Generic[D]):
                     self._forget(entry)
         return sends
 
+    def _index(self, entry: _Entry[D]) -> None:
+        if self._fails_whole(entry.destination):
+            self._by_destination.setdefault(entry.destination, set()).add(entry)
+
+    def _unindex(self, entry: _Entry[D]) -> None:
+        entries = self._by_destination.get(entry.destination)
+        if entries is not None:
+            entries.discard(entry)
+            if not entries:
+                del self._by_destination[entry.destination]
+
     def _forget(self, entry: _Entry[D]) -> None:
         self._stale += len(entry._timer_seqs)
         entry._timer_seqs.clear()
+        self._unindex(entry)
         if isinstance(entry, ServerTransactionHandle):
             if self._server.get(entry.key) is entry:
                 del self._server[entry.key]

@@ -309,6 +309,68 @@ async def test_fail_destination_fails_only_its_transactions(
     assert layer.active_server_transactions == 0
 
 
+@dataclass(frozen=True)
+class CountedAddress:
+    """A destination that counts how often it is compared with another."""
+
+    host: str
+    port: int
+    comparisons: list[int] = field(default_factory=lambda: [0], compare=False, hash=False)
+
+    def __eq__(self, other: object) -> bool:
+        self.comparisons[0] += 1
+        if isinstance(other, CountedAddress):
+            other.comparisons[0] += 1
+            return (self.host, self.port) == (other.host, other.port)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.host, self.port))
+
+
+async def test_a_closed_connection_fails_its_transactions_without_scanning_the_tables(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, wire: Wire
+) -> None:
+    # Connection churn times live transactions must not be a CPU cost: failing
+    # one destination looks at that destination's transactions only.
+    comparisons = [0]
+
+    def address(n: int) -> CountedAddress:
+        return CountedAddress("192.0.2.40", 10_000 + n, comparisons)
+
+    async def send(outgoing: Outgoing, destination: CountedAddress) -> None:
+        await trio.lowlevel.checkpoint()
+
+    layer = TransactionLayer[CountedAddress](TimerConfig(), send)
+    await nursery.start(layer.serve)
+    for n in range(500):
+        await layer.receive_request(invite(f"z9hG4bKs{n}"), address(n), reliable=True)
+        await layer.send_request(
+            invite(f"z9hG4bKc{n}"), address(n), reliable=True, tu=RecordingTU()
+        )
+    comparisons[0] = 0
+    for n in range(100):
+        assert layer.fail_destination(address(n)) == 2
+    # A scan compares each of the 1,000 live transactions per call: 100,000.
+    assert comparisons[0] <= 100 * 10
+    assert layer.active_server_transactions == 400
+    assert layer.active_client_transactions == 400
+
+
+async def test_only_destinations_that_fail_whole_are_indexed(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, wire: Wire
+) -> None:
+    layer = TransactionLayer[Address](
+        TimerConfig(), wire.send, fails_whole=lambda destination: destination == NEXT_HOP
+    )
+    await nursery.start(layer.serve)
+    await layer.receive_request(invite("z9hG4bKs1"), NEXT_HOP, reliable=True)
+    await layer.receive_request(invite("z9hG4bKs2"), OTHER_HOP, reliable=True)
+    assert layer.fail_destination(OTHER_HOP) == 0
+    assert layer.fail_destination(NEXT_HOP) == 1
+    assert layer.active_server_transactions == 1
+
+
 async def test_a_raising_tu_does_not_stop_the_timers(
     autojump_clock: trio.testing.MockClock,
     layer: TransactionLayer[Address],

@@ -26,8 +26,8 @@ request still being routed is dropped before parsing. Responses of one
 forwarded request are relayed in order, by one task per forwarded request.
 """
 
-from edgeport.proxy.core import Destination, Exchange, new_branch, new_tag
+from edgeport.proxy.core import Destination, Exchange, new_branch, new_tag, on_stream
 from edgeport.proxy.forwarding import Forward
 from edgeport.proxy.requests import Proxy
 
-__all__ = ["Destination", "Exchange", "Forward", "Proxy", "new_branch", "new_tag"]
+__all__ = ["Destination", "Exchange", "Forward", "Proxy", "new_branch", "new_tag", "on_stream"]

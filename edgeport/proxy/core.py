@@ -91,7 +91,10 @@ class Destination:
     connection: Connection | None = None
 
 
-# Actions that answer the caller: the forward stays in the table until they are done.
+def on_stream(destination: Destination) -> bool:
+    """Whether a destination is a stream peer: its connection can fail all its
+    transactions at once (the transaction layer indexes those)."""
+    return destination.peer.transport.stream
 
 
 def new_branch() -> str:

@@ -16,6 +16,9 @@
 - OPTIONS addressed to the EdgePort itself (no user part, host one of its
   own addresses) is answered 200 with Allow, so trunks that qualify the edge
   see it up without a processor round trip.
+- Loops: RFC 3261 §16.3 step 4, a request that carries edgeport's own Via
+  with the loop mark of this very request has looped (482 Loop Detected);
+  see :mod:`edgeport.sip.loops`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import enum
 from typing import TYPE_CHECKING
 
 from edgeport.config import UnknownMethodAction
+from edgeport.sip.loops import has_looped
 from edgeport.sip.uri import SipUri
 
 if TYPE_CHECKING:
@@ -41,6 +45,7 @@ class Verdict(enum.Enum):
     TOO_MANY_HOPS = "483"
     BAD_EXTENSION = "420"
     ANSWER_OPTIONS = "options"
+    LOOP_DETECTED = "482"
 
 
 def own_hosts(
@@ -76,8 +81,11 @@ def check_request(
     methods: Collection[str],
     unknown_method_action: UnknownMethodAction,
     edge_hosts: Collection[str],
+    loop_key: bytes,
 ) -> Verdict:
     """The verdict for a new (non-ACK, non-retransmitted) request."""
+    if request.method != "CANCEL" and has_looped(request, loop_key):
+        return Verdict.LOOP_DETECTED
     if request.method == "OPTIONS" and is_addressed_to_edge(request, edge_hosts):
         return Verdict.ANSWER_OPTIONS
     if request.method not in methods:

@@ -96,6 +96,7 @@ async def serve(
                 processor,
                 events,
                 branch_factory=worker.branch_factory() if worker else new_branch,
+                loop_key=worker.loop_key() if worker else None,
             )
             handler: Callable[..., object] = proxy.handle_inbound
             mesh = None

@@ -359,14 +359,21 @@ def _header_groups(
         if vias:
             rows: _Rows = []
             for via in vias:
-                if replace_branch and not rows and branch_factory is not None and via.branch:
-                    via = _without_branch(via)
                 via_branch = via.branch
                 text = originals.via(via, via_branch)
                 if text is None:
-                    # The top Via of a forwarded request gets a branch when it has none.
+                    # The top Via of a forwarded request, which the processor
+                    # wrote for edgeport (it is not one the request came with),
+                    # gets edgeport's branch when it has none, or always with
+                    # ``replace_branch``.
                     branch = None
-                    if not rows and branch_factory is not None and not via_branch:
+                    if (
+                        not rows
+                        and branch_factory is not None
+                        and (replace_branch or not via_branch)
+                    ):
+                        if via_branch:
+                            via, via_branch = _without_branch(via), ""
                         branch = branch_factory()
                     text = _via_text(via, via_branch, branch)
                 rows.append(("Via", "via", text))
@@ -531,9 +538,11 @@ def build_forward_request(
     exactly the reply's (typed fields and extensions; CSeq is an
     extension), plus ``Max-Forwards: 70`` when the reply has none (RFC 3261
     §16.6 step 3); X-Gateway-Auth is taken out and returned apart; the body
-    is the reply's when not empty, else the original bytes. A top Via
-    without a branch gets ``branch_factory()``; with ``replace_branch``
-    every top Via does (worker processes route responses by it). Raises ReplyError for a
+    is the reply's when not empty, else the original bytes. A top Via the
+    processor added (not one of the original's) gets ``branch_factory()``
+    when it has no branch, and with ``replace_branch`` whatever it has
+    (edgeport's branch carries its loop mark and, with workers, the worker
+    that holds the transaction). Raises ReplyError for a
     reply without request_uri, without one of Via, From, To, Call-ID and
     CSeq, or with a value that cannot go on the wire.
     """

@@ -25,6 +25,7 @@ from edgeport._proto import common_pb2, processor_pb2, sipmessage_pb2
 from edgeport.admission import ADMITTED_CALLS_PER_IN_FLIGHT, CallBudget, Routing
 from edgeport.edge_checks import own_hosts
 from edgeport.metrics import METRICS, EdgeportMetrics, status_class
+from edgeport.own_addresses import OwnAddresses
 from edgeport.processor import ProcessorError, ProcessorTimeout
 from edgeport.proxy.ordering import CallTurns
 from edgeport.ratelimit import RateLimitedLog
@@ -141,14 +142,17 @@ class ProxyCore:
         metrics: EdgeportMetrics = METRICS,
         branch_factory: Callable[[], str] = new_branch,
         tag_factory: Callable[[], str] = new_tag,
+        loop_key: bytes | None = None,
     ) -> None:
         self.config = config
         self.processor = processor
         self.events = events
         self.metrics = metrics
         self._branch = branch_factory
-        # Worker processes: every forwarded request's top Via gets a branch of ours.
-        self.own_branches = False
+        # Keys the loop mark of edgeport's branches (RFC 3261 §16.6 item 8): one
+        # per edgeport (shared by its workers), so another edgeport's Via never
+        # matches.
+        self._loop_key = loop_key if loop_key is not None else secrets.token_bytes(16)
         self._tag = tag_factory
         self._limiter = trio.CapacityLimiter(config.max_in_flight)
         # Processor calls for responses, ACKs and CANCELs: a budget of their own,
@@ -178,6 +182,7 @@ class ProxyCore:
             edge_port_ref=config.ref, listening_points=(), external_addrs=(), localnets=()
         )
         self._edge_hosts: frozenset[str] = frozenset()
+        self._own_addresses = OwnAddresses((), clock=trio.current_time)
         self.accepting = True
 
     def attach(
@@ -209,6 +214,9 @@ class ProxyCore:
             [p.host for p in transports.listening_points],
             self.config.external_addrs,
             ["localhost", "127.0.0.1", "::1"],
+        )
+        self._own_addresses = OwnAddresses(
+            transports.listening_points, self.config.external_addrs, clock=trio.current_time
         )
 
     def _spawn(self, fn: Callable[[], Awaitable[object]]) -> None:

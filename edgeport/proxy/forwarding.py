@@ -31,6 +31,7 @@ from edgeport.proxy.core import (
 from edgeport.proxy.upstream import UpstreamRelay
 from edgeport.routing import UnresolvableHost, resolve_peer
 from edgeport.sip.errors import SipParseError, SipSerializeError
+from edgeport.sip.loops import loop_mark, marked_branch
 from edgeport.sip.teardown import end_dialog
 from edgeport.sip.transaction import build_cancel, matching_invite_key
 from edgeport.transaction_layer import (
@@ -79,6 +80,7 @@ class Forward:
     upstream_to_tag: str | None = None  # the To tag of the last response relayed upstream
     # Cancelled when the caller cancels while the processor is still routing.
     routing_scope: trio.CancelScope | None = None
+    loop_mark: str = ""  # RFC 3261 §16.6 item 8, of the request as received
     _queue: collections.deque[Callable[[], Awaitable[None]]] = field(
         default_factory=collections.deque
     )
@@ -87,6 +89,10 @@ class Forward:
     @property
     def call_id(self) -> str:
         return self.server.request.call_id
+
+    def new_branch(self) -> str:
+        """A branch for a request sent on behalf of the caller, with the loop mark."""
+        return marked_branch(self.proxy._branch(), self.loop_mark)
 
     # ClientTU -------------------------------------------------------------
 
@@ -146,12 +152,13 @@ class Forwarding(UpstreamRelay):
         assert self.transactions is not None
         reply = exchange.reply
         try:
+            forward.loop_mark = loop_mark(request, self._loop_key)
             forwarded = convert.build_forward_request(
                 reply,
                 request,
-                branch_factory=self._branch,
+                branch_factory=forward.new_branch,
                 sent=exchange.sent,
-                replace_branch=self.own_branches,  # edgeport.workers: responses find their worker
+                replace_branch=True,
             )
             outgoing = forwarded.request
             credentials = (
@@ -175,6 +182,18 @@ class Forwarding(UpstreamRelay):
         except UnresolvableHost as error:
             logger.warning("%s: next hop %s: %s", request.call_id, hop.host, error)
             await self._answer(handle, 503, "Next Hop Unresolvable", retry_after=True)
+            return
+        if self._own_addresses.is_own(peer, hop.host):
+            # RFC 3261 §16.3 item 4: a request routed to edgeport itself loops.
+            self._drops.warning(
+                "%s: %s routed to edgeport itself (%s, %s); 482",
+                request.call_id,
+                request.method,
+                hop.host,
+                peer,
+            )
+            self.metrics.dropped_messages.labels(reason="loop").inc()
+            await self._answer(handle, 482)
             return
         if forward.machine.state is not ForwardState.ROUTING:
             logger.info("%s: cancelled while routing; not forwarded", request.call_id)
@@ -410,7 +429,7 @@ class Forwarding(UpstreamRelay):
         forward.auth_answered = True
         try:
             retry = answer_challenge(
-                forward.request, challenge, forward.credentials, branch=self._branch()
+                forward.request, challenge, forward.credentials, branch=forward.new_branch()
             )
         except GatewayAuthError as error:
             logger.warning("%s: challenge not answered: %s", challenge.call_id, error)

@@ -18,7 +18,9 @@ from edgeport.proxy.core import MAX_QUEUE_DELAY, Destination, Exchange, _release
 from edgeport.proxy.forwarding import Forward, Forwarding
 from edgeport.routing import UnresolvableHost, resolve_peer
 from edgeport.sip.errors import SipSerializeError
+from edgeport.sip.loops import loop_mark, marked_branch
 from edgeport.sip.received import stamp_received
+from edgeport.sip.transaction import DEFAULT_MAX_FORWARDS
 from edgeport.sip.transport import Transport
 from edgeport.transaction_layer import (
     ServerTransactionHandle,
@@ -48,6 +50,11 @@ class Proxy(Forwarding):
             inbound.peer.port,
             force_rport=inbound.peer.transport.stream,
         )
+        max_forwards = request.max_forwards
+        if max_forwards is not None and max_forwards > DEFAULT_MAX_FORWARDS:
+            # A loop edgeport cannot see (through elements that hide it) costs
+            # at most 70 passes, not 255.
+            request.headers.set("Max-Forwards", str(DEFAULT_MAX_FORWARDS))
         source = Destination(inbound.peer, inbound.connection)
         verdict = Verdict.PROCESS
         if request.method != "ACK":
@@ -56,6 +63,7 @@ class Proxy(Forwarding):
                 methods=self._methods,
                 unknown_method_action=self.config.unknown_method_action,
                 edge_hosts=self._edge_hosts,
+                loop_key=self._loop_key,
             )
             if verdict is Verdict.DISCARD:
                 self._drops.info(
@@ -127,6 +135,11 @@ class Proxy(Forwarding):
             return
         if verdict is Verdict.TOO_MANY_HOPS:
             await self._answer(handle, 483)
+            return
+        if verdict is Verdict.LOOP_DETECTED:
+            self._drops.warning("%s: %s has looped back; 482", request.call_id, request.method)
+            self.metrics.dropped_messages.labels(reason="loop").inc()
+            await self._answer(handle, 482)
             return
         if verdict is Verdict.BAD_EXTENSION:
             await self._answer(
@@ -226,8 +239,13 @@ class Proxy(Forwarding):
             self.metrics.dropped_messages.labels(reason="ack_not_routed").inc()
             return
         try:
+            mark = loop_mark(request, self._loop_key)
             outgoing = convert.build_forward_request(
-                exchange.reply, request, branch_factory=self._branch, sent=exchange.sent
+                exchange.reply,
+                request,
+                branch_factory=lambda: marked_branch(self._branch(), mark),
+                sent=exchange.sent,
+                replace_branch=True,
             ).request
             self._shift_cseq(outgoing)
             hop = convert.next_hop(outgoing)
@@ -236,6 +254,10 @@ class Proxy(Forwarding):
         except (convert.ConversionError, SipSerializeError, UnresolvableHost) as error:
             logger.warning("%s: ACK not forwarded: %s", request.call_id, error)
             self.metrics.dropped_messages.labels(reason="ack_not_routed").inc()
+            return
+        if self._own_addresses.is_own(peer, hop.host):
+            self._drops.warning("%s: ACK routed to edgeport itself; dropped", request.call_id)
+            self.metrics.dropped_messages.labels(reason="loop").inc()
             return
         if await self._send_quietly(data, Destination(peer)):
             self._count_sent(outgoing, peer.transport)

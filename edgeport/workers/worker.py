@@ -11,6 +11,7 @@ The worker stops (drains) when its supervisor goes away.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -59,12 +60,18 @@ class WorkerRole:
     def branch_factory(self) -> Callable[[], str]:
         return worker_branch_factory(self.index)
 
+    def loop_key(self) -> bytes:
+        """The key of the loop mark in branches, the same in every worker of one
+        edgeport (its run directory is unique to the supervisor's run)."""
+        return hashlib.blake2b(
+            self.rundir.encode(), digest_size=16, person=b"edgeport-loop"
+        ).digest()
+
     async def serve_handoffs(
         self, proxy: Proxy, *, task_status: trio.TaskStatus[WorkerMesh]
     ) -> None:
         """Receive hand-offs for ``proxy``; report the mesh (its ``handle_inbound`` is the
         transports' handler; ``attach`` it to the transports once they run)."""
-        proxy.own_branches = True
         link = HandoffLink(self.rundir, self.index, self.count)
         mesh = WorkerMesh(link, proxy.handle_inbound)
         try:

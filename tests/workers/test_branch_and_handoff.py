@@ -168,3 +168,32 @@ Content-Length: 0
         "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKw1-own;rport",
         "SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK-caller;rport",
     ]
+
+
+def test_the_caller_s_own_via_keeps_its_branch_when_the_processor_adds_none() -> None:
+    # A processor that forwards without a Via of its own (the top Via is the
+    # caller's): edgeport's branch must never replace the caller's, whose
+    # responses are matched by it.
+    original = parse_message(
+        sip(
+            """OPTIONS sip:bob@127.0.0.1 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK-caller;rport
+Max-Forwards: 70
+From: <sip:alice@127.0.0.1>;tag=a1
+To: <sip:bob@127.0.0.1>
+Call-ID: c5@test
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+"""
+        )
+    )
+    assert isinstance(original, Request)
+    reply = processor_pb2.MessageResponse()
+    reply.message.CopyFrom(to_sip_message(original))
+    forwarded = build_forward_request(
+        reply, original, branch_factory=lambda: "z9hG4bKw1-own", replace_branch=True
+    )
+    assert forwarded.request.headers.get_all("Via") == [
+        "SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK-caller;rport"
+    ]

@@ -118,7 +118,7 @@ async def serve(
             transports: TransportLayer = await root.start(
                 _serve_transports_named, config, proxy, handler, tls, inbox, guard
             )
-            proxy.attach(work, transports, transactions)
+            proxy.attach(work, transports, transactions, guard)
             if mesh is not None:
                 mesh.attach(transports)
             if config.hep is not None:

@@ -207,6 +207,25 @@ class EdgeGuard:
             return Verdict.BANNED
         return Verdict.ACCEPT
 
+    def stray_response(self, peer: Peer) -> None:
+        """A response from ``peer`` that matched nothing edgeport sent: it counts
+        toward the source's flood limit as a request does (a forged response
+        costs a parse and a lookup, and may be a probe)."""
+        flood = self.flood
+        if not flood.limits.enabled or peer.host in self.trusted:
+            return
+        now = self.clock()
+        source = source_key(peer.host)
+        if not flood.banned(source, now) and flood.count(source, now):
+            self._bans.inc()
+            self._log.warning(
+                "banned %s for %g s: more than %d requests and stray responses in %g s",
+                source,
+                flood.limits.ban_time,
+                flood.limits.requests,
+                flood.limits.window,
+            )
+
     def banned_now(self) -> float:
         return float(self.flood.banned_now(self.clock()))
 

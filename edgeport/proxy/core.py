@@ -27,11 +27,13 @@ from edgeport.edge_checks import own_hosts
 from edgeport.metrics import METRICS, EdgeportMetrics, status_class
 from edgeport.own_addresses import OwnAddresses
 from edgeport.processor import ProcessorError, ProcessorTimeout
+from edgeport.proxy.answered import AnsweredInvites
 from edgeport.proxy.ordering import CallTurns
 from edgeport.ratelimit import RateLimitedLog
 from edgeport.sip.errors import SipParseError, SipSerializeError
 from edgeport.sip.message import Request, Response, make_response
 from edgeport.sip.parser import parse_message
+from edgeport.sip.timers import TimerConfig
 from edgeport.sip.transport import Transport
 from edgeport.sip.uri import is_websocket_alias
 from edgeport.transaction_layer import (
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from edgeport.config import EdgePortConfig
     from edgeport.events import EventBus
     from edgeport.processor import ProcessorClient
+    from edgeport.protection import EdgeGuard
     from edgeport.proxy.forwarding import Forward
     from edgeport.transports import TransportLayer
 
@@ -183,6 +186,11 @@ class ProxyCore:
         )
         self._edge_hosts: frozenset[str] = frozenset()
         self._own_addresses = OwnAddresses((), clock=trio.current_time)
+        self._guard: EdgeGuard | None = None
+        # Where the later 2xx of an answered INVITE go (stray responses).
+        self._answered: AnsweredInvites[Destination] = AnsweredInvites(
+            TimerConfig().transaction_timeout
+        )
         self.accepting = True
 
     def attach(
@@ -190,11 +198,16 @@ class ProxyCore:
         nursery: trio.Nursery,
         transports: TransportLayer,
         transactions: TransactionLayer[Destination],
+        guard: EdgeGuard | None = None,
     ) -> None:
-        """Connect the proxy to the layers the server started."""
+        """Connect the proxy to the layers the server started (and the edge guard,
+        which counts stray responses toward the flood limit)."""
         self._nursery = nursery
         self._transports = transports
         self.transactions = transactions
+        self._guard = guard
+        # RFC 6026 Timer M (64*T1): how long an INVITE client transaction takes 2xx.
+        self._answered = AnsweredInvites(transactions.timers.transaction_timeout)
         bind = {c.protocol: c.bind_addr for c in self.config.transports}
         self._listening_points = [
             processor_pb2.NetInterface(

@@ -1,6 +1,8 @@
 """Responses on their way upstream (RFC 3261 §16.7): through the processor, then
-back through the server transaction they belong to, or statelessly to the top
-Via (received/rport, RFC 3581) when they have none (a 2xx retransmission)."""
+back through the server transaction they belong to, or, for a later 2xx of an
+answered INVITE (a retransmission, another fork), statelessly to where the
+first one went (:mod:`edgeport.proxy.answered`). Any other stray response is
+dropped and counted toward its source's flood limit."""
 
 from __future__ import annotations
 
@@ -8,16 +10,19 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import trio
+
 from edgeport import convert
 from edgeport.events import call_ended, x_headers
 from edgeport.proxy.core import _CURRENT_INBOUND, Destination, Exchange, ProxyCore, _extensions
 from edgeport.sip.errors import SipSerializeError
+from edgeport.sip.loops import is_marked_branch
 from edgeport.sip.transport import Transport
-from edgeport.transports import InboundMessage, Peer
 
 if TYPE_CHECKING:
     from edgeport.proxy.forwarding import Forward
     from edgeport.sip.message import Response
+    from edgeport.transports import InboundMessage
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +46,28 @@ class UpstreamRelay(ProxyCore):
         await self._relay_stray_response(response, inbound)
 
     async def _relay_stray_response(self, response: Response, inbound: InboundMessage) -> None:
-        """RFC 3261 §16.7/§16.11: a response without a transaction (a 2xx retransmission)."""
-        if not convert.should_send_response(response.status_code):
+        """RFC 3261 §16.7/§16.11: a response without a transaction.
+
+        RFC 3261 §18.1.2: "If the value of the "sent-by" parameter in that
+        header field value does not correspond to a value that the client
+        transport would have inserted into the request, the response MUST be
+        silently discarded." edgeport writes its own branch in every Via
+        it forwards with: a stray response is relayed only when its top Via
+        carries one edgeport recorded for an answered INVITE (a retransmitted
+        or forked 2xx), and only to where that INVITE's first 2xx went. Any
+        other is dropped, counted, and counted toward its source's flood limit.
+        """
+        branch = response.top_via.branch or ""
+        if not is_marked_branch(branch):
+            self._drop_stray(response, inbound, "its top Via is not edgeport's")
             return
         if self._reacknowledge(response):
+            return
+        destination = None
+        if 200 <= response.status_code < 300 and response.cseq.method == "INVITE":
+            destination = self._answered.destination(branch, trio.current_time())
+        if destination is None:
+            self._drop_stray(response, inbound, "no transaction and no answered INVITE")
             return
         try:
             exchange = await self._call_processor(response, inbound)
@@ -61,38 +84,25 @@ class UpstreamRelay(ProxyCore):
             self._drops.info("%s: stray response dropped: %s", response.call_id, error)
             self.metrics.dropped_messages.labels(reason="stray_response").inc()
             return
-        await self._send_upstream_statelessly(out, data)
+        await self._send_upstream_statelessly(out, data, destination)
 
-    async def _send_upstream_statelessly(self, out: Response, data: bytes) -> None:
-        destination = self._upstream_of(out)
-        if destination is None:
-            self._drops.info(
-                "%s: response dropped: top Via transport %r unknown",
-                out.call_id,
-                out.top_via.transport,
-            )
-            self.metrics.dropped_messages.labels(reason="stray_response").inc()
-            return
+    def _drop_stray(self, response: Response, inbound: InboundMessage, why: str) -> None:
+        self._drops.info(
+            "%s: dropped a stray %d from %s: %s",
+            response.call_id,
+            response.status_code,
+            inbound.peer,
+            why,
+        )
+        self.metrics.dropped_messages.labels(reason="stray_response").inc()
+        if self._guard is not None:
+            self._guard.stray_response(inbound.peer)
+
+    async def _send_upstream_statelessly(
+        self, out: Response, data: bytes, destination: Destination
+    ) -> None:
         if await self._send_quietly(data, destination):
             self._count_sent(out, destination.peer.transport)
-
-    def _upstream_of(self, response: Response) -> Destination | None:
-        """RFC 3261 §18.2.2 and RFC 3581 §4: received/rport of the top Via, else sent-by.
-
-        None when the top Via names a transport edgeport does not speak.
-        """
-        via = response.top_via
-        try:
-            transport = Transport.from_via_token(via.transport)
-        except ValueError:
-            return None
-        host = via.received or via.host
-        port = via.rport or via.port or transport.default_port
-        peer = Peer(transport, host.strip("[]"), port)
-        conn = None
-        if transport.stream and self._transports is not None:
-            conn = self._transports.connections.get(transport, peer.host, peer.port)
-        return Destination(peer, conn)
 
     async def _relay_upstream(
         self, forward: Forward, response: Response, inbound: InboundMessage | None
@@ -113,9 +123,18 @@ class UpstreamRelay(ProxyCore):
             forward.upstream_to_tag = to_tag
         reply = exchange.reply if exchange is not None else None
         sent = await self._respond(forward.server, out)
-        if not sent and 200 <= status < 300 and method == "INVITE":
-            # The server transaction ended with the first 2xx: later ones go statelessly.
-            await self._send_upstream_statelessly(out, out.to_bytes())
+        if 200 <= status < 300 and method == "INVITE":
+            if sent:
+                # Retransmissions of this 2xx, and 2xx of other forks, come as
+                # stray responses on this branch: they go where this one went.
+                self._answered.record(
+                    response.top_via.branch or "", forward.server.destination, trio.current_time()
+                )
+            else:
+                # The server transaction ended with the first 2xx: later ones go statelessly.
+                await self._send_upstream_statelessly(
+                    out, out.to_bytes(), forward.server.destination
+                )
         if (method == "INVITE" and forward.server.request.to.tag is None and status >= 300) or (
             method == "BYE" and status >= 200
         ):

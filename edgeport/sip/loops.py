@@ -80,6 +80,11 @@ def loop_mark(request: Request, key: bytes, *, top_via: Via | None = None) -> st
     return digest.hexdigest()
 
 
+def is_marked_branch(branch: str) -> bool:
+    """Whether ``branch`` has the form of edgeport's branches (a loop mark at the end)."""
+    return _MARKED.match(branch) is not None
+
+
 def marked_branch(unique: str, mark: str) -> str:
     """``unique`` (which starts with the RFC 3261 magic cookie) with the loop mark."""
     return f"{unique}{MARK_SEPARATOR}{mark}"

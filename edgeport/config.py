@@ -196,6 +196,9 @@ class PublisherConfig:
 class HealthConfig:
     enabled: bool = False
     port: int = DEFAULT_HEALTHCHECK_PORT
+    # edgeport: HEALTHCHECK_BIND_ADDR; None means spec.bindAddr (see
+    # EdgePortConfig.health_bind_addr).
+    bind_addr: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +228,11 @@ class EdgePortConfig:
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     workers: int = 1  # edgeport extension spec.workers: processes sharing the ports
     hep: HepConfig | None = None  # spec.capture.hep, or HEP_ADDR
+
+    @property
+    def health_bind_addr(self) -> str:
+        """Where the health server listens: HEALTHCHECK_BIND_ADDR, else spec.bindAddr."""
+        return self.health.bind_addr or self.bind_addr
 
 
 # ---------------------------------------------------------------------------
@@ -397,6 +405,7 @@ def describe_config(config: EdgePortConfig) -> dict[str, Any]:
         "NATS_PUBLISHER_SUBJECT": config.publishers.nats_subject,
         "ENABLE_HEALTHCHECKS": config.health.enabled,
         "HEALTHCHECK_PORT": config.health.port,
+        "HEALTHCHECK_BIND_ADDR": config.health.bind_addr or "",  # empty: spec.bindAddr
         "STRIP_SESSION_PROGRESS_SDP": config.strip_session_progress_sdp,
     }
     return described
@@ -1186,6 +1195,13 @@ def _env_settings(env: Mapping[str, str], problems: list[str], warnings: list[st
             port = int(port_text)
         else:
             problems.append(f"HEALTHCHECK_PORT: expected a port from 1 to 65535, got {port_text!r}")
+    health_bind_addr = None
+    bind_text = env.get("HEALTHCHECK_BIND_ADDR", "").strip()
+    if bind_text:
+        try:
+            health_bind_addr = _ip_address(bind_text)
+        except _Invalid as exc:
+            problems.append(f"HEALTHCHECK_BIND_ADDR: {exc}")
     return _EnvSettings(
         publishers=PublisherConfig(
             console_enabled=flag("CONSOLE_PUBLISHER_ENABLED"),
@@ -1193,7 +1209,9 @@ def _env_settings(env: Mapping[str, str], problems: list[str], warnings: list[st
             nats_url=url,
             nats_subject=subject,
         ),
-        health=HealthConfig(enabled=flag("ENABLE_HEALTHCHECKS"), port=port),
+        health=HealthConfig(
+            enabled=flag("ENABLE_HEALTHCHECKS"), port=port, bind_addr=health_bind_addr
+        ),
         strip_session_progress_sdp=flag("STRIP_SESSION_PROGRESS_SDP"),
         ignore_loopback=flag("IGNORE_LOOPBACK_FROM_LOCALNETS"),
     )

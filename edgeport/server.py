@@ -131,7 +131,7 @@ async def serve(
                 )
             elif config.health.enabled:
                 health_port = await root.start(_serve_health_named, config, processor, transports)
-                logger.info("health and metrics on :%d", health_port)
+                logger.info("health and metrics on %s:%d", config.health_bind_addr, health_port)
 
             stop = trio.Event()
             running = RunningServer(
@@ -246,6 +246,7 @@ async def _serve_health_named(
     exporter = _TransportStatsExporter(transports)
     await serve_health(
         config.health.port,
+        host=config.health_bind_addr,
         checks=checks,
         render_metrics=exporter.render,
         unix_path=unix_path,

@@ -117,6 +117,9 @@ class SecurityContext:
     trust_store_password: str = ""
     client_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
     client_auth_type: ClientAuthType = ClientAuthType.DISABLED
+    # edgeport extension client.useSystemTrustStore: outbound TLS also trusts
+    # the operating system's CA certificates, besides trust_store.
+    client_use_system_trust_store: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +361,7 @@ def describe_config(config: EdgePortConfig) -> dict[str, Any]:
             "client": {
                 "protocols": list(security.client_protocols),
                 "authType": security.client_auth_type.value,
+                "useSystemTrustStore": security.client_use_system_trust_store,
             },
         }
     spec["connections"] = {
@@ -494,6 +498,7 @@ class _ProcessorFile:
 class _ClientFile:
     protocols: tuple[str, ...] = TLS_PROTOCOLS
     auth_type: ClientAuthType = ClientAuthType.DISABLED
+    use_system_trust_store: bool = True
 
 
 @attrs.frozen
@@ -945,6 +950,7 @@ _structure_client: Final = _register(
     {
         "protocols": _list_of(_tls_protocol, non_empty="at least one protocol is required"),
         "auth_type": _enum(ClientAuthType),
+        "use_system_trust_store": _boolean,
     },
 )
 _structure_security: Final = _register(
@@ -1284,6 +1290,11 @@ def _cross_checks(document: Mapping[str, Any]) -> list[str]:
             load_trust_store(security.trust_store, security.trust_store_password)
         except KeystoreError as exc:
             problems.append(f"spec.securityContext.trustStore: {exc}")
+    elif not security.client.use_system_trust_store:
+        problems.append(
+            "spec.securityContext.client.useSystemTrustStore: false needs "
+            "spec.securityContext.trustStore (outbound TLS would trust no certificate)"
+        )
     return problems
 
 
@@ -1326,6 +1337,7 @@ def _to_config(document: _DocumentFile, settings: _EnvSettings) -> EdgePortConfi
             trust_store_password=given.trust_store_password,
             client_protocols=given.client.protocols,
             client_auth_type=given.client.auth_type,
+            client_use_system_trust_store=given.client.use_system_trust_store,
         )
     localnets = spec.localnets or detect_localnets(ignore_loopback=settings.ignore_loopback)
     return EdgePortConfig(

@@ -11,7 +11,7 @@ down, refuses or cannot be resolved costs only dropped copies, counted in
 A SIP message over TCP may be up to 1 MiB, but one HEP packet carries at most
 65,535 bytes and one UDP datagram to the collector at most 65,507: a copy
 that does not fit is dropped and counted, with its own rate-limited warning
-(a message that large is refused from the queue before it is kept). Capture
+(a message that large is dropped before it is queued). Capture
 must never stop SIP: a failure while capturing one message, whatever it is,
 costs that copy (logged, rate-limited, and counted as dropped), never the
 sender task, the listener that called the hook, or the process.

@@ -233,3 +233,14 @@ def test_edgeport_families() -> None:
     assert 'edgeport_active_connections{transport="tcp"} 2\n' in text
     assert "edgeport_processor_latency_seconds_count 0\n" in text
     assert isinstance(METRICS, EdgeportMetrics)
+
+
+def test_a_hand_off_kind_read_from_a_datagram_is_bounded() -> None:
+    from edgeport.workers.handoff import HANDOFF_DROPS, KIND_SEND
+
+    HANDOFF_DROPS.labels(kind="K" * 8192, reason="full").inc()
+    HANDOFF_DROPS.labels(kind=KIND_SEND, reason="full").inc()
+    text = "\n".join(HANDOFF_DROPS.render())
+    assert 'kind="other",reason="full"' in text
+    assert 'kind="send",reason="full"' in text
+    assert "KKKK" not in text

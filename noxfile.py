@@ -12,12 +12,17 @@ PYTHON = "3.11"
 # fresh machine must judge the tree as it was judged when it was committed.
 RUFF = "ruff>=0.17,<0.18"
 MYPY = "mypy>=2.4,<2.5"
+# The generator, pinned exactly: its version is written into the committed
+# stubs (GRPC_GENERATED_VERSION), and tests/test_proto.py regenerates them and
+# compares. To move it: change it here and in pyproject.toml (dev), then
+# `nox -s proto` and commit edgeport/_proto.
+GRPCIO_TOOLS = "grpcio-tools==1.85.1"
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The whole suite, end-to-end cases included."""
-    session.install("-e", ".[test]", "grpcio-tools>=1.85.1,<2")
+    session.install("-e", ".[test]", GRPCIO_TOOLS)
     session.run("pytest", *session.posargs)
 
 
@@ -37,7 +42,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def proto(session: nox.Session) -> None:
     """Regenerate edgeport/_proto (messages and grpcio stubs) from proto/*.proto."""
-    session.install("grpcio-tools>=1.85.1,<2")
+    session.install(GRPCIO_TOOLS)
     session.run("python", "tools/gen_proto.py")
 
 

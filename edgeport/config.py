@@ -117,6 +117,9 @@ class SecurityContext:
     trust_store_password: str = ""
     client_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
     client_auth_type: ClientAuthType = ClientAuthType.DISABLED
+    # edgeport extension client.useSystemTrustStore: outbound TLS also trusts
+    # the operating system's CA certificates, besides trust_store.
+    client_use_system_trust_store: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +199,9 @@ class PublisherConfig:
 class HealthConfig:
     enabled: bool = False
     port: int = DEFAULT_HEALTHCHECK_PORT
+    # edgeport: HEALTHCHECK_BIND_ADDR; None means spec.bindAddr (see
+    # EdgePortConfig.health_bind_addr).
+    bind_addr: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +231,11 @@ class EdgePortConfig:
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     workers: int = 1  # edgeport extension spec.workers: processes sharing the ports
     hep: HepConfig | None = None  # spec.capture.hep, or HEP_ADDR
+
+    @property
+    def health_bind_addr(self) -> str:
+        """Where the health server listens: HEALTHCHECK_BIND_ADDR, else spec.bindAddr."""
+        return self.health.bind_addr or self.bind_addr
 
 
 # ---------------------------------------------------------------------------
@@ -350,6 +361,7 @@ def describe_config(config: EdgePortConfig) -> dict[str, Any]:
             "client": {
                 "protocols": list(security.client_protocols),
                 "authType": security.client_auth_type.value,
+                "useSystemTrustStore": security.client_use_system_trust_store,
             },
         }
     spec["connections"] = {
@@ -397,6 +409,7 @@ def describe_config(config: EdgePortConfig) -> dict[str, Any]:
         "NATS_PUBLISHER_SUBJECT": config.publishers.nats_subject,
         "ENABLE_HEALTHCHECKS": config.health.enabled,
         "HEALTHCHECK_PORT": config.health.port,
+        "HEALTHCHECK_BIND_ADDR": config.health.bind_addr or "",  # empty: spec.bindAddr
         "STRIP_SESSION_PROGRESS_SDP": config.strip_session_progress_sdp,
     }
     return described
@@ -485,6 +498,7 @@ class _ProcessorFile:
 class _ClientFile:
     protocols: tuple[str, ...] = TLS_PROTOCOLS
     auth_type: ClientAuthType = ClientAuthType.DISABLED
+    use_system_trust_store: bool = True
 
 
 @attrs.frozen
@@ -936,6 +950,7 @@ _structure_client: Final = _register(
     {
         "protocols": _list_of(_tls_protocol, non_empty="at least one protocol is required"),
         "auth_type": _enum(ClientAuthType),
+        "use_system_trust_store": _boolean,
     },
 )
 _structure_security: Final = _register(
@@ -1186,6 +1201,13 @@ def _env_settings(env: Mapping[str, str], problems: list[str], warnings: list[st
             port = int(port_text)
         else:
             problems.append(f"HEALTHCHECK_PORT: expected a port from 1 to 65535, got {port_text!r}")
+    health_bind_addr = None
+    bind_text = env.get("HEALTHCHECK_BIND_ADDR", "").strip()
+    if bind_text:
+        try:
+            health_bind_addr = _ip_address(bind_text)
+        except _Invalid as exc:
+            problems.append(f"HEALTHCHECK_BIND_ADDR: {exc}")
     return _EnvSettings(
         publishers=PublisherConfig(
             console_enabled=flag("CONSOLE_PUBLISHER_ENABLED"),
@@ -1193,7 +1215,9 @@ def _env_settings(env: Mapping[str, str], problems: list[str], warnings: list[st
             nats_url=url,
             nats_subject=subject,
         ),
-        health=HealthConfig(enabled=flag("ENABLE_HEALTHCHECKS"), port=port),
+        health=HealthConfig(
+            enabled=flag("ENABLE_HEALTHCHECKS"), port=port, bind_addr=health_bind_addr
+        ),
         strip_session_progress_sdp=flag("STRIP_SESSION_PROGRESS_SDP"),
         ignore_loopback=flag("IGNORE_LOOPBACK_FROM_LOCALNETS"),
     )
@@ -1266,6 +1290,11 @@ def _cross_checks(document: Mapping[str, Any]) -> list[str]:
             load_trust_store(security.trust_store, security.trust_store_password)
         except KeystoreError as exc:
             problems.append(f"spec.securityContext.trustStore: {exc}")
+    elif not security.client.use_system_trust_store:
+        problems.append(
+            "spec.securityContext.client.useSystemTrustStore: false needs "
+            "spec.securityContext.trustStore (outbound TLS would trust no certificate)"
+        )
     return problems
 
 
@@ -1308,6 +1337,7 @@ def _to_config(document: _DocumentFile, settings: _EnvSettings) -> EdgePortConfi
             trust_store_password=given.trust_store_password,
             client_protocols=given.client.protocols,
             client_auth_type=given.client.auth_type,
+            client_use_system_trust_store=given.client.use_system_trust_store,
         )
     localnets = spec.localnets or detect_localnets(ignore_loopback=settings.ignore_loopback)
     return EdgePortConfig(

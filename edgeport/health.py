@@ -128,7 +128,7 @@ class Heartbeat:
 async def serve_health(
     port: int,
     *,
-    host: str = "0.0.0.0",
+    host: str,
     checks: HealthChecks,
     render_metrics: Callable[[], str],
     heartbeat: Heartbeat | None = None,
@@ -137,6 +137,10 @@ async def serve_health(
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the health endpoints on ``host:port`` until cancelled; report the bound port.
+
+    ``host`` is required: the caller says where (edgeport: ``HEALTHCHECK_BIND_ADDR``,
+    else ``spec.bindAddr``), so the probes are never exposed on every interface
+    by default.
 
     Without ``heartbeat`` the server runs its own; with one, the caller runs it
     (``heartbeat.serve``) and the server only reads it. ``refresh`` is awaited

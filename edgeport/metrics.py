@@ -4,10 +4,14 @@ Owns the metric types, the registry that renders them in the Prometheus text
 exposition format 0.0.4, and ``METRICS``, the edgeport metric families every
 layer updates. Everything runs on the trio thread, so no locking.
 
-Label values often come from the network (a SIP method name, a transport);
-each family keeps at most ``max_series`` label sets and records any further
-set under one series whose every label value is ``"other"``, so a peer cannot
-grow memory or the scrape without bound.
+Label values often come from the network (a SIP method name, a transport).
+A family may bound a label's values (``bounds``): the ``method`` label of the
+message counters keeps the name of a SIP method edgeport knows and records
+any other token as ``"other"``, so a client sending 8 KB method names cannot
+make the scrape grow. Besides, each family keeps at most ``max_series``
+label sets and records any further set under one series whose every label
+value is ``"other"``, so a peer cannot grow memory or the scrape without
+bound.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import re
 from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,28 @@ LATENCY_BUCKETS: Final[tuple[float, ...]] = (
     2.5,
     5.0,
 )  # seconds
+
+# The SIP methods edgeport knows: the Method enum of processor.proto, which
+# names every method with an RFC (3261, 3262, 3311, 3428, 3515, 3903, 6086,
+# 6665). Any other method token is counted as OVERFLOW_LABEL_VALUE.
+METHOD_LABELS: Final = frozenset(
+    {
+        "REGISTER",
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "MESSAGE",
+        "INFO",
+        "NOTIFY",
+        "SUBSCRIBE",
+        "PRACK",
+        "UPDATE",
+        "REFER",
+        "PUBLISH",
+    }
+)
 
 _METRIC_NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LABEL_NAME: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
@@ -66,6 +92,11 @@ def _escape_label_value(value: str) -> str:
 def _escape_help(text: str) -> str:
     # Exposition format 0.0.4: HELP text escapes backslash and line feed.
     return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def method_label(method: str) -> str:
+    """The ``method`` label: a method edgeport knows keeps its name, any other is ``other``."""
+    return method if method in METHOD_LABELS else OVERFLOW_LABEL_VALUE
 
 
 def _label_text(names: Sequence[str], values: Sequence[str]) -> str:
@@ -156,7 +187,9 @@ class _Family(Generic[ChildT]):
         labelnames: Sequence[str] = (),
         *,
         max_series: int = DEFAULT_MAX_SERIES,
+        bounds: Mapping[str, Callable[[str], str]] | None = None,
     ) -> None:
+        """``bounds``: label name -> a function mapping any value to one of a few."""
         if not _METRIC_NAME.match(name):
             raise ValueError(f"invalid metric name {name!r}")
         for label in labelnames:
@@ -166,6 +199,11 @@ class _Family(Generic[ChildT]):
                 raise ValueError(f"label name {label!r} is reserved in {name}")
         if max_series < 1:
             raise ValueError("max_series must be at least 1")
+        unknown = set(bounds or ()) - set(labelnames)
+        if unknown:
+            raise ValueError(f"{name} has no label {sorted(unknown)} to bound")
+        # One entry per label: its bound, or None to keep the value as it is.
+        self._label_bounds = tuple((bounds or {}).get(label) for label in labelnames)
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
@@ -193,7 +231,12 @@ class _Family(Generic[ChildT]):
             values = tuple(named[label] for label in self.labelnames)
         if len(values) != len(self.labelnames):
             raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
-        key = tuple(str(value) for value in values)
+        # A series is stored under bounded values only (each bound maps its own
+        # results to themselves), so the lookup above never finds a raw value.
+        key = tuple(
+            str(value) if bound is None else bound(str(value))
+            for value, bound in zip(values, self._label_bounds, strict=True)
+        )
         child = self._children.get(key)
         if child is not None:
             return child
@@ -311,8 +354,16 @@ class Registry:
             raise ValueError(f"metric {family.name} is already registered")
         self._families[family.name] = family
 
-    def counter(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> Counter:
-        family = Counter(name, documentation, labelnames)
+    def counter(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str] = (),
+        *,
+        bounds: Mapping[str, Callable[[str], str]] | None = None,
+    ) -> Counter:
+        """A counter family; ``bounds`` maps label names to functions bounding their values."""
+        family = Counter(name, documentation, labelnames, bounds=bounds)
         self._register(family)
         return family
 
@@ -345,6 +396,8 @@ def status_class(status_code: int | None) -> str:
     """The ``status_class`` label: ``"request"`` for a request, ``"2xx"`` etc. for a response."""
     if status_code is None:
         return "request"
+    if not 100 <= status_code <= 699:
+        return OVERFLOW_LABEL_VALUE
     return f"{status_code // 100}xx"
 
 
@@ -355,11 +408,19 @@ class EdgeportMetrics:
         registry = Registry()
         self.registry = registry
         message_labels = ("transport", "method", "status_class")
+        # The method token comes from the network: bounded to the known methods.
+        method_bound = {"method": method_label}
         self.messages_received = registry.counter(
-            "edgeport_messages_received_total", "SIP messages received.", message_labels
+            "edgeport_messages_received_total",
+            "SIP messages received (method: a known SIP method, or other).",
+            message_labels,
+            bounds=method_bound,
         )
         self.messages_sent = registry.counter(
-            "edgeport_messages_sent_total", "SIP messages sent.", message_labels
+            "edgeport_messages_sent_total",
+            "SIP messages sent (method: a known SIP method, or other).",
+            message_labels,
+            bounds=method_bound,
         )
         self.processor_calls = registry.counter(
             "edgeport_processor_calls_total",

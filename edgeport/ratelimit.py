@@ -41,8 +41,11 @@ class RateLimitedLog:
         self._in_window = 0
         self.suppressed = 0  # lines held back since the last one let through
 
-    def log(self, level: int, msg: str, *args: object) -> bool:
-        """Log unless over the limit; returns whether the line was written."""
+    def log(self, level: int, msg: str, *args: object, exc_info: bool = False) -> bool:
+        """Log unless over the limit; returns whether the line was written.
+
+        ``exc_info``: add the exception being handled (its traceback) to the line.
+        """
         if not self._logger.isEnabledFor(level):
             return False
         now = self._clock()
@@ -56,7 +59,7 @@ class RateLimitedLog:
         if self.suppressed:
             msg = f"{msg} ({self.suppressed} similar lines suppressed)"
             self.suppressed = 0
-        self._logger.log(level, msg, *args)
+        self._logger.log(level, msg, *args, exc_info=exc_info)
         return True
 
     def info(self, msg: str, *args: object) -> bool:
@@ -64,3 +67,7 @@ class RateLimitedLog:
 
     def warning(self, msg: str, *args: object) -> bool:
         return self.log(logging.WARNING, msg, *args)
+
+    def exception(self, msg: str, *args: object) -> bool:
+        """An ERROR line with the traceback of the exception being handled."""
+        return self.log(logging.ERROR, msg, *args, exc_info=True)

@@ -36,6 +36,7 @@ from edgeport.transaction_layer import TransactionLayer
 from edgeport.transports import Peer, TransportLayer, serve_transports
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import AsyncIterator, Callable
 
     from edgeport.capture.sender import HepCapture
@@ -108,15 +109,18 @@ async def serve(
             )
             await root.start(transactions.serve)
 
-            tls = None
+            # TLS: the listeners' context, and the one outbound connections verify
+            # with (trustStore, system CAs, our certificate for mutual TLS).
+            tls = tls_client = None
             if config.security_context is not None:
-                from edgeport.transports.tls import build_server_context
+                from edgeport.transports.tls import build_client_context, build_server_context
 
                 tls = build_server_context(config.security_context)
+                tls_client = build_client_context(config.security_context)
             work = await _open_work_nursery(root)
             guard = EdgeGuard.from_config(config, processor_addr)  # edge protection
             transports: TransportLayer = await root.start(
-                _serve_transports_named, config, proxy, handler, tls, inbox, guard
+                _serve_transports_named, config, proxy, handler, (tls, tls_client), inbox, guard
             )
             proxy.attach(work, transports, transactions, guard)
             if mesh is not None:
@@ -132,7 +136,7 @@ async def serve(
                 )
             elif config.health.enabled:
                 health_port = await root.start(_serve_health_named, config, processor, transports)
-                logger.info("health and metrics on :%d", health_port)
+                logger.info("health and metrics on %s:%d", config.health_bind_addr, health_port)
 
             stop = trio.Event()
             running = RunningServer(
@@ -200,16 +204,18 @@ async def _serve_transports_named(
     config: EdgePortConfig,
     proxy: Proxy,
     handler: Callable[..., object],
-    tls: object,
+    tls: tuple[ssl.SSLContext | None, ssl.SSLContext | None],
     inbox: InboxLimits | None,
     guard: EdgeGuard,
     *,
     task_status: trio.TaskStatus[TransportLayer],
 ) -> None:
+    server_context, client_context = tls
     await serve_transports(
         config.transports,
         handler,  # type: ignore[arg-type]
-        tls=tls,  # type: ignore[arg-type]
+        tls=server_context,
+        tls_client_context=client_context,
         limits=config.connections,
         websocket=config.websocket,
         on_connection_closed=proxy.connection_closed,
@@ -247,6 +253,7 @@ async def _serve_health_named(
     exporter = _TransportStatsExporter(transports)
     await serve_health(
         config.health.port,
+        host=config.health_bind_addr,
         checks=checks,
         render_metrics=exporter.render,
         unix_path=unix_path,

@@ -6,7 +6,10 @@ import logging
 
 import pytest
 
+from edgeport._proto import processor_pb2
+from edgeport.config import SIP_METHODS
 from edgeport.metrics import (
+    METHOD_LABELS,
     METRICS,
     Counter,
     EdgeportMetrics,
@@ -14,6 +17,7 @@ from edgeport.metrics import (
     Histogram,
     Registry,
     format_value,
+    method_label,
     status_class,
 )
 
@@ -146,13 +150,61 @@ def test_format_value(value: float, text: str) -> None:
 
 
 def test_status_class() -> None:
-    assert [status_class(code) for code in (None, 100, 200, 487, 503)] == [
+    assert [status_class(code) for code in (None, 100, 200, 487, 503, 99, 700, 10_000)] == [
         "request",
         "1xx",
         "2xx",
         "4xx",
         "5xx",
+        "other",
+        "other",
+        "other",
     ]
+
+
+def test_the_known_methods_are_those_of_processor_proto_and_of_the_configuration() -> None:
+    assert set(processor_pb2.Method.keys()) - {"UNKNOWN"} == METHOD_LABELS
+    assert set(SIP_METHODS) == METHOD_LABELS
+
+
+def test_a_method_edgeport_does_not_know_is_counted_as_other() -> None:
+    assert method_label("INVITE") == "INVITE"
+    assert method_label("invite") == "other"  # SIP methods are case-sensitive (RFC 3261 §7.1)
+    assert method_label("X" * 8192) == "other"
+    assert method_label("other") == "other"
+
+
+def test_a_bounded_label_keeps_the_scrape_small_whatever_the_values() -> None:
+    # 60 distinct 8 KB method names made one series each, under the cap of 200.
+    registry = Registry()
+    messages = registry.counter(
+        "m_total", "M.", ("transport", "method"), bounds={"method": method_label}
+    )
+    for n in range(60):
+        messages.labels("udp", f"{n:04d}" + "X" * 8188).inc()
+    messages.labels("udp", "INVITE").inc()
+    messages.labels(transport="udp", method="FOO").inc()
+    assert registry.render() == (
+        "# HELP m_total M.\n"
+        "# TYPE m_total counter\n"
+        'm_total{transport="udp",method="other"} 61\n'
+        'm_total{transport="udp",method="INVITE"} 1\n'
+    )
+
+
+def test_a_bound_on_a_label_the_family_lacks_is_refused() -> None:
+    with pytest.raises(ValueError, match="no label"):
+        Counter("c_total", "C.", ("a",), bounds={"b": method_label})
+
+
+def test_the_message_families_bound_the_method_label() -> None:
+    metrics = EdgeportMetrics()
+    metrics.messages_received.labels("udp", "A" * 8192, "request").inc()
+    metrics.messages_sent.labels("udp", "B" * 8192, "4xx").inc()
+    text = metrics.render()
+    assert 'edgeport_messages_received_total{transport="udp",method="other",' in text
+    assert 'edgeport_messages_sent_total{transport="udp",method="other",status_class="4xx"}' in text
+    assert len(text) < 8192
 
 
 def test_edgeport_families() -> None:
@@ -181,3 +233,14 @@ def test_edgeport_families() -> None:
     assert 'edgeport_active_connections{transport="tcp"} 2\n' in text
     assert "edgeport_processor_latency_seconds_count 0\n" in text
     assert isinstance(METRICS, EdgeportMetrics)
+
+
+def test_a_hand_off_kind_read_from_a_datagram_is_bounded() -> None:
+    from edgeport.workers.handoff import HANDOFF_DROPS, KIND_SEND
+
+    HANDOFF_DROPS.labels(kind="K" * 8192, reason="full").inc()
+    HANDOFF_DROPS.labels(kind=KIND_SEND, reason="full").inc()
+    text = "\n".join(HANDOFF_DROPS.render())
+    assert 'kind="other",reason="full"' in text
+    assert 'kind="send",reason="full"' in text
+    assert "KKKK" not in text

@@ -2,30 +2,109 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
+import re
+import shutil
 import sys
+import tomllib
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from edgeport._proto import common_pb2, processor_pb2, sipmessage_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = ROOT / "edgeport" / "_proto"
 
 
-def test_generated_code_is_current(tmp_path: Path) -> None:
+def _gen_proto() -> ModuleType:
     pytest.importorskip("grpc_tools", reason="grpcio-tools is a dev dependency")
     sys.path.insert(0, str(ROOT / "tools"))
     try:
         import gen_proto
     finally:
         sys.path.remove(str(ROOT / "tools"))
-    gen_proto.generate(tmp_path)
-    committed = ROOT / "edgeport" / "_proto"
-    fresh = {p.name: p.read_text() for p in tmp_path.iterdir() if p.is_file()}
-    current = {p.name: p.read_text() for p in committed.iterdir() if p.is_file()}
+    return gen_proto
+
+
+def _stale(fresh_dir: Path) -> list[str]:
+    """Files that differ between ``fresh_dir`` and the committed edgeport/_proto."""
+    fresh = {p.name: p.read_text() for p in fresh_dir.iterdir() if p.is_file()}
+    current = {p.name: p.read_text() for p in COMMITTED.iterdir() if p.is_file()}
     assert sorted(fresh) == sorted(current), "run `nox -s proto` and commit edgeport/_proto"
-    stale = [name for name in fresh if fresh[name] != current[name]]
+    return sorted(name for name in fresh if fresh[name] != current[name])
+
+
+def committed_generator_version() -> str:
+    """The grpcio-tools version that generated the committed stubs (they record it)."""
+    text = (COMMITTED / "processor_pb2_grpc.py").read_text()
+    match = re.search(r"^GRPC_GENERATED_VERSION = '([0-9][0-9.]*)'$", text, re.MULTILINE)
+    assert match, "processor_pb2_grpc.py names no GRPC_GENERATED_VERSION"
+    return match.group(1)
+
+
+def test_generated_code_is_current(tmp_path: Path) -> None:
+    gen_proto = _gen_proto()
+    expected = committed_generator_version()
+    installed = importlib.metadata.version("grpcio-tools")
+    # The generator writes its version into the stubs: another one can only
+    # report them stale. Say so, rather than blame the .proto files.
+    assert installed == expected, (
+        f"grpcio-tools {installed} is installed, but edgeport/_proto was generated with "
+        f"grpcio-tools {expected}: run the suite with grpcio-tools=={expected} "
+        "(`nox -s tests` installs it), or move the pin in noxfile.py and pyproject.toml "
+        "and run `nox -s proto`"
+    )
+    gen_proto.generate(tmp_path)
+    stale = _stale(tmp_path)
     assert not stale, f"stale generated files {stale}: run `nox -s proto`"
+
+
+def test_the_currency_check_notices_a_proto_changed_without_regenerating(
+    tmp_path: Path,
+) -> None:
+    gen_proto = _gen_proto()
+    protos = tmp_path / "proto"
+    shutil.copytree(ROOT / "proto", protos)
+    source = protos / "processor.proto"
+    text = source.read_text()
+    assert "  fonoster.routr.common.v2beta1.Transport transport = 3;\n}" in text
+    source.write_text(
+        text.replace(
+            "  fonoster.routr.common.v2beta1.Transport transport = 3;\n}",
+            "  fonoster.routr.common.v2beta1.Transport transport = 3;\n  string zone = 4;\n}",
+            1,
+        )
+    )
+    out = tmp_path / "out"
+    gen_proto.generate(out, proto_dir=protos)
+    assert "processor_pb2.py" in _stale(out)
+
+
+def test_the_generator_is_pinned_to_the_version_that_wrote_the_stubs() -> None:
+    # A range let a fresh clone install a newer grpcio-tools, whose stubs
+    # differ in their recorded version: the currency check then failed.
+    pin = f"grpcio-tools=={committed_generator_version()}"
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    dev = pyproject["project"]["optional-dependencies"]["dev"]
+    assert [r for r in dev if r.startswith("grpcio-tools")] == [pin]
+    noxfile = ast.parse((ROOT / "noxfile.py").read_text())
+    constants = {
+        target.id: node.value.value
+        for node in noxfile.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    assert constants.get("GRPCIO_TOOLS") == pin
+    sessions = {
+        node.name: ast.unparse(node) for node in noxfile.body if isinstance(node, ast.FunctionDef)
+    }
+    for name in ("tests", "proto"):
+        assert "GRPCIO_TOOLS" in sessions[name], f"nox session {name} does not install the pin"
+    assert "grpcio-tools>" not in (ROOT / "noxfile.py").read_text()
 
 
 def test_message_request_wire_bytes() -> None:

@@ -8,7 +8,8 @@ work from the top level; the generated modules live inside the
 
 Usage: ``python tools/gen_proto.py [OUTPUT_DIR]`` (default ``edgeport/_proto``).
 The test suite calls :func:`generate` into a temporary directory and compares
-the result with the committed files.
+the result with the committed files. The generator writes its own version
+into the stubs, so it is pinned exactly (``GRPCIO_TOOLS`` in noxfile.py).
 """
 
 from __future__ import annotations
@@ -25,18 +26,18 @@ HEADER = "# Generated from proto/ by tools/gen_proto.py. Do not edit.\n"
 _SIBLING_IMPORT = re.compile(r"^import (\w+_pb2)( as \w+)?$", re.MULTILINE)
 
 
-def generate(out_dir: Path) -> list[Path]:
-    """Run protoc into ``out_dir`` and return the files written."""
+def generate(out_dir: Path, proto_dir: Path = PROTO_DIR) -> list[Path]:
+    """Run protoc on ``proto_dir`` into ``out_dir`` and return the files written."""
     from grpc_tools import protoc  # dev-only dependency
 
     out_dir.mkdir(parents=True, exist_ok=True)
     args = [
         "protoc",
-        f"-I{PROTO_DIR}",
+        f"-I{proto_dir}",
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         f"--grpc_python_out={out_dir}",
-        *(str(PROTO_DIR / name) for name in PROTOS),
+        *(str(proto_dir / name) for name in PROTOS),
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")

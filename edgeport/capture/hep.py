@@ -7,10 +7,17 @@ All integers are in network byte order. The chunk types used here are the
 generic ones every Homer collector reads: address family, IP protocol,
 addresses, ports, timestamp (seconds and microseconds), payload type,
 capture agent id, auth key, payload and correlation id.
+
+Every length field is 16 bits, so one packet carries at most 65,535 bytes,
+headers and chunks included: a SIP message over TCP may be larger (up to
+1 MiB), and its copy cannot be sent. :func:`encode` checks every size and
+value before packing anything and raises :class:`HepError`, and nothing
+else, for any input it cannot encode.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import socket
 import struct
@@ -22,7 +29,11 @@ from edgeport.sip.transport import Transport
 MAGIC: Final = b"HEP3"
 HEADER_SIZE: Final = 6
 CHUNK_HEADER_SIZE: Final = 6
-MAX_PACKET_SIZE: Final = 0xFFFF  # the length field is 16 bits
+MAX_PACKET_SIZE: Final = 0xFFFF  # bytes; the packet length field is 16 bits
+MAX_CHUNK_VALUE_BYTES: Final = 0xFFFF - CHUNK_HEADER_SIZE  # a chunk length field is 16 bits
+# The largest payload any packet can carry (no other chunk could be smaller
+# than nothing); the real bound is lower by the size of the other chunks.
+MAX_PAYLOAD_BYTES: Final = MAX_PACKET_SIZE - HEADER_SIZE - CHUNK_HEADER_SIZE
 
 # Generic chunk types (vendor 0x0000).
 CHUNK_IP_FAMILY: Final = 0x0001
@@ -66,6 +77,10 @@ class HepError(ValueError):
     """A packet that cannot be encoded or decoded; the message says why."""
 
 
+class PacketTooLarge(HepError):
+    """The packet would exceed 65,535 bytes (a 16-bit length field overflows)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Capture:
     """One SIP message as seen on the wire, ready to encode."""
@@ -91,7 +106,25 @@ def find_call_id(data: bytes) -> str | None:
 
 
 def _chunk(chunk_type: int, value: bytes) -> bytes:
+    if len(value) > MAX_CHUNK_VALUE_BYTES:
+        raise PacketTooLarge(
+            f"chunk {chunk_type:#06x} of {len(value)} bytes exceeds the HEP v3 limit "
+            f"of {MAX_CHUNK_VALUE_BYTES}"
+        )
     return struct.pack("!HHH", 0, chunk_type, CHUNK_HEADER_SIZE + len(value)) + value
+
+
+def _u16(name: str, value: int) -> bytes:
+    if not 0 <= value <= 0xFFFF:
+        raise HepError(f"{name} {value} is not a 16-bit value")
+    return struct.pack("!H", value)
+
+
+def _text(name: str, value: str) -> bytes:
+    try:
+        return value.encode()
+    except UnicodeEncodeError:
+        raise HepError(f"{name} is not encodable as UTF-8") from None
 
 
 def encode(
@@ -101,7 +134,18 @@ def encode(
     password: str | None = None,
     correlation_id: str | None = None,
 ) -> bytes:
-    """One HEP v3 packet; raises HepError for mixed address families or an oversize packet."""
+    """One HEP v3 packet.
+
+    Raises :class:`HepError`, and nothing else, when the packet cannot be
+    made: mixed address families, a host that is not an IP address, a port
+    or time out of range, or a packet over 65,535 bytes (a payload too large
+    for one packet). Sizes are checked before anything is packed.
+    """
+    protocol = IP_PROTOCOLS.get(capture.transport)
+    if protocol is None:
+        raise HepError(f"no IP protocol for transport {capture.transport!r}")
+    if not math.isfinite(capture.timestamp) or capture.timestamp < 0:
+        raise HepError(f"timestamp {capture.timestamp!r} is not a time since the epoch")
     src, dst = _packed(capture.src_host), _packed(capture.dst_host)
     if len(src) != len(dst):
         src, dst = _unmapped(src), _unmapped(dst)
@@ -118,38 +162,43 @@ def encode(
     microseconds = min(round((capture.timestamp - seconds) * 1_000_000), 999_999)
     chunks = [
         _chunk(CHUNK_IP_FAMILY, bytes([family])),
-        _chunk(CHUNK_IP_PROTOCOL, bytes([IP_PROTOCOLS[capture.transport]])),
+        _chunk(CHUNK_IP_PROTOCOL, bytes([protocol])),
         _chunk(src_type, src),
         _chunk(dst_type, dst),
-        _chunk(CHUNK_SRC_PORT, struct.pack("!H", capture.src_port)),
-        _chunk(CHUNK_DST_PORT, struct.pack("!H", capture.dst_port)),
+        _chunk(CHUNK_SRC_PORT, _u16("source port", capture.src_port)),
+        _chunk(CHUNK_DST_PORT, _u16("destination port", capture.dst_port)),
         _chunk(CHUNK_TIME_SECONDS, struct.pack("!I", seconds & 0xFFFFFFFF)),
         _chunk(CHUNK_TIME_MICROSECONDS, struct.pack("!I", microseconds)),
         _chunk(CHUNK_PAYLOAD_TYPE, bytes([PAYLOAD_SIP])),
         _chunk(CHUNK_CAPTURE_ID, struct.pack("!I", agent_id & 0xFFFFFFFF)),
     ]
     if password:
-        chunks.append(_chunk(CHUNK_AUTH_KEY, password.encode()))
+        chunks.append(_chunk(CHUNK_AUTH_KEY, _text("password", password)))
     if correlation_id:
-        chunks.append(_chunk(CHUNK_CORRELATION_ID, correlation_id.encode()))
-    chunks.append(_chunk(CHUNK_PAYLOAD, capture.payload))
-    body = b"".join(chunks)
-    total = HEADER_SIZE + len(body)
+        chunks.append(_chunk(CHUNK_CORRELATION_ID, _text("correlation id", correlation_id)))
+    # The payload goes last, and its size is checked before it is packed.
+    total = (
+        HEADER_SIZE + sum(len(chunk) for chunk in chunks) + CHUNK_HEADER_SIZE + len(capture.payload)
+    )
     if total > MAX_PACKET_SIZE:
-        raise HepError(f"packet of {total} bytes exceeds the HEP v3 limit of {MAX_PACKET_SIZE}")
-    return MAGIC + struct.pack("!H", total) + body
+        raise PacketTooLarge(
+            f"a {len(capture.payload)}-byte message makes a packet of {total} bytes, "
+            f"which exceeds the HEP v3 limit of {MAX_PACKET_SIZE}"
+        )
+    chunks.append(_chunk(CHUNK_PAYLOAD, capture.payload))
+    return MAGIC + struct.pack("!H", total) + b"".join(chunks)
 
 
 def _packed(host: str) -> bytes:
     """The address in network order: 4 bytes for IPv4, 16 for IPv6."""
     try:
         return socket.inet_pton(socket.AF_INET, host)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL character
         pass
     try:
         return socket.inet_pton(socket.AF_INET6, host)
-    except OSError:
-        raise HepError(f"not an IP address: {host!r}") from None
+    except (OSError, ValueError):
+        raise HepError(f"not an IP address: {host[:64]!r}") from None
 
 
 _V4_MAPPED_PREFIX: Final = bytes(10) + b"\xff\xff"

@@ -1,4 +1,5 @@
-"""The errors the transport layer raises: one family for sending, one for binding."""
+"""The errors the transport layer raises: one family for sending, OSErrors for connecting
+and binding."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ class ConnectionLost(SendError):
 
 class NoRoute(SendError):
     """No way to reach the target: no WebSocket connection, or an unknown ``.invalid`` host."""
+
+
+class TlsHandshakeError(ConnectionError):
+    """An outbound TLS handshake failed; the message says why (certificate not verified...)."""
 
 
 class BindError(OSError):

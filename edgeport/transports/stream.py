@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
@@ -19,11 +20,10 @@ import trio
 from edgeport.sip.framing import FramingError, KeepalivePing, StreamFramer, error_response
 from edgeport.sip.transport import Transport
 from edgeport.transports.base import Connection, Peer
-from edgeport.transports.errors import ConnectionLost
+from edgeport.transports.errors import ConnectionLost, TlsHandshakeError
 from edgeport.transports.sockets import aclose_stream
 
 if TYPE_CHECKING:
-    import ssl
     from collections import Counter
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,11 @@ async def open_stream(
 ) -> trio.abc.Stream:
     """Connect to ``host:port``; TLS verifies the server against ``client_context``.
 
-    The caller puts a deadline around it (CONNECT_TIMEOUT).
+    The server's certificate must name ``host``: its DNS names when ``host``
+    is a name, its IP addresses (subjectAltName iPAddress) when ``host`` is
+    an IP address (see :func:`edgeport.transports.tls.build_client_context`).
+    A failed handshake raises :class:`TlsHandshakeError` saying why. The
+    caller puts a deadline around it (CONNECT_TIMEOUT).
     """
     tcp = await trio.open_tcp_stream(host, port)
     if transport is not Transport.TLS:
@@ -90,10 +94,22 @@ async def open_stream(
     tls = trio.SSLStream(tcp, client_context, server_hostname=host, https_compatible=True)
     try:
         await tls.do_handshake()
+    except trio.BrokenResourceError as exc:
+        await trio.aclose_forcefully(tls)
+        raise TlsHandshakeError(_handshake_failure(exc.__cause__)) from exc
     except BaseException:
         await trio.aclose_forcefully(tls)
         raise
     return tls
+
+
+def _handshake_failure(cause: BaseException | None) -> str:
+    """One line for the log: why an outbound TLS handshake failed."""
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"TLS certificate verify failed: {cause.verify_message}"
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS handshake failed: {cause.reason or cause}"
+    return f"TLS handshake failed: {cause or 'connection closed'}"
 
 
 async def read_stream(

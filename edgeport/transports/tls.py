@@ -1,9 +1,17 @@
 """TLS contexts for the TLS and WSS listeners and for outbound TLS connections.
 
-RFC 3261 §26.2.1 (TLS for SIP), RFC 5630. The server context comes from the
-``spec.securityContext`` keystore; client authentication follows
-``client.authType``; ``client.protocols`` sets the version range, never
-below TLS 1.2.
+RFC 3261 §26.2.1 (TLS for SIP), RFC 5630, RFC 6125 (the server's name in
+its certificate). The server context comes from the ``spec.securityContext``
+keystore; client authentication follows ``client.authType``;
+``client.protocols`` sets the version range, never below TLS 1.2.
+
+The client context (outbound TLS: to a trunk, a peer, a phone) comes from
+the same ``spec.securityContext``: the server's certificate chain must lead
+to a CA of ``trustStore`` or, unless ``client.useSystemTrustStore`` is
+false, of the operating system's trust store; the keystore's certificate
+and key are presented when the server asks for a client certificate (mutual
+TLS); ``client.protocols`` sets the version range. See
+:func:`build_client_context` for how the server's name is checked.
 """
 
 from __future__ import annotations
@@ -66,13 +74,33 @@ def build_server_context(sc: SecurityContext) -> ssl.SSLContext:
 
 
 def build_client_context(sc: SecurityContext | None = None) -> ssl.SSLContext:
-    """The context for outbound TLS: system CAs plus the trust store; our certificate
-    is offered to servers that ask for one."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    """The context for outbound TLS connections.
+
+    Verification (always on: ``CERT_REQUIRED`` and a host name check): the
+    server's chain must end at a CA of ``sc.trust_store`` or, when
+    ``sc.client_use_system_trust_store`` (the default), of the system trust
+    store. The server's certificate must then name the host edgeport
+    connected to, as the next hop's URI gave it: a DNS name is matched
+    against the certificate's DNS names (subjectAltName dNSName, wildcards
+    as RFC 6125 allows); an IP address (``sip:bob@192.0.2.7;transport=tls``)
+    is matched only against its IP addresses (subjectAltName iPAddress),
+    never its common name, and no SNI is sent for it (RFC 6066 §3). A
+    certificate without the IP address of an IP next hop fails, whoever
+    signed it.
+
+    Client certificate: the keystore's chain and key, sent when the server
+    asks for one. Versions: ``sc.client_protocols``, never below TLS 1.2.
+    Without ``sc`` (no securityContext): the system trust store only, no
+    client certificate.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
     context.minimum_version = TLS_FLOOR
     if sc is None:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
         return context
     context.minimum_version, context.maximum_version = version_range(sc.client_protocols)
+    if sc.client_use_system_trust_store:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
     if sc.trust_store:
         cadata = load_trust_store(sc.trust_store, sc.trust_store_password)
         context.load_verify_locations(cadata=cadata.decode("ascii"))

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from edgeport.metrics import METRICS
+from edgeport.metrics import METRICS, OVERFLOW_LABEL_VALUE
 from edgeport.sip.transport import Transport
 from edgeport.transports import Peer
 
@@ -48,10 +48,19 @@ HANDOFFS: Final = METRICS.registry.counter(
     "Messages handed to another worker process, by kind.",
     ("kind",),
 )
+_KINDS: Final = frozenset({KIND_RESPONSE, KIND_SEND, KIND_ANNOUNCE})
+
+
+def _kind_label(kind: str) -> str:
+    # A received hand-off's kind is read from its datagram: bounded like any input.
+    return kind if kind in _KINDS else OVERFLOW_LABEL_VALUE
+
+
 HANDOFF_DROPS: Final = METRICS.registry.counter(
     "edgeport_handoff_drops_total",
     "Hand-offs to another worker dropped, by kind and reason (full, unreachable, too_large).",
     ("kind", "reason"),
+    bounds={"kind": _kind_label},
 )
 _HEAD: Final = struct.Struct("!4sH")
 

@@ -267,6 +267,7 @@ async def supervise(
                             functools.partial(
                                 serve_health,
                                 config.health.port,
+                                host=config.health_bind_addr,
                                 checks=supervisor.checks,
                                 render_metrics=supervisor.render_metrics,
                                 refresh=supervisor.refresh,

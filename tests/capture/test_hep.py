@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edgeport.capture.hep import (
     CHUNK_AUTH_KEY,
@@ -137,6 +140,105 @@ def test_microseconds_never_reach_a_full_second() -> None:
 def test_a_payload_too_large_for_the_length_field_is_refused() -> None:
     with pytest.raises(HepError, match="exceeds"):
         encode(capture(payload=b"x" * 65_500), agent_id=1)
+
+
+def _largest_payload(**options: Any) -> int:
+    """What is left of the 65,535 bytes once every other chunk of this packet is in."""
+    overhead = len(encode(capture(payload=b""), agent_id=2001, **options))
+    return 0xFFFF - overhead
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"password": "s3cret", "correlation_id": "big-1@192.0.2.10"}],
+    ids=["bare", "password and correlation id"],
+)
+def test_a_payload_that_fills_the_packet_exactly_is_encoded(options: dict[str, str]) -> None:
+    size = _largest_payload(**options)
+    assert 65_000 < size < 65_529
+    payload = OPTIONS + b"x" * (size - len(OPTIONS))
+    packet = encode(capture(payload=payload), agent_id=2001, **options)
+    assert len(packet) == 0xFFFF
+    assert u16(packet[4:6]) == 0xFFFF
+    assert decode_chunks(packet)[(0, CHUNK_PAYLOAD)] == payload
+
+
+def test_the_largest_ipv4_payload_is_what_the_chunks_leave() -> None:
+    # 6 (HEP3 + length) + family 7 + protocol 7 + two IPv4 addresses 10 + 10
+    # + two ports 8 + 8 + seconds 10 + microseconds 10 + payload type 7
+    # + agent id 10 + the payload chunk's own header 6 = 99 bytes of overhead.
+    assert _largest_payload() == 0xFFFF - 99 == 65_436
+
+
+@pytest.mark.parametrize(
+    "size",
+    [65_437, 65_529, 65_530, 70_000, 1024 * 1024],
+    ids=["one byte over", "65,529 bytes", "65,530 bytes", "70 KB", "1 MiB"],
+)
+def test_oversized_stream_message_is_refused_with_hep_error_only(size: int) -> None:
+    # From 65,530 bytes on, the payload's chunk length no longer fits 16 bits:
+    # packing it raised struct.error, which nothing caught.
+    with pytest.raises(HepError, match="exceeds the HEP v3 limit"):
+        encode(capture(payload=b"x" * size), agent_id=2001)
+
+
+def test_an_oversized_password_or_correlation_id_is_refused_with_hep_error() -> None:
+    with pytest.raises(HepError, match="exceeds"):
+        encode(capture(), agent_id=1, password="p" * 70_000)
+    with pytest.raises(HepError, match="exceeds"):
+        encode(capture(), agent_id=1, correlation_id="c" * 70_000)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"src": ("192.0.2.10", 70_000)}, "source port"),
+        ({"dst": ("198.51.100.1", -1)}, "destination port"),
+        ({"timestamp": float("nan")}, "timestamp"),
+        ({"timestamp": float("inf")}, "timestamp"),
+        ({"timestamp": -0.5}, "timestamp"),
+        ({"src": ("192.0.2.10\x00", 5070)}, "not an IP address"),
+    ],
+)
+def test_values_out_of_range_are_refused_with_hep_error(
+    change: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(HepError, match=reason):
+        encode(capture(**change), agent_id=1)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    payload_size=st.integers(min_value=0, max_value=200_000),
+    transport=st.sampled_from(list(Transport)),
+    src=st.one_of(st.ip_addresses().map(str), st.text(max_size=50)),
+    dst=st.one_of(st.ip_addresses().map(str), st.text(max_size=50)),
+    src_port=st.integers(min_value=-(2**20), max_value=2**20),
+    dst_port=st.integers(min_value=-(2**20), max_value=2**20),
+    timestamp=st.floats(allow_nan=True, allow_infinity=True),
+    agent_id=st.integers(min_value=-(2**40), max_value=2**40),
+    password=st.one_of(st.none(), st.text(max_size=70)),
+    correlation_id=st.one_of(st.none(), st.text(max_size=300)),
+)
+def test_encode_raises_nothing_but_hep_error(
+    payload_size: int,
+    transport: Transport,
+    src: str,
+    dst: str,
+    src_port: int,
+    dst_port: int,
+    timestamp: float,
+    agent_id: int,
+    password: str | None,
+    correlation_id: str | None,
+) -> None:
+    item = Capture(b"x" * payload_size, transport, src, src_port, dst, dst_port, timestamp)
+    try:
+        packet = encode(item, agent_id=agent_id, password=password, correlation_id=correlation_id)
+    except HepError:
+        return
+    assert len(packet) <= 0xFFFF
+    assert decode_chunks(packet)[(0, CHUNK_PAYLOAD)] == item.payload
 
 
 def test_decoder_rejects_truncated_and_foreign_packets() -> None:

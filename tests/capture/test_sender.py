@@ -226,3 +226,86 @@ async def test_a_collector_that_is_down_costs_dropped_copies_and_one_warning(
 def test_queue_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="queue_size"):
         HepCapture(HepConfig(addr="127.0.0.1:9060"), queue_size=0)
+
+
+async def test_copies_too_large_for_one_hep_packet_are_dropped_counted_and_warned_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Three sizes, three places the copy is refused: 70,000 bytes before it is
+    # queued; 65,500 bytes when encoding (the packet would pass 65,535 bytes);
+    # 65,420 bytes when sending (a 65,519-byte packet, over the 65,507 bytes of
+    # one UDP datagram). Each is counted; the warning is rate-limited.
+    collector = await Collector.open()
+    capture = HepCapture(HepConfig(addr=collector.addr))
+    dropped_before = metric("edgeport_hep_dropped_total")
+    with caplog.at_level(logging.WARNING, logger="edgeport.capture.sender"):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(capture.serve)
+            for size in (70_000, 65_500, 65_420):
+                head = b"MESSAGE sip:bob@127.0.0.1 SIP/2.0\r\n"
+                capture.received(inbound(head + b"x" * (size - len(head))))
+            capture.received(inbound())
+            with trio.fail_after(10):
+                packet = await collector.receive()
+            nursery.cancel_scope.cancel()
+    collector.close()
+    assert capture.dropped == 3
+    assert capture.sent == 1
+    assert metric("edgeport_hep_dropped_total") == dropped_before + 3
+    (decoded,) = decode_with_hep_js([packet])
+    assert decoded is not None
+    assert decoded["payload"].encode() == REGISTER
+    warnings = [r.getMessage() for r in caplog.records if "HEP capture" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "70000-byte message dropped" in warnings[0]
+    assert "larger than one HEP packet" in warnings[0]
+
+
+async def test_an_unexpected_failure_costs_one_copy_not_the_sender(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A defect in the capture path, simulated for one message: the sender logs
+    # it, counts the copy as dropped and sends the next one.
+    from edgeport.capture import sender
+
+    real = sender.find_call_id
+
+    def defective(data: bytes) -> str | None:
+        if b"poison" in data:
+            raise RuntimeError("a defect")
+        return real(data)
+
+    monkeypatch.setattr(sender, "find_call_id", defective)
+    collector = await Collector.open()
+    capture = HepCapture(HepConfig(addr=collector.addr))
+    dropped_before = metric("edgeport_hep_dropped_total")
+    with caplog.at_level(logging.WARNING, logger="edgeport.capture.sender"):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(capture.serve)
+            capture.received(inbound(b"OPTIONS sip:poison SIP/2.0\r\n\r\n"))
+            capture.received(inbound())
+            with trio.fail_after(10):
+                packet = await collector.receive()
+            nursery.cancel_scope.cancel()
+    collector.close()
+    assert (capture.dropped, capture.sent) == (1, 1)
+    assert metric("edgeport_hep_dropped_total") == dropped_before + 1
+    (decoded,) = decode_with_hep_js([packet])
+    assert decoded is not None
+    assert decoded["payload"].encode() == REGISTER
+    (failure,) = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert failure.levelno == logging.ERROR
+    assert failure.exc_info is not None
+    assert isinstance(failure.exc_info[1], RuntimeError)
+
+
+async def test_a_hook_that_fails_never_raises_into_the_transport() -> None:
+    # The hooks run on the SIP path (a listener's read loop): a socket closed
+    # under them costs the copy, not the listener.
+    capture = HepCapture(HepConfig(addr="127.0.0.1:9"))
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    await sock.bind(("127.0.0.1", 0))
+    udp = DatagramSocket(sock)
+    sock.close()
+    capture.sent_datagram(OK, udp, "127.0.0.1", 5090)  # getsockname fails: EBADF
+    assert capture.dropped == 1

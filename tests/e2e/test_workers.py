@@ -21,7 +21,7 @@ import trio
 import trio_websocket
 
 from tests.e2e.flows import response_to
-from tests.support.ports import free_port, stop_process
+from tests.support.ports import free_port, listening_addresses, stop_process
 from tests.support.ua import TcpUA, UdpUA, WsUA, sip
 
 if TYPE_CHECKING:
@@ -286,6 +286,14 @@ async def test_a_killed_worker_is_restarted_and_registrations_go_on(
     finally:
         for ua in uas:
             ua.close()
+
+
+async def test_the_supervisors_health_port_listens_only_on_spec_bind_addr(
+    edgeport_workers: Running,
+) -> None:
+    # spec.bindAddr is 127.0.0.1: the supervisor's health port must not be
+    # open on every interface (it listened on 0.0.0.0).
+    assert listening_addresses(edgeport_workers.health_port) == {"127.0.0.1"}
 
 
 async def test_sigterm_drains_every_worker_and_exits_0(edgeport_workers: Running) -> None:

@@ -32,6 +32,18 @@ def listening_ports() -> set[int]:
     return ports
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses of the IPv4 TCP sockets in LISTEN state on ``port``
+    (Linux /proc/net/tcp): ``0.0.0.0`` for a socket bound to every address."""
+    found: set[str] = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        address, port_hex = fields[1].split(":")
+        if fields[3] == "0A" and int(port_hex, 16) == port:
+            found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return found
+
+
 async def wait_listening(process: trio.Process, ports: set[int], log: Path) -> None:
     """Until every port listens; fails with the process's log if it exits first.
     The caller sets the deadline."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import pytest
 import trio
+import trustme
+from cryptography import x509
 from transport_helpers import point, receive_until_eof, running_layer, sip_request
 
 from edgeport.config import ClientAuthType, SecurityContext
@@ -133,3 +137,54 @@ async def test_outbound_tls_verifies_the_server(
                     await layer.send(target, sip_request())
                 assert layer.stats["connect_failed_tls"] == 1
             nursery.cancel_scope.cancel()
+
+
+def _subjects(context: ssl.SSLContext) -> list[str]:
+    """The common names of the CA certificates the context trusts (loaded from files)."""
+    names = []
+    for cert in context.get_ca_certs():
+        for rdn in cert["subject"]:
+            names.extend(value for key, value in rdn if key == "organizationalUnitName")
+    return names
+
+
+@pytest.mark.parametrize("use_system", [True, False])
+def test_outbound_trust_is_the_trust_store_and_the_system_cas_unless_told_otherwise(
+    ca: trustme.CA,
+    security_context: SecurityContextFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    use_system: bool,
+) -> None:
+    # OpenSSL reads the system trust store from SSL_CERT_FILE when it is set:
+    # here a CA of its own, so that the test sees exactly what is loaded.
+    system_ca = trustme.CA(organization_unit_name="system CA")
+    system_file = tmp_path / "system.pem"
+    system_ca.cert_pem.write_to_path(str(system_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(system_file))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "no-such-dir"))
+    sc = dataclasses.replace(
+        security_context(ClientAuthType.DISABLED), client_use_system_trust_store=use_system
+    )
+    context = build_client_context(sc)
+    expected = [ca_ou(ca)] + (["system CA"] if use_system else [])
+    assert sorted(_subjects(context)) == sorted(expected)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname is True
+
+
+def ca_ou(ca: trustme.CA) -> str:
+    cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    (attribute,) = cert.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATIONAL_UNIT_NAME)
+    return str(attribute.value)
+
+
+def test_outbound_tls_version_range_comes_from_client_protocols(
+    security_context: SecurityContextFactory,
+) -> None:
+    sc = dataclasses.replace(
+        security_context(ClientAuthType.DISABLED), client_protocols=("TLSv1.3",)
+    )
+    context = build_client_context(sc)
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_3
+    assert build_client_context(None).minimum_version == ssl.TLSVersion.TLSv1_2

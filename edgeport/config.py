@@ -42,6 +42,7 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from edgeport.keystore import KEYSTORE_TYPES, KeystoreError, load_keystore, load_trust_store
 from edgeport.localnets import detect_localnets
+from edgeport.memory import DEFAULT_MEMORY_BYTES, MIN_MEMORY_BYTES, parse_byte_size
 from edgeport.protection.flood import (
     DEFAULT_BAN_TIME,
     DEFAULT_MAX_TRACKED,
@@ -188,6 +189,13 @@ class ProtectionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """edgeport extension spec.limits: the memory budget (edgeport.memory), in bytes."""
+
+    memory: int = DEFAULT_MEMORY_BYTES
+
+
+@dataclass(frozen=True, slots=True)
 class PublisherConfig:
     console_enabled: bool = False
     nats_enabled: bool = False
@@ -231,6 +239,7 @@ class EdgePortConfig:
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     workers: int = 1  # edgeport extension spec.workers: processes sharing the ports
     hep: HepConfig | None = None  # spec.capture.hep, or HEP_ADDR
+    limits: LimitsConfig = field(default_factory=LimitsConfig)  # spec.limits
 
     @property
     def health_bind_addr(self) -> str:
@@ -391,6 +400,7 @@ def describe_config(config: EdgePortConfig) -> dict[str, Any]:
         "firstMessageTimeout": protection.first_message_timeout,
     }
     spec["maxInFlight"] = config.max_in_flight
+    spec["limits"] = {"memory": config.limits.memory}
     spec["shutdownTimeout"] = config.shutdown_timeout
     spec["workers"] = config.workers
     if config.hep is not None:
@@ -566,6 +576,11 @@ class _ProtectionFile:
 
 
 @attrs.frozen
+class _LimitsFile:
+    memory: int = DEFAULT_MEMORY_BYTES
+
+
+@attrs.frozen
 class _SpecFile:
     transport: tuple[_TransportFile, ...]
     methods: tuple[str, ...]
@@ -584,6 +599,7 @@ class _SpecFile:
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     workers: int = 1
     capture: _CaptureFile = _CaptureFile()
+    limits: _LimitsFile = _LimitsFile()
 
 
 @attrs.frozen
@@ -665,6 +681,17 @@ def _positive_integer(value: Any, _: Any = None) -> int:
     if number <= 0:
         raise _Invalid(f"expected a positive integer, got {number}")
     return number
+
+
+def _memory_size(value: Any, _: Any = None) -> int:
+    """``spec.limits.memory``: bytes, or a size such as ``256Mi`` or ``1Gi``."""
+    try:
+        size = parse_byte_size(value)
+    except ValueError as error:
+        raise _Invalid(str(error)) from None
+    if size < MIN_MEMORY_BYTES:
+        raise _Invalid(f"{_show(value)} is below the minimum of {MIN_MEMORY_BYTES // 2**20}Mi")
+    return size
 
 
 def parse_workers(value: Any, _: Any = None) -> int:
@@ -907,6 +934,7 @@ for _cl in (
     _AccessControlFile,
     _FloodFile,
     _ProtectionFile,
+    _LimitsFile,
     _SpecFile,
     _DocumentFile,
 ):
@@ -1003,6 +1031,7 @@ _structure_protection: Final = _register(
         "first_message_timeout": _positive_seconds,
     },
 )
+_structure_limits: Final = _register(_LimitsFile, {"memory": _memory_size})
 _structure_spec: Final = _register(
     _SpecFile,
     {
@@ -1028,6 +1057,7 @@ _structure_spec: Final = _register(
         "shutdown_timeout": _non_negative_seconds,
         "workers": parse_workers,
         "capture": _structure_capture,
+        "limits": _structure_limits,
     },
 )
 _structure_document: Final = _register(
@@ -1390,6 +1420,7 @@ def _to_config(document: _DocumentFile, settings: _EnvSettings) -> EdgePortConfi
         shutdown_timeout=spec.shutdown_timeout,
         workers=spec.workers,
         hep=_hep_config(spec.capture.hep),
+        limits=LimitsConfig(memory=spec.limits.memory),
     )
 
 

@@ -436,6 +436,22 @@ class EdgeportMetrics:
         self.active_connections = registry.gauge(
             "edgeport_active_connections", "Open stream connections.", ("transport",)
         )
+        self.memory_used = registry.gauge(
+            "edgeport_memory_budget_used_bytes",
+            "Bytes charged to each share of the memory budget (spec.limits.memory): "
+            "transactions, inbox, streams.",
+            ("share",),
+        )
+        self.memory_limit = registry.gauge(
+            "edgeport_memory_budget_limit_bytes",
+            "The size of each share of the memory budget.",
+            ("share",),
+        )
+        self.transactions_evicted = registry.counter(
+            "edgeport_transactions_evicted_total",
+            "Answered transactions dropped before their timers ended, to make room in "
+            "the memory budget for new ones.",
+        )
         self.retransmissions = registry.counter(
             "edgeport_retransmissions_total", "SIP retransmissions sent.", ("transport",)
         )

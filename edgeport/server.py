@@ -22,6 +22,7 @@ import trio
 
 from edgeport.config import BUILTIN_PROCESSOR
 from edgeport.events import EventBus, serve_event_publishers
+from edgeport.memory import MemoryBudget
 from edgeport.metrics import METRICS
 from edgeport.processor import (
     InProcessProcessorClient,
@@ -29,6 +30,7 @@ from edgeport.processor import (
     open_processor_client,
 )
 from edgeport.protection import EdgeGuard
+from edgeport.protection.guard import source_key
 from edgeport.proxy import Destination, Proxy, new_branch, on_stream
 from edgeport.sip.timers import TimerConfig
 from edgeport.sip.transport import Transport
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 
     from edgeport.capture.sender import HepCapture
     from edgeport.config import EdgePortConfig
+    from edgeport.memory import Account
     from edgeport.transports.inbox import InboxLimits
     from edgeport.workers.worker import WorkerRole
 
@@ -104,8 +107,15 @@ async def serve(
             if worker is not None:  # edgeport.workers: hand-offs between worker processes
                 mesh = await root.start(worker.serve_handoffs, proxy)
                 handler = mesh.handle_inbound
+            # spec.limits.memory: with workers, each gets its part.
+            memory = MemoryBudget.per_worker(config.limits.memory, worker.count if worker else 1)
             transactions: TransactionLayer[Destination] = TransactionLayer(
-                timers or TimerConfig(), proxy.send_outgoing, fails_whole=on_stream
+                timers or TimerConfig(),
+                proxy.send_outgoing,
+                fails_whole=on_stream,
+                budget=memory.transactions,
+                source_of=source_of,
+                on_evicted=METRICS.transactions_evicted.inc,
             )
             await root.start(transactions.serve)
 
@@ -120,14 +130,21 @@ async def serve(
             work = await _open_work_nursery(root)
             guard = EdgeGuard.from_config(config, processor_addr)  # edge protection
             transports: TransportLayer = await root.start(
-                _serve_transports_named, config, proxy, handler, (tls, tls_client), inbox, guard
+                _serve_transports_named,
+                config,
+                proxy,
+                handler,
+                (tls, tls_client),
+                inbox,
+                guard,
+                memory,
             )
             proxy.attach(work, transports, transactions, guard)
             if mesh is not None:
                 mesh.attach(transports)
             if config.hep is not None:
                 transports.capture = await _start_capture(root, config)
-            _register_gauges(transactions, transports)
+            _register_gauges(transactions, transports, memory)
 
             health_port = None
             if worker is not None:  # health and metrics for the supervisor to gather
@@ -188,6 +205,12 @@ async def _start_capture(root: trio.Nursery, config: EdgePortConfig) -> HepCaptu
     return capture
 
 
+def source_of(destination: Destination) -> str:
+    """Whose share of the transaction table a server transaction counts against:
+    its source address (an IPv6 source as its /64, as the flood limit counts)."""
+    return source_key(destination.peer.host)
+
+
 async def _open_work_nursery(root: trio.Nursery) -> trio.Nursery:
     """A nursery for the proxy's own tasks (response relays), living as long as ``root``."""
 
@@ -207,6 +230,7 @@ async def _serve_transports_named(
     tls: tuple[ssl.SSLContext | None, ssl.SSLContext | None],
     inbox: InboxLimits | None,
     guard: EdgeGuard,
+    memory: MemoryBudget,
     *,
     task_status: trio.TaskStatus[TransportLayer],
 ) -> None:
@@ -228,6 +252,7 @@ async def _serve_transports_named(
         max_admitted_tasks=ADMITTED_TASKS_PER_IN_FLIGHT * config.max_in_flight,
         refuse=proxy.refuse_overloaded,
         on_shed=_count_shed,
+        memory=memory,
         task_status=task_status,
     )
 
@@ -287,17 +312,29 @@ def _listener_alive(transports: TransportLayer, point: Peer) -> Callable[[], boo
 
 
 def _register_gauges(
-    transactions: TransactionLayer[Destination], transports: TransportLayer
+    transactions: TransactionLayer[Destination],
+    transports: TransportLayer,
+    memory: MemoryBudget,
 ) -> None:
     METRICS.active_transactions.set_function(
         lambda: float(
             transactions.active_server_transactions + transactions.active_client_transactions
         )
     )
+    for account in memory.accounts:
+        METRICS.memory_used.labels(share=account.name).set_function(_used_bytes(account))
+        METRICS.memory_limit.labels(share=account.name).set(float(account.limit))
     for transport in (Transport.TCP, Transport.TLS, Transport.WS, Transport.WSS):
         METRICS.active_connections.labels(transport=transport.value).set_function(
             _connection_count(transports, transport)
         )
+
+
+def _used_bytes(account: Account) -> Callable[[], float]:
+    def used() -> float:
+        return float(account.used)
+
+    return used
 
 
 def _connection_count(transports: TransportLayer, transport: Transport) -> Callable[[], float]:

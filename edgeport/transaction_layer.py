@@ -15,10 +15,17 @@ says a destination can fail at once, a stream connection), so a closed
 connection fails its transactions without a scan of the tables: connection
 churn costs nothing per live transaction.
 
-A terminated transaction leaves its table at once. Each table holds at most
-``max_transactions`` entries (``MAX_TRANSACTIONS`` by default): past it a new
-transaction is refused with ``TransactionTableFull`` and the proxy answers
-503, so memory stays bounded under a flood. Timers that were cancelled stay
+A terminated transaction leaves its table at once. Memory is bounded twice:
+each table holds at most ``max_transactions`` entries (``MAX_TRANSACTIONS``
+by default), and every entry is charged what it holds to the transactions
+share of the memory budget (:mod:`edgeport.memory`). When either bound is
+reached, transactions that only linger to absorb retransmissions (their final
+response sent: Completed, Confirmed) are dropped, oldest first; only when none
+is left is a new transaction refused with ``TransactionTableFull`` (the proxy
+answers 503). A server transaction's source (``source_of``) may hold at most
+a quarter of the share: a source past it has its own lingering transactions
+dropped first, and then its new ones refused, so one flooding source cannot
+take the table from the others. Timers that were cancelled stay
 in the heap until they come due or the heap is compacted, whichever is first.
 """
 
@@ -26,11 +33,13 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Concatenate, Final, Generic, ParamSpec, Protocol, TypeVar
 
 import trio
 
+from edgeport.memory import HEADER_LINE_BYTES, SOURCE_SHARE, transaction_cost
 from edgeport.sip.timers import Timer
 from edgeport.sip.transaction import (
     Action,
@@ -55,8 +64,9 @@ from edgeport.sip.transaction import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sized
 
+    from edgeport.memory import Account
     from edgeport.sip.message import Message, Request, Response
     from edgeport.sip.timers import TimerConfig
 
@@ -142,12 +152,16 @@ class ClientTU(Protocol[D]):
 class _Entry(Generic[D]):
     """One live transaction in a table: its machine, destination, timers and bytes."""
 
-    __slots__ = ("_timer_seqs", "_wire", "destination")
+    __slots__ = ("_timer_seqs", "_wire", "base_cost", "cost", "destination", "gone", "source")
 
     machine: ServerTransaction | ClientTransaction
 
     def __init__(self, destination: D) -> None:
         self.destination = destination
+        self.cost = 0  # bytes charged to the memory budget
+        self.base_cost = 0  # of them, for the request (the rest: the bytes kept to resend)
+        self.gone = False  # out of its table (terminated, or dropped to make room)
+        self.source: str | None = None  # whose share it counts against (server side)
         # The heap sequence number of each running timer; a heap entry whose
         # number is not here any more was cancelled or replaced.
         self._timer_seqs: dict[Timer, int] = {}
@@ -204,7 +218,7 @@ class ServerTransactionHandle(_Entry[D]):
         """
         if not self.machine.can_send_response:
             return False
-        self._encode(response)
+        self._layer._encode(self, response)
         await self._layer._run(self, self.machine.send_response(response))
         return True
 
@@ -243,6 +257,18 @@ def _always(destination: object) -> bool:
     return True
 
 
+# States in which a transaction has sent its final response and only absorbs
+# retransmissions (RFC 3261 §17.1.1.2 Completed, §17.2.1 Confirmed...).
+_LINGERING: Final = frozenset({TransactionState.COMPLETED, TransactionState.CONFIRMED})
+
+
+def _size_of(request: Request) -> int:
+    """About the size of a request on the wire, from its parts."""
+    return (
+        40 + len(request.body) + sum(len(name) + len(value) + 4 for name, value in request.headers)
+    )
+
+
 # (deadline, sequence number, transaction, timer); the number breaks ties.
 _HeapItem = tuple[float, int, _Entry[D], Timer]
 
@@ -263,6 +289,9 @@ class TransactionLayer(Generic[D]):
         *,
         max_transactions: int = MAX_TRANSACTIONS,
         fails_whole: Callable[[D], bool] = _always,
+        budget: Account | None = None,
+        source_of: Callable[[D], str] | None = None,
+        on_evicted: Callable[[], object] | None = None,
     ) -> None:
         if max_transactions < 1:
             raise ValueError("max_transactions must be at least 1")
@@ -275,6 +304,16 @@ class TransactionLayer(Generic[D]):
         # ``fails_whole`` says can fail at once (a connection): see fail_destination.
         self._fails_whole = fails_whole
         self._by_destination: dict[D, set[_Entry[D]]] = {}
+        # The transactions share of the memory budget, and who uses it.
+        self._budget = budget
+        self._source_of = source_of
+        self._source_used: dict[str, int] = {}
+        # Transactions whose final response is sent (they only absorb
+        # retransmissions), oldest first: overall and per source.
+        self._lingering: OrderedDict[_Entry[D], None] = OrderedDict()
+        self._lingering_by_source: dict[str, OrderedDict[_Entry[D], None]] = {}
+        self.evicted = 0  # lingering transactions dropped to make room
+        self._on_evicted = on_evicted
         self._heap: list[_HeapItem[D]] = []
         self._seq = 0
         self._stale = 0
@@ -311,7 +350,7 @@ class TransactionLayer(Generic[D]):
     # ---------------------------------------------------------------- server side
 
     async def receive_request(
-        self, request: Request, source: D, *, reliable: bool
+        self, request: Request, source: D, *, reliable: bool, size: int | None = None
     ) -> ServerTransactionHandle[D] | StrayAck | None:
         """Match ``request`` to a server transaction, or start one.
 
@@ -331,8 +370,11 @@ class TransactionLayer(Generic[D]):
             return None
         if request.method == "ACK":
             return StrayAck(request)
-        if len(self._server) >= self._max_transactions:
-            raise TransactionTableFull(f"{len(self._server)} server transactions")
+        origin = self._source_of(source) if self._source_of is not None else None
+        cost = transaction_cost(
+            size if size is not None else _size_of(request), len(request.headers)
+        )
+        self._make_room(self._server, cost, origin)
         machine: ServerTransaction
         if request.method == "INVITE":
             machine = InviteServerTransaction(request, reliable=reliable, timers=self.timers)
@@ -341,6 +383,7 @@ class TransactionLayer(Generic[D]):
         entry = ServerTransactionHandle(self, machine, key, source)
         self._server[key] = entry
         self._index(entry)
+        self._charge(entry, cost, origin)
         await self._run(entry, machine.start())
         return entry
 
@@ -368,17 +411,19 @@ class TransactionLayer(Generic[D]):
             raise ValueError("the top Via of a request sent statefully needs a branch")
         if key in self._client:
             raise ValueError(f"a client transaction {key!r} is already running")
-        if len(self._client) >= self._max_transactions:
-            raise TransactionTableFull(f"{len(self._client)} client transactions")
+        data = request.to_bytes()
+        cost = transaction_cost(len(data), len(request.headers))
+        self._make_room(self._client, cost, None)
         machine: ClientTransaction
         if request.method == "INVITE":
             machine = InviteClientTransaction(request, reliable=reliable, timers=self.timers)
         else:
             machine = NonInviteClientTransaction(request, reliable=reliable, timers=self.timers)
         entry = ClientTransactionHandle(machine, key, destination, tu)
-        entry._encode(request)
+        entry._wire = [(request, data)]
         self._client[key] = entry
         self._index(entry)
+        self._charge(entry, cost, None)
         await self._run(entry, machine.start())
         return entry
 
@@ -446,8 +491,14 @@ class TransactionLayer(Generic[D]):
                 logger.exception("%s: Timer %s failed", entry, timer.value)
 
     async def _run(self, entry: _Entry[D], actions: list[Action]) -> None:
+        try:
+            await self._carry_out(entry, actions)
+        finally:
+            self._update_lingering(entry)
+
+    async def _carry_out(self, entry: _Entry[D], actions: list[Action]) -> None:
         for send in self._apply(entry, actions):
-            data = entry._encode(send.message)
+            data = self._encode(entry, send.message)
             try:
                 await self._send(
                     Outgoing(send.message, data, send.retransmission), entry.destination
@@ -492,6 +543,98 @@ class TransactionLayer(Generic[D]):
                     self._forget(entry)
         return sends
 
+    # ---------------------------------------------------------------- memory
+
+    def _make_room(self, table: Sized, cost: int, source: str | None) -> None:
+        """Drop lingering transactions until a new one of ``cost`` fits in ``table``
+        and the budget; raises TransactionTableFull when it cannot."""
+        while len(table) >= self._max_transactions:
+            if not self._evict_oldest(None):
+                raise TransactionTableFull(f"{len(table)} transactions")
+        budget = self._budget
+        if budget is None:
+            return
+        if source is not None:
+            share = int(budget.limit * SOURCE_SHARE)
+            while self._source_used.get(source, 0) + cost > share:
+                if not self._evict_oldest(source):
+                    raise TransactionTableFull(f"{source} holds its share of the memory budget")
+        while not budget.fits(cost):
+            if not self._evict_oldest(None):
+                budget.refused += 1
+                raise TransactionTableFull("the transactions memory budget is spent")
+
+    def _evict_oldest(self, source: str | None) -> bool:
+        lingering = self._lingering if source is None else self._lingering_by_source.get(source)
+        if not lingering:
+            return False
+        entry = next(iter(lingering))
+        logger.debug("%s dropped to make room", entry)
+        self.evicted += 1
+        if self._on_evicted is not None:
+            self._on_evicted()
+        self._forget(entry)
+        return True
+
+    def _charge(self, entry: _Entry[D], cost: int, source: str | None) -> None:
+        entry.base_cost = entry.cost = cost
+        entry.source = source
+        if self._budget is not None:
+            self._budget.take(cost)  # room was made
+        if source is not None:
+            self._source_used[source] = self._source_used.get(source, 0) + cost
+
+    def _encode(self, entry: _Entry[D], message: Message) -> bytes:
+        """The bytes of ``message`` for ``entry``; a message not sent before is charged."""
+        for known, data in entry._wire:
+            if known is message:
+                return data
+        data = entry._encode(message)
+        wire = sum(len(kept) for _, kept in entry._wire)
+        self._recharge(entry, entry.base_cost + wire + HEADER_LINE_BYTES * len(message.headers))
+        return data
+
+    def _recharge(self, entry: _Entry[D], cost: int) -> None:
+        delta = cost - entry.cost
+        entry.cost = cost
+        if self._budget is not None:
+            # A response must go out whatever it costs; the next new
+            # transaction makes room.
+            if delta > 0:
+                self._budget.used += delta
+            else:
+                self._budget.give_back(-delta)
+        if entry.source is not None:
+            self._source_used[entry.source] = self._source_used.get(entry.source, 0) + delta
+
+    def _update_lingering(self, entry: _Entry[D]) -> None:
+        """Track a transaction once its final response is sent (it only absorbs
+        retransmissions from then on)."""
+        if entry.gone or entry in self._lingering or entry.machine.state not in _LINGERING:
+            return
+        self._lingering[entry] = None
+        if entry.source is not None:
+            self._lingering_by_source.setdefault(entry.source, OrderedDict())[entry] = None
+
+    def _release(self, entry: _Entry[D]) -> None:
+        """Give back what ``entry`` was charged and forget it as lingering."""
+        if self._budget is not None:
+            self._budget.give_back(entry.cost)
+        source = entry.source
+        if source is not None:
+            left = self._source_used.get(source, 0) - entry.cost
+            if left > 0:
+                self._source_used[source] = left
+            else:
+                self._source_used.pop(source, None)
+            by_source = self._lingering_by_source.get(source)
+            if by_source is not None:
+                by_source.pop(entry, None)
+                if not by_source:
+                    del self._lingering_by_source[source]
+        entry.cost = entry.base_cost = 0
+        self._lingering.pop(entry, None)
+
     def _index(self, entry: _Entry[D]) -> None:
         if self._fails_whole(entry.destination):
             self._by_destination.setdefault(entry.destination, set()).add(entry)
@@ -504,9 +647,11 @@ class TransactionLayer(Generic[D]):
                 del self._by_destination[entry.destination]
 
     def _forget(self, entry: _Entry[D]) -> None:
+        entry.gone = True
         self._stale += len(entry._timer_seqs)
         entry._timer_seqs.clear()
         self._unindex(entry)
+        self._release(entry)
         if isinstance(entry, ServerTransactionHandle):
             if self._server.get(entry.key) is entry:
                 del self._server[entry.key]

@@ -73,7 +73,7 @@ class Proxy(Forwarding):
                 return
         try:
             result = await self.transactions.receive_request(
-                request, source, reliable=inbound.peer.transport.reliable
+                request, source, reliable=inbound.peer.transport.reliable, size=len(inbound.data)
             )
         except TransactionTableFull:
             await self._answer_statelessly(request, source, 503, retry_after=True)

@@ -23,6 +23,12 @@ first bytes, before any parsing (:func:`lane_of`):
 Otherwise messages are taken in arrival order across both lanes, so an
 INVITE and the CANCEL right behind it reach the handler in that order.
 ``pop`` can be told that a lane has no free handler; that lane is skipped.
+
+Bytes are bounded too, by the inbox share of the memory budget
+(:mod:`edgeport.memory`): each waiting message is charged its size and a
+fixed overhead. A message that does not fit pushes out the oldest new
+requests until it does (reason ``memory``); when no new request is left to
+push out, the newcomer itself is shed.
 """
 
 from __future__ import annotations
@@ -32,7 +38,10 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from edgeport.memory import INBOX_MESSAGE_OVERHEAD_BYTES
+
 if TYPE_CHECKING:
+    from edgeport.memory import Account
     from edgeport.transports.base import InboundMessage
 
 MAX_NEW: Final = 2048  # new requests waiting
@@ -89,8 +98,9 @@ class Shed:
 class Inbox:
     """Two bounded FIFO lanes; ``offer`` to add, ``pop`` to take the next message."""
 
-    def __init__(self, limits: InboxLimits | None = None) -> None:
+    def __init__(self, limits: InboxLimits | None = None, account: Account | None = None) -> None:
         self.limits = limits or InboxLimits()
+        self._account = account  # the inbox share of the memory budget, if any
         # (arrival number, message); the number orders the two lanes.
         self._new: collections.deque[tuple[int, InboundMessage]] = collections.deque()
         self._admitted: collections.deque[tuple[int, InboundMessage]] = collections.deque()
@@ -104,27 +114,43 @@ class Inbox:
     def waiting(self, lane: Lane) -> int:
         return len(self._new) if lane is Lane.NEW else len(self._admitted)
 
-    def offer(self, message: InboundMessage, lane: Lane) -> Shed | None:
-        """Queue ``message``; returns what was shed to respect the bounds, if anything.
+    def offer(self, message: InboundMessage, lane: Lane) -> list[Shed]:
+        """Queue ``message``; returns what was shed to respect the bounds (usually nothing).
 
         A full new lane sheds its oldest message and keeps ``message``; a full
-        admitted lane sheds ``message`` itself. Either way the number waiting
-        is unchanged when something is shed.
+        admitted lane sheds ``message`` itself. A message whose bytes do not
+        fit the budget sheds the oldest new requests first, then itself.
         """
         self._count += 1
+        shed: list[Shed] = []
         if lane is Lane.NEW:
-            shed = None
             if len(self._new) >= self.limits.max_new:
-                shed = Shed(self._new.popleft()[1], Lane.NEW, "full")
+                shed.append(self._shed_oldest_new("full"))
+        elif len(self._admitted) >= self.limits.max_admitted:
+            return [Shed(message, Lane.ADMITTED, "full")]
+        account = self._account
+        if account is not None:
+            cost = _cost(message)
+            while not account.take(cost):
+                if not self._new:
+                    return [*shed, Shed(message, lane, "memory")]
+                shed.append(self._shed_oldest_new("memory"))
+        if lane is Lane.NEW:
             self._new.append((self._count, message))
             self.peaks[Lane.NEW] = max(self.peaks[Lane.NEW], len(self._new))
         else:
-            if len(self._admitted) >= self.limits.max_admitted:
-                return Shed(message, Lane.ADMITTED, "full")
-            shed = None
             self._admitted.append((self._count, message))
             self.peaks[Lane.ADMITTED] = max(self.peaks[Lane.ADMITTED], len(self._admitted))
         return shed
+
+    def _shed_oldest_new(self, reason: str) -> Shed:
+        message = self._new.popleft()[1]
+        self._release(message)
+        return Shed(message, Lane.NEW, reason)
+
+    def _release(self, message: InboundMessage) -> None:
+        if self._account is not None:
+            self._account.give_back(_cost(message))
 
     def behind(self, now: float) -> bool:
         """True when the oldest waiting new request has waited ``lifo_after`` seconds."""
@@ -140,14 +166,21 @@ class Inbox:
         stale: list[Shed] = []
         limit = self.limits.max_new_wait
         while self._new and now - self._new[0][1].received_at > limit:
-            stale.append(Shed(self._new.popleft()[1], Lane.NEW, "stale"))
+            stale.append(self._shed_oldest_new("stale"))
         take_new = new_ok and bool(self._new)
         take_admitted = admitted_ok and bool(self._admitted)
         if not (take_new or take_admitted):
             return None, stale
         behind = self.behind(now)
         if take_admitted and (not take_new or behind or self._admitted[0][0] < self._new[0][0]):
-            return (self._admitted.popleft()[1], Lane.ADMITTED), stale
-        if behind:
-            return (self._new.pop()[1], Lane.NEW), stale
-        return (self._new.popleft()[1], Lane.NEW), stale
+            taken = (self._admitted.popleft()[1], Lane.ADMITTED)
+        elif behind:
+            taken = (self._new.pop()[1], Lane.NEW)
+        else:
+            taken = (self._new.popleft()[1], Lane.NEW)
+        self._release(taken[0])
+        return taken, stale
+
+
+def _cost(message: InboundMessage) -> int:
+    return len(message.data) + INBOX_MESSAGE_OVERHEAD_BYTES

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Final, NoReturn
 import trio
 
 from edgeport.config import ConnectionLimits, TransportConfig, WebSocketConfig
+from edgeport.memory import MemoryBudget
 from edgeport.protection import EdgeGuard, Verdict
 from edgeport.ratelimit import RateLimitedLog
 from edgeport.sip.errors import MAX_MESSAGE_BYTES
@@ -69,6 +70,7 @@ MESSAGES_PER_TASK: Final = 1_000  # a handler task goes on this long, then hands
 # Reasons given to ``on_shed`` (edgeport_dropped_messages_total).
 SHED_NEW: Final = "overload_shed"  # a new request dropped before parsing
 SHED_ADMITTED: Final = "overload_admitted"  # a response, ACK or CANCEL: its lane was full
+SHED_MEMORY: Final = "memory_budget"  # the inbox share of the memory budget was spent
 
 
 class _ConnectAttempt:
@@ -100,7 +102,9 @@ class TransportLayer:
     ``handler_errors``, ``proxy_protocol_untrusted``/``_invalid``/``_timeout`` (connections
     closed on a PROXY protocol listener),
     ``shed_<lane>_<why>`` (``shed_new_full``, ``shed_new_stale``,
-    ``shed_admitted_full``), ``refusals_dropped``.
+    ``shed_admitted_full``, ``shed_<lane>_memory``), ``refusals_dropped``,
+    ``dropped_memory_budget`` (stream connections closed: their buffer did not fit),
+    ``reader_errors``.
     """
 
     def __init__(
@@ -122,6 +126,7 @@ class TransportLayer:
         max_admitted_tasks: int = MAX_ADMITTED_TASKS,
         refuse: Handler | None = None,
         on_shed: Callable[[str], None] | None = None,
+        memory: MemoryBudget | None = None,
     ) -> None:
         if max_new_tasks < 1 or max_admitted_tasks < 1:
             raise ValueError("each lane needs at least one handler task")
@@ -146,7 +151,9 @@ class TransportLayer:
         self.send_elsewhere: Callable[[Peer, bytes], bool] | None = None
         self.stats: Counter[str] = Counter()
         self._listening_points: list[Peer] = []
-        self.inbox = Inbox(inbox)
+        # The inbox and the stream buffers have their shares of the memory budget.
+        self.memory = memory or MemoryBudget()
+        self.inbox = Inbox(inbox, self.memory.inbox)
         # Handler tasks started for a message of each lane, not running yet.
         self._starting = {Lane.NEW: 0, Lane.ADMITTED: 0}
         self._busy = {Lane.NEW: 0, Lane.ADMITTED: 0}  # handlers running, per lane
@@ -271,10 +278,10 @@ class TransportLayer:
             self.capture.received(message)
         lane = lane_of(data)
         shed = self.inbox.offer(message, lane)
-        if shed is not None:
-            # The number waiting did not change: the tasks already started cover it.
-            self._shed(shed)
-            return
+        for each in shed:
+            self._shed(each)
+        if shed and shed[-1].message is message:
+            return  # not queued: the tasks already started cover what waits
         if self._starting[lane] + self._busy[lane] < self._max_tasks[lane]:
             self._start_worker(lane)
         # Else every handler of its lane is busy; each takes what waits when it is done.
@@ -335,7 +342,10 @@ class TransportLayer:
             return
         if message.connection is not None:
             self.stats["refusals_dropped"] += 1
-        reason = SHED_NEW if shed.lane is Lane.NEW else SHED_ADMITTED
+        if shed.reason == "memory":
+            reason = SHED_MEMORY
+        else:
+            reason = SHED_NEW if shed.lane is Lane.NEW else SHED_ADMITTED
         if self._on_shed is not None:
             self._on_shed(reason)
         self._shed_log.warning(
@@ -504,6 +514,7 @@ class TransportLayer:
                 self.stats,
                 idle_timeout=self._limits.idle_timeout,
                 max_message_bytes=self._max_message_bytes,
+                buffers=self.memory.streams,
             ),
         )
 
@@ -543,6 +554,7 @@ class TransportLayer:
             self.stats,
             idle_timeout=self._limits.idle_timeout,
             max_message_bytes=self._max_message_bytes,
+            buffers=self.memory.streams,
         )
 
     async def _run_connection(
@@ -597,6 +609,7 @@ async def serve_transports(
     max_admitted_tasks: int = MAX_ADMITTED_TASKS,
     refuse: Handler | None = None,
     on_shed: Callable[[str], None] | None = None,
+    memory: MemoryBudget | None = None,
     task_status: trio.TaskStatus[TransportLayer] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Bind every listening point, serve them all, report the layer once all are bound.
@@ -607,7 +620,9 @@ async def serve_transports(
     ``proxy_protocol`` reads a PROXY protocol header from each connection, and
     only from ``trusted_proxies`` (networks).
     ``inbox``, ``max_new_tasks``,
-    ``max_admitted_tasks``, ``refuse`` and ``on_shed``: see :class:`TransportLayer`.
+    ``max_admitted_tasks``, ``refuse`` and ``on_shed``: see :class:`TransportLayer`;
+    ``memory``: the budget whose inbox and streams shares bound what waits and
+    what stream connections buffer (default: the default budget).
     Raises BindError before ``started``.
     """
     if tls is None and any(c.protocol.secure for c in configs):
@@ -640,6 +655,7 @@ async def serve_transports(
                 max_admitted_tasks=max_admitted_tasks,
                 refuse=refuse,
                 on_shed=on_shed,
+                memory=memory,
             )
             layer.start_listeners(bound)
             task_status.started(layer)

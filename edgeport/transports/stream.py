@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
+from edgeport.memory import Charge
+from edgeport.ratelimit import RateLimitedLog
 from edgeport.sip.framing import FramingError, KeepalivePing, StreamFramer, error_response
 from edgeport.sip.transport import Transport
 from edgeport.transports.base import Connection, Peer
@@ -26,7 +28,10 @@ from edgeport.transports.sockets import aclose_stream
 if TYPE_CHECKING:
     from collections import Counter
 
+    from edgeport.memory import Account
+
 logger = logging.getLogger(__name__)
+_budget_log = RateLimitedLog(logger)
 
 RECEIVE_BYTES: Final = 64 * 1024  # one read; the framer bounds what is kept
 CONNECT_TIMEOUT: Final = 10.0  # outbound TCP connect plus TLS handshake
@@ -119,9 +124,32 @@ async def read_stream(
     *,
     idle_timeout: float,
     max_message_bytes: int,
+    buffers: Account | None = None,
 ) -> None:
-    """Read frames from ``conn`` until the peer closes, it idles out, or framing fails."""
+    """Read frames from ``conn`` until the peer closes, it idles out, or framing fails.
+
+    ``buffers`` is the streams share of the memory budget: the partial
+    message the framer holds is charged to it, and a connection whose buffer
+    would not fit is closed.
+    """
     framer = StreamFramer(max_message_bytes=max_message_bytes)
+    charge = None if buffers is None else Charge(buffers)
+    try:
+        await _read_frames(conn, framer, charge, deliver, stats, idle_timeout=idle_timeout)
+    finally:
+        if charge is not None:
+            charge.release()
+
+
+async def _read_frames(
+    conn: StreamConnection,
+    framer: StreamFramer,
+    charge: Charge | None,
+    deliver: Deliver,
+    stats: Counter[str],
+    *,
+    idle_timeout: float,
+) -> None:
     while True:
         with trio.CancelScope(deadline=conn.last_activity + idle_timeout) as scope:
             try:
@@ -156,6 +184,20 @@ async def read_stream(
         if not await _handle_frames(conn, frames, deliver):
             return
         del data, frames  # an idle connection keeps no received bytes
+        if charge is not None and not charge.resize(framer.buffered):
+            budget_closed(conn, framer.buffered, stats)
+            return
+
+
+def budget_closed(conn: Connection, size: int, stats: Counter[str]) -> None:
+    """A connection closed because its partial message does not fit the memory budget."""
+    _budget_log.warning(
+        "%s %s closed: a partial message of %d bytes does not fit the streams memory budget",
+        conn.id,
+        conn.peer,
+        size,
+    )
+    stats["dropped_memory_budget"] += 1
 
 
 async def _handle_frames(

@@ -41,15 +41,22 @@ from wsproto.frame_protocol import CloseReason
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
+from edgeport.memory import Charge
 from edgeport.transports.base import CLOSE_TIMEOUT, Connection, Peer
 from edgeport.transports.errors import ConnectionLost
 from edgeport.transports.sockets import aclose_stream
-from edgeport.transports.stream import HANDSHAKE_TIMEOUT, RECEIVE_BYTES, tls_handshake
+from edgeport.transports.stream import (
+    HANDSHAKE_TIMEOUT,
+    RECEIVE_BYTES,
+    budget_closed,
+    tls_handshake,
+)
 
 if TYPE_CHECKING:
     from collections import Counter
 
     from edgeport.config import WebSocketConfig
+    from edgeport.memory import Account
     from edgeport.sip.transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -260,14 +267,31 @@ async def read_websocket(
     *,
     idle_timeout: float,
     max_message_bytes: int,
+    buffers: Account | None = None,
 ) -> None:
     """Deliver one SIP message per WebSocket message until close or idle timeout.
 
     Any bytes from the peer (a ping too) count as activity. A message over
     ``max_message_bytes`` (counted in bytes, text as UTF-8) closes the
-    connection with 1009.
+    connection with 1009. The fragments of a message being received are
+    charged to ``buffers`` (the streams share of the memory budget); a
+    connection whose message would not fit is closed.
     """
-    message = _MessageBuffer(max_message_bytes)
+    message = _MessageBuffer(max_message_bytes, None if buffers is None else Charge(buffers))
+    try:
+        await _read_messages(conn, message, deliver, stats, idle_timeout=idle_timeout)
+    finally:
+        message.release()
+
+
+async def _read_messages(
+    conn: WebSocketConnection,
+    message: _MessageBuffer,
+    deliver: Deliver,
+    stats: Counter[str],
+    *,
+    idle_timeout: float,
+) -> None:
     while True:
         if not await _handle_events(conn, message, deliver, stats):
             return
@@ -297,10 +321,11 @@ async def read_websocket(
 class _MessageBuffer:
     """The fragments of the message being received (RFC 6455 §5.4), bounded."""
 
-    __slots__ = ("limit", "parts", "size")
+    __slots__ = ("charge", "limit", "parts", "size")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, charge: Charge | None = None) -> None:
         self.limit = limit
+        self.charge = charge
         self.parts: list[bytes] = []
         self.size = 0
 
@@ -312,11 +337,23 @@ class _MessageBuffer:
         self.parts.append(data)
         return True
 
+    def fits_budget(self) -> bool:
+        """Charge the budget for what is held; False when it does not fit."""
+        return self.charge is None or self.charge.resize(self.size)
+
     def take(self) -> bytes:
         data = b"".join(self.parts)
         self.parts = []
         self.size = 0
+        if self.charge is not None:
+            self.charge.resize(0)
         return data
+
+    def release(self) -> None:
+        self.parts = []
+        self.size = 0
+        if self.charge is not None:
+            self.charge.release()
 
 
 async def _handle_events(
@@ -335,6 +372,10 @@ async def _handle_events(
                 # connection because it has received a message that is too big for it
                 # to process."
                 await _send_close(conn, CloseConnection(CloseReason.MESSAGE_TOO_BIG, "too big"))
+                return False
+            if not event.message_finished and not message.fits_budget():
+                budget_closed(conn, message.size, stats)
+                await _send_close(conn, CloseConnection(CloseReason.TRY_AGAIN_LATER, "busy"))
                 return False
             if event.message_finished:
                 data = message.take()

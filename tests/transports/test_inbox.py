@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from edgeport.memory import INBOX_MESSAGE_OVERHEAD_BYTES, Account
 from edgeport.sip.transport import Transport
 from edgeport.transports import InboundMessage, Peer
 from edgeport.transports.inbox import Inbox, InboxLimits, Lane, lane_of
@@ -64,7 +65,7 @@ def test_arrival_order_across_lanes_when_not_behind() -> None:
     cancel = at(b"CANCEL sip:bob@example.com SIP/2.0\r\n\r\n", 10.001)
     register = at(REGISTER, 10.002)
     for message in (invite, cancel, register):
-        assert inbox.offer(message, lane_of(message.data)) is None
+        assert inbox.offer(message, lane_of(message.data)) == []
 
     taken = [inbox.pop(10.01)[0] for _ in range(3)]
 
@@ -78,8 +79,14 @@ def test_full_new_lane_sheds_its_oldest_and_keeps_the_newcomer() -> None:
 
     shed = [inbox.offer(m, Lane.NEW) for m in messages]
 
-    assert [s.message if s else None for s in shed] == [None, None, None, messages[0], messages[1]]
-    assert {s.reason for s in shed if s} == {"full"}
+    assert [[s.message for s in each] for each in shed] == [
+        [],
+        [],
+        [],
+        [messages[0]],
+        [messages[1]],
+    ]
+    assert {s.reason for each in shed for s in each} == {"full"}
     assert len(inbox) == 3
     assert inbox.peaks[Lane.NEW] == 3
     assert [inbox.pop(1.01)[0] for _ in range(3)] == [(m, Lane.NEW) for m in messages[2:]]
@@ -88,12 +95,11 @@ def test_full_new_lane_sheds_its_oldest_and_keeps_the_newcomer() -> None:
 def test_full_admitted_lane_sheds_the_newcomer() -> None:
     inbox = Inbox(InboxLimits(max_admitted=2))
     first, second, third = (at(RINGING, 1.0 + n / 1000, port=6000 + n) for n in range(3))
-    assert inbox.offer(first, Lane.ADMITTED) is None
-    assert inbox.offer(second, Lane.ADMITTED) is None
+    assert inbox.offer(first, Lane.ADMITTED) == []
+    assert inbox.offer(second, Lane.ADMITTED) == []
 
-    shed = inbox.offer(third, Lane.ADMITTED)
+    (shed,) = inbox.offer(third, Lane.ADMITTED)
 
-    assert shed is not None
     assert (shed.message, shed.lane, shed.reason) == (third, Lane.ADMITTED, "full")
     assert inbox.peaks[Lane.ADMITTED] == 2
 
@@ -151,3 +157,41 @@ def test_limits_are_checked() -> None:
         InboxLimits(max_new=0)
     with pytest.raises(ValueError, match="positive"):
         InboxLimits(max_new_wait=0)
+
+
+def test_waiting_bytes_are_bounded_by_the_inbox_share_of_the_memory_budget() -> None:
+    # Ten 8 KB requests fit a 100 KB share; the eleventh pushes the oldest out.
+    account = Account("inbox", 100_000)
+    inbox = Inbox(InboxLimits(max_new=1000), account)
+    big = REGISTER + b"X" * 8000
+    messages = [at(big, 1.0 + n / 1000, port=6000 + n) for n in range(12)]
+    shed = [s for m in messages for s in inbox.offer(m, Lane.NEW)]
+    assert [s.message for s in shed] == messages[:1]
+    assert {s.reason for s in shed} == {"memory"}
+    assert account.used <= account.limit
+    assert len(inbox) == 11
+    # A response that does not fit pushes out new requests, never an admitted one.
+    response = at(RINGING + b"Y" * 30_000, 1.02, port=7000)
+    pushed = inbox.offer(response, Lane.ADMITTED)
+    assert pushed
+    assert {(s.lane, s.reason) for s in pushed} == {(Lane.NEW, "memory")}
+    assert [s.message for s in pushed] == messages[1 : 1 + len(pushed)]
+    assert inbox.waiting(Lane.ADMITTED) == 1
+    assert account.used <= account.limit
+    # Taking a message gives its bytes back.
+    used = account.used
+    taken, _ = inbox.pop(1.03)
+    assert taken is not None
+    assert account.used == used - len(taken[0].data) - INBOX_MESSAGE_OVERHEAD_BYTES
+
+
+def test_a_message_larger_than_the_whole_share_is_shed_itself() -> None:
+    account = Account("inbox", 10_000)
+    inbox = Inbox(InboxLimits(), account)
+    small = at(REGISTER, 1.0)
+    assert inbox.offer(small, Lane.NEW) == []
+    huge = at(RINGING + b"Z" * 20_000, 1.001, port=7001)
+    shed = inbox.offer(huge, Lane.ADMITTED)
+    assert [(s.message, s.reason) for s in shed] == [(small, "memory"), (huge, "memory")]
+    assert len(inbox) == 0
+    assert account.used == 0

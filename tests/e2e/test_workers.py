@@ -13,6 +13,7 @@ import signal
 import sys
 import urllib.error
 import urllib.request
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -518,3 +519,86 @@ Content-Length: 0
     handoffs = samples(exposition, "edgeport_handoffs_total")
     # The worker without the phone's connection handed it the requests for the phone.
     assert sum(value for labels, value in handoffs.items() if 'kind="send"' in labels) > 0
+
+
+HIJACKED_HOST = "h2j4k6m8n0p1.invalid"
+MAX_ATTACKERS = 20  # WebSocket connections tried until both workers hold one
+
+
+def options_claiming(contact: str, n: int) -> bytes:
+    return sip(
+        f"""OPTIONS sip:127.0.0.1 SIP/2.0
+Via: SIP/2.0/WS attacker{n}.invalid;branch=z9hG4bK-wattack-{n}
+Max-Forwards: 70
+From: <sip:mallory@127.0.0.1>;tag=wattack-{n}
+To: <sip:mallory@127.0.0.1>
+Call-ID: wattack-{n}@test
+CSeq: 1 OPTIONS
+Contact: <{contact}>
+Content-Length: 0
+
+"""
+    )
+
+
+async def test_websocket_alias_hijack_clients_on_either_worker_presenting_a_browsers_contact_get_none_of_its_calls(  # noqa: E501
+    edgeport_workers: Running,
+) -> None:
+    server = ("127.0.0.1", edgeport_workers.sip_port)
+    url = f"ws://127.0.0.1:{edgeport_workers.ws_port}/"
+    contact = f"sip:victim@{HIJACKED_HOST};transport=ws"
+    async with AsyncExitStack() as stack:
+        browser = WsUA(
+            await stack.enter_async_context(
+                trio_websocket.open_websocket_url(url, subprotocols=["sip"])
+            )
+        )
+        await browser.send(
+            sip(
+                f"""REGISTER sip:127.0.0.1 SIP/2.0
+Via: SIP/2.0/WS {HIJACKED_HOST};branch=z9hG4bK-wvictimreg
+Max-Forwards: 70
+From: <sip:victim@127.0.0.1>;tag=wvictimreg
+To: <sip:victim@127.0.0.1>
+Call-ID: wvictim-register@test
+CSeq: 1 REGISTER
+Contact: <{contact}>
+Expires: 600
+Content-Length: 0
+
+"""
+            )
+        )
+        assert (await browser.receive()).status == 200
+        # Attackers present the browser's Contact until both workers hold one: the
+        # kernel spreads the connections, so some land on the worker without the browser.
+        attackers: list[WsUA] = []
+        for n in range(MAX_ATTACKERS):
+            attacker = WsUA(
+                await stack.enter_async_context(
+                    trio_websocket.open_websocket_url(url, subprotocols=["sip"])
+                )
+            )
+            attackers.append(attacker)
+            await attacker.send(options_claiming(contact, n))
+            assert (await attacker.receive()).status is not None
+            _, exposition = await edgeport_workers.get("/metrics")
+            connections = samples(exposition, "edgeport_active_connections")
+            if all(connections.get(f'{{worker="{i}",transport="ws"}}', 0) > 0 for i in (0, 1)):
+                break
+        callers = [await UdpUA.open(server) for _ in range(BROWSER_CALLERS)]
+        try:
+            for n, caller in enumerate(callers):
+                await call_stream_callee(caller, browser, 100 + n, "victim", contact)
+        finally:
+            for caller in callers:
+                caller.close()
+        for attacker in attackers:
+            with trio.move_on_after(0.1):
+                got = await attacker.receive()
+                raise AssertionError(f"an attacker got:\n{got.text}")
+    # Every claim was refused, on the browser's worker and on the other one.
+    _, exposition = await edgeport_workers.get("/metrics")
+    refused = samples(exposition, "edgeport_alias_claims_refused_total")
+    assert sorted(refused) == ['{worker="0"}', '{worker="1"}'], refused
+    assert sum(refused.values()) == len(attackers)

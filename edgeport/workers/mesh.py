@@ -20,6 +20,9 @@ accepted). :class:`WorkerMesh` handles both over the hand-off sockets:
   connection (:mod:`edgeport.transports.alias_probe`). Each binding is
   announced with its ``time.monotonic`` stamp, so two workers that bound the
   same alias at once agree on the earlier one; the other drops its binding.
+* edge protection: hand-offs of kind ``guard`` go to the
+  :class:`~edgeport.workers.guard_sync.GuardExchange`, which is also told of
+  every ``hello``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from edgeport.workers.branch import response_worker
 from edgeport.workers.handoff import (
     HANDOFF_DROPS,
     KIND_ANNOUNCE,
+    KIND_GUARD,
     KIND_RESPONSE,
     KIND_SEND,
     Handoff,
@@ -50,8 +54,10 @@ from edgeport.workers.handoff import (
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from edgeport.protection import EdgeGuard
     from edgeport.transports import Connection, TransportLayer
     from edgeport.transports.connections import ConnectionTable, Key
+    from edgeport.workers.guard_sync import GuardExchange
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +187,7 @@ class WorkerMesh:
         self.directory = ConnectionDirectory()
         self._handler = handler
         self._transports: TransportLayer | None = None
+        self.guard_exchange: GuardExchange | None = None  # edge protection for every worker
 
     # responses -----------------------------------------------------------
 
@@ -194,11 +201,14 @@ class WorkerMesh:
 
     # connections ---------------------------------------------------------
 
-    def attach(self, transports: TransportLayer) -> None:
-        """Share what ``transports`` holds with the other workers, and send for them."""
+    def attach(self, transports: TransportLayer, guard: EdgeGuard | None = None) -> None:
+        """Share what ``transports`` holds (and what ``guard`` decides) with the other
+        workers, and send for them."""
         self._transports = transports
         transports.connections.observer = self
         transports.send_elsewhere = self.send_elsewhere
+        if guard is not None and self.guard_exchange is not None:
+            self.guard_exchange.attach(guard)
         self._broadcast({"hello": True})
 
     def connection_added(self, conn: Connection) -> None:
@@ -264,6 +274,9 @@ class WorkerMesh:
             await self._send_here(handoff)
         elif handoff.kind == KIND_ANNOUNCE:
             self._announced(handoff.data)
+        elif handoff.kind == KIND_GUARD:
+            if self.guard_exchange is not None:
+                self.guard_exchange.receive(handoff.data)
         else:
             logger.warning("worker %d: unknown hand-off kind %r", self.link.index, handoff.kind)
 
@@ -314,6 +327,8 @@ class WorkerMesh:
             self.link.mark_reachable(sender)
             if table is not None:
                 self._announce_all_to(sender, table)
+            if self.guard_exchange is not None:
+                self.guard_exchange.hello_from(sender)
 
     def _resolve_concurrent_claims(self, sender: int, added: Any, table: ConnectionTable) -> None:
         """An alias ``sender`` bound that this worker holds too: the earlier binding wins."""

@@ -141,7 +141,7 @@ async def serve(
             )
             proxy.attach(work, transports, transactions, guard)
             if mesh is not None:
-                mesh.attach(transports)
+                mesh.attach(transports, guard)
             if config.hep is not None:
                 transports.capture = await _start_capture(root, config)
             _register_gauges(transactions, transports, memory)

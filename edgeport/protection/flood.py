@@ -10,6 +10,10 @@ current bucket's count (the two-bucket sliding counter). A source whose
 estimate goes over ``requests`` is banned for ``ban_time`` seconds; a ban
 ends by itself when it is next looked at after that time.
 
+With worker processes (:mod:`edgeport.workers.guard_sync`) a limiter also
+counts the requests other workers report (``count(host, now, requests)``)
+and holds the bans they started (``apply_ban``).
+
 Memory is bounded: at most ``max_tracked`` sources are counted and at most
 ``max_tracked`` bans are held. A new source beyond that evicts the source
 whose counting bucket started longest ago (spoofed-source floods churn
@@ -74,8 +78,9 @@ class FloodLimiter:
         del self._bans[host]
         return False
 
-    def count(self, host: str, now: float) -> bool:
-        """Count one request from ``host``; True when this request starts a ban."""
+    def count(self, host: str, now: float, requests: int = 1) -> bool:
+        """Count ``requests`` from ``host`` (one received here, or several another worker
+        process reported); True when they start a ban."""
         limits = self.limits
         counter = self._counters.get(host)
         if counter is None:
@@ -91,7 +96,7 @@ class FloodLimiter:
             counter.start += buckets * limits.window
             elapsed = now - counter.start
             self._counters.move_to_end(host)
-        counter.current += 1
+        counter.current += requests
         weight = 1.0 - elapsed / limits.window
         if counter.current + counter.previous * weight <= limits.requests:
             return False
@@ -106,17 +111,33 @@ class FloodLimiter:
         self._bans.move_to_end(host)
         self.bans_started += 1
 
+    def apply_ban(self, host: str, now: float, seconds: float) -> None:
+        """Ban ``host`` for ``seconds`` (at most ``ban_time``): a ban another worker
+        process started. Not counted in ``bans_started``."""
+        seconds = min(seconds, self.limits.ban_time)
+        if seconds <= 0 or self.banned(host, now):
+            return
+        if len(self._bans) >= self.limits.max_tracked:
+            self._bans.popitem(last=False)
+        self._bans[host] = now + seconds
+        self._counters.pop(host, None)
+
+    def bans_in_force(self, now: float) -> list[tuple[str, float]]:
+        """Every ban in force at ``now``: (host, seconds left), oldest first."""
+        return [(host, until - now) for host, until in self._bans.items() if until > now]
+
     def banned_now(self, now: float) -> int:
         """The number of sources banned at ``now`` (expired bans are dropped)."""
         bans = self._bans
-        # Bans are kept in the order they started and all last ban_time: the
-        # expired ones are at the front.
+        # Bans are kept in the order they started and those started here all last
+        # ban_time: the expired ones are mostly at the front. A ban another worker
+        # started may end sooner than the ones before it.
         while bans:
             host, until = next(iter(bans.items()))
             if until > now:
                 break
             del bans[host]
-        return len(bans)
+        return sum(1 for until in bans.values() if until > now)
 
     @property
     def tracked(self) -> int:

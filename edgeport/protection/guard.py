@@ -17,6 +17,17 @@ and the raw bytes, before any parsing:
 
 Time comes from an injectable clock (``trio.current_time`` when serving), so
 the checks are tested with plain numbers.
+
+With worker processes the limits hold for the whole edgeport, not per
+worker: :meth:`EdgeGuard.share` connects the guard to its siblings
+(:class:`GuardPeers`, :mod:`edgeport.workers.guard_sync`). The guard tells
+them every ban it starts, the requests it counted (:mod:`.sharing`) and
+every connection it counts toward the per-source cap; it applies their bans,
+adds their counts and counts their connections. Connections opened at once
+on several workers can exceed the cap for a moment: once every worker has
+heard of them, the ones beyond the cap (by opening time, a system-wide
+monotonic clock; the lower worker index on a tie) are closed by the worker
+that holds them.
 """
 
 from __future__ import annotations
@@ -24,10 +35,12 @@ from __future__ import annotations
 import contextlib
 import enum
 import ipaddress
+import itertools
 import logging
 import math
 import socket
-from typing import TYPE_CHECKING, Final
+import time
+from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 
@@ -35,6 +48,7 @@ from edgeport.metrics import METRICS, EdgeportMetrics
 from edgeport.protection.acl import AccessList, NetworkSet
 from edgeport.protection.flood import FloodLimiter, FloodLimits
 from edgeport.protection.scanners import DEFAULT_SCANNERS, ScannerFilter
+from edgeport.protection.sharing import UnreportedCounts
 from edgeport.ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
@@ -50,6 +64,7 @@ DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0  # seconds
 DEFAULT_FIRST_MESSAGE_TIMEOUT: Final = 30.0  # seconds
 _RESPONSE_START: Final = b"SIP/"
 IPV6_SOURCE_PREFIX: Final = 64  # an IPv6 source is limited and banned as its /64
+MAX_REMOTE_CONNECTIONS: Final = 1_000_000  # other workers' connections counted here
 
 
 def source_key(host: str) -> str:
@@ -90,17 +105,37 @@ class ConnectionTicket:
     """One admitted inbound connection: its source and its current deadline.
 
     The transport layer runs the connection inside ``scope``; the guard moves
-    the scope's deadline as the connection goes through its phases.
+    the scope's deadline as the connection goes through its phases, and
+    cancels it when the connection is one too many for its source.
     """
 
-    __slots__ = ("counted", "host", "peer", "phase", "scope")
+    __slots__ = ("counted", "host", "opened_at", "peer", "phase", "scope", "serial", "trimmed")
 
-    def __init__(self, peer: Peer, deadline: float, *, counted: bool) -> None:
+    def __init__(
+        self, peer: Peer, deadline: float, *, counted: bool, serial: int = 0, opened_at: float = 0
+    ) -> None:
         self.peer = peer
         self.host = source_key(peer.host)
         self.phase = Phase.HANDSHAKE
         self.scope = trio.CancelScope(deadline=deadline)
         self.counted = counted  # toward the per-source cap
+        self.serial = serial  # names it to the other workers
+        self.opened_at = opened_at  # system-wide monotonic time
+        self.trimmed = False  # closed: one too many for its source across the workers
+
+
+class GuardPeers(Protocol):
+    """The other worker processes, as a guard tells them what it decided."""
+
+    def ban_started(self, source: str, seconds: float) -> None: ...
+
+    def counts_due(self) -> None:
+        """A source's unreported requests should be reported now."""
+        ...
+
+    def connection_opened(self, source: str, serial: int, opened_at: float) -> None: ...
+
+    def connection_closed(self, source: str, serial: int) -> None: ...
 
 
 class EdgeGuard:
@@ -118,6 +153,7 @@ class EdgeGuard:
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         first_message_timeout: float = DEFAULT_FIRST_MESSAGE_TIMEOUT,
         clock: Callable[[], float] = trio.current_time,
+        stamp_clock: Callable[[], float] = time.monotonic,
         metrics: EdgeportMetrics = METRICS,
     ) -> None:
         self.access = AccessList(allow, deny)
@@ -128,8 +164,19 @@ class EdgeGuard:
         self.handshake_timeout = handshake_timeout
         self.first_message_timeout = first_message_timeout
         self.clock = clock
-        self._connections: dict[str, int] = {}  # host -> open inbound connections
+        self.stamp_clock = stamp_clock  # comparable between worker processes
+        # source -> serial -> ticket: open inbound connections counted toward the cap
+        self._connections: dict[str, dict[int, ConnectionTicket]] = {}
         self._tickets: dict[Peer, ConnectionTicket] = {}
+        self._serials = itertools.count(1)
+        # edgeport.workers: the siblings, and what they reported.
+        self.peers: GuardPeers | None = None
+        self.worker = 0
+        self._unreported: UnreportedCounts | None = None
+        # source -> (worker, serial) -> (opened_at, snapshot): other workers' counted
+        # connections, with the last snapshot of the worker's that listed each
+        self._remote: dict[str, dict[tuple[int, int], tuple[float, int]]] = {}
+        self._remote_total = 0
         self._dropped = {
             verdict: metrics.dropped_messages.labels(reason=verdict.value)
             for verdict in (Verdict.DENIED, Verdict.BANNED, Verdict.SCANNER)
@@ -164,6 +211,19 @@ class EdgeGuard:
             first_message_timeout=protection.first_message_timeout,
         )
 
+    def share(self, peers: GuardPeers, *, worker: int, workers: int) -> None:
+        """Hold the limits together with the other workers (this one is ``worker``)."""
+        self.peers = peers
+        self.worker = worker
+        limits = self.flood.limits
+        if limits.enabled:
+            self._unreported = UnreportedCounts(
+                requests=limits.requests,
+                window=limits.window,
+                workers=workers,
+                max_tracked=limits.max_tracked,
+            )
+
     # -- messages ------------------------------------------------------------
 
     def admit(self, peer: Peer, data: bytes) -> Verdict:
@@ -194,16 +254,8 @@ class EdgeGuard:
             flood.limits.enabled
             and not data.startswith(_RESPONSE_START)
             and host not in self.trusted
-            and flood.count(source, now)
+            and self._count(source, now)
         ):
-            self._bans.inc()
-            self._log.warning(
-                "banned %s for %g s: more than %d requests in %g s",
-                source,
-                flood.limits.ban_time,
-                flood.limits.requests,
-                flood.limits.window,
-            )
             return Verdict.BANNED
         return Verdict.ACCEPT
 
@@ -211,23 +263,71 @@ class EdgeGuard:
         """A response from ``peer`` that matched nothing edgeport sent: it counts
         toward the source's flood limit as a request does (a forged response
         costs a parse and a lookup, and may be a probe)."""
-        flood = self.flood
-        if not flood.limits.enabled or peer.host in self.trusted:
+        if not self.flood.limits.enabled or peer.host in self.trusted:
             return
         now = self.clock()
         source = source_key(peer.host)
-        if not flood.banned(source, now) and flood.count(source, now):
-            self._bans.inc()
-            self._log.warning(
-                "banned %s for %g s: more than %d requests and stray responses in %g s",
-                source,
-                flood.limits.ban_time,
-                flood.limits.requests,
-                flood.limits.window,
-            )
+        if not self.flood.banned(source, now):
+            self._count(source, now)
+
+    def _count(self, source: str, now: float) -> bool:
+        """Count one request (or stray response) of ``source``; True when it starts a ban."""
+        if self.flood.count(source, now):
+            self._start_ban(source)
+            return True
+        unreported = self._unreported
+        if unreported is not None and unreported.note(source, now):
+            assert self.peers is not None
+            self.peers.counts_due()
+        return False
+
+    def _start_ban(self, source: str) -> None:
+        limits = self.flood.limits
+        self._bans.inc()
+        self._log.warning(
+            "banned %s for %g s: more than %d requests in %g s",
+            source,
+            limits.ban_time,
+            limits.requests,
+            limits.window,
+        )
+        if self.peers is not None:
+            assert self._unreported is not None
+            self._unreported.forget(source)
+            self.peers.ban_started(source, limits.ban_time)
 
     def banned_now(self) -> float:
         return float(self.flood.banned_now(self.clock()))
+
+    # -- what the other workers report ---------------------------------------
+
+    def take_unreported(self, limit: int) -> list[tuple[str, int]]:
+        """Requests counted here to report to the other workers now (busiest sources)."""
+        if self._unreported is None:
+            return []
+        return self._unreported.take(self.clock(), limit)
+
+    def add_reported(self, source: str, requests: int) -> None:
+        """Another worker counted ``requests`` from ``source``; they may start a ban here."""
+        flood = self.flood
+        now = self.clock()
+        if (
+            flood.limits.enabled
+            and requests > 0
+            and not flood.banned(source, now)
+            and flood.count(source, now, requests)
+        ):
+            self._start_ban(source)
+
+    def apply_ban(self, source: str, seconds: float) -> None:
+        """Another worker banned ``source`` for ``seconds``."""
+        self.flood.apply_ban(source, self.clock(), seconds)
+        if self._unreported is not None:
+            self._unreported.forget(source)
+
+    def bans_in_force(self) -> list[tuple[str, float]]:
+        """(source, seconds left) of every ban in force, for a worker that starts."""
+        return self.flood.bans_in_force(self.clock())
 
     # -- connections ---------------------------------------------------------
 
@@ -245,7 +345,7 @@ class EdgeGuard:
         if (
             verdict is Verdict.ACCEPT
             and counted
-            and self._connections.get(source, 0) >= self.max_connections_per_source
+            and self.open_connections(host) >= self.max_connections_per_source
         ):
             verdict = Verdict.CONNECTION_LIMIT
         if verdict is not Verdict.ACCEPT:
@@ -255,9 +355,17 @@ class EdgeGuard:
                     "refused a connection from %s: %d open", host, self.max_connections_per_source
                 )
             return None
+        ticket = ConnectionTicket(
+            peer,
+            self.clock() + self.handshake_timeout,
+            counted=counted,
+            serial=next(self._serials),
+            opened_at=self.stamp_clock(),
+        )
         if counted:
-            self._connections[source] = self._connections.get(source, 0) + 1
-        ticket = ConnectionTicket(peer, self.clock() + self.handshake_timeout, counted=counted)
+            self._connections.setdefault(source, {})[ticket.serial] = ticket
+            if self.peers is not None:
+                self.peers.connection_opened(source, ticket.serial, ticket.opened_at)
         self._tickets[peer] = ticket
         return ticket
 
@@ -273,15 +381,92 @@ class EdgeGuard:
         if self._tickets.get(ticket.peer) is ticket:
             del self._tickets[ticket.peer]
         if ticket.counted:
-            left = self._connections.get(ticket.host, 0) - 1
-            if left > 0:
-                self._connections[ticket.host] = left
-            else:
-                self._connections.pop(ticket.host, None)
-        if ticket.scope.cancelled_caught and ticket.phase is not Phase.OPEN:
+            mine = self._connections.get(ticket.host)
+            if mine is not None and mine.pop(ticket.serial, None) is not None:
+                if not mine:
+                    del self._connections[ticket.host]
+                if self.peers is not None:
+                    self.peers.connection_closed(ticket.host, ticket.serial)
+        if ticket.scope.cancelled_caught and ticket.phase is not Phase.OPEN and not ticket.trimmed:
             self._closed.labels(reason=ticket.phase.value).inc()
             self._log.info("closed a connection from %s: %s", ticket.host, ticket.phase.value)
 
     def open_connections(self, host: str) -> int:
-        """Open inbound connections counted against ``host``'s source (its /64 for IPv6)."""
-        return self._connections.get(source_key(host), 0)
+        """Open inbound connections counted against ``host``'s source (its /64 for IPv6),
+        on every worker."""
+        source = source_key(host)
+        return len(self._connections.get(source, ())) + len(self._remote.get(source, ()))
+
+    def local_connections(self) -> list[tuple[str, int, float]]:
+        """(source, serial, opened_at) of every counted connection here, for a worker
+        that starts."""
+        return [
+            (source, serial, ticket.opened_at)
+            for source, tickets in self._connections.items()
+            for serial, ticket in tickets.items()
+        ]
+
+    def remote_connection_opened(
+        self, worker: int, source: str, serial: int, opened_at: float, snapshot: int = 0
+    ) -> None:
+        """Worker ``worker`` counted a connection from ``source``; when that puts the
+        source over its cap, the ones here that came last are closed."""
+        theirs = self._remote.setdefault(source, {})
+        if (worker, serial) not in theirs:
+            if self._remote_total >= MAX_REMOTE_CONNECTIONS:
+                self._log.warning(
+                    "other workers' connections: %d counted, no more", MAX_REMOTE_CONNECTIONS
+                )
+                if not theirs:
+                    del self._remote[source]
+                return
+            self._remote_total += 1
+        theirs[(worker, serial)] = (opened_at, snapshot)
+        self._trim(source)
+
+    def remote_connection_closed(self, worker: int, source: str, serial: int) -> None:
+        theirs = self._remote.get(source)
+        if theirs is not None and theirs.pop((worker, serial), None) is not None:
+            self._remote_total -= 1
+            if not theirs:
+                del self._remote[source]
+
+    def remote_snapshot_done(self, worker: int, snapshot: int) -> None:
+        """Worker ``worker`` listed every connection it counts in ``snapshot``: any other
+        one counted here for it was closed (its announcement was lost)."""
+        self._drop_remote(lambda key, listed_in: key[0] == worker and listed_in != snapshot)
+
+    def forget_worker(self, worker: int) -> None:
+        """Worker ``worker`` restarted: the connections it held are gone."""
+        self._drop_remote(lambda key, _listed_in: key[0] == worker)
+
+    def _drop_remote(self, stale: Callable[[tuple[int, int], int], bool]) -> None:
+        for source in list(self._remote):
+            theirs = self._remote[source]
+            for key in [key for key, (_at, listed_in) in theirs.items() if stale(key, listed_in)]:
+                del theirs[key]
+                self._remote_total -= 1
+            if not theirs:
+                del self._remote[source]
+
+    def _trim(self, source: str) -> None:
+        mine = self._connections.get(source)
+        theirs = self._remote.get(source, {})
+        cap = self.max_connections_per_source
+        if not mine or len(mine) + len(theirs) <= cap:
+            return
+        ranked: list[tuple[float, int, int, ConnectionTicket | None]] = [
+            (ticket.opened_at, self.worker, serial, ticket) for serial, ticket in mine.items()
+        ]
+        ranked.extend(
+            (opened_at, w, serial, None) for (w, serial), (opened_at, _) in theirs.items()
+        )
+        ranked.sort(key=lambda entry: entry[:3])
+        for _opened_at, _worker, _serial, ticket in ranked[cap:]:
+            if ticket is not None and not ticket.trimmed:
+                ticket.trimmed = True
+                ticket.scope.cancel()
+                self._closed.labels(reason=Verdict.CONNECTION_LIMIT.value).inc()
+                self._log.info(
+                    "closed a connection from %s: %d open on every worker", ticket.host, cap
+                )

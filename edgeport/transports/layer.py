@@ -39,6 +39,7 @@ from edgeport.ratelimit import RateLimitedLog
 from edgeport.sip.errors import MAX_MESSAGE_BYTES
 from edgeport.sip.transport import Transport
 from edgeport.sip.uri import is_websocket_alias
+from edgeport.transports.alias_probe import AliasProber
 from edgeport.transports.base import Connection, Handler, InboundMessage, Peer, normalize_host
 from edgeport.transports.connections import ConnectionTable, Key, connection_key
 from edgeport.transports.errors import ConnectionLost, NoRoute, SendError
@@ -147,6 +148,7 @@ class TransportLayer:
         self._websocket = websocket
         self._max_message_bytes = max_message_bytes
         self.connections = ConnectionTable(on_removed=on_connection_closed)
+        self.connections.prober = AliasProber(nursery)  # a claimed alias's holder must answer
         # edgeport.workers: sends a message for a connection another worker holds.
         self.send_elsewhere: Callable[[Peer, bytes], bool] | None = None
         self.stats: Counter[str] = Counter()

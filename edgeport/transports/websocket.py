@@ -10,7 +10,9 @@ One task per connection, as for TCP: the reader feeds received bytes to a
 ``wsproto.connection.Connection`` and handles its events (messages, pings,
 close). The HTTP upgrade runs on a ``wsproto.handshake.H11Handshake`` that is
 dropped once the connection is open, so an idle connection keeps only the
-frame protocol state. (trio-websocket, which the clients and tests use, keeps
+frame protocol state. A connection can be probed (a Ping whose Pong must come
+back, :meth:`WebSocketConnection.probe`) when another one claims its
+``.invalid`` alias. (trio-websocket, which the clients and tests use, keeps
 a second task, a message channel and the handshake for each connection: about
 twice the memory of an idle TCP connection.)
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -32,6 +35,7 @@ from wsproto.events import (
     CloseConnection,
     Event,
     Ping,
+    Pong,
     RejectConnection,
     RejectData,
     Request,
@@ -65,6 +69,7 @@ SUBPROTOCOL: Final = "sip"
 # The HTTP upgrade request is bounded by h11 (16 KiB of head, then a 400) and
 # by HANDSHAKE_TIMEOUT; reads while handshaking are small.
 HANDSHAKE_RECEIVE_BYTES: Final = 4 * 1024
+PROBE_PAYLOAD_BYTES: Final = 8  # random Ping payload a probe's Pong must echo
 
 Deliver = Callable[[bytes, Connection], None]
 _BROKEN: Final = (trio.BrokenResourceError, trio.ClosedResourceError)
@@ -90,6 +95,30 @@ class WebSocketConnection(Connection):
         self.stream = stream
         self.ws = ws
         self._failed = False
+        self._probe: tuple[bytes, trio.Event] | None = None  # the Ping awaiting its Pong
+
+    async def probe(self) -> None:
+        """Send a Ping and return once its Pong is back (the caller bounds the wait);
+        raises ConnectionLost when the Ping cannot be sent.
+
+        RFC 6455 §5.5.3: "A Pong frame sent in response to a Ping frame must have
+        identical "Application data" as found in the message body of the Ping frame
+        being replied to." One probe at a time (the caller's rule).
+        """
+        payload = secrets.token_bytes(PROBE_PAYLOAD_BYTES)
+        answered = trio.Event()
+        self._probe = (payload, answered)
+        try:
+            await self.send_control(Ping(payload=payload))
+            await answered.wait()
+        finally:
+            self._probe = None
+
+    def pong_received(self, payload: bytes) -> None:
+        """The reader got a Pong; it answers the probe when it carries its payload."""
+        probe = self._probe
+        if probe is not None and probe[0] == payload:
+            probe[1].set()
 
     async def _send(self, data: bytes) -> None:
         event: TextMessage | BytesMessage
@@ -388,6 +417,8 @@ async def _handle_events(
                 await conn.send_control(event.response())
             except ConnectionLost:
                 return False
+        elif isinstance(event, Pong):
+            conn.pong_received(bytes(event.payload))
         elif isinstance(event, CloseConnection):
             if conn.ws.state is ConnectionState.REMOTE_CLOSING:
                 logger.info("%s %s closed: %s %s", conn.id, conn.peer, event.code, event.reason)

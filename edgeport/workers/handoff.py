@@ -42,6 +42,7 @@ MAX_OUTBOX: Final = 1024  # hand-offs queued for one other worker; more are drop
 KIND_RESPONSE: Final = "response"  # a response for the worker holding its client transaction
 KIND_SEND: Final = "send"  # bytes to send over a connection the receiving worker holds
 KIND_ANNOUNCE: Final = "announce"  # connections and aliases a worker took or lost
+KIND_GUARD: Final = "guard"  # bans, counted requests and connections (edge protection)
 
 HANDOFFS: Final = METRICS.registry.counter(
     "edgeport_handoffs_total",

@@ -14,12 +14,22 @@ accepted). :class:`WorkerMesh` handles both over the hand-off sockets:
   is handed to it (``send``), and that worker writes it on the connection.
   A worker that starts says ``hello``: the others forget what its
   predecessor held and announce to it everything they hold.
+* aliases: a ``.invalid`` alias belongs to the first connection that
+  presented it, across workers too. A worker does not bind an alias another
+  one holds; it ``contest``-s it instead, and the holder's worker probes its
+  connection (:mod:`edgeport.transports.alias_probe`). Each binding is
+  announced with its ``time.monotonic`` stamp, so two workers that bound the
+  same alias at once agree on the earlier one; the other drops its binding.
+* edge protection: hand-offs of kind ``guard`` go to the
+  :class:`~edgeport.workers.guard_sync.GuardExchange`, which is also told of
+  every ``hello``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -34,6 +44,7 @@ from edgeport.workers.branch import response_worker
 from edgeport.workers.handoff import (
     HANDOFF_DROPS,
     KIND_ANNOUNCE,
+    KIND_GUARD,
     KIND_RESPONSE,
     KIND_SEND,
     Handoff,
@@ -41,10 +52,12 @@ from edgeport.workers.handoff import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable
 
+    from edgeport.protection import EdgeGuard
     from edgeport.transports import Connection, TransportLayer
-    from edgeport.transports.connections import Key
+    from edgeport.transports.connections import ConnectionTable, Key
+    from edgeport.workers.guard_sync import GuardExchange
 
 logger = logging.getLogger(__name__)
 
@@ -53,41 +66,85 @@ MAX_ANNOUNCED_ITEMS: Final = 500  # per announcement datagram
 
 
 class ConnectionDirectory:
-    """Which other worker holds which peer connection and which alias (sans-IO)."""
+    """Which other worker holds which peer connection and which alias (sans-IO).
+
+    Two workers may bind the same alias at once (each before hearing of the
+    other): the earlier binding wins (``time.monotonic`` stamps, comparable
+    between processes on one host; the lower worker index on a tie), here
+    and in the worker that loses, which then drops its binding.
+    """
 
     def __init__(self) -> None:
         self.peers: dict[Key, int] = {}
         self.aliases: dict[str, int] = {}
+        self.alias_since: dict[str, float] = {}
 
-    def apply(self, worker: int, document: dict[str, Any]) -> None:
-        """One announcement from ``worker``: ``hello``, or what it ``add``-ed and ``remove``-d."""
-        if document.get("hello"):
-            self.forget(worker)
+    def apply(self, worker: int, document: dict[str, Any]) -> list[str]:
+        """One announcement from ``worker``: ``hello``, or what it ``add``-ed and ``remove``-d.
+
+        Returns the aliases that no other worker holds any more.
+        """
+        released = self.forget(worker) if document.get("hello") else []
         for op, table in (("add", True), ("remove", False)):
-            for item in document.get(op, ()):
-                self._change(worker, item, add=table)
+            items = document.get(op, ())
+            if isinstance(items, list):
+                for item in items[:MAX_ANNOUNCED_ITEMS]:
+                    alias = self._change(worker, item, add=table)
+                    if alias is not None:
+                        released.append(alias)
+        return released
 
-    def forget(self, worker: int) -> None:
+    def forget(self, worker: int) -> list[str]:
+        """Drop what ``worker`` held (it restarted); the aliases it held."""
         self.peers = {key: w for key, w in self.peers.items() if w != worker}
-        self.aliases = {alias: w for alias, w in self.aliases.items() if w != worker}
+        gone = [alias for alias, w in self.aliases.items() if w == worker]
+        for alias in gone:
+            del self.aliases[alias]
+            del self.alias_since[alias]
+        return gone
 
-    def _change(self, worker: int, item: Any, *, add: bool) -> None:
-        if isinstance(item, str):
-            alias = alias_key(item)
-            if add:
-                self.aliases[alias] = worker
-            elif self.aliases.get(alias) == worker:
-                del self.aliases[alias]
-            return
+    def _change(self, worker: int, item: Any, *, add: bool) -> str | None:
+        """Apply one item; the alias when this released it."""
+        if isinstance(item, str) or (isinstance(item, list) and len(item) == 2):
+            return self._change_alias(worker, item, add=add)
         if isinstance(item, list) and len(item) == 3:
             try:
                 key = connection_key(Transport(item[0]), str(item[1]), int(item[2]))
             except (ValueError, TypeError):
-                return
+                return None
             if add:
                 self.peers[key] = worker
             elif self.peers.get(key) == worker:
                 del self.peers[key]
+        return None
+
+    def _change_alias(self, worker: int, item: str | list[Any], *, add: bool) -> str | None:
+        try:
+            name, since = (item, math.inf) if isinstance(item, str) else (item[0], float(item[1]))
+        except (ValueError, TypeError):
+            return None
+        if not isinstance(name, str) or math.isnan(since):
+            return None
+        alias = alias_key(name)
+        current = self.aliases.get(alias)
+        if add:
+            if current is None or current == worker or self.wins(since, worker, alias):
+                self.aliases[alias] = worker
+                self.alias_since[alias] = since
+            return None
+        if current == worker:
+            del self.aliases[alias]
+            del self.alias_since[alias]
+            return alias
+        return None
+
+    def wins(self, since: float, worker: int, alias: str) -> bool:
+        """True when a binding of ``alias`` by ``worker`` at ``since`` is earlier than the
+        one this directory knows."""
+        current = self.aliases.get(alias)
+        if current is None:
+            return True
+        return (since, worker) < (self.alias_since[alias], current)
 
     def holder(self, peer: Peer) -> int | None:
         """The worker that holds the connection for ``peer``, if another one announced it."""
@@ -106,6 +163,16 @@ def held_items(conn: Connection) -> list[Any]:
     return items
 
 
+def _added_items(conn: Connection, table: ConnectionTable) -> list[Any]:
+    """``held_items`` as an ``add`` says them: each alias with when it was bound."""
+    items: list[Any] = [] if conn.outbound else [_peer_item(conn.peer)]
+    for alias in sorted(conn.aliases):
+        binding = table.binding(alias)
+        if binding is not None and binding[0] is conn:
+            items.append([alias, binding[1]])
+    return items
+
+
 def _peer_item(peer: Peer) -> list[Any]:
     return [peer.transport.value, normalize_host(peer.host), peer.port]
 
@@ -120,6 +187,7 @@ class WorkerMesh:
         self.directory = ConnectionDirectory()
         self._handler = handler
         self._transports: TransportLayer | None = None
+        self.guard_exchange: GuardExchange | None = None  # edge protection for every worker
 
     # responses -----------------------------------------------------------
 
@@ -133,19 +201,34 @@ class WorkerMesh:
 
     # connections ---------------------------------------------------------
 
-    def attach(self, transports: TransportLayer) -> None:
-        """Share what ``transports`` holds with the other workers, and send for them."""
+    def attach(self, transports: TransportLayer, guard: EdgeGuard | None = None) -> None:
+        """Share what ``transports`` holds (and what ``guard`` decides) with the other
+        workers, and send for them."""
         self._transports = transports
         transports.connections.observer = self
         transports.send_elsewhere = self.send_elsewhere
+        if guard is not None and self.guard_exchange is not None:
+            self.guard_exchange.attach(guard)
         self._broadcast({"hello": True})
 
     def connection_added(self, conn: Connection) -> None:
         if not conn.outbound:
             self._broadcast({"add": [_peer_item(conn.peer)]})
 
-    def alias_bound(self, alias: str, conn: Connection) -> None:
-        self._broadcast({"add": [alias]})
+    def alias_bound(self, alias: str, conn: Connection, bound_at: float) -> None:
+        self._broadcast({"add": [[alias, bound_at]]})
+
+    def alias_unbound(self, alias: str, conn: Connection) -> None:
+        self._broadcast({"remove": [alias]})
+
+    def held_elsewhere(self, alias: str) -> bool:
+        holder = self.directory.aliases.get(alias)
+        return holder is not None and holder != self.link.index and self.link.reachable(holder)
+
+    def contest(self, alias: str) -> None:
+        holder = self.directory.aliases.get(alias)
+        if holder is not None and holder != self.link.index:
+            self._send_announcement(holder, {"contest": [alias]})
 
     def connection_removed(self, conn: Connection) -> None:
         items = held_items(conn)
@@ -191,6 +274,9 @@ class WorkerMesh:
             await self._send_here(handoff)
         elif handoff.kind == KIND_ANNOUNCE:
             self._announced(handoff.data)
+        elif handoff.kind == KIND_GUARD:
+            if self.guard_exchange is not None:
+                self.guard_exchange.receive(handoff.data)
         else:
             logger.warning("worker %d: unknown hand-off kind %r", self.link.index, handoff.kind)
 
@@ -225,14 +311,51 @@ class WorkerMesh:
             return
         if sender == self.link.index or not isinstance(document, dict):
             return
-        self.directory.apply(sender, document)
+        table = None if self._transports is None else self._transports.connections
+        if table is not None:
+            self._resolve_concurrent_claims(sender, document.get("add"), table)
+        released = self.directory.apply(sender, document)
+        if table is not None:
+            for alias in released:
+                table.alias_released(alias)
+            contested = document.get("contest")
+            if isinstance(contested, list):
+                for alias in contested[:MAX_ANNOUNCED_ITEMS]:
+                    if isinstance(alias, str):
+                        table.contest(alias)
         if document.get("hello"):
             self.link.mark_reachable(sender)
-            if self._transports is not None:
-                self._announce_all_to(sender, self._transports.connections)
+            if table is not None:
+                self._announce_all_to(sender, table)
+            if self.guard_exchange is not None:
+                self.guard_exchange.hello_from(sender)
 
-    def _announce_all_to(self, worker: int, connections: Iterable[Connection]) -> None:
-        items = [item for conn in connections if not conn.closed for item in held_items(conn)]
+    def _resolve_concurrent_claims(self, sender: int, added: Any, table: ConnectionTable) -> None:
+        """An alias ``sender`` bound that this worker holds too: the earlier binding wins."""
+        if not isinstance(added, list):
+            return
+        for item in added[:MAX_ANNOUNCED_ITEMS]:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+                continue
+            binding = table.binding(item[0])
+            if binding is None:
+                continue
+            try:
+                since = float(item[1])
+            except (ValueError, TypeError):
+                continue
+            if (since, sender) < (binding[1], self.link.index):
+                logger.info(
+                    "worker %d: alias %s was bound earlier by worker %d: %s loses it",
+                    self.link.index,
+                    item[0],
+                    sender,
+                    binding[0].id,
+                )
+                table.unbind_alias(item[0])
+
+    def _announce_all_to(self, worker: int, table: ConnectionTable) -> None:
+        items = [item for conn in table if not conn.closed for item in _added_items(conn, table)]
         for start in range(0, len(items), MAX_ANNOUNCED_ITEMS):
             chunk = items[start : start + MAX_ANNOUNCED_ITEMS]
             self._send_announcement(worker, {"add": chunk})

@@ -10,9 +10,11 @@ The worker stops (drains) when its supervisor goes away.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ import trio
 
 from edgeport.transports.sockets import share_listening_ports
 from edgeport.workers.branch import worker_branch_factory
+from edgeport.workers.guard_sync import GuardExchange
 from edgeport.workers.handoff import HandoffLink
 from edgeport.workers.mesh import WorkerMesh
 
@@ -74,9 +77,11 @@ class WorkerRole:
         transports' handler; ``attach`` it to the transports once they run)."""
         link = HandoffLink(self.rundir, self.index, self.count)
         mesh = WorkerMesh(link, proxy.handle_inbound)
+        mesh.guard_exchange = GuardExchange(link)
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(link.serve, mesh.deliver)
+                nursery.start_soon(mesh.guard_exchange.run)
                 task_status.started(mesh)
         finally:
             link.close()
@@ -99,10 +104,32 @@ def tag_log_lines(index: int) -> None:
         handler.addFilter(_WorkerTag(index))
 
 
+def worker_share(config: EdgePortConfig, count: int) -> EdgePortConfig:
+    """``config`` for one of ``count`` workers: ``spec.maxInFlight`` and
+    ``spec.connections.max`` divided among them (each gets the ceiling of its share).
+
+    Divided, not counted across the workers: both are checked on every message or
+    connection, before any other work, and a shared count would put a round trip
+    between processes on that path. The kernel spreads datagrams and connections
+    evenly over the workers (SO_REUSEPORT), so the shares add up to the configured
+    bound. (The per-source limits, where one source may land on any worker, are
+    held for the whole edgeport: :mod:`.guard_sync`.)
+    """
+    connections = dataclasses.replace(
+        config.connections, max_connections=math.ceil(config.connections.max_connections / count)
+    )
+    return dataclasses.replace(
+        config,
+        max_in_flight=math.ceil(config.max_in_flight / count),
+        connections=connections,
+    )
+
+
 async def run_worker(config: EdgePortConfig, role: WorkerRole) -> None:
     """Serve as worker ``role.index`` until a signal (drain) or the supervisor's end."""
     from edgeport import server  # late: the worker's parent imports none of it
 
+    config = worker_share(config, role.count)
     share_listening_ports()
     parent = os.getppid()
     async with trio.open_nursery() as nursery:

@@ -13,6 +13,7 @@ import signal
 import sys
 import urllib.error
 import urllib.request
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -74,7 +75,7 @@ class Running:
                 await trio.sleep(0.05)
 
 
-def write_config(tmp_path: Path, port: int, ws_port: int) -> Path:
+def write_config(tmp_path: Path, port: int, ws_port: int, extra: str = "") -> Path:
     path = tmp_path / "edgeport.yaml"
     path.write_text(
         f"""kind: EdgePort
@@ -92,20 +93,29 @@ spec:
   methods: [REGISTER, INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE]
   processor:
     addr: builtin
-"""
+{extra}"""
     )
     return path
 
 
 @pytest.fixture
 async def edgeport_workers(tmp_path: Path) -> AsyncIterator[Running]:
+    async with run_workers(tmp_path) as running:
+        yield running
+
+
+@asynccontextmanager
+async def run_workers(
+    tmp_path: Path, *, spec: str = "", localnets: str = "127.0.0.0/8"
+) -> AsyncIterator[Running]:
+    """``edgeport --workers 2``; ``spec`` is more of the configuration's spec, indented."""
     sip_port = free_port()
     ws_port = free_port()
     health_port = free_port()
-    config = write_config(tmp_path, sip_port, ws_port)
+    config = write_config(tmp_path, sip_port, ws_port, spec)
     env = {k: v for k, v in os.environ.items() if k not in {"CONFIG_PATH", "HOSTNAME", "WORKERS"}}
     env.update(
-        LOCALNETS="127.0.0.0/8",
+        LOCALNETS=localnets,
         ENABLE_HEALTHCHECKS="true",
         HEALTHCHECK_PORT=str(health_port),
         PYTHONPATH=os.getcwd(),
@@ -526,3 +536,260 @@ Content-Length: 0
     handoffs = samples(exposition, "edgeport_handoffs_total")
     # The worker without the phone's connection handed it the requests for the phone.
     assert sum(value for labels, value in handoffs.items() if 'kind="send"' in labels) > 0
+
+
+HIJACKED_HOST = "h2j4k6m8n0p1.invalid"
+MAX_ATTACKERS = 20  # WebSocket connections tried until both workers hold one
+
+
+def options_claiming(contact: str, n: int) -> bytes:
+    return sip(
+        f"""OPTIONS sip:127.0.0.1 SIP/2.0
+Via: SIP/2.0/WS attacker{n}.invalid;branch=z9hG4bK-wattack-{n}
+Max-Forwards: 70
+From: <sip:mallory@127.0.0.1>;tag=wattack-{n}
+To: <sip:mallory@127.0.0.1>
+Call-ID: wattack-{n}@test
+CSeq: 1 OPTIONS
+Contact: <{contact}>
+Content-Length: 0
+
+"""
+    )
+
+
+async def test_websocket_alias_hijack_clients_on_either_worker_presenting_a_browsers_contact_get_none_of_its_calls(  # noqa: E501
+    edgeport_workers: Running,
+) -> None:
+    server = ("127.0.0.1", edgeport_workers.sip_port)
+    url = f"ws://127.0.0.1:{edgeport_workers.ws_port}/"
+    contact = f"sip:victim@{HIJACKED_HOST};transport=ws"
+    async with AsyncExitStack() as stack:
+        browser = WsUA(
+            await stack.enter_async_context(
+                trio_websocket.open_websocket_url(url, subprotocols=["sip"])
+            )
+        )
+        await browser.send(
+            sip(
+                f"""REGISTER sip:127.0.0.1 SIP/2.0
+Via: SIP/2.0/WS {HIJACKED_HOST};branch=z9hG4bK-wvictimreg
+Max-Forwards: 70
+From: <sip:victim@127.0.0.1>;tag=wvictimreg
+To: <sip:victim@127.0.0.1>
+Call-ID: wvictim-register@test
+CSeq: 1 REGISTER
+Contact: <{contact}>
+Expires: 600
+Content-Length: 0
+
+"""
+            )
+        )
+        assert (await browser.receive()).status == 200
+        # Attackers present the browser's Contact until both workers hold one: the
+        # kernel spreads the connections, so some land on the worker without the browser.
+        attackers: list[WsUA] = []
+        for n in range(MAX_ATTACKERS):
+            attacker = WsUA(
+                await stack.enter_async_context(
+                    trio_websocket.open_websocket_url(url, subprotocols=["sip"])
+                )
+            )
+            attackers.append(attacker)
+            await attacker.send(options_claiming(contact, n))
+            assert (await attacker.receive()).status is not None
+            _, exposition = await edgeport_workers.get("/metrics")
+            connections = samples(exposition, "edgeport_active_connections")
+            if all(connections.get(f'{{worker="{i}",transport="ws"}}', 0) > 0 for i in (0, 1)):
+                break
+        callers = [await UdpUA.open(server) for _ in range(BROWSER_CALLERS)]
+        try:
+            for n, caller in enumerate(callers):
+                await call_stream_callee(caller, browser, 100 + n, "victim", contact)
+        finally:
+            for caller in callers:
+                caller.close()
+        for attacker in attackers:
+            with trio.move_on_after(0.1):
+                got = await attacker.receive()
+                raise AssertionError(f"an attacker got:\n{got.text}")
+    # Every claim was refused, on the browser's worker and on the other one.
+    _, exposition = await edgeport_workers.get("/metrics")
+    refused = samples(exposition, "edgeport_alias_claims_refused_total")
+    assert sorted(refused) == ['{worker="0"}', '{worker="1"}'], refused
+    assert sum(refused.values()) == len(attackers)
+
+
+FLOOD_LIMIT = 30  # requests per source per window, for the whole edgeport
+FLOOD_SLACK = 6  # answers past the limit allowed while the workers' counts cross
+FLOOD_PORTS = 16  # source ports of one flooding address: the kernel spreads them
+QUIET = 0.5  # seconds to listen for an answer that must not come
+PROTECTION = f"""  protection:
+    flood:
+      requests: {FLOOD_LIMIT}
+      window: 60
+      banTime: 120
+"""
+CONNECTION_CAP = 2
+CAPPED = f"""  protection:
+    maxConnectionsPerSource: {CONNECTION_CAP}
+"""
+UNTRUSTED = "10.99.0.0/16"  # localnets: the 127.0.0.x test sources are not trusted
+MAX_PHONES = 20  # connections from one address until both workers refused one
+
+
+def options_to_edge(port: int, n: int, transport: str = "UDP") -> bytes:
+    return sip(
+        f"""OPTIONS sip:127.0.0.1 SIP/2.0
+Via: SIP/2.0/{transport} 127.0.0.1:{port};branch=z9hG4bK-wflood-{port}-{n};rport
+Max-Forwards: 70
+From: <sip:flood@127.0.0.1>;tag=wflood-{n}
+To: <sip:127.0.0.1>
+Call-ID: wflood-{port}-{n}@test
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+"""
+    )
+
+
+async def udp_from(host: str) -> trio.socket.SocketType:
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    await sock.bind((host, 0))
+    return sock
+
+
+async def count_answers(sock: trio.socket.SocketType, answers: list[int]) -> None:
+    while True:
+        data, _ = await sock.recvfrom(65535)
+        if data.startswith(b"SIP/2.0 200 "):
+            answers.append(1)
+
+
+async def dropped_as_banned(running: Running) -> dict[str, float]:
+    _, exposition = await running.get("/metrics")
+    dropped = samples(exposition, "edgeport_dropped_messages_total")
+    return {worker: dropped.get(f'{{worker="{worker}",reason="banned"}}', 0.0) for worker in "01"}
+
+
+async def test_protection_is_per_worker_a_flood_over_many_source_ports_is_banned_at_the_limit(
+    tmp_path: Path,
+) -> None:
+    async with run_workers(tmp_path, spec=PROTECTION, localnets=UNTRUSTED) as running:
+        server = ("127.0.0.1", running.sip_port)
+        sockets = [await udp_from("127.0.0.2") for _ in range(FLOOD_PORTS)]
+        answers: list[int] = []
+        with trio.fail_after(WAIT_TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                for sock in sockets:
+                    nursery.start_soon(count_answers, sock, answers)
+                for n in range(3 * FLOOD_LIMIT):  # 100 a second, over both workers
+                    sock = sockets[n % FLOOD_PORTS]
+                    await sock.sendto(options_to_edge(sock.getsockname()[1], n), server)
+                    await trio.sleep(0.01)
+                await trio.sleep(QUIET)  # the last answers
+                nursery.cancel_scope.cancel()
+        # Not twice the limit: the workers counted the source together.
+        assert FLOOD_LIMIT - 2 <= len(answers) <= FLOOD_LIMIT + FLOOD_SLACK, len(answers)
+        banned = await dropped_as_banned(running)
+        # Both dropped the rest.
+        assert banned["0"] > 0, banned
+        assert banned["1"] > 0, banned
+        for sock in sockets:
+            sock.close()
+
+
+async def test_protection_is_per_worker_a_ban_reaches_the_worker_that_did_not_see_the_flood(
+    tmp_path: Path,
+) -> None:
+    async with run_workers(tmp_path, spec=PROTECTION, localnets=UNTRUSTED) as running:
+        server = ("127.0.0.1", running.sip_port)
+        flooder = UdpUA(await udp_from("127.0.0.3"), server)  # one port: one worker
+        with trio.fail_after(WAIT_TIMEOUT):
+            for n in range(FLOOD_LIMIT):
+                await flooder.send(options_to_edge(flooder.port, n))
+                assert (await flooder.receive()).status == 200, n
+            await flooder.send(options_to_edge(flooder.port, FLOOD_LIMIT))
+            await flooder.nothing_within(QUIET)
+        before = await dropped_as_banned(running)
+        # The same address from other ports: some land on the other worker, which
+        # never saw the flood. None is answered.
+        others = [UdpUA(await udp_from("127.0.0.3"), server) for _ in range(FLOOD_PORTS)]
+        for n, ua in enumerate(others):
+            await ua.send(options_to_edge(ua.port, 1000 + n))
+        for ua in others:
+            await ua.nothing_within(0.05)
+        with trio.fail_after(WAIT_TIMEOUT):
+            while True:
+                after = await dropped_as_banned(running)
+                if sum(after.values()) - sum(before.values()) == FLOOD_PORTS:
+                    break
+                await trio.sleep(0.05)
+        assert after["0"] > before["0"], (before, after)
+        assert after["1"] > before["1"], (before, after)
+        for ua in [flooder, *others]:
+            ua.close()
+
+
+async def tcp_ua_from(host: str, server: tuple[str, int]) -> TcpUA:
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
+    await sock.bind((host, 0))
+    await sock.connect(server)
+    return TcpUA(trio.SocketStream(sock))
+
+
+async def answers_options(ua: TcpUA, n: int) -> bool:
+    """True when ``ua``'s connection answers an OPTIONS; False when edgeport closed it."""
+    try:
+        await ua.send(options_to_edge(ua.port, n, "TCP"))
+        return (await ua.receive()).status == 200
+    except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError):
+        return False
+
+
+async def closed_over_the_cap(running: Running) -> dict[str, float]:
+    _, exposition = await running.get("/metrics")
+    closed = samples(exposition, "edgeport_protection_closed_connections_total")
+    return {
+        worker: closed.get(f'{{worker="{worker}",reason="per_source_limit"}}', 0.0)
+        for worker in "01"
+    }
+
+
+async def test_protection_is_per_worker_the_per_source_connection_cap_holds_across_workers(
+    tmp_path: Path,
+) -> None:
+    cap = CONNECTION_CAP
+    async with run_workers(tmp_path, spec=CAPPED, localnets=UNTRUSTED) as running:
+        server = ("127.0.0.1", running.sip_port)
+        phones: list[TcpUA] = []
+        alive: list[bool] = []
+        with trio.fail_after(WAIT_TIMEOUT):
+            # Connections from one address until both workers closed one over the cap
+            # (the kernel spreads them over the workers).
+            for n in range(MAX_PHONES):
+                phone = await tcp_ua_from("127.0.0.4", server)
+                phones.append(phone)
+                alive.append(await answers_options(phone, n))
+                closed = await closed_over_the_cap(running)
+                if closed["0"] > 0 and closed["1"] > 0:
+                    break
+            assert alive[:cap] == [True] * cap
+            assert closed["0"] > 0, closed
+            assert closed["1"] > 0, closed
+            # A connection admitted by a worker that had not yet heard of the others
+            # is closed once it has: exactly the first ones stay.
+            for round_ in range(100):
+                alive = [
+                    was and await answers_options(phone, 100 * round_ + n)
+                    for n, (phone, was) in enumerate(zip(phones, alive, strict=True))
+                ]
+                if sum(alive) == cap:
+                    break
+                await trio.sleep(0.05)
+        assert alive == [True] * cap + [False] * (len(phones) - cap)
+        closed = await closed_over_the_cap(running)
+        assert sum(closed.values()) == len(phones) - cap
+        for phone in phones:
+            await phone.close()

@@ -114,3 +114,31 @@ def test_bans_are_capped_oldest_evicted() -> None:
 def test_invalid_limits_are_refused(limits: FloodLimits) -> None:
     with pytest.raises(ValueError, match="window"):
         FloodLimiter(limits)
+
+
+def test_requests_another_worker_counted_add_to_the_estimate() -> None:
+    flood = limiter(requests=10)
+    assert not flood.count("192.0.2.1", 1.0, 6)
+    assert not flood.count("192.0.2.1", 1.5, 4)  # 10: at the limit
+    assert flood.count("192.0.2.1", 2.0)  # 11
+    assert flood.bans_started == 1
+
+
+def test_a_ban_another_worker_started_is_held_for_what_is_left_of_it() -> None:
+    flood = limiter(requests=10, ban=30.0)
+    flood.count("192.0.2.9", 0.0)  # a ban here first: 30 s, to 30 s
+    assert flood.count("192.0.2.9", 0.0, 20)
+    flood.apply_ban("192.0.2.1", 1.0, 5.0)  # told of it late: 5 s left
+    flood.apply_ban("192.0.2.2", 1.0, 3600.0)  # never longer than ban_time
+    assert flood.bans_started == 1  # only the one started here
+    assert flood.bans_in_force(1.0) == [
+        ("192.0.2.9", 29.0),
+        ("192.0.2.1", 5.0),
+        ("192.0.2.2", 30.0),
+    ]
+    assert flood.banned("192.0.2.1", 5.9)
+    # A ban that ends sooner than the ones before it is not counted once it ends.
+    assert flood.banned_now(6.0) == 2
+    assert not flood.banned("192.0.2.1", 6.0)
+    flood.apply_ban("192.0.2.3", 6.0, 0.0)
+    assert not flood.banned("192.0.2.3", 6.0)

@@ -15,7 +15,7 @@ from edgeport.config import (
 from edgeport.metrics import EdgeportMetrics
 from edgeport.protection import EdgeGuard, Verdict
 from edgeport.protection.flood import FloodLimits
-from edgeport.protection.guard import Phase, source_key
+from edgeport.protection.guard import ConnectionTicket, Phase, source_key
 from edgeport.sip.transport import Transport
 from edgeport.transports.base import Peer
 from tests.e2e.conftest import make_config
@@ -236,3 +236,157 @@ def test_ipv6_sources_are_limited_by_their_64() -> None:
 )
 def test_source_key(host: str, key: str) -> None:
     assert source_key(host) == key
+
+
+class Relay:
+    """Worker processes' guards wired together in memory: what one tells its peers
+    reaches the others at once (``counts_due`` reports right away, as the exchange
+    does a few milliseconds later)."""
+
+    def __init__(self, guards: list[EdgeGuard]) -> None:
+        self.guards = guards
+        self.peers = [_RelayPeer(self, index) for index in range(len(guards))]
+        for index, edge in enumerate(guards):
+            edge.share(self.peers[index], worker=index, workers=len(guards))
+        self.bans_sent = 0
+
+    def others(self, index: int) -> list[EdgeGuard]:
+        return [edge for i, edge in enumerate(self.guards) if i != index]
+
+
+class _RelayPeer:
+    def __init__(self, relay: Relay, index: int) -> None:
+        self.relay = relay
+        self.index = index
+
+    def ban_started(self, source: str, seconds: float) -> None:
+        self.relay.bans_sent += 1
+        for edge in self.relay.others(self.index):
+            edge.apply_ban(source, seconds)
+
+    def counts_due(self) -> None:
+        for source, requests in self.relay.guards[self.index].take_unreported(256):
+            for edge in self.relay.others(self.index):
+                edge.add_reported(source, requests)
+
+    def connection_opened(self, source: str, serial: int, opened_at: float) -> None:
+        for edge in self.relay.others(self.index):
+            edge.remote_connection_opened(self.index, source, serial, opened_at)
+
+    def connection_closed(self, source: str, serial: int) -> None:
+        for edge in self.relay.others(self.index):
+            edge.remote_connection_closed(self.index, source, serial)
+
+
+def workers(clock: Clock, count: int, **kwargs: object) -> tuple[list[EdgeGuard], Relay]:
+    settings: dict[str, object] = {
+        "flood": FloodLimits(requests=40, window=10.0, ban_time=30.0, max_tracked=100),
+        "stamp_clock": clock,
+    }
+    settings.update(kwargs)
+    guards = [guard(clock, EdgeportMetrics(), **settings) for _ in range(count)]
+    return guards, Relay(guards)
+
+
+def test_protection_is_per_worker_a_source_spread_over_the_workers_is_banned_at_the_limit() -> None:
+    clock = Clock()
+    guards, relay = workers(clock, 2)
+    source = udp("203.0.113.7")
+    accepted = 0
+    for n in range(200):  # the kernel spreads the source's ports over both workers
+        clock.now += 0.01
+        if guards[n % 2].admit(source, LEGIT_REGISTER) is Verdict.ACCEPT:
+            accepted += 1
+    # Each worker hides at most a quarter of the limit from the other.
+    assert 40 <= accepted <= 40 + 40 // 4
+    assert relay.bans_sent == 1
+    for edge in guards:
+        assert edge.admit(udp("203.0.113.7", 40001), LEGIT_REGISTER) is Verdict.BANNED
+        assert edge.open_connection(tcp("203.0.113.7")) is None
+        assert edge.admit(udp("192.0.2.4"), LEGIT_REGISTER) is Verdict.ACCEPT
+
+
+def test_a_ban_another_worker_started_ends_with_it() -> None:
+    clock = Clock()
+    guards, _ = workers(clock, 3)
+    guards[0].peers.ban_started("203.0.113.7", 30.0)  # type: ignore[union-attr]
+    assert guards[0].admit(udp("203.0.113.7"), LEGIT_REGISTER) is Verdict.ACCEPT  # not its own
+    for edge in guards[1:]:
+        assert edge.admit(udp("203.0.113.7"), LEGIT_REGISTER) is Verdict.BANNED
+        assert edge.banned_now() == 1
+        assert edge.bans_in_force() == [("203.0.113.7", 30.0)]
+    clock.now += 30.0
+    assert all(edge.banned_now() == 0 for edge in guards)
+    assert guards[1].admit(udp("203.0.113.7"), LEGIT_REGISTER) is Verdict.ACCEPT
+
+
+def test_reported_counts_are_bounded_and_need_the_flood_limit() -> None:
+    clock = Clock()
+    edge = guard(clock, EdgeportMetrics())
+    edge.add_reported("203.0.113.7", 3)
+    assert edge.admit(udp("203.0.113.7"), LEGIT_REGISTER) is Verdict.ACCEPT  # 4 of 5
+    edge.add_reported("203.0.113.7", 2)  # 6 of 5: banned here
+    assert edge.admit(udp("203.0.113.7"), LEGIT_REGISTER) is Verdict.BANNED
+    off = guard(clock, EdgeportMetrics(), flood=FloodLimits(requests=0))
+    off.add_reported("203.0.113.7", 10_000)
+    assert off.admit(udp("203.0.113.7"), LEGIT_REGISTER) is Verdict.ACCEPT
+
+
+def test_connections_on_every_worker_count_toward_the_per_source_cap() -> None:
+    clock = Clock()
+    guards, _ = workers(clock, 2, max_connections_per_source=3)
+    first = guards[0].open_connection(tcp("203.0.113.7", 1))
+    clock.now += 1
+    second = guards[1].open_connection(tcp("203.0.113.7", 2))
+    clock.now += 1
+    third = guards[0].open_connection(tcp("203.0.113.7", 3))
+    assert first is not None
+    assert second is not None
+    assert third is not None
+    assert [edge.open_connections("203.0.113.7") for edge in guards] == [3, 3]
+    assert guards[1].open_connection(tcp("203.0.113.7", 4)) is None
+    assert guards[0].open_connection(tcp("203.0.113.7", 5)) is None
+    guards[1].connection_closed(second)
+    assert [edge.open_connections("203.0.113.7") for edge in guards] == [2, 2]
+    assert guards[1].open_connection(tcp("203.0.113.7", 6)) is not None
+
+
+def test_connections_opened_at_once_on_two_workers_beyond_the_cap_close_the_latest() -> None:
+    clock = Clock()
+    metrics = [EdgeportMetrics(), EdgeportMetrics()]
+    guards = [
+        guard(
+            clock,
+            metrics[i],
+            max_connections_per_source=2,
+            stamp_clock=clock,
+        )
+        for i in range(2)
+    ]
+    # Each worker admits two before hearing of the other's (no relay yet).
+    tickets: list[list[ConnectionTicket]] = [[], []]
+    for n, i in enumerate((0, 1, 1, 0)):
+        clock.now += 1
+        ticket = guards[i].open_connection(tcp("203.0.113.7", n))
+        assert ticket is not None
+        tickets[i].append(ticket)
+    # Then they hear of each other: the two opened last (worker 1's second, worker 0's
+    # second) are closed by the worker holding them.
+    for i in range(2):
+        for ticket in tickets[i]:
+            guards[1 - i].remote_connection_opened(i, ticket.host, ticket.serial, ticket.opened_at)
+    assert [t.trimmed for t in tickets[0]] == [False, True]
+    assert [t.trimmed for t in tickets[1]] == [False, True]
+    assert [closed(m, "per_source_limit") for m in metrics] == [1, 1]
+
+
+def test_a_restarted_worker_takes_its_connections_with_it() -> None:
+    clock = Clock()
+    guards, _ = workers(clock, 2, max_connections_per_source=2)
+    assert guards[1].open_connection(tcp("203.0.113.7", 1)) is not None
+    assert guards[1].open_connection(tcp("203.0.113.7", 2)) is not None
+    assert guards[0].open_connection(tcp("203.0.113.7", 3)) is None
+    guards[0].forget_worker(1)
+    assert guards[0].open_connections("203.0.113.7") == 0
+    assert guards[0].local_connections() == []
+    assert guards[1].local_connections()[0][0] == "203.0.113.7"

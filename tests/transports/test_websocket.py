@@ -16,8 +16,11 @@ from transport_helpers import point, receive_until_eof, running_layer, sip_reque
 from edgeport.config import ClientAuthType, ConnectionLimits, SecurityContext, WebSocketConfig
 from edgeport.sip.transport import Transport
 from edgeport.transports import NoRoute, Peer, TransportLayer
+from edgeport.transports.alias_probe import ALIAS_PROBES, AliasProber
+from edgeport.transports.connections import AliasClaim
 from edgeport.transports.tls import build_server_context
 from edgeport.transports.websocket import WebSocketConnection
+from tests.support.silent_ws import SilentWebSocket
 
 
 async def test_ws_text_and_binary_messages_and_replies() -> None:
@@ -295,3 +298,76 @@ async def test_malformed_upgrade_is_refused_at_once() -> None:
             assert layer.stats["ws_handshake_refused"] == 1
             assert layer.stats["ws_handshake_timeout"] == 0
             assert len(layer.connections) == 0
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await trio.sleep(0.01)
+    raise AssertionError("condition not met")
+
+
+async def test_a_claimed_alias_stays_with_a_holder_that_answers_the_probe() -> None:
+    alias = Peer(Transport.WS, "abc.invalid", 0)
+    with trio.fail_after(10):
+        async with running_layer([Transport.WS]) as (layer, recorder):
+            host, port = point(layer, Transport.WS)
+            async with (
+                trio_websocket.open_websocket(
+                    host, port, "/", use_ssl=False, subprotocols=["sip"]
+                ) as browser,
+                trio_websocket.open_websocket(
+                    host, port, "/", use_ssl=False, subprotocols=["sip"]
+                ) as attacker,
+            ):
+                await browser.send_message(sip_request("REGISTER"))
+                holder = (await recorder.next()).connection
+                assert holder is not None
+                assert layer.connections.bind_alias("abc.invalid", holder) is AliasClaim.BOUND
+                await attacker.send_message(sip_request("OPTIONS", call_id="attack"))
+                claimant = (await recorder.next()).connection
+                assert claimant is not None
+                answered = ALIAS_PROBES.labels(result="answered").value
+                assert layer.connections.bind_alias("abc.invalid", claimant) is AliasClaim.REFUSED
+                # trio-websocket answers the Ping: the holder keeps the alias.
+                await wait_until(lambda: ALIAS_PROBES.labels(result="answered").value > answered)
+                assert not holder.closed
+                await layer.send(alias, sip_request("BYE", call_id="in-dialog"))
+                assert (
+                    await browser.get_message() == sip_request("BYE", call_id="in-dialog").decode()
+                )
+                with trio.move_on_after(0.2):
+                    raise AssertionError(f"the attacker got {await attacker.get_message()!r}")
+
+
+async def test_a_holder_that_does_not_answer_the_probe_is_closed_and_its_alias_moves() -> None:
+    alias = Peer(Transport.WS, "abc.invalid", 0)
+    with trio.fail_after(20):
+        async with (
+            trio.open_nursery() as probes,
+            running_layer([Transport.WS]) as (layer, recorder),
+        ):
+            layer.connections.prober = AliasProber(probes, timeout=0.5)
+            host, port = point(layer, Transport.WS)
+            old = await SilentWebSocket.connect(host, port)
+            await old.send(sip_request("REGISTER", call_id="old"))
+            stale = (await recorder.next()).connection
+            assert stale is not None
+            assert layer.connections.bind_alias("abc.invalid", stale) is AliasClaim.BOUND
+            unanswered = ALIAS_PROBES.labels(result="unanswered").value
+            async with trio_websocket.open_websocket(
+                host, port, "/", use_ssl=False, subprotocols=["sip"]
+            ) as new:
+                await new.send_message(sip_request("REGISTER", call_id="new"))
+                fresh = (await recorder.next()).connection
+                assert fresh is not None
+                assert layer.connections.bind_alias("abc.invalid", fresh) is AliasClaim.REFUSED
+                assert await old.closed_by_peer(within=10.0)
+                assert old.pings == 1
+                assert ALIAS_PROBES.labels(result="unanswered").value == unanswered + 1
+                await wait_until(lambda: layer.connections.lookup_alias("abc.invalid") is fresh)
+                await layer.send(alias, sip_request("BYE", call_id="in-dialog"))
+                assert await new.get_message() == sip_request("BYE", call_id="in-dialog").decode()
+            await old.aclose()
+            probes.cancel_scope.cancel()

@@ -17,27 +17,54 @@ def test_announced_peers_and_aliases_name_their_holder() -> None:
     assert directory.holder(Peer(Transport.UDP, "203.0.113.7", 40123)) is None
 
 
-def test_removal_by_another_worker_keeps_the_latest_holder() -> None:
+def test_concurrent_bindings_resolve_to_the_earliest_whatever_the_order() -> None:
+    browser = Peer(Transport.WS, "b.invalid", 0)
+    for order in ((1, 2), (2, 1)):
+        directory = ConnectionDirectory()
+        stamps = {1: 500.25, 2: 500.5}  # worker 1 bound it first
+        for worker in order:
+            directory.apply(worker, {"add": [["b.invalid", stamps[worker]]]})
+        assert directory.holder(browser) == 1, order
+        # The later binding's worker drops it: its removal changes nothing here.
+        assert directory.apply(2, {"remove": ["b.invalid"]}) == []
+        assert directory.holder(browser) == 1
+        # The holder's connection goes: the alias is free.
+        assert directory.apply(1, {"remove": ["b.invalid"]}) == ["b.invalid"]
+        assert directory.holder(browser) is None
+
+
+def test_equal_stamps_go_to_the_lower_worker_index() -> None:
     directory = ConnectionDirectory()
-    directory.apply(0, {"add": ["b.invalid"]})
-    directory.apply(1, {"add": ["b.invalid"]})  # the browser reconnected to worker 1
-    directory.apply(0, {"remove": ["b.invalid"]})  # worker 0's old connection closed
-    assert directory.holder(Peer(Transport.WS, "b.invalid", 0)) == 1
-    directory.apply(1, {"remove": ["b.invalid"]})
-    assert directory.holder(Peer(Transport.WS, "b.invalid", 0)) is None
+    directory.apply(3, {"add": [["b.invalid", 7.0]]})
+    directory.apply(2, {"add": [["b.invalid", 7.0]]})
+    assert directory.aliases == {"b.invalid": 2}
 
 
 def test_hello_forgets_what_the_previous_worker_with_that_index_held() -> None:
     directory = ConnectionDirectory()
     directory.apply(0, {"add": [["ws", "127.0.0.1", 50000], "c.invalid"]})
     directory.apply(1, {"add": ["d.invalid"]})
-    directory.apply(0, {"hello": True})
+    assert directory.apply(0, {"hello": True}) == ["c.invalid"]
     assert directory.peers == {}
     assert directory.aliases == {"d.invalid": 1}
 
 
 def test_malformed_items_are_ignored() -> None:
     directory = ConnectionDirectory()
-    directory.apply(0, {"add": [["sctp", "h", 1], ["tcp", "h"], ["tcp", "h", "port"], 7, None]})
+    directory.apply(
+        0,
+        {
+            "add": [
+                ["sctp", "h", 1],
+                ["tcp", "h", "port"],
+                ["x.invalid", "soon"],
+                ["x.invalid", float("nan")],
+                [7, 1.0],
+                7,
+                None,
+            ]
+        },
+    )
+    directory.apply(1, {"add": "not a list", "remove": {"x.invalid": 1}})
     assert directory.peers == {}
     assert directory.aliases == {}

@@ -3,6 +3,7 @@ for a connection the other holds, and a holder that is gone."""
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -10,12 +11,14 @@ import trio
 
 from edgeport.sip.transport import Transport
 from edgeport.transports import Connection, InboundMessage, Peer
-from edgeport.transports.connections import ConnectionTable
+from edgeport.transports.alias_probe import AliasProber
+from edgeport.transports.connections import AliasClaim, ConnectionTable
 from edgeport.transports.errors import NoRoute
 from edgeport.workers.handoff import HandoffLink
 from edgeport.workers.mesh import WorkerMesh
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
 DEADLINE = 10  # seconds
@@ -111,3 +114,114 @@ async def test_a_send_for_a_browser_held_by_the_other_worker_is_written_there(
                 meshes[1].send_elsewhere(Peer(Transport.WS, BROWSER, 0), b"refused")
 
             nursery.cancel_scope.cancel()
+
+
+class ProbedConnection(FakeConnection):
+    """A browser connection whose Pong comes back (``alive``) or never does."""
+
+    def __init__(self, peer: Peer, *, alive: bool) -> None:
+        super().__init__(peer)
+        self.alive = alive
+        self.probes = 0
+
+    async def probe(self) -> None:
+        self.probes += 1
+        if not self.alive:
+            await trio.sleep_forever()
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@asynccontextmanager
+async def two_workers(
+    tmp_path: Path, clocks: tuple[Clock, Clock] | None = None
+) -> AsyncIterator[tuple[list[WorkerMesh], list[FakeTransports], trio.Nursery]]:
+    """Two meshes over real hand-off sockets, each attached to a fake transport layer
+    whose table probes holders (0.2 s for a Pong)."""
+    meshes = [WorkerMesh(HandoffLink(tmp_path, i, 2), nothing_inbound) for i in range(2)]
+    transports = [FakeTransports(), FakeTransports()]
+    async with trio.open_nursery() as nursery:
+        for i, (mesh, fake) in enumerate(zip(meshes, transports, strict=True)):
+            if clocks is not None:
+                fake.connections = ConnectionTable(clock=clocks[i])
+            fake.connections.prober = AliasProber(nursery, timeout=0.2)
+            await nursery.start(mesh.link.serve, mesh.deliver)
+        for mesh, fake in zip(meshes, transports, strict=True):
+            mesh.attach(fake)  # type: ignore[arg-type]
+        yield meshes, transports, nursery
+        nursery.cancel_scope.cancel()
+
+
+async def test_websocket_alias_hijack_a_worker_does_not_bind_an_alias_another_worker_holds(
+    tmp_path: Path,
+) -> None:
+    alias = Peer(Transport.WS, BROWSER, 0)
+    with trio.fail_after(DEADLINE):
+        async with two_workers(tmp_path) as (meshes, transports, _):
+            browser = ProbedConnection(Peer(Transport.WS, "127.0.0.1", 50200), alive=True)
+            transports[0].connections.add(browser)
+            transports[0].connections.bind_alias(BROWSER, browser)
+            await wait_for(lambda: meshes[1].directory.holder(alias) == 0)
+            attacker = ProbedConnection(Peer(Transport.WS, "127.0.0.1", 50201), alive=True)
+            transports[1].connections.add(attacker)
+            assert transports[1].connections.bind_alias(BROWSER, attacker) is AliasClaim.REFUSED
+            # Worker 0 probed its holder for the claim; it answered and keeps the alias.
+            await wait_for(lambda: browser.probes == 1)
+            await trio.sleep(0.3)
+            assert transports[1].connections.lookup_alias(BROWSER) is None
+            assert meshes[1].directory.holder(alias) == 0
+            assert meshes[0].directory.holder(alias) is None
+            # What worker 1 routes to the alias is written on the browser's connection.
+            assert meshes[1].send_elsewhere(alias, b"BYE ...")
+            await wait_for(lambda: browser.written == [b"BYE ..."])
+            assert attacker.written == []
+
+
+async def test_a_browser_reconnected_to_another_worker_takes_its_alias_once_the_old_connection_fails_the_probe(  # noqa: E501
+    tmp_path: Path,
+) -> None:
+    alias = Peer(Transport.WS, BROWSER, 0)
+    with trio.fail_after(DEADLINE):
+        async with two_workers(tmp_path) as (meshes, transports, _):
+            old = ProbedConnection(Peer(Transport.WS, "127.0.0.1", 50300), alive=False)
+            transports[0].connections.add(old)
+            transports[0].connections.bind_alias(BROWSER, old)
+            await wait_for(lambda: meshes[1].directory.holder(alias) == 0)
+            new = ProbedConnection(Peer(Transport.WS, "127.0.0.1", 50301), alive=True)
+            transports[1].connections.add(new)
+            assert transports[1].connections.bind_alias(BROWSER, new) is AliasClaim.REFUSED
+            await wait_for(lambda: old.closed)  # no Pong: worker 0 closed it
+            transports[0].connections.remove(old)  # as its transport layer does
+            await wait_for(lambda: transports[1].connections.lookup_alias(BROWSER) is new)
+            await wait_for(lambda: meshes[0].directory.holder(alias) == 1)
+            assert meshes[0].send_elsewhere(alias, b"INVITE ...")
+            await wait_for(lambda: new.written == [b"INVITE ..."])
+
+
+async def test_concurrent_claims_on_two_workers_resolve_to_the_earlier_binding(
+    tmp_path: Path,
+) -> None:
+    alias = Peer(Transport.WS, BROWSER, 0)
+    clocks = (Clock(1000.5), Clock(1000.25))  # worker 1's binding is the earlier one
+    with trio.fail_after(DEADLINE):
+        async with two_workers(tmp_path, clocks) as (meshes, transports, _):
+            first = ProbedConnection(Peer(Transport.WS, "127.0.0.1", 50400), alive=True)
+            second = ProbedConnection(Peer(Transport.WS, "127.0.0.1", 50401), alive=True)
+            transports[0].connections.add(first)
+            transports[1].connections.add(second)
+            # Both bind before either hears of the other.
+            assert transports[0].connections.bind_alias(BROWSER, first) is AliasClaim.BOUND
+            assert transports[1].connections.bind_alias(BROWSER, second) is AliasClaim.BOUND
+            await wait_for(lambda: transports[0].connections.lookup_alias(BROWSER) is None)
+            await wait_for(lambda: meshes[0].directory.holder(alias) == 1)
+            assert transports[1].connections.lookup_alias(BROWSER) is second
+            assert first.aliases == set()
+            await trio.sleep(0.2)  # the loser's removal changes nothing on the winner
+            assert meshes[1].directory.holder(alias) is None
+            assert transports[1].connections.lookup_alias(BROWSER) is second

@@ -91,3 +91,18 @@ def test_worker_command_refuses_an_index_beyond_the_count(
     argv = ["--config", str(write(tmp_path)), "worker", "--index", "2", "--count", "2"]
     assert main([*argv, "--rundir", str(tmp_path)]) == 2
     assert "worker index 2 is not below the count 2" in capsys.readouterr().err
+
+
+def test_max_in_flight_and_connections_max_are_divided_among_the_workers(tmp_path: Path) -> None:
+    from edgeport.workers.worker import worker_share
+
+    config = load_config(
+        write(tmp_path, "  maxInFlight: 1001\n  connections:\n    max: 10\n  workers: 4\n"), {}
+    )
+    share = worker_share(config, 4)
+    assert share.max_in_flight == 251  # each worker: the ceiling of its share
+    assert share.connections.max_connections == 3
+    assert share.connections.idle_timeout == config.connections.idle_timeout
+    assert share.protection == config.protection  # per-source limits hold for all together
+    one = worker_share(config, 1)
+    assert (one.max_in_flight, one.connections.max_connections) == (1001, 10)

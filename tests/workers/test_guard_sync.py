@@ -1,0 +1,183 @@
+"""Two workers' guards over real hand-off sockets: bans, counted requests and
+connections reach the other worker; what arrives malformed is ignored."""
+
+from __future__ import annotations
+
+import json
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from edgeport.metrics import EdgeportMetrics
+from edgeport.protection import EdgeGuard, Verdict
+from edgeport.protection.flood import FloodLimits
+from edgeport.sip.transport import Transport
+from edgeport.transports import Peer
+from edgeport.workers.guard_sync import MAX_ITEMS, GuardExchange
+from edgeport.workers.handoff import HandoffLink
+from tests.protection.test_scanners import LEGIT_REGISTER
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+    from pathlib import Path
+
+DEADLINE = 10  # seconds
+LIMIT = 40  # requests per window
+
+
+def new_guard(**kwargs: Any) -> EdgeGuard:
+    settings: dict[str, Any] = {
+        "flood": FloodLimits(requests=LIMIT, window=30.0, ban_time=60.0, max_tracked=1000),
+        "metrics": EdgeportMetrics(),
+    }
+    settings.update(kwargs)
+    return EdgeGuard(**settings)
+
+
+def udp(host: str, port: int = 5060) -> Peer:
+    return Peer(Transport.UDP, host, port)
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await trio.sleep(0.01)
+    raise AssertionError("condition not met")
+
+
+@asynccontextmanager
+async def two_guards(
+    tmp_path: Path, **kwargs: Any
+) -> AsyncIterator[tuple[list[GuardExchange], list[EdgeGuard]]]:
+    exchanges = [GuardExchange(HandoffLink(tmp_path, i, 2)) for i in range(2)]
+    guards = [new_guard(**kwargs) for _ in range(2)]
+
+    async def deliver_to(exchange: GuardExchange, handoff: Any) -> None:
+        exchange.receive(handoff.data)
+
+    async with trio.open_nursery() as nursery:
+        for exchange, edge in zip(exchanges, guards, strict=True):
+            exchange.attach(edge)
+            await nursery.start(exchange.link.serve, lambda h, e=exchange: deliver_to(e, h))
+            nursery.start_soon(exchange.run)
+        yield exchanges, guards
+        nursery.cancel_scope.cancel()
+
+
+async def test_protection_is_per_worker_a_source_spread_over_two_workers_is_banned_at_the_limit(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(DEADLINE):
+        async with two_guards(tmp_path) as (_, guards):
+            accepted = 0
+            for n in range(3 * LIMIT):  # a flood of a few hundred a second, on both
+                if guards[n % 2].admit(udp("203.0.113.7", 40000 + n), LEGIT_REGISTER) is (
+                    Verdict.ACCEPT
+                ):
+                    accepted += 1
+                await trio.sleep(0.002)
+            assert LIMIT <= accepted <= LIMIT + LIMIT // 4
+            # Whichever worker banned it, both drop it now.
+            await wait_for(lambda: all(edge.banned_now() == 1 for edge in guards))
+
+
+async def test_a_ban_reaches_the_other_worker_at_once(tmp_path: Path) -> None:
+    with trio.fail_after(DEADLINE):
+        async with two_guards(tmp_path) as (_, guards):
+            for _ in range(LIMIT):  # all on worker 0 (one source port)
+                assert guards[0].admit(udp("203.0.113.9"), LEGIT_REGISTER) is Verdict.ACCEPT
+            assert guards[0].admit(udp("203.0.113.9"), LEGIT_REGISTER) is Verdict.BANNED
+            banned_at = trio.current_time()
+            await wait_for(lambda: guards[1].banned_now() == 1)
+            assert trio.current_time() - banned_at < 1.0
+            assert guards[1].admit(udp("203.0.113.9", 40001), LEGIT_REGISTER) is Verdict.BANNED
+
+
+async def test_connections_are_counted_on_both_and_a_restarted_worker_learns_them(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(DEADLINE):
+        async with two_guards(tmp_path, max_connections_per_source=2) as (exchanges, guards):
+            first = guards[0].open_connection(Peer(Transport.TCP, "203.0.113.7", 1))
+            assert first is not None
+            await wait_for(lambda: guards[1].open_connections("203.0.113.7") == 1)
+            for _ in range(LIMIT + 1):
+                guards[0].admit(udp("198.51.100.1"), LEGIT_REGISTER)
+            # Worker 1 restarts: a fresh guard, told what is in force when it says hello.
+            guards[1] = new_guard(max_connections_per_source=2)
+            exchanges[1].attach(guards[1])
+            exchanges[0].hello_from(1)
+            await wait_for(lambda: guards[1].open_connections("203.0.113.7") == 1)
+            await wait_for(lambda: guards[1].banned_now() == 1)
+            assert guards[1].open_connection(Peer(Transport.TCP, "198.51.100.1", 2)) is None
+            guards[0].connection_closed(first)
+            await wait_for(lambda: guards[1].open_connections("203.0.113.7") == 0)
+
+
+async def test_malformed_reports_are_ignored(tmp_path: Path) -> None:
+    exchange = GuardExchange(HandoffLink(tmp_path, 0, 2))
+    edge = new_guard()
+    exchange.attach(edge)
+    long_source = "x" * 65
+    for document in (
+        b"not json",
+        b"[]",
+        json.dumps({"from": "one"}).encode(),
+        json.dumps({"from": 0, "ban": [["203.0.113.1", 60]]}).encode(),  # from itself
+        json.dumps({"from": 5, "ban": [["203.0.113.1", 60]]}).encode(),  # no such worker
+        json.dumps(
+            {
+                "from": 1,
+                "ban": [["203.0.113.2", "60"], ["203.0.113.3", -1], [long_source, 60], [7, 60]],
+                "counts": [["203.0.113.4", 1.5], ["203.0.113.5", True], ["203.0.113.6", 1e309]],
+                "open": [["203.0.113.7", 0, 1.0], ["203.0.113.7", 1, "then"], "x"],
+                "close": {"203.0.113.7": 1},
+            }
+        ).encode(),
+        json.dumps({"from": 1, "snapshot": "1", "open": [["203.0.113.7", 9, 1.0]]}).encode(),
+        json.dumps({"from": 1, "snapshot": True, "open": [["203.0.113.7", 9, 1.0]]}).encode(),
+        b'{"from": 1, "open": [["203.0.113.7", 9, NaN]]}',
+    ):
+        exchange.receive(document)
+    assert edge.banned_now() == 0
+    assert edge.flood.tracked == 0
+    assert edge.open_connections("203.0.113.7") == 0
+    # A well-formed one counts; reported requests are capped at what bans.
+    exchange.receive(json.dumps({"from": 1, "counts": [["203.0.113.8", 10**9]]}).encode())
+    assert edge.banned_now() == 1
+    items = [[f"198.51.{i // 250}.{i % 250}", 60] for i in range(MAX_ITEMS + 10)]
+    exchange.receive(json.dumps({"from": 1, "ban": items}).encode())
+    assert edge.banned_now() == 1 + MAX_ITEMS  # one datagram carries no more
+
+
+async def test_a_lost_close_stops_counting_at_the_next_snapshot(tmp_path: Path) -> None:
+    with trio.fail_after(DEADLINE):
+        async with two_guards(tmp_path, max_connections_per_source=2) as (exchanges, guards):
+            kept = guards[0].open_connection(Peer(Transport.TCP, "203.0.113.7", 1))
+            lost = guards[0].open_connection(Peer(Transport.TCP, "203.0.113.7", 2))
+            assert kept is not None
+            assert lost is not None
+            await wait_for(lambda: guards[1].open_connections("203.0.113.7") == 2)
+            # Worker 0's announcement of the close never reaches worker 1.
+            peers, guards[0].peers = guards[0].peers, None
+            guards[0].connection_closed(lost)
+            guards[0].peers = peers
+            await trio.sleep(0.1)
+            assert guards[1].open_connections("203.0.113.7") == 2
+            exchanges[0].send_snapshot()
+            await wait_for(lambda: guards[1].open_connections("203.0.113.7") == 1)
+            assert guards[1].open_connection(Peer(Transport.TCP, "203.0.113.7", 3)) is not None
+
+
+async def test_a_snapshot_adds_what_an_open_announcement_lost(tmp_path: Path) -> None:
+    with trio.fail_after(DEADLINE):
+        async with two_guards(tmp_path, max_connections_per_source=1) as (exchanges, guards):
+            peers, guards[0].peers = guards[0].peers, None
+            assert guards[0].open_connection(Peer(Transport.TCP, "203.0.113.7", 1)) is not None
+            guards[0].peers = peers
+            assert guards[1].open_connections("203.0.113.7") == 0
+            exchanges[0].send_snapshot()
+            await wait_for(lambda: guards[1].open_connections("203.0.113.7") == 1)
+            assert guards[1].open_connection(Peer(Transport.TCP, "203.0.113.7", 2)) is None

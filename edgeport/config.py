@@ -185,6 +185,14 @@ class ProtectionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BuiltinConfig:
+    """edgeport extension spec.builtin: the in-process built-in processor."""
+
+    relay_to: tuple[str, ...] | None = None  # networks it relays to; None: the localnets
+    peers: str | None = None  # its static peers file (peers, and relayTo when not set here)
+
+
+@dataclass(frozen=True, slots=True)
 class PublisherConfig:
     console_enabled: bool = False
     nats_enabled: bool = False
@@ -225,6 +233,7 @@ class EdgePortConfig:
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     workers: int = 1  # edgeport extension spec.workers: processes sharing the ports
     hep: HepConfig | None = None  # spec.capture.hep, or HEP_ADDR
+    builtin: BuiltinConfig = field(default_factory=BuiltinConfig)  # spec.builtin
 
 
 # ---------------------------------------------------------------------------
@@ -386,6 +395,13 @@ def describe_config(config: EdgePortConfig) -> dict[str, Any]:
         if config.hep.password:
             hep["password"] = _mask(config.hep.password)
         spec["capture"] = {"hep": hep}
+    builtin: dict[str, Any] = {}
+    if config.builtin.relay_to is not None:
+        builtin["relayTo"] = list(config.builtin.relay_to)
+    if config.builtin.peers is not None:
+        builtin["peers"] = config.builtin.peers
+    if builtin:
+        spec["builtin"] = builtin
     described: dict[str, Any] = {"kind": KIND, "apiVersion": config.api_version, "ref": config.ref}
     if config.region is not None:
         described["metadata"] = {"region": config.region}
@@ -552,6 +568,12 @@ class _ProtectionFile:
 
 
 @attrs.frozen
+class _BuiltinFile:
+    relay_to: tuple[str, ...] | None = None
+    peers: str | None = None
+
+
+@attrs.frozen
 class _SpecFile:
     transport: tuple[_TransportFile, ...]
     methods: tuple[str, ...]
@@ -570,6 +592,7 @@ class _SpecFile:
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     workers: int = 1
     capture: _CaptureFile = _CaptureFile()
+    builtin: _BuiltinFile = _BuiltinFile()
 
 
 @attrs.frozen
@@ -893,6 +916,7 @@ for _cl in (
     _AccessControlFile,
     _FloodFile,
     _ProtectionFile,
+    _BuiltinFile,
     _SpecFile,
     _DocumentFile,
 ):
@@ -988,6 +1012,10 @@ _structure_protection: Final = _register(
         "first_message_timeout": _positive_seconds,
     },
 )
+_structure_builtin: Final = _register(
+    _BuiltinFile,
+    {"relay_to": _optional(_list_of(_network)), "peers": _optional(_nonempty_string)},
+)
 _structure_spec: Final = _register(
     _SpecFile,
     {
@@ -1013,6 +1041,7 @@ _structure_spec: Final = _register(
         "shutdown_timeout": _non_negative_seconds,
         "workers": parse_workers,
         "capture": _structure_capture,
+        "builtin": _structure_builtin,
     },
 )
 _structure_document: Final = _register(
@@ -1236,6 +1265,7 @@ def _cross_checks(document: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     transports = spec.get("transport")
     problems.extend(_proxy_protocol_checks(spec))
+    problems.extend(_builtin_checks(spec))
     protocols = [
         entry["protocol"].lower()
         for entry in (transports if isinstance(transports, list) else [])
@@ -1293,6 +1323,21 @@ def _proxy_protocol_checks(spec: Mapping[str, Any]) -> list[str]:
             "(the networks of the load balancers allowed to send the header)"
         )
     return problems
+
+
+def _builtin_checks(spec: Mapping[str, Any]) -> list[str]:
+    """The spec.builtin.peers file must load (it is read again when the processor starts)."""
+    section = spec.get("builtin")
+    path = section.get("peers") if isinstance(section, Mapping) else None
+    if not isinstance(path, str) or not path.strip():
+        return []  # absent, or reported by the structuring pass
+    from edgeport.builtin.config import PeersConfigError, load_builtin_file
+
+    try:
+        load_builtin_file(path.strip())
+    except PeersConfigError as exc:
+        return [f"spec.builtin.peers: {line}" for line in exc.problems]
+    return []
 
 
 def _to_config(document: _DocumentFile, settings: _EnvSettings) -> EdgePortConfig:
@@ -1360,6 +1405,7 @@ def _to_config(document: _DocumentFile, settings: _EnvSettings) -> EdgePortConfi
         shutdown_timeout=spec.shutdown_timeout,
         workers=spec.workers,
         hep=_hep_config(spec.capture.hep),
+        builtin=BuiltinConfig(relay_to=spec.builtin.relay_to, peers=spec.builtin.peers),
     )
 
 

@@ -10,10 +10,13 @@ Requests
   The requested time is the Contact's ``expires`` parameter, else the
   Expires header, else 3600 s (§10.3 step 6 gives the Contact parameter
   precedence). 0 removes that binding; ``Contact: *`` with ``Expires: 0``
-  removes them all (anything else with ``*`` is a 400). The reply is
-  ``OK`` with every live binding as a Contact carrying ``;expires=<remaining>``
-  (the first in the typed field, the rest as ``Contact`` extensions). Only
-  the first Contact of a REGISTER is bound. The binding remembers where the REGISTER really came
+  removes them all (anything else with ``*`` is a 400). A Contact or AOR URI
+  longer than :data:`MAX_STORED_URI_BYTES` is refused with ``403 Contact Too
+  Long``. The reply is ``OK`` with the live bindings as Contacts carrying
+  ``;expires=<remaining>`` (the first in the typed field, the rest as
+  ``Contact`` extensions): all of them over a stream, those that fit one
+  datagram over UDP (``register_answer.py``). Only the first Contact of a
+  REGISTER is bound. The binding remembers where the REGISTER really came
   from: the sender's address and transport (contract §3), never a Via
   parameter the client could have written itself.
 - Max-Forwards 0 -> ``TOO_MANY_HOPS`` (RFC 3261 §16.3 step 3).
@@ -82,14 +85,18 @@ from edgeport.builtin.edge import (
     uri_port,
     uri_transport,
 )
+from edgeport.builtin.register_answer import register_ok
 from edgeport.builtin.registrar import (
     DEFAULT_EXPIRES,
+    MAX_STORED_URI_BYTES,
     Binding,
     Registrar,
     RegistrarFull,
     Source,
+    contact_key,
 )
 from edgeport.builtin.relay import RelayPolicy, next_hop
+from edgeport.ratelimit import RateLimitedLog
 from edgeport.sip.transaction import DEFAULT_MAX_FORWARDS
 from edgeport.sip.transport import Transport
 from edgeport.sip.uri import is_websocket_alias
@@ -106,6 +113,7 @@ ResponseType = sipmessage_pb2.ResponseType
 
 BRANCH_MAGIC_COOKIE: Final = "z9hG4bK"  # RFC 3261 §8.1.1.7
 DIALOG_CREATING: Final = frozenset({Method.INVITE, Method.SUBSCRIBE, Method.REFER})
+URI_TOO_LONG_REASON: Final = "Contact Too Long"
 
 
 def random_branch() -> str:
@@ -141,6 +149,7 @@ class Router:
         self.peers: Mapping[str, StaticPeer] = peers or {}
         self.relay = RelayPolicy(registrar.now, peers=self.peers, relay_to=relay_to)
         self._branch = branch
+        self._refusals = RateLimitedLog(logger)
 
     def process(self, request: MessageRequest) -> MessageResponse:
         kind = request.message.WhichOneof("message_type")
@@ -179,7 +188,10 @@ class Router:
         aor = aor_key(message.to.address.uri, edge)
         # Logged as the client wrote it: the key drops the domain of a local AOR.
         shown = format_uri(message.to.address.uri)
+        if len(shown) > MAX_STORED_URI_BYTES:
+            return self._uri_too_long(request, "AOR", shown)
         header_expires = message.expires.expires if message.HasField("expires") else None
+        registered: tuple[str, str, int, str] | None = None
         if message.HasField("contact"):
             contact = message.contact
             if contact.address.wildcard:
@@ -191,6 +203,9 @@ class Router:
                 self.registrar.remove_all(aor)
                 logger.info("unregistered every contact of %s", shown)
             else:
+                target = format_uri(contact.address.uri)
+                if len(target) > MAX_STORED_URI_BYTES:
+                    return self._uri_too_long(request, "Contact", target)
                 if contact.expires >= 0:
                     expires = contact.expires
                 elif header_expires is not None:
@@ -202,28 +217,36 @@ class Router:
                 except RegistrarFull as error:
                     logger.warning("REGISTER for %s refused: %s", shown, error)
                     return reply(ResponseType.SERVICE_UNAVAILABLE)
+                registered = contact_key(contact.address.uri)
                 logger.info(
                     "%s %s -> %s (expires %s)",
                     "registered" if expires > 0 else "unregistered",
                     shown,
-                    format_uri(contact.address.uri),
+                    target,
                     expires,
                 )
-        return self._register_ok(aor)
+        bindings = self.registrar.bindings(aor)
+        # The binding this REGISTER made comes first: a datagram answer always lists it.
+        bindings.sort(key=lambda binding: contact_key(binding.contact) != registered)
+        listed = [(b.contact, self.registrar.remaining(b)) for b in bindings]
+        return register_ok(request, listed)
 
-    def _register_ok(self, aor: str) -> MessageResponse:
-        out = sipmessage_pb2.SIPMessage(response_type=ResponseType.OK)
-        for index, binding in enumerate(self.registrar.bindings(aor)):
-            remaining = self.registrar.remaining(binding)
-            if index == 0:
-                out.contact.address.uri.CopyFrom(binding.contact)
-                out.contact.expires = remaining
-                out.contact.q_value = -1.0
-            else:
-                out.extensions.add(
-                    name="Contact", value=f"<{format_uri(binding.contact)}>;expires={remaining}"
-                )
-        return MessageResponse(message=out)
+    def _uri_too_long(self, request: MessageRequest, what: str, uri: str) -> MessageResponse:
+        """RFC 3261 §21.4.4 403: "The server understood the request, but is refusing
+        to fulfill it. Authorization will not help, and the request SHOULD NOT be
+        repeated." The URI is well formed (not a 400), and it is neither the body
+        (413) nor the Request-URI (414)."""
+        self._refusals.info(
+            "REGISTER for call %s from %s refused: %s URI of %d bytes (at most %d)",
+            request.ref,
+            request.sender.host,
+            what,
+            len(uri),
+            MAX_STORED_URI_BYTES,
+        )
+        refused = reply(ResponseType.FORBIDDEN)
+        refused.message.reason_phrase = URI_TOO_LONG_REASON
+        return refused
 
     # -- in-dialog requests ------------------------------------------------
 

@@ -418,3 +418,14 @@ def test_in_dialog_request_to_a_registered_contact_needs_no_network() -> None:
         Method.BYE, uri("alice", "192.168.1.20", 5060), call_id="c", sender=("10.0.0.60", 5060, TCP)
     )
     assert route_uris(router.process(bye)) == [("198.51.100.7", 40123, "udp", True)]
+
+
+def test_open_relay_refusals_flood_the_log_no_more_than_its_burst(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="edgeport.builtin")
+    router = make_router()
+    for port in range(1, 201):
+        assert refused(router.process(new_invite(uri("x", OUTSIDE, port, "tcp"))))
+    lines = [r for r in caplog.records if r.name == "edgeport.builtin.relay"]
+    assert 1 <= len(lines) <= 20

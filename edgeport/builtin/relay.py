@@ -33,10 +33,12 @@ outside b and c:
 - the same of a response (1xx with a To tag, or 2xx) to such a request
   that this processor forwarded to a destination allowed by b, c or e, when
   the response comes from that destination's address (or another trusted
-  one), e.g. a carrier's 200 whose Contact is a media gateway elsewhere.
+  one; a peer given by a host name is believed from any address), e.g. a
+  carrier's 200 whose Contact is a media gateway elsewhere.
 
-A registered client is not trusted: its dialogs reach it through its
-binding, and what it writes in a Contact is never remembered.
+A registered client is not trusted, nor is a WebSocket client: anyone can
+register or connect. Their dialogs reach them through their binding or
+connection, and what they write in a Contact is never remembered.
 """
 
 from __future__ import annotations
@@ -174,10 +176,14 @@ class RelayPolicy:
             self._remember(request, edge)
 
     def note_trusted_forward(self, request: MessageRequest, hop: sipmessage_pb2.SipURI) -> None:
-        """A request forwarded under rule b, c or e: its responses may teach a dialog's hops."""
+        """A request forwarded under rule b, c or e: its responses may teach a dialog's hops.
+
+        Not under rule d: a WebSocket client is anyone who connected.
+        """
+        host = normalise_host(hop.host)
         key = forward_key(request)
-        if key is not None and request.method in TARGET_REFRESH:
-            self.forwards.record(key, normalise_host(hop.host))
+        if key is not None and request.method in TARGET_REFRESH and not is_websocket_alias(host):
+            self.forwards.record(key, host)
 
     def note_response(self, request: MessageRequest, edge: EdgeView) -> None:
         """A response: remembered when it answers a trusted forward, from a trusted address."""
@@ -192,9 +198,9 @@ class RelayPolicy:
         if forwarded_to is None:
             return
         sender = normalise_host(request.sender.host)
-        # A destination given by name (a peer) cannot be compared with an address.
-        from_elsewhere = ip_of(forwarded_to) is not None and sender != forwarded_to
-        if from_elsewhere and not self.trusts(sender, edge):
+        # A peer given by name cannot be compared with an address: its name vouches.
+        named_peer = ip_of(forwarded_to) is None and forwarded_to in self._peer_hosts
+        if sender != forwarded_to and not named_peer and not self.trusts(sender, edge):
             return
         self._remember(request, edge)
 

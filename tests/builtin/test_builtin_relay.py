@@ -429,3 +429,33 @@ def test_open_relay_refusals_flood_the_log_no_more_than_its_burst(
         assert refused(router.process(new_invite(uri("x", OUTSIDE, port, "tcp"))))
     lines = [r for r in caplog.records if r.name == "edgeport.builtin.relay"]
     assert 1 <= len(lines) <= 20
+
+
+def test_websocket_client_answer_teaches_nothing() -> None:
+    # Anyone can connect over WebSocket and be called at its .invalid alias.
+    router = make_router()
+    to_browser = new_invite(uri("c", "k3j4h5.invalid", -1, "ws"), call_id="call-ws")
+    reply = router.process(to_browser)
+    assert forwarded(reply)
+    sent = MessageRequest()
+    sent.CopyFrom(to_browser)
+    sent.message.CopyFrom(reply.message)
+    router.process(answer(sent, contact=(OUTSIDE, 5060), sender=("198.51.100.9", 53211, WS)))
+    bye = in_dialog(Method.BYE, uri("gw", OUTSIDE, 5060), call_id="call-ws", sender=INTRUDER)
+    assert refused(router.process(bye))
+
+
+def test_answer_for_a_peer_given_by_name_is_believed_from_any_address() -> None:
+    named = StaticPeer("2000", "sbc.carrier.example", 5060, Transport.UDP)
+    router = make_router(peers={"2000": named})
+    router.process(register_alice())
+    alice = ("198.51.100.7", 40123, UDP)
+    outgoing = new_invite(uri("2000", "203.0.113.5"), sender=alice, call_id="call-named")
+    reply = router.process(outgoing)
+    assert uri_of(reply) == ("2000", "sbc.carrier.example", 5060, "")
+    sent = MessageRequest()
+    sent.CopyFrom(outgoing)
+    sent.message.CopyFrom(reply.message)
+    router.process(answer(sent, contact=CARRIER_GATEWAY, sender=("198.51.100.50", 5060, UDP)))
+    bye = in_dialog(Method.BYE, uri("gw", *CARRIER_GATEWAY), call_id="call-named", sender=alice)
+    assert forwarded(router.process(bye))

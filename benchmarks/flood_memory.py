@@ -307,9 +307,8 @@ def run(tree: Path, args: argparse.Namespace, pinning: Pinning) -> Result:
                 try:
                     while time.monotonic() < ends:
                         if proc.poll() is not None:
-                            raise RuntimeError(
-                                f"edgeport exited with {proc.returncode}:\n{children.log_tail('edgeport')}"
-                            )
+                            tail = children.log_tail("edgeport")
+                            raise RuntimeError(f"edgeport exited with {proc.returncode}:\n{tail}")
                         tally.rss.append(rss_kib(proc.pid)[0])
                         time.sleep(SAMPLE_INTERVAL)
                 finally:

@@ -196,6 +196,14 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BuiltinConfig:
+    """edgeport extension spec.builtin: the in-process built-in processor."""
+
+    relay_to: tuple[str, ...] | None = None  # networks it relays to; None: the localnets
+    peers: str | None = None  # its static peers file (peers, and relayTo when not set here)
+
+
+@dataclass(frozen=True, slots=True)
 class PublisherConfig:
     console_enabled: bool = False
     nats_enabled: bool = False
@@ -240,6 +248,7 @@ class EdgePortConfig:
     workers: int = 1  # edgeport extension spec.workers: processes sharing the ports
     hep: HepConfig | None = None  # spec.capture.hep, or HEP_ADDR
     limits: LimitsConfig = field(default_factory=LimitsConfig)  # spec.limits
+    builtin: BuiltinConfig = field(default_factory=BuiltinConfig)  # spec.builtin
 
     @property
     def health_bind_addr(self) -> str:
@@ -408,6 +417,13 @@ def describe_config(config: EdgePortConfig) -> dict[str, Any]:
         if config.hep.password:
             hep["password"] = _mask(config.hep.password)
         spec["capture"] = {"hep": hep}
+    builtin: dict[str, Any] = {}
+    if config.builtin.relay_to is not None:
+        builtin["relayTo"] = list(config.builtin.relay_to)
+    if config.builtin.peers is not None:
+        builtin["peers"] = config.builtin.peers
+    if builtin:
+        spec["builtin"] = builtin
     described: dict[str, Any] = {"kind": KIND, "apiVersion": config.api_version, "ref": config.ref}
     if config.region is not None:
         described["metadata"] = {"region": config.region}
@@ -581,6 +597,12 @@ class _LimitsFile:
 
 
 @attrs.frozen
+class _BuiltinFile:
+    relay_to: tuple[str, ...] | None = None
+    peers: str | None = None
+
+
+@attrs.frozen
 class _SpecFile:
     transport: tuple[_TransportFile, ...]
     methods: tuple[str, ...]
@@ -600,6 +622,7 @@ class _SpecFile:
     workers: int = 1
     capture: _CaptureFile = _CaptureFile()
     limits: _LimitsFile = _LimitsFile()
+    builtin: _BuiltinFile = _BuiltinFile()
 
 
 @attrs.frozen
@@ -935,6 +958,7 @@ for _cl in (
     _FloodFile,
     _ProtectionFile,
     _LimitsFile,
+    _BuiltinFile,
     _SpecFile,
     _DocumentFile,
 ):
@@ -1032,6 +1056,10 @@ _structure_protection: Final = _register(
     },
 )
 _structure_limits: Final = _register(_LimitsFile, {"memory": _memory_size})
+_structure_builtin: Final = _register(
+    _BuiltinFile,
+    {"relay_to": _optional(_list_of(_network)), "peers": _optional(_nonempty_string)},
+)
 _structure_spec: Final = _register(
     _SpecFile,
     {
@@ -1058,6 +1086,7 @@ _structure_spec: Final = _register(
         "workers": parse_workers,
         "capture": _structure_capture,
         "limits": _structure_limits,
+        "builtin": _structure_builtin,
     },
 )
 _structure_document: Final = _register(
@@ -1290,6 +1319,7 @@ def _cross_checks(document: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     transports = spec.get("transport")
     problems.extend(_proxy_protocol_checks(spec))
+    problems.extend(_builtin_checks(spec))
     protocols = [
         entry["protocol"].lower()
         for entry in (transports if isinstance(transports, list) else [])
@@ -1352,6 +1382,21 @@ def _proxy_protocol_checks(spec: Mapping[str, Any]) -> list[str]:
             "(the networks of the load balancers allowed to send the header)"
         )
     return problems
+
+
+def _builtin_checks(spec: Mapping[str, Any]) -> list[str]:
+    """The spec.builtin.peers file must load (it is read again when the processor starts)."""
+    section = spec.get("builtin")
+    path = section.get("peers") if isinstance(section, Mapping) else None
+    if not isinstance(path, str) or not path.strip():
+        return []  # absent, or reported by the structuring pass
+    from edgeport.builtin.config import PeersConfigError, load_builtin_file
+
+    try:
+        load_builtin_file(path.strip())
+    except PeersConfigError as exc:
+        return [f"spec.builtin.peers: {line}" for line in exc.problems]
+    return []
 
 
 def _to_config(document: _DocumentFile, settings: _EnvSettings) -> EdgePortConfig:
@@ -1421,6 +1466,7 @@ def _to_config(document: _DocumentFile, settings: _EnvSettings) -> EdgePortConfi
         workers=spec.workers,
         hep=_hep_config(spec.capture.hep),
         limits=LimitsConfig(memory=spec.limits.memory),
+        builtin=BuiltinConfig(relay_to=spec.builtin.relay_to, peers=spec.builtin.peers),
     )
 
 

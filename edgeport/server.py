@@ -186,10 +186,10 @@ async def _open_processor(config: EdgePortConfig) -> AsyncIterator[ProcessorClie
         ) as client:
             yield client
         return
-    from edgeport.builtin.service import builtin_processor
+    from edgeport.builtin.service import builtin_processor_for
 
     logger.info("built-in processor in process")
-    in_process = InProcessProcessorClient(builtin_processor().process)
+    in_process = InProcessProcessorClient(builtin_processor_for(config).process)
     try:
         yield in_process
     finally:

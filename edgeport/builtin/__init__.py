@@ -4,7 +4,10 @@ Runs standalone (``edgeport builtin-processor --bind 0.0.0.0:51904``), served
 over gRPC with grpcio, as the processor of any EdgePort; edgeport itself calls
 the same handler in process when ``processor.addr`` is ``builtin``
 (:func:`builtin_processor`). What it decides is described in
-``router.py``; its optional static peers file in ``config.py``.
+``router.py``, where it may relay in ``relay.py``; its optional static peers
+file in ``config.py``. ``--relay-to CIDR`` (repeatable; ``none`` for no
+network) replaces the file's ``relayTo``; with neither, each request's
+localnets.
 """
 
 from __future__ import annotations
@@ -13,17 +16,26 @@ import argparse
 import functools
 import logging
 import signal
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import trio
 
-from edgeport.builtin.config import PeersConfigError, StaticPeer, load_peers
+from edgeport.builtin.config import (
+    RELAY_TO_NONE,
+    BuiltinSettings,
+    PeersConfigError,
+    load_builtin_file,
+    parse_network,
+)
 from edgeport.builtin.service import (
     builtin_processor,
     serve_builtin_processor,
     serve_processor_service,
 )
 from edgeport.processor import parse_processor_addr
+
+if TYPE_CHECKING:
+    from edgeport.builtin.edge import Network
 
 __all__ = [
     "builtin_processor",
@@ -54,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--peers", metavar="FILE", help="YAML file of static peers")
     parser.add_argument(
+        "--relay-to",
+        action="append",
+        metavar="CIDR",
+        help="a network requests may be relayed to, repeatable; 'none' for none "
+        "(default: the file's relayTo, else each EdgePort's localnets)",
+    )
+    parser.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -62,10 +81,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(host: str, port: int, peers: dict[str, StaticPeer]) -> None:
+async def _run(host: str, port: int, settings: BuiltinSettings) -> None:
     async with trio.open_nursery() as nursery:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            serve = functools.partial(serve_builtin_processor, peers=peers, grace=STOP_GRACE)
+            serve = functools.partial(
+                serve_builtin_processor,
+                peers=settings.peers,
+                relay_to=settings.relay_to,
+                grace=STOP_GRACE,
+            )
             await nursery.start(serve, host, port)
             async for signum in signals:
                 logger.info("%s received, stopping", signal.Signals(signum).name)
@@ -74,7 +98,8 @@ async def _run(host: str, port: int, peers: dict[str, StaticPeer]) -> None:
 
 
 def cli_main(argv: list[str]) -> int:
-    """``edgeport builtin-processor [--bind HOST:PORT] [--peers FILE]``; returns the exit code."""
+    """``edgeport builtin-processor [--bind HOST:PORT] [--peers FILE] [--relay-to CIDR]...``;
+    returns the exit code."""
     args = _parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(
@@ -85,20 +110,40 @@ def cli_main(argv: list[str]) -> int:
     except ValueError as error:
         logger.error("--bind: %s", error)
         return EXIT_USAGE
-    peers: dict[str, StaticPeer] = {}
+    settings = BuiltinSettings(peers={})
     if args.peers:
         try:
-            peers = load_peers(args.peers)
+            settings = load_builtin_file(args.peers)
         except PeersConfigError as error:
             for problem in error.problems:
                 logger.error("peers: %s", problem)
             return EXIT_USAGE
-        logger.info("%d static peers from %s", len(peers), args.peers)
+        logger.info("%d static peers from %s", len(settings.peers), args.peers)
+    if args.relay_to is not None:
+        try:
+            relay_to = _relay_networks(args.relay_to)
+        except ValueError as error:
+            logger.error("--relay-to: %s", error)
+            return EXIT_USAGE
+        settings = BuiltinSettings(peers=settings.peers, relay_to=relay_to)
+    shown = "the localnets of each request"
+    if settings.relay_to is not None:
+        shown = ", ".join(str(network) for network in settings.relay_to) or "no network"
+    logger.info("relaying to registered contacts, static peers and %s", shown)
     failed = False
     try:
-        trio.run(_run, host, port, peers)
+        trio.run(_run, host, port, settings)
     except* OSError as group:
         for failure in group.exceptions:
             logger.error("cannot serve on %s: %s", args.bind, failure)
         failed = True
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _relay_networks(values: list[str]) -> tuple[Network, ...]:
+    """``--relay-to`` values; ``none`` alone means no network. Raises ValueError."""
+    if RELAY_TO_NONE in values:
+        if len(values) > 1:
+            raise ValueError(f"{RELAY_TO_NONE!r} cannot be combined with networks")
+        return ()
+    return tuple(dict.fromkeys(parse_network(value) for value in values))

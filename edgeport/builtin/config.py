@@ -1,8 +1,14 @@
-"""The built-in processor's own small configuration: static peers.
+"""The built-in processor's own small configuration: static peers, relay networks.
 
 A peer sends every request for one user to a fixed host, port and transport,
-whatever is registered. The file is YAML (JSON is valid YAML)::
+whatever is registered. ``relayTo`` lists the networks requests may be
+relayed to (``relay.py``); absent, the EdgePort's localnets; empty, none
+(only registered contacts, peers and the dialogs routed to them). The file is
+YAML (JSON is valid YAML)::
 
+    relayTo:                  # optional: networks or single addresses
+      - 203.0.113.0/24
+      - 198.51.100.7
     peers:
       - user: "1000"          # the Request-URI user part
         host: 10.0.0.5
@@ -15,20 +21,29 @@ Every problem is reported at once, one line each with its key path, in a
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import yaml
 
 from edgeport.sip.transport import Transport
 
+if TYPE_CHECKING:
+    from edgeport.builtin.edge import Network
+
 MAX_PEERS: Final = 10_000
+MAX_RELAY_NETWORKS: Final = 10_000
+RELAY_TO_NONE: Final = "none"  # --relay-to none: no network at all
+_FILE_KEYS: Final = frozenset({"peers", "relayTo"})
 _PEER_KEYS: Final = frozenset({"user", "host", "port", "transport"})
 
 
 class PeersConfigError(Exception):
     """The peers file is invalid; ``problems`` holds one line per problem."""
+
+    startup_error = True  # edgeport's command line prints it as a reason not to start
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
@@ -43,16 +58,64 @@ class StaticPeer:
     transport: Transport
 
 
+@dataclass(frozen=True, slots=True)
+class BuiltinSettings:
+    """What the file holds: peers by user, and ``relayTo`` (None when it sets none)."""
+
+    peers: dict[str, StaticPeer]
+    relay_to: tuple[Network, ...] | None = None
+
+
+def parse_network(value: object) -> Network:
+    """``10.0.0.0/8``, ``2001:db8::/32`` or one address; host bits are dropped.
+
+    Raises ValueError with a one-line message.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a network like 10.0.0.0/8 or an IP address, got {value!r}")
+    try:
+        return ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise ValueError(
+            f"expected a network like 10.0.0.0/8 or an IP address, got {value.strip()!r}"
+        ) from None
+
+
+def parse_relay_to(values: object, path: str, problems: list[str]) -> tuple[Network, ...] | None:
+    """A ``relayTo`` list; None for an absent (null) one. Problems are appended."""
+    if values is None:
+        return None
+    if not isinstance(values, list):
+        problems.append(f"{path}: expected a list of networks")
+        return None
+    if len(values) > MAX_RELAY_NETWORKS:
+        problems.append(f"{path}: more than {MAX_RELAY_NETWORKS} entries")
+        return None
+    networks: list[Network] = []
+    for index, value in enumerate(values):
+        try:
+            networks.append(parse_network(value))
+        except ValueError as error:
+            problems.append(f"{path}[{index}]: {error}")
+    return tuple(dict.fromkeys(networks))
+
+
 def parse_peers(document: object) -> dict[str, StaticPeer]:
     """A loaded YAML document -> peers by user. Raises PeersConfigError."""
+    return parse_builtin_file(document).peers
+
+
+def parse_builtin_file(document: object) -> BuiltinSettings:
+    """A loaded YAML document -> peers and relayTo. Raises PeersConfigError."""
     problems: list[str] = []
     if document is None:
-        return {}
+        return BuiltinSettings(peers={})
     if not isinstance(document, dict):
         raise PeersConfigError(["<root>: expected a mapping with a 'peers' list"])
     for key in document:
-        if key != "peers":
+        if key not in _FILE_KEYS:
             problems.append(f"{key}: unknown key")
+    relay_to = parse_relay_to(document.get("relayTo"), "relayTo", problems)
     entries = document.get("peers", [])
     if entries is None:
         entries = []
@@ -76,7 +139,7 @@ def parse_peers(document: object) -> dict[str, StaticPeer]:
         peers[peer.user] = peer
     if problems:
         raise PeersConfigError(problems)
-    return peers
+    return BuiltinSettings(peers=peers, relay_to=relay_to)
 
 
 def _parse_peer(path: str, entry: dict[object, object], problems: list[str]) -> StaticPeer | None:
@@ -108,6 +171,11 @@ def _parse_peer(path: str, entry: dict[object, object], problems: list[str]) -> 
 
 def load_peers(path: str | Path) -> dict[str, StaticPeer]:
     """Read and validate a peers file. Raises PeersConfigError (also for I/O and YAML errors)."""
+    return load_builtin_file(path).peers
+
+
+def load_builtin_file(path: str | Path) -> BuiltinSettings:
+    """Read and validate a peers file, relayTo included. Raises PeersConfigError."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
@@ -116,4 +184,4 @@ def load_peers(path: str | Path) -> dict[str, StaticPeer]:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise PeersConfigError([f"{path}: not valid YAML: {error}"]) from None
-    return parse_peers(document)
+    return parse_builtin_file(document)

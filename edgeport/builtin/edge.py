@@ -32,6 +32,8 @@ from edgeport._proto import common_pb2, sipmessage_pb2
 if TYPE_CHECKING:
     from edgeport._proto.processor_pb2 import MessageRequest, NetInterface
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 UNSPECIFIED_HOSTS: Final = frozenset({"0.0.0.0", "::", "[::]", ""})
 FALLBACK_HOST: Final = "127.0.0.1"  # when nothing better is known about the EdgePort
 
@@ -143,8 +145,9 @@ class EdgeView:
         self._localnets: list[str] = [n for n in request.localnets if n]
 
     @cached_property
-    def _networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        networks = []
+    def networks(self) -> list[Network]:
+        """The localnets entries as networks (``10.0.0.1/24`` -> ``10.0.0.0/24``)."""
+        networks: list[Network] = []
         for entry in self._localnets:
             try:
                 networks.append(ipaddress.ip_network(entry, strict=False))
@@ -180,7 +183,7 @@ class EdgeView:
             address = ipaddress.ip_address(normalise_host(host))
         except ValueError:
             return False
-        return any(address in network for network in self._networks)
+        return any(address in network for network in self.networks)
 
     def listening_point(self, transport: common_pb2.Transport) -> NetInterface | None:
         """The listening point for a transport; else the first one; None when there is none."""

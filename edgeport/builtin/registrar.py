@@ -8,7 +8,8 @@ connection, is reached there rather than at the address its Contact claims.
 
 Bounds: at most :data:`MAX_AORS` addresses of record and
 :data:`MAX_BINDINGS_PER_AOR` contacts each (the oldest binding is dropped
-for a new one). Expired bindings are purged when their AOR is touched, and
+for a new one); the router refuses a Contact or AOR URI longer than
+:data:`MAX_STORED_URI_BYTES`. Expired bindings are purged when their AOR is touched, and
 the whole table is swept before it would refuse a new AOR.
 """
 
@@ -27,6 +28,12 @@ MAX_AORS: Final = 100_000
 MAX_BINDINGS_PER_AOR: Final = 10
 DEFAULT_EXPIRES: Final = 3600  # seconds, RFC 3261 §10.2.1.1 "a recommended default"
 MAX_EXPIRES: Final = 86_400  # seconds; a registrar may shorten the requested time
+# A Contact or AOR URI as stored (the fields the protobuf SipURI holds), in bytes.
+# RFC 3261 sets no limit; real ones stay under 100 bytes. 512 leaves room for
+# long user parts and still lets one binding and the request's own lines fit
+# the 1300-byte datagram of RFC 3261 §18.1.1 (register_answer.py), and it
+# bounds the table: MAX_AORS * MAX_BINDINGS_PER_AOR URIs of this size at most.
+MAX_STORED_URI_BYTES: Final = 512
 
 
 class RegistrarFull(Exception):
@@ -134,7 +141,8 @@ class Registrar:
         bindings = self._live(aor, self._clock())
         if not bindings:
             return []
-        return sorted(bindings.values(), key=lambda b: b.registered_at, reverse=True)
+        # Kept in registration order (a refresh moves a binding to the end).
+        return list(reversed(bindings.values()))
 
     def remaining(self, binding: Binding) -> int:
         """Whole seconds left, for ``Contact: <...>;expires=N`` in a 200 (never below 0)."""

@@ -10,20 +10,26 @@ Requests
   The requested time is the Contact's ``expires`` parameter, else the
   Expires header, else 3600 s (§10.3 step 6 gives the Contact parameter
   precedence). 0 removes that binding; ``Contact: *`` with ``Expires: 0``
-  removes them all (anything else with ``*`` is a 400). The reply is
-  ``OK`` with every live binding as a Contact carrying ``;expires=<remaining>``
-  (the first in the typed field, the rest as ``Contact`` extensions). Only
-  the first Contact of a REGISTER is bound.
+  removes them all (anything else with ``*`` is a 400). A Contact or AOR URI
+  longer than :data:`MAX_STORED_URI_BYTES` is refused with ``403 Contact Too
+  Long``. The reply is ``OK`` with the live bindings as Contacts carrying
+  ``;expires=<remaining>`` (the first in the typed field, the rest as
+  ``Contact`` extensions): all of them over a stream, those that fit one
+  datagram over UDP (``register_answer.py``). Only the first Contact of a
+  REGISTER is bound. The binding remembers where the REGISTER really came
+  from: the sender's address and transport (contract §3), never a Via
+  parameter the client could have written itself.
 - Max-Forwards 0 -> ``TOO_MANY_HOPS`` (RFC 3261 §16.3 step 3).
 - In-dialog (To tag present: re-INVITE, ACK for 2xx, BYE, NOTIFY...): while
   the top Route is the EdgePort itself, it is removed; the Request-URI is
   kept, so the next hop is the next Route, else the Request-URI. When no
   Route is left and the Request-URI is a registered Contact, the NAT rule
-  below applies to it.
+  below applies to it; any other next hop must pass the relay rule
+  (``relay.py``), which also knows the hops of the dialogs routed here.
 - New requests (and CANCEL, which must reach the same place as its INVITE):
   Routes naming the EdgePort are removed; when another Route remains (a
-  preloaded route), the request follows it unchanged. Otherwise the target
-  comes from the Request-URI:
+  preloaded route), the request follows it only when the relay rule allows
+  its next hop. Otherwise the target comes from the Request-URI:
 
   1. a static peer for its user (peers win over registrations);
   2. a registration for its AOR. AORs are domain-insensitive among the
@@ -35,7 +41,8 @@ Requests
   4. the URI is the EdgePort's (its host, and no port or one the EdgePort
      listens on) but the user is unknown: ``NOT_FOUND``;
   5. anything else (another host, or an EdgePort host with a port it does
-     not listen on): forwarded to the Request-URI as it is.
+     not listen on): forwarded to the Request-URI as it is when the relay
+     rule allows it, else ``403 Not Relaying``.
 
 NAT rule for a registered target: the Request-URI becomes the binding's
 Contact URI. When the Contact host ends in ``.invalid`` (a WebSocket client,
@@ -56,7 +63,8 @@ the one towards the callee (e.g. WS in, UDP out).
 
 Responses
 ---------
-The top Via (the EdgePort's) is removed; nothing else changes.
+The top Via (the EdgePort's) is removed; nothing else changes. The relay
+rule reads them first: a trusted answer teaches the hops of its dialog.
 """
 
 from __future__ import annotations
@@ -73,26 +81,31 @@ from edgeport.builtin.edge import (
     default_port,
     format_uri,
     normalise_host,
-    transport_from_token,
     transport_token,
     uri_port,
     uri_transport,
 )
+from edgeport.builtin.register_answer import register_ok
 from edgeport.builtin.registrar import (
     DEFAULT_EXPIRES,
+    MAX_STORED_URI_BYTES,
     Binding,
     Registrar,
     RegistrarFull,
     Source,
+    contact_key,
 )
+from edgeport.builtin.relay import RelayPolicy, next_hop
+from edgeport.ratelimit import RateLimitedLog
 from edgeport.sip.transaction import DEFAULT_MAX_FORWARDS
 from edgeport.sip.transport import Transport
 from edgeport.sip.uri import is_websocket_alias
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from edgeport.builtin.config import StaticPeer
+    from edgeport.builtin.edge import Network
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +113,7 @@ ResponseType = sipmessage_pb2.ResponseType
 
 BRANCH_MAGIC_COOKIE: Final = "z9hG4bK"  # RFC 3261 §8.1.1.7
 DIALOG_CREATING: Final = frozenset({Method.INVITE, Method.SUBSCRIBE, Method.REFER})
+URI_TOO_LONG_REASON: Final = "Contact Too Long"
 
 
 def random_branch() -> str:
@@ -126,11 +140,16 @@ class Router:
         registrar: Registrar,
         *,
         peers: Mapping[str, StaticPeer] | None = None,
+        relay_to: Sequence[Network] | None = None,
         branch: Callable[[], str] = random_branch,
     ) -> None:
+        """``relay_to``: the networks requests may be relayed to; None means the
+        localnets of each request (``relay.py``)."""
         self.registrar = registrar
         self.peers: Mapping[str, StaticPeer] = peers or {}
+        self.relay = RelayPolicy(registrar.now, peers=self.peers, relay_to=relay_to)
         self._branch = branch
+        self._refusals = RateLimitedLog(logger)
 
     def process(self, request: MessageRequest) -> MessageResponse:
         kind = request.message.WhichOneof("message_type")
@@ -153,6 +172,7 @@ class Router:
     # -- responses ---------------------------------------------------------
 
     def _response(self, request: MessageRequest) -> MessageResponse:
+        self.relay.note_response(request, EdgeView(request))
         out = sipmessage_pb2.SIPMessage()
         out.CopyFrom(request.message)
         if out.via:
@@ -168,7 +188,10 @@ class Router:
         aor = aor_key(message.to.address.uri, edge)
         # Logged as the client wrote it: the key drops the domain of a local AOR.
         shown = format_uri(message.to.address.uri)
+        if len(shown) > MAX_STORED_URI_BYTES:
+            return self._uri_too_long(request, "AOR", shown)
         header_expires = message.expires.expires if message.HasField("expires") else None
+        registered: tuple[str, str, int, str] | None = None
         if message.HasField("contact"):
             contact = message.contact
             if contact.address.wildcard:
@@ -180,6 +203,9 @@ class Router:
                 self.registrar.remove_all(aor)
                 logger.info("unregistered every contact of %s", shown)
             else:
+                target = format_uri(contact.address.uri)
+                if len(target) > MAX_STORED_URI_BYTES:
+                    return self._uri_too_long(request, "Contact", target)
                 if contact.expires >= 0:
                     expires = contact.expires
                 elif header_expires is not None:
@@ -191,28 +217,36 @@ class Router:
                 except RegistrarFull as error:
                     logger.warning("REGISTER for %s refused: %s", shown, error)
                     return reply(ResponseType.SERVICE_UNAVAILABLE)
+                registered = contact_key(contact.address.uri)
                 logger.info(
                     "%s %s -> %s (expires %s)",
                     "registered" if expires > 0 else "unregistered",
                     shown,
-                    format_uri(contact.address.uri),
+                    target,
                     expires,
                 )
-        return self._register_ok(aor)
+        bindings = self.registrar.bindings(aor)
+        # The binding this REGISTER made comes first: a datagram answer always lists it.
+        bindings.sort(key=lambda binding: contact_key(binding.contact) != registered)
+        listed = [(b.contact, self.registrar.remaining(b)) for b in bindings]
+        return register_ok(request, listed)
 
-    def _register_ok(self, aor: str) -> MessageResponse:
-        out = sipmessage_pb2.SIPMessage(response_type=ResponseType.OK)
-        for index, binding in enumerate(self.registrar.bindings(aor)):
-            remaining = self.registrar.remaining(binding)
-            if index == 0:
-                out.contact.address.uri.CopyFrom(binding.contact)
-                out.contact.expires = remaining
-                out.contact.q_value = -1.0
-            else:
-                out.extensions.add(
-                    name="Contact", value=f"<{format_uri(binding.contact)}>;expires={remaining}"
-                )
-        return MessageResponse(message=out)
+    def _uri_too_long(self, request: MessageRequest, what: str, uri: str) -> MessageResponse:
+        """RFC 3261 §21.4.4 403: "The server understood the request, but is refusing
+        to fulfill it. Authorization will not help, and the request SHOULD NOT be
+        repeated." The URI is well formed (not a 400), and it is neither the body
+        (413) nor the Request-URI (414)."""
+        self._refusals.info(
+            "REGISTER for call %s from %s refused: %s URI of %d bytes (at most %d)",
+            request.ref,
+            request.sender.host,
+            what,
+            len(uri),
+            MAX_STORED_URI_BYTES,
+        )
+        refused = reply(ResponseType.FORBIDDEN)
+        refused.message.reason_phrase = URI_TOO_LONG_REASON
+        return refused
 
     # -- in-dialog requests ------------------------------------------------
 
@@ -223,8 +257,10 @@ class Router:
         if not out.route:
             binding = self.registrar.binding_for_contact(out.request_uri)
             if binding is not None:
-                _add_nat_route(out, binding)
-        return self._forward(request, out, edge, record_route=False)
+                _add_nat_route(out, binding)  # reached where it registered from
+                return self._forward(request, out, edge, record_route=False)
+        # A To tag alone earns nothing: the hop must be allowed, or one of this dialog's.
+        return self._forward_allowed(request, out, edge, record_route=False, in_dialog=True)
 
     # -- new requests ------------------------------------------------------
 
@@ -233,13 +269,17 @@ class Router:
         out.CopyFrom(request.message)
         _pop_self_routes(out, edge)
         record_route = request.method in DIALOG_CREATING
-        if out.route:
-            return self._forward(request, out, edge, record_route=record_route)
+        if out.route:  # a preloaded route
+            return self._forward_allowed(
+                request, out, edge, record_route=record_route, in_dialog=False
+            )
         target = out.request_uri
         peer = self.peers.get(target.user) if target.user else None
         if peer is not None:
             _retarget_to_peer(out, peer)
-            return self._forward(request, out, edge, record_route=record_route)
+            return self._forward(
+                request, out, edge, record_route=record_route, trusted_hop=next_hop(out)
+            )
         # An explicit port the EdgePort does not listen on names another element.
         addressed_to_edge = edge.is_own_host(target.host) and (
             target.port <= 0 or edge.is_self(target)
@@ -258,9 +298,24 @@ class Router:
         if addressed_to_edge:
             logger.info("no route for %s (call %s)", format_uri(target), request.ref)
             return reply(ResponseType.NOT_FOUND)
-        return self._forward(request, out, edge, record_route=record_route)
+        return self._forward_allowed(request, out, edge, record_route=record_route, in_dialog=False)
 
     # -- alterations -------------------------------------------------------
+
+    def _forward_allowed(
+        self,
+        request: MessageRequest,
+        out: sipmessage_pb2.SIPMessage,
+        edge: EdgeView,
+        *,
+        record_route: bool,
+        in_dialog: bool,
+    ) -> MessageResponse:
+        """Forward when the relay rule allows the next hop, else 403 Not Relaying."""
+        hop = next_hop(out)
+        if not self.relay.permits(request, hop, edge, in_dialog=in_dialog):
+            return self.relay.refuse(request, hop)
+        return self._forward(request, out, edge, record_route=record_route, trusted_hop=hop)
 
     def _forward(
         self,
@@ -269,9 +324,14 @@ class Router:
         edge: EdgeView,
         *,
         record_route: bool,
+        trusted_hop: sipmessage_pb2.SipURI | None = None,
     ) -> MessageResponse:
-        next_hop = out.route[0].address.uri if out.route else out.request_uri
-        outgoing = edge.interface_towards(next_hop.host, uri_transport(next_hop))
+        """``trusted_hop``: the next hop, when the relay rule (not a binding) allowed it."""
+        self.relay.note_request(request, edge)
+        if trusted_hop is not None:
+            self.relay.note_trusted_forward(request, trusted_hop)
+        next_hop_uri = out.route[0].address.uri if out.route else out.request_uri
+        outgoing = edge.interface_towards(next_hop_uri.host, uri_transport(next_hop_uri))
         incoming = edge.interface_towards(request.sender.host, request.sender.transport)
         via = sipmessage_pb2.Via(
             host=outgoing.host,
@@ -299,24 +359,25 @@ def _extra_contacts(message: sipmessage_pb2.SIPMessage) -> bool:
 
 
 def _source_of(request: MessageRequest) -> Source:
-    """Where the request came from: top Via received/rport (contract §2), else its sender."""
+    """Where a REGISTER came from, to reach the binding there (the NAT rule).
+
+    Host and transport are the sender's: the packet's real source and the
+    listener it came in on (contract §3). A Via ``received`` is no proof of
+    anything: the EdgePort stamps it only when it must (contract §2), so a
+    client over UDP can write its own and bind a Contact to any host. The
+    port is the stamped ``rport`` when there is one, else the Via port (RFC
+    3261 §18.2.2 answers a client without rport there; it is the sender's
+    own host either way), else the sender's port.
+    """
+    sender = request.sender
+    port = sender.port if sender.port > 0 else default_port(sender.transport)
     if request.message.via:
         via = request.message.via[0]
-        transport = transport_from_token(via.transport)
-        host = via.received or via.host
         if via.r_port > 0:
             port = via.r_port
         elif via.port > 0:
             port = via.port
-        else:
-            port = default_port(transport)
-        return Source(host=host, port=port, transport=transport)
-    sender = request.sender
-    return Source(
-        host=sender.host,
-        port=sender.port if sender.port > 0 else default_port(sender.transport),
-        transport=sender.transport,
-    )
+    return Source(host=sender.host, port=port, transport=sender.transport)
 
 
 def _pop_self_routes(out: sipmessage_pb2.SIPMessage, edge: EdgeView) -> None:

@@ -31,15 +31,23 @@ import grpc
 import trio
 
 from edgeport._proto import processor_pb2_grpc, sipmessage_pb2
+from edgeport.builtin.config import (
+    BuiltinSettings,
+    PeersConfigError,
+    load_builtin_file,
+    parse_network,
+)
 from edgeport.builtin.registrar import Registrar
 from edgeport.builtin.router import Router, reply
 from edgeport.processor import MAX_MESSAGE_BYTES, grpc_target
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from edgeport._proto.processor_pb2 import MessageRequest, MessageResponse
     from edgeport.builtin.config import StaticPeer
+    from edgeport.builtin.edge import Network
+    from edgeport.config import EdgePortConfig
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +90,37 @@ class BuiltinProcessor(processor_pb2_grpc.ProcessorServicer):
 def builtin_processor(
     *,
     peers: Mapping[str, StaticPeer] | None = None,
+    relay_to: Sequence[Network] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> BuiltinProcessor:
-    """A built-in processor with an empty registrar; ``clock`` drives binding expiry."""
-    return BuiltinProcessor(Router(Registrar(clock), peers=peers))
+    """A built-in processor with an empty registrar; ``clock`` drives binding expiry.
+
+    ``relay_to``: the networks it relays to; None means each request's localnets.
+    """
+    return BuiltinProcessor(Router(Registrar(clock), peers=peers, relay_to=relay_to))
+
+
+def builtin_processor_for(
+    config: EdgePortConfig, *, clock: Callable[[], float] = time.monotonic
+) -> BuiltinProcessor:
+    """The built-in processor edgeport runs for ``spec.processor.addr: builtin``.
+
+    Peers come from the ``spec.builtin.peers`` file; the relay networks from
+    ``spec.builtin.relayTo``, else the file's ``relayTo``, else each request's
+    localnets. Raises PeersConfigError, each line naming the key.
+    """
+    settings = BuiltinSettings(peers={})
+    if config.builtin.peers is not None:
+        try:
+            settings = load_builtin_file(config.builtin.peers)
+        except PeersConfigError as error:
+            lines = [f"spec.builtin.peers: {line}" for line in error.problems]
+            raise PeersConfigError(lines) from None
+        logger.info("%d static peers from %s", len(settings.peers), config.builtin.peers)
+    relay_to = settings.relay_to
+    if config.builtin.relay_to is not None:
+        relay_to = tuple(parse_network(network) for network in config.builtin.relay_to)
+    return builtin_processor(peers=settings.peers, relay_to=relay_to, clock=clock)
 
 
 async def serve_processor_service(
@@ -137,13 +172,14 @@ async def serve_builtin_processor(
     bind_port: int,
     *,
     peers: Mapping[str, StaticPeer] | None = None,
+    relay_to: Sequence[Network] | None = None,
     clock: Callable[[], float] = time.monotonic,
     grace: float | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the built-in processor over gRPC until cancelled; ``task_status.started(port)``."""
     await serve_processor_service(
-        builtin_processor(peers=peers, clock=clock),
+        builtin_processor(peers=peers, relay_to=relay_to, clock=clock),
         bind_host,
         bind_port,
         grace=grace,

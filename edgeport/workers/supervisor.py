@@ -254,7 +254,7 @@ async def supervise(
             processor = None
             if config.processor.addr == BUILTIN_PROCESSOR:
                 processor = f"unix:{Path(rundir) / 'processor.sock'}"
-                await nursery.start(_serve_builtin, processor)
+                await nursery.start(_serve_builtin, processor, config)
             command = WorkerCommand(config_path, log_level, log_format, workers, rundir, processor)
             supervisor = Supervisor(config, command)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -303,10 +303,12 @@ async def _forward_signals(
             supervisor.stop(signal.SIGTERM)
 
 
-async def _serve_builtin(target: str, *, task_status: trio.TaskStatus[int]) -> None:
-    from edgeport.builtin.service import builtin_processor, serve_processor_service
+async def _serve_builtin(
+    target: str, config: EdgePortConfig, *, task_status: trio.TaskStatus[int]
+) -> None:
+    from edgeport.builtin.service import builtin_processor_for, serve_processor_service
 
     logger.info("built-in processor for every worker on %s", target)
     await serve_processor_service(
-        builtin_processor(), "", 0, target=target, task_status=task_status
+        builtin_processor_for(config), "", 0, target=target, task_status=task_status
     )

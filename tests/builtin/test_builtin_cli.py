@@ -38,9 +38,9 @@ class Standalone:
     log: bytearray = field(default_factory=bytearray)
 
 
-async def start_standalone(nursery: trio.Nursery, bind: str) -> Standalone:
+async def start_standalone(nursery: trio.Nursery, bind: str, *args: str) -> Standalone:
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-c", CLI, "--bind", bind],
+        [sys.executable, "-c", CLI, "--bind", bind, *args],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
     )
@@ -125,3 +125,43 @@ def test_port_in_use_exits_1(caplog: pytest.LogCaptureFixture) -> None:
         port = taken.getsockname()[1]
         assert cli_main(["--bind", f"127.0.0.1:{port}"]) == 1
     assert "cannot serve on" in caplog.text
+
+
+def invite_to(host: str) -> MessageRequest:
+    message = sipmessage_pb2.SIPMessage(
+        request_uri={"user": "x", "host": host, "port": 5060, "ttl_param": -1},
+        via=[{"host": "10.0.0.60", "port": 5060, "transport": "UDP", "branch": "z9hG4bKk2"}],
+        extensions=[{"name": "CSeq", "value": "1 INVITE"}],
+    )
+    return MessageRequest(
+        ref="invite-1@10.0.0.60",
+        method=Method.INVITE,
+        sender={"host": "10.0.0.60", "port": 5060, "transport": UDP},
+        listening_points=[{"host": "10.0.0.1", "port": 5060, "transport": UDP}],
+        localnets=["10.0.0.1/24"],
+        message=message,
+    )
+
+
+@pytest.mark.slow
+async def test_standalone_relay_to_replaces_the_localnets() -> None:
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as nursery:
+            standalone = await start_standalone(
+                nursery, "127.0.0.1:0", "--relay-to", "192.0.2.0/24"
+            )
+            async with open_processor_client(f"127.0.0.1:{standalone.port}", timeout=3.0) as client:
+                inside_localnets = await client.process(invite_to("10.0.0.44"))
+                inside_relay_to = await client.process(invite_to("192.0.2.44"))
+            assert await stop(standalone) == 0
+    assert inside_localnets.message.response_type == sipmessage_pb2.ResponseType.FORBIDDEN
+    assert inside_relay_to.message.request_uri.host == "192.0.2.44"
+    assert b"relaying to registered contacts, static peers and 192.0.2.0/24" in standalone.log
+
+
+def test_bad_relay_to_exits_2_with_the_reason(caplog: pytest.LogCaptureFixture) -> None:
+    assert cli_main(["--relay-to", "10.0.0.0/33"]) == 2
+    assert "--relay-to: expected a network like 10.0.0.0/8 or an IP address" in caplog.text
+    caplog.clear()
+    assert cli_main(["--relay-to", "none", "--relay-to", "10.0.0.0/8"]) == 2
+    assert "--relay-to: 'none' cannot be combined with networks" in caplog.text

@@ -101,8 +101,10 @@ def request(
     expires: int | None = None,
     routes: Sequence[Fields] = (),
     max_forwards: int | None = 70,
-    sender: tuple[str, int, int] = ("10.0.0.60", 5060, UDP),
+    sender: tuple[str, int, int] | None = None,
 ) -> MessageRequest:
+    """``sender`` defaults to where the top Via says the request came from, as an
+    EdgePort that stamped received/rport would report it (contract §2-3)."""
     message = sipmessage_pb2.SIPMessage(
         request_uri=request_uri,
         to={"address": {"uri": to}, "tag": to_tag},
@@ -122,7 +124,7 @@ def request(
         message.expires.expires = expires
     if max_forwards is not None:
         message.max_forwards.max_forwards = max_forwards
-    host, port, transport = sender
+    host, port, transport = sender or sender_of(vias[0])
     return MessageRequest(
         ref="843817637684230@998sdasdh09",
         edge_port_ref="edgeport-01",
@@ -135,6 +137,13 @@ def request(
     )
 
 
+def sender_of(top_via: Fields) -> tuple[str, int, int]:
+    rport = top_via["r_port"]
+    port = rport if rport > 0 else top_via["port"]
+    transport = {"UDP": UDP, "TCP": TCP, "WS": WS}[top_via["transport"]]
+    return (top_via["received"] or top_via["host"], port, transport)
+
+
 # Alice is behind NAT: her Via says 192.168.1.20:5060, the EdgePort saw 198.51.100.7:40123.
 def register_alice(expires: int | None = 600, contact_expires: int = -1) -> MessageRequest:
     return request(
@@ -145,7 +154,6 @@ def register_alice(expires: int | None = 600, contact_expires: int = -1) -> Mess
         contact=uri("alice", "192.168.1.20", 5060),
         contact_expires=contact_expires,
         expires=expires,
-        sender=("192.168.1.20", 5060, UDP),
     )
 
 
@@ -320,7 +328,6 @@ async def test_tcp_client_is_reached_at_its_connection_address() -> None:
         to=uri("dave", "203.0.113.5"),
         contact=uri("dave", "198.51.100.8", 5060, "tcp"),
         expires=600,
-        sender=("198.51.100.8", 5060, TCP),
     )
     async with builtin() as client:
         await client.process(register_dave)
@@ -338,7 +345,6 @@ async def test_websocket_client_keeps_its_invalid_contact_and_gets_no_route() ->
         to=uri("carol", "203.0.113.5"),
         contact=uri("carol", "df7jal23ls0d.invalid", -1, "ws"),
         expires=600,
-        sender=("df7jal23ls0d.invalid", -1, WS),
     )
     async with builtin() as client:
         await client.process(register_carol)
@@ -378,10 +384,10 @@ async def test_other_domains_must_match_exactly() -> None:
     assert uri_of(at_domain) == ("erin", "10.0.0.70", 5060, "")
 
 
-async def test_foreign_target_is_forwarded_as_it_is() -> None:
+async def test_target_inside_the_localnets_is_forwarded_as_it_is() -> None:
     async with builtin() as client:
-        reply = await client.process(invite("uas", "192.0.2.44"))
-    assert uri_of(reply) == ("uas", "192.0.2.44", -1, "")
+        reply = await client.process(invite("uas", "10.0.0.44"))
+    assert uri_of(reply) == ("uas", "10.0.0.44", -1, "")
     assert route_uris(reply) == []
 
 
@@ -464,9 +470,9 @@ async def test_caller_outside_callee_inside_gets_two_record_routes() -> None:
 
 
 async def test_absent_max_forwards_becomes_69_and_zero_is_too_many_hops() -> None:
-    no_header = invite("uas", "192.0.2.44")
+    no_header = invite("uas", "10.0.0.44")
     no_header.message.ClearField("max_forwards")
-    exhausted = invite("uas", "192.0.2.44")
+    exhausted = invite("uas", "10.0.0.44")
     exhausted.message.max_forwards.max_forwards = 0
     async with builtin() as client:
         forwarded = await client.process(no_header)
@@ -478,9 +484,9 @@ async def test_absent_max_forwards_becomes_69_and_zero_is_too_many_hops() -> Non
 async def test_message_is_forwarded_without_record_route() -> None:
     message = request(
         Method.MESSAGE,
-        uri("uas", "192.0.2.44"),
+        uri("uas", "10.0.0.44"),
         vias=[via("10.0.0.60", 5060)],
-        to=uri("uas", "192.0.2.44"),
+        to=uri("uas", "10.0.0.44"),
     )
     async with builtin() as client:
         reply = await client.process(message)
@@ -491,20 +497,20 @@ async def test_message_is_forwarded_without_record_route() -> None:
 async def test_in_dialog_request_pops_the_edgeport_routes_and_keeps_the_uri() -> None:
     bye = request(
         Method.BYE,
-        uri("uas", "192.0.2.44", 5080),
+        uri("uas", "10.0.0.44", 5080),
         vias=[via("10.0.0.60", 5060)],
-        to=uri("uas", "192.0.2.44"),
+        to=uri("uas", "10.0.0.44"),
         to_tag="314159",
         routes=[
             uri("", "10.0.0.1", 5060, "udp", lr=True),
             uri("", "203.0.113.5", 5060, "udp", lr=True),
-            uri("", "192.0.2.200", 5060, "udp", lr=True),
+            uri("", "10.0.0.200", 5060, "udp", lr=True),
         ],
     )
     async with builtin() as client:
         reply = await client.process(bye)
-    assert uri_of(reply) == ("uas", "192.0.2.44", 5080, "")
-    assert route_uris(reply) == [("192.0.2.200", 5060, "udp", True)]
+    assert uri_of(reply) == ("uas", "10.0.0.44", 5080, "")
+    assert route_uris(reply) == [("10.0.0.200", 5060, "udp", True)]
     assert list(reply.message.record_route) == []
     assert reply.message.max_forwards.max_forwards == 69
     assert reply.message.via[0].branch.startswith("z9hG4bK")

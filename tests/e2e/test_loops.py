@@ -1,17 +1,23 @@
 """Loops (RFC 3261 §16.3 item 4, §16.6): a request routed to edgeport itself,
 however its address is spelled, or one that comes back through another
 element unchanged, is answered 482 at once; a spiral (the request changed on
-the way) goes on; Max-Forwards above 70 is lowered on entry."""
+the way) goes on; Max-Forwards above 70 is lowered on entry.
+
+The processor here routes every request to its Request-URI, as any processor
+may: edgeport's loop defences must not depend on what the processor checks.
+"""
 
 from __future__ import annotations
 
 import trio
 
-from edgeport._proto.processor_pb2 import MessageRequest, Method
-from edgeport.config import TransportConfig
+from edgeport._proto import sipmessage_pb2
+from edgeport._proto.processor_pb2 import MessageRequest, MessageResponse, Method
+from edgeport.config import ProcessorConfig, TransportConfig
 from edgeport.sip.transport import Transport
-from tests.e2e.conftest import RoutedEdge, address, start_routed_edge
+from tests.e2e.conftest import RoutedEdge, address, make_config, start_edgeport
 from tests.e2e.test_cancel_and_auth import reply_to
+from tests.support.grpc_processor import ScriptableProcessor, start_processor
 from tests.support.ua import Received, UdpUA, sip
 
 
@@ -28,6 +34,37 @@ Content-Length: 0
 
 """
     )
+
+
+def forward_to_request_uri(request: MessageRequest) -> MessageResponse:
+    """A processor that sends every request to its Request-URI: edgeport's Via on
+    top (its UDP listening point), Max-Forwards down by one; responses lose it."""
+    message = sipmessage_pb2.SIPMessage()
+    message.CopyFrom(request.message)
+    if message.WhichOneof("message_type") == "response_type":
+        del message.via[0]
+        return MessageResponse(message=message)
+    point = request.listening_points[0]
+    vias = [
+        sipmessage_pb2.Via(
+            host=point.host, port=point.port, transport="UDP", r_port_flag=True, r_port=-1, ttl=-1
+        ),
+        *message.via,
+    ]
+    del message.via[:]
+    message.via.extend(vias)
+    message.max_forwards.max_forwards -= 1
+    return MessageResponse(message=message)
+
+
+async def start_routed_edge(nursery: trio.Nursery, **overrides: object) -> RoutedEdge:
+    processor = ScriptableProcessor(reply=forward_to_request_uri)
+    running = await start_processor(nursery, processor)
+    server = await start_edgeport(
+        nursery, make_config(processor=ProcessorConfig(running.addr), **overrides)
+    )
+    edge = address(server, Transport.UDP)
+    return RoutedEdge(processor, server, await UdpUA.open(edge), await UdpUA.open(edge))
 
 
 def requests_for(edge: RoutedEdge, call_id: str) -> list[MessageRequest]:
@@ -47,7 +84,7 @@ async def test_an_options_to_edgeport_spelled_127_1_is_answered_482_without_loop
     # loop through edgeport up to 255 times (seconds of CPU, tens of MiB).
     edge = await start_routed_edge(nursery)
     port = address(edge.server, Transport.UDP)[1]
-    for n, host in enumerate(("127.1", "localhost", "[::ffff:127.0.0.1]")):
+    for n, host in enumerate(("127.1", "localhost", "[::ffff:127.0.0.1]", "127.0.0.1")):
         call_id = f"self{n}@test"
         await edge.caller.send(
             options(edge.caller.port, f"sip:x@{host}:{port}", call_id, max_forwards=255)

@@ -22,6 +22,7 @@ def options() -> MessageRequest:
         ref="ping-1@10.0.0.60",
         method=Method.OPTIONS,
         sender={"host": "10.0.0.60", "port": 5060, "transport": UDP},
+        localnets=["10.0.0.60/24"],  # the built-in processor relays inside them only
         message={"request_uri": {"host": "10.0.0.1", "port": 5060, "ttl_param": -1}},
     )
 

@@ -35,11 +35,13 @@ import argparse
 import contextlib
 import os
 import random
+import re
 import socket
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +148,24 @@ class Tally:
     legit_sent: int = 0
     legit_answered: int = 0
     rss: list[int] = field(default_factory=list)  # KiB
+    # The highest figure of each share of the budget, read from /metrics (MiB).
+    shares: dict[str, float] = field(default_factory=dict)
+
+
+_SHARE_LINE: Final = re.compile(
+    r'^edgeport_memory_budget_used_bytes\{share="(\w+)"\} ([0-9.e+]+)$', re.M
+)
+
+
+def read_shares(health_port: int, shares: dict[str, float]) -> None:
+    """Fold the budget's shares in use now into ``shares`` (their peaks); quiet on failure."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/metrics", timeout=5) as page:
+            text = page.read().decode()
+    except OSError:
+        return
+    for name, value in _SHARE_LINE.findall(text):
+        shares[name] = max(shares.get(name, 0.0), float(value) / 2**20)
 
 
 def run_udp_flood(
@@ -272,7 +292,13 @@ def run(tree: Path, args: argparse.Namespace, pinning: Pinning) -> Result:
         port = free_port()
         config = work / "edgeport.yaml"
         write_config(config, port, args.memory)
-        env = {**os.environ, "PYTHONPATH": str(tree)}
+        health_port = free_port((socket.SOCK_STREAM,))
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(tree),
+            "ENABLE_HEALTHCHECKS": "true",
+            "HEALTHCHECK_PORT": str(health_port),
+        }
         try:
             proc = children.start(
                 "edgeport",
@@ -310,6 +336,7 @@ def run(tree: Path, args: argparse.Namespace, pinning: Pinning) -> Result:
                             tail = children.log_tail("edgeport")
                             raise RuntimeError(f"edgeport exited with {proc.returncode}:\n{tail}")
                         tally.rss.append(rss_kib(proc.pid)[0])
+                        read_shares(health_port, tally.shares)
                         time.sleep(SAMPLE_INTERVAL)
                 finally:
                     stop.set()
@@ -343,6 +370,9 @@ def report(result: Result, seconds: float) -> None:
         f"{result.peak_mib - result.baseline_mib:.0f} MiB "
         f"({'within' if result.within else 'OVER'} the budget)"
     )
+    if tally.shares:
+        shown = ", ".join(f"{name} {peak:.0f}" for name, peak in sorted(tally.shares.items()))
+        print(f"    budget shares at their highest (MiB): {shown}")
     print(
         f"    legitimate client: {tally.legit_answered}/{tally.legit_sent} answered ({legit:.1%})"
     )

@@ -25,8 +25,9 @@ is left is a new transaction refused with ``TransactionTableFull`` (the proxy
 answers 503). A server transaction's source (``source_of``) may hold at most
 a quarter of the share: a source past it has its own lingering transactions
 dropped first, and then its new ones refused, so one flooding source cannot
-take the table from the others. Timers that were cancelled stay
-in the heap until they come due or the heap is compacted, whichever is first.
+take the table from the others. Timers that were cancelled stay in the heap,
+as a deadline and a number that no longer names a transaction, until they
+come due or the heap is compacted, whichever is first.
 """
 
 from __future__ import annotations
@@ -269,8 +270,8 @@ def _size_of(request: Request) -> int:
     )
 
 
-# (deadline, sequence number, transaction, timer); the number breaks ties.
-_HeapItem = tuple[float, int, _Entry[D], Timer]
+# (deadline, sequence number): the number breaks ties and names the timer in `_running`.
+_HeapItem = tuple[float, int]
 
 
 class TransactionLayer(Generic[D]):
@@ -314,7 +315,11 @@ class TransactionLayer(Generic[D]):
         self._lingering_by_source: dict[str, OrderedDict[_Entry[D], None]] = {}
         self.evicted = 0  # lingering transactions dropped to make room
         self._on_evicted = on_evicted
-        self._heap: list[_HeapItem[D]] = []
+        self._heap: list[_HeapItem] = []
+        # Sequence number -> the transaction and timer of a running heap entry.
+        # The heap holds numbers only, so a transaction that ends (or is dropped
+        # to make room) is not kept alive by timers it no longer runs.
+        self._running: dict[int, tuple[_Entry[D], Timer]] = {}
         self._seq = 0
         self._stale = 0
         self._wakeup: trio.CancelScope | None = None
@@ -479,10 +484,12 @@ class TransactionLayer(Generic[D]):
     async def _fire_due(self) -> None:
         now = trio.current_time()
         while self._heap and self._heap[0][0] <= now:
-            _, seq, entry, timer = heapq.heappop(self._heap)
-            if entry._timer_seqs.get(timer) != seq:
+            _, seq = heapq.heappop(self._heap)
+            running = self._running.pop(seq, None)
+            if running is None:
                 self._stale -= 1
                 continue
+            entry, timer = running
             del entry._timer_seqs[timer]
             try:
                 await self._run(entry, entry.machine.on_timer(timer))
@@ -521,7 +528,9 @@ class TransactionLayer(Generic[D]):
                 case StartTimer(timer=timer, delay=delay):
                     self._start_timer(entry, timer, delay)
                 case CancelTimer(timer=timer):
-                    if entry._timer_seqs.pop(timer, None) is not None:
+                    seq = entry._timer_seqs.pop(timer, None)
+                    if seq is not None:
+                        del self._running[seq]
                         self._stale += 1
                 case Deliver(response=response):
                     assert isinstance(entry, ClientTransactionHandle)
@@ -649,6 +658,8 @@ class TransactionLayer(Generic[D]):
     def _forget(self, entry: _Entry[D]) -> None:
         entry.gone = True
         self._stale += len(entry._timer_seqs)
+        for seq in entry._timer_seqs.values():
+            del self._running[seq]
         entry._timer_seqs.clear()
         self._unindex(entry)
         self._release(entry)
@@ -660,19 +671,22 @@ class TransactionLayer(Generic[D]):
         self._compact()
 
     def _start_timer(self, entry: _Entry[D], timer: Timer, delay: float) -> None:
-        if timer in entry._timer_seqs:
+        replaced = entry._timer_seqs.get(timer)
+        if replaced is not None:
+            del self._running[replaced]
             self._stale += 1
         self._seq += 1
         deadline = trio.current_time() + delay
         entry._timer_seqs[timer] = self._seq
-        heapq.heappush(self._heap, (deadline, self._seq, entry, timer))
+        self._running[self._seq] = (entry, timer)
+        heapq.heappush(self._heap, (deadline, self._seq))
         if self._wakeup is not None and deadline < self._wakeup.deadline:
             self._wakeup.deadline = deadline
 
     def _compact(self) -> None:
         if self._stale < _COMPACT_MIN_STALE or 2 * self._stale < len(self._heap):
             return
-        self._heap = [item for item in self._heap if item[2]._timer_seqs.get(item[3]) == item[1]]
+        self._heap = [item for item in self._heap if item[1] in self._running]
         heapq.heapify(self._heap)
         self._stale = 0
 

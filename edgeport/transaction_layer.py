@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Concatenate, Final, Generic, ParamSpec, Protoc
 import trio
 
 from edgeport.memory import HEADER_LINE_BYTES, SOURCE_SHARE, transaction_cost
-from edgeport.sip.timers import Timer
 from edgeport.sip.transaction import (
     Action,
     CancelTimer,
@@ -69,7 +68,7 @@ if TYPE_CHECKING:
 
     from edgeport.memory import Account
     from edgeport.sip.message import Message, Request, Response
-    from edgeport.sip.timers import TimerConfig
+    from edgeport.sip.timers import Timer, TimerConfig
 
 __all__ = [
     "MAX_TRANSACTIONS",

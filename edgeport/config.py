@@ -55,6 +55,7 @@ from edgeport.protection.guard import (
     DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
 )
 from edgeport.protection.scanners import DEFAULT_SCANNERS
+from edgeport.sip.methods import SIP_METHODS
 from edgeport.sip.transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -262,22 +263,6 @@ class EdgePortConfig:
 
 KIND: Final = "EdgePort"
 API_VERSIONS: Final = ("v2beta1", "v2")
-SIP_METHODS: Final = (  # the names of the Method enum in processor.proto
-    "REGISTER",
-    "INVITE",
-    "ACK",
-    "BYE",
-    "CANCEL",
-    "OPTIONS",
-    "MESSAGE",
-    "INFO",
-    "NOTIFY",
-    "SUBSCRIBE",
-    "PRACK",
-    "UPDATE",
-    "REFER",
-    "PUBLISH",
-)
 TLS_PROTOCOLS: Final = ("TLSv1.2", "TLSv1.3")
 INSECURE_TLS_PROTOCOLS: Final = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1")
 BUILTIN_PROCESSOR: Final = "builtin"

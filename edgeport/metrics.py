@@ -22,6 +22,8 @@ import math
 import re
 from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
+from edgeport.sip.methods import SIP_METHODS
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -45,27 +47,9 @@ LATENCY_BUCKETS: Final[tuple[float, ...]] = (
     5.0,
 )  # seconds
 
-# The SIP methods edgeport knows: the Method enum of processor.proto, which
-# names every method with an RFC (3261, 3262, 3311, 3428, 3515, 3903, 6086,
-# 6665). Any other method token is counted as OVERFLOW_LABEL_VALUE.
-METHOD_LABELS: Final = frozenset(
-    {
-        "REGISTER",
-        "INVITE",
-        "ACK",
-        "BYE",
-        "CANCEL",
-        "OPTIONS",
-        "MESSAGE",
-        "INFO",
-        "NOTIFY",
-        "SUBSCRIBE",
-        "PRACK",
-        "UPDATE",
-        "REFER",
-        "PUBLISH",
-    }
-)
+# The methods counted by name (edgeport.sip.methods); any other token is
+# counted as OVERFLOW_LABEL_VALUE, so a client cannot grow the scrape.
+METHOD_LABELS: Final = frozenset(SIP_METHODS)
 
 _METRIC_NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LABEL_NAME: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")

@@ -23,12 +23,12 @@ interface addresses change).
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Final
 
 from edgeport.edge_checks import own_hosts
+from edgeport.ip import IPAddress, parse_ip
 from edgeport.transports.base import Peer, normalize_host
 
 if TYPE_CHECKING:
@@ -41,23 +41,10 @@ CACHE_TTL: Final = 60.0  # seconds an answer is trusted
 _UNSPECIFIED: Final = frozenset({"0.0.0.0", "::"})
 _PROBE_PORT: Final = 9  # discard; a UDP connect sends nothing
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
 
 def _kind(transport: Transport) -> bool:
     """True for stream transports: what a listener's socket type is compared by."""
     return transport.stream
-
-
-def parse_ip(host: str) -> IPAddress | None:
-    """An IP address (IPv4-mapped IPv6 unmapped), or None for a name."""
-    try:
-        address = ipaddress.ip_address(normalize_host(host))
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 def kernel_says_local(address: IPAddress) -> bool:

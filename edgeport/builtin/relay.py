@@ -43,7 +43,6 @@ connection, and what they write in a Contact is never remembered.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import TYPE_CHECKING, Final
 
@@ -51,6 +50,7 @@ from edgeport._proto import common_pb2, sipmessage_pb2
 from edgeport._proto.processor_pb2 import MessageRequest, MessageResponse, Method
 from edgeport.builtin.dialogs import DialogTargets, ForwardKey, Hop, TrustedForwards
 from edgeport.builtin.edge import format_uri, normalise_host, uri_port, uri_transport
+from edgeport.ip import parse_ip
 from edgeport.ratelimit import RateLimitedLog
 from edgeport.sip.uri import is_websocket_alias
 
@@ -130,7 +130,7 @@ class RelayPolicy:
         return hop in self._peer_hops or self._in_networks(hop[0], edge)
 
     def _in_networks(self, host: str, edge: EdgeView) -> bool:
-        address = ip_of(host)
+        address = parse_ip(host)
         return address is not None and any(address in net for net in self.networks(edge))
 
     def permits(
@@ -199,7 +199,7 @@ class RelayPolicy:
             return
         sender = normalise_host(request.sender.host)
         # A peer given by name cannot be compared with an address: its name vouches.
-        named_peer = ip_of(forwarded_to) is None and forwarded_to in self._peer_hosts
+        named_peer = parse_ip(forwarded_to) is None and forwarded_to in self._peer_hosts
         if sender != forwarded_to and not named_peer and not self.trusts(sender, edge):
             return
         self._remember(request, edge)
@@ -222,17 +222,6 @@ class RelayPolicy:
             if not self._allowed_hop(hop, edge):
                 hops.append(hop)
         return hops
-
-
-def ip_of(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The address a host literal names (an IPv4-mapped IPv6 address as IPv4); None for a name."""
-    try:
-        address = ipaddress.ip_address(normalise_host(host))
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 def forward_key(request: MessageRequest) -> ForwardKey | None:

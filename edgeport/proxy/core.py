@@ -31,6 +31,7 @@ from edgeport.proxy.answered import AnsweredInvites
 from edgeport.proxy.ordering import CallTurns
 from edgeport.ratelimit import RateLimitedLog
 from edgeport.sip.errors import SipParseError, SipSerializeError
+from edgeport.sip.loops import loop_mark, marked_branch
 from edgeport.sip.message import Request, Response, make_response
 from edgeport.sip.parser import parse_message
 from edgeport.sip.timers import TimerConfig
@@ -231,6 +232,31 @@ class ProxyCore:
         self._own_addresses = OwnAddresses(
             transports.listening_points, self.config.external_addrs, clock=trio.current_time
         )
+
+    def _marked_branches(self, request: Request) -> Callable[[], str]:
+        """Branches for what edgeport sends on behalf of ``request`` (as received):
+        each unique, each with the request's loop mark (RFC 3261 §16.6 item 8)."""
+        mark = loop_mark(request, self._loop_key)
+
+        def new_branch() -> str:
+            return marked_branch(self._branch(), mark)
+
+        return new_branch
+
+    def _routed_to_self(self, request: Request, written_host: str, peer: Peer) -> bool:
+        """RFC 3261 §16.3 item 4: a next hop that is edgeport itself, however its
+        address was written, is a loop (logged and counted)."""
+        if not self._own_addresses.is_own(peer, written_host):
+            return False
+        self._drops.warning(
+            "%s: %s routed to edgeport itself (%s, %s)",
+            request.call_id,
+            request.method,
+            written_host,
+            peer,
+        )
+        self.metrics.dropped_messages.labels(reason="loop").inc()
+        return True
 
     def _spawn(self, fn: Callable[[], Awaitable[object]]) -> None:
         """Run ``fn`` in the proxy's nursery; a defect in it is logged and counted,

@@ -27,11 +27,11 @@ from edgeport.proxy.core import (
     _IgnoreResponses,
     _release_views,
     _sip_aor,
+    new_branch,
 )
 from edgeport.proxy.upstream import UpstreamRelay
 from edgeport.routing import UnresolvableHost, resolve_peer
 from edgeport.sip.errors import SipParseError, SipSerializeError
-from edgeport.sip.loops import loop_mark, marked_branch
 from edgeport.sip.teardown import end_dialog
 from edgeport.sip.transaction import build_cancel, matching_invite_key
 from edgeport.transaction_layer import (
@@ -80,7 +80,9 @@ class Forward:
     upstream_to_tag: str | None = None  # the To tag of the last response relayed upstream
     # Cancelled when the caller cancels while the processor is still routing.
     routing_scope: trio.CancelScope | None = None
-    loop_mark: str = ""  # RFC 3261 §16.6 item 8, of the request as received
+    # Branches for what goes downstream on the caller's behalf (the request,
+    # a retry with credentials), with the loop mark of the request as received.
+    new_branch: Callable[[], str] = new_branch
     _queue: collections.deque[Callable[[], Awaitable[None]]] = field(
         default_factory=collections.deque
     )
@@ -89,10 +91,6 @@ class Forward:
     @property
     def call_id(self) -> str:
         return self.server.request.call_id
-
-    def new_branch(self) -> str:
-        """A branch for a request sent on behalf of the caller, with the loop mark."""
-        return marked_branch(self.proxy._branch(), self.loop_mark)
 
     # ClientTU -------------------------------------------------------------
 
@@ -152,7 +150,7 @@ class Forwarding(UpstreamRelay):
         assert self.transactions is not None
         reply = exchange.reply
         try:
-            forward.loop_mark = loop_mark(request, self._loop_key)
+            forward.new_branch = self._marked_branches(request)
             forwarded = convert.build_forward_request(
                 reply,
                 request,
@@ -183,16 +181,7 @@ class Forwarding(UpstreamRelay):
             logger.warning("%s: next hop %s: %s", request.call_id, hop.host, error)
             await self._answer(handle, 503, "Next Hop Unresolvable", retry_after=True)
             return
-        if self._own_addresses.is_own(peer, hop.host):
-            # RFC 3261 §16.3 item 4: a request routed to edgeport itself loops.
-            self._drops.warning(
-                "%s: %s routed to edgeport itself (%s, %s); 482",
-                request.call_id,
-                request.method,
-                hop.host,
-                peer,
-            )
-            self.metrics.dropped_messages.labels(reason="loop").inc()
+        if self._routed_to_self(request, hop.host, peer):
             await self._answer(handle, 482)
             return
         if forward.machine.state is not ForwardState.ROUTING:

@@ -18,7 +18,6 @@ from edgeport.proxy.core import MAX_QUEUE_DELAY, Destination, Exchange, _release
 from edgeport.proxy.forwarding import Forward, Forwarding
 from edgeport.routing import UnresolvableHost, resolve_peer
 from edgeport.sip.errors import SipSerializeError
-from edgeport.sip.loops import loop_mark, marked_branch
 from edgeport.sip.received import stamp_received
 from edgeport.sip.transaction import DEFAULT_MAX_FORWARDS
 from edgeport.sip.transport import Transport
@@ -239,11 +238,10 @@ class Proxy(Forwarding):
             self.metrics.dropped_messages.labels(reason="ack_not_routed").inc()
             return
         try:
-            mark = loop_mark(request, self._loop_key)
             outgoing = convert.build_forward_request(
                 exchange.reply,
                 request,
-                branch_factory=lambda: marked_branch(self._branch(), mark),
+                branch_factory=self._marked_branches(request),
                 sent=exchange.sent,
                 replace_branch=True,
             ).request
@@ -255,10 +253,8 @@ class Proxy(Forwarding):
             logger.warning("%s: ACK not forwarded: %s", request.call_id, error)
             self.metrics.dropped_messages.labels(reason="ack_not_routed").inc()
             return
-        if self._own_addresses.is_own(peer, hop.host):
-            self._drops.warning("%s: ACK routed to edgeport itself; dropped", request.call_id)
-            self.metrics.dropped_messages.labels(reason="loop").inc()
-            return
+        if self._routed_to_self(request, hop.host, peer):
+            return  # an ACK is never answered
         if await self._send_quietly(data, Destination(peer)):
             self._count_sent(outgoing, peer.transport)
 

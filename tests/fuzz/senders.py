@@ -104,11 +104,13 @@ class Datagrams:
         return True
 
     async def _drain(self, sock: trio.socket.SocketType) -> None:
-        try:
-            while True:
+        while True:
+            try:
                 await sock.recv(65535)
-        except (OSError, trio.ClosedResourceError):
-            return  # closed: the run is over
+            except ConnectionRefusedError:
+                continue  # an ICMP error for an earlier datagram
+            except (OSError, trio.ClosedResourceError):
+                return  # closed: the run is over
 
     def close(self) -> None:
         for sock in self._sockets.values():

@@ -25,7 +25,15 @@ class FuzzProcessor(processor_pb2_grpc.ProcessorServicer):
         self._lock = threading.Lock()
 
     def ProcessMessage(self, request: MessageRequest, context: object) -> MessageResponse:
-        judgement = self.verdicts.judge(request.ref)
+        try:
+            judgement = self.verdicts.judge(request.ref)
+        except Exception as exc:  # a defect of the fuzzer: reported, never a silent gRPC error
+            judgement = Judgement.UNEXPECTED
+            with self._lock:
+                if len(self.unexpected) < MAX_KEPT_LINES:
+                    self.unexpected.append(
+                        f"the fuzzer could not judge {request.ref[:80]!r}: {exc!r}"
+                    )
         with self._lock:
             self.judged[judgement] += 1
             if judgement is Judgement.UNEXPECTED and len(self.unexpected) < MAX_KEPT_LINES:

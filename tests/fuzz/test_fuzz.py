@@ -169,6 +169,12 @@ def test_verdicts_judge_what_reaches_the_processor() -> None:
     assert verdicts.judge("fz-3-5") is Judgement.UNEXPECTED  # never sent
     assert verdicts.judge("fz-4-1") is Judgement.UNEXPECTED  # another seed's
     assert verdicts.judge("a-seeds-own@call-id") is Judgement.EXPECTED
+    # A Call-ID grown by a mutation: far more digits than int() takes, or lone surrogates.
+    huge = "fz-3-" + "0123456789" * 6_600
+    verdicts.mark(huge, MALFORMED)
+    assert verdicts.judge(huge) is Judgement.UNEXPECTED
+    verdicts.mark("fz-\udcff-1", WELL_FORMED)
+    assert verdicts.judge("fz-\udcff-1") is Judgement.EXPECTED
 
 
 # -- the log scan and the reproducers ---------------------------------------------------

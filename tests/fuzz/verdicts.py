@@ -27,7 +27,8 @@ MALFORMED: Final = 2
 UNJUDGED: Final = 4
 MAX_OTHER_CALL_IDS: Final = 100_000  # 20-byte digests: a few MiB at most
 
-_GENERATED: Final = re.compile(r"fz-(\d+)-(\d+)")
+# A flipped or grown Call-ID may hold thousands of digits: int() refuses past 4,300.
+_GENERATED: Final = re.compile(r"fz-(\d{1,18})-(\d{1,18})")
 
 
 class Judgement(enum.Enum):
@@ -59,7 +60,7 @@ class Verdicts:
             if index is not None:
                 self._by_index[index] |= verdict
                 return
-            key = hashlib.sha1(call_id.encode("utf-8", "surrogateescape")).digest()
+            key = _digest(call_id)
             if key in self._others:
                 self._others[key] |= verdict
             elif len(self._others) < MAX_OTHER_CALL_IDS:
@@ -73,8 +74,7 @@ class Verdicts:
             if index is not None:
                 verdict = self._by_index[index]
             else:
-                key = hashlib.sha1(call_id.encode("utf-8", "surrogateescape")).digest()
-                found = self._others.get(key)
+                found = self._others.get(_digest(call_id))
                 if found is None and self.overflowed:
                     return Judgement.OVERFLOW
                 verdict = found or 0
@@ -83,3 +83,8 @@ class Verdicts:
         if verdict & UNJUDGED:
             return Judgement.UNJUDGED
         return Judgement.UNEXPECTED
+
+
+def _digest(call_id: str) -> bytes:
+    # surrogatepass: a Call-ID decoded with surrogateescape, or any other lone surrogate
+    return hashlib.sha1(call_id.encode("utf-8", "surrogatepass")).digest()

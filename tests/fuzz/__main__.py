@@ -102,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir=workdir,
             time_limit=time_limit,
             tree=args.edgeport_tree.resolve(),
+            progress=print,
         )
     )
     print("\n".join(format_live(live)))

@@ -86,9 +86,11 @@ REPLAY_SETTLE: Final = 1.0  # seconds after the reproducers before looking at th
 PACE_EVERY: Final = 20  # inputs between two short pauses that let edgeport keep up
 PACE_PAUSE: Final = 0.005  # seconds
 RSS_EVERY: Final = 2_000  # inputs between samples of the RSS
+PROGRESS_EVERY: Final = 100_000  # inputs between two progress lines
 MAX_FUZZER_RSS_MIB: Final = 1_500  # past it the run stops: the fuzzer's memory is bounded
 
 Hook = Callable[[int, Sequence[EdgeProcess]], Awaitable[None]]
+Progress = Callable[[str], None]
 
 
 def fuzzer_rss_mib() -> float:
@@ -106,13 +108,15 @@ async def run_live(
     tree: Path = REPO_ROOT,
     replay: Sequence[Reproducer] = REPRODUCERS,
     max_input_bytes: int | None = None,
+    progress: Progress | None = None,
 ) -> LiveReport:
     """Send ``count`` inputs into fresh edgeport processes (run from the checkout
     ``tree``, their files in ``workdir``); the figures and findings.
 
     ``time_limit``: seconds to send the inputs. ``hook`` is awaited before each
     input. ``max_input_bytes`` cuts every input to that size (for a run that must
-    not meet the defects large inputs find)."""
+    not meet the defects large inputs find). ``progress`` gets a line of figures every
+    :data:`PROGRESS_EVERY` inputs."""
     started = time.perf_counter()
     report = LiveReport(count=count)
     fuzzer_before = fuzzer_rss_mib()
@@ -142,7 +146,7 @@ async def run_live(
             edges.sort(key=lambda edge: list(configs).index(edge.name))
             client_tls = ssl.create_default_context()
             certs.ca.configure_trust(client_tls)
-            run = LiveRun(seed, edges, client_tls, verdicts, report, max_input_bytes)
+            run = LiveRun(seed, edges, client_tls, verdicts, report, max_input_bytes, progress)
             await run.check_listeners_answer()
             pids_before = process_pids(edges)
             report.rss_before_kib = rss_by_process(edges)
@@ -219,8 +223,10 @@ class LiveRun:
         verdicts: Verdicts,
         report: LiveReport,
         max_input_bytes: int | None,
+        progress: Progress | None = None,
     ) -> None:
         self.seed = seed
+        self.progress = progress
         self.edges = edges
         self.ports = {listener: port for edge in edges for listener, port in edge.listeners.items()}
         self.client_tls = client_tls
@@ -271,6 +277,8 @@ class LiveRun:
                         break
                 if index % RSS_EVERY == 0:
                     self._sample_rss(index)
+                if index and index % PROGRESS_EVERY == 0 and self.progress is not None:
+                    self.progress(self._progress_line(index))
                 listener = self._rng.choices(listeners, weights)[0]
                 data, sent = self._next_input(index, listener)
                 self.watch.sent(sent)
@@ -300,6 +308,13 @@ class LiveRun:
         if fuzzer_rss_mib() > MAX_FUZZER_RSS_MIB:
             return f"the fuzzer reached its memory bound ({MAX_FUZZER_RSS_MIB} MiB)"
         return ""
+
+    def _progress_line(self, index: int) -> str:
+        _, edge_mib, fuzzer_mib = self.report.rss_series[-1]
+        return (
+            f"  {index:,} inputs, {self.report.bytes_sent / 2**20:,.0f} MiB sent, edgeport "
+            f"{edge_mib} MiB, fuzzer {fuzzer_mib} MiB, {len(self.report.findings)} findings"
+        )
 
     def _sample_rss(self, index: int) -> None:
         edge_kib = sum(kib for _, kib in rss_by_process(self.edges).values())

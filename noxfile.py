@@ -56,7 +56,10 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def fuzz(session: nox.Session) -> None:
-    """Generated and mutated SIP through the parser, conversion, framing and real
-    sockets; ``nox -s fuzz -- --seed 2 --count 100000``. Default: 10^6 messages."""
+    """Generated and mutated SIP through the parser, conversion and framing, then over
+    UDP, TCP, TLS, WS, WSS and PROXY protocol listeners into two real
+    ``edgeport --workers 2`` processes with HEP capture and flood limits on;
+    ``nox -s fuzz -- --seed 2 --count 50000``. Default: 10^6 inputs each way (about
+    half an hour on 2 cores)."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "tests.fuzz", *session.posargs)

@@ -1,23 +1,34 @@
-"""``python -m tests.fuzz [--seed N] [--count N] [--live-share F]``: run the fuzzer, print
-its figures, exit 1 on any finding."""
+"""``python -m tests.fuzz [--seed N] [--count N] [--inprocess-count N] [--time-limit S]``:
+run the fuzzer (in-process through the parser, conversion and framing, then live into
+real edgeport processes with everything on), print its figures, exit 1 on any finding."""
 
 from __future__ import annotations
 
 import argparse
 import random
 import resource
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Final
 
 import trio
 
+from tests.fuzz.edges import REPO_ROOT
 from tests.fuzz.inprocess import Findings, check_one
-from tests.fuzz.live import LiveReport, run_live
+from tests.fuzz.live import run_live
 from tests.fuzz.mutate import generate
+from tests.fuzz.report import format_live
 
-MAX_RSS_GROWTH_MIB = 300  # beyond this the run fails: memory is not bounded
+MAX_RSS_GROWTH_MIB: Final = 300  # in-process: beyond this the run fails, memory is not bounded
+DEFAULT_COUNT: Final = 1_000_000
+# The live part's time limit: start-up and probes, and 5 ms an input (it sends about
+# 650 a second on a shared 2-core machine), so that a stuck or crawling run ends.
+LIVE_SETUP_SECONDS: Final = 120.0
+LIVE_SECONDS_PER_INPUT: Final = 0.005
 
 
 def rss_mib() -> float:
@@ -36,48 +47,70 @@ def run_inprocess(seed: int, count: int, progress: bool = False) -> Findings:
     return findings
 
 
+def live_time_limit(count: int) -> float:
+    return LIVE_SETUP_SECONDS + count * LIVE_SECONDS_PER_INPUT
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--count", type=int, default=1_000_000, help="messages in all")
     parser.add_argument(
-        "--live-share", type=float, default=0.02, help="share of --count sent over sockets"
+        "--count",
+        type=int,
+        default=DEFAULT_COUNT,
+        help="inputs sent over sockets into the edgeport processes (default 10^6)",
+    )
+    parser.add_argument(
+        "--inprocess-count",
+        type=int,
+        help="inputs through the parser, conversion and framing (default: --count)",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        help="seconds the live part may take to send its inputs "
+        f"(default {LIVE_SETUP_SECONDS:.0f} + {LIVE_SECONDS_PER_INPUT} per input)",
+    )
+    parser.add_argument(
+        "--edgeport-tree",
+        type=Path,
+        default=REPO_ROOT,
+        help="the checkout whose edgeport the live part runs (default: this one)",
     )
     args = parser.parse_args(argv)
-    live_count = int(args.count * args.live_share)
+    inprocess_count = args.count if args.inprocess_count is None else args.inprocess_count
+    print(f"seed {args.seed}")
     started = time.perf_counter()
     rss_before = rss_mib()
-    findings = run_inprocess(args.seed, args.count - live_count, progress=True)
+    findings = run_inprocess(args.seed, inprocess_count, progress=True)
     inprocess_time = time.perf_counter() - started
-    rss_inprocess = rss_mib()
-    live_started = time.perf_counter()
-    live: LiveReport = trio.run(run_live, args.seed, live_count)
-    live_time = time.perf_counter() - live_started
-    rss_after = rss_mib()
-    print(f"seed {args.seed}")
+    growth = rss_mib() - rss_before
     print(
-        f"in-process: {findings.messages} messages in {inprocess_time:.1f} s "
-        f"({findings.parsed} parsed, {findings.converted} converted, {findings.frames} frames), "
-        f"{findings.exceptions} unexpected exceptions"
+        f"in-process: {findings.messages:,} messages in {inprocess_time:.1f} s "
+        f"({findings.parsed:,} parsed, {findings.converted:,} converted, "
+        f"{findings.frames:,} frames), {findings.exceptions} unexpected exceptions; "
+        f"RSS +{growth:.0f} MiB (bound {MAX_RSS_GROWTH_MIB})"
     )
     for stage, data in findings.examples:
         print(f"--- {stage}\n{data!r}")
-    print(
-        f"sockets: {sum(live.sent.values())} messages {live.sent} in {live_time:.1f} s; "
-        f"{live.well_formed} well-formed, processor got {live.processor_requests} "
-        f"({live.ambiguous} with a Call-ID also sent malformed); "
-        f"unexpected at processor: {len(live.unexpected)}; handler errors {live.handler_errors}; "
-        f"internal errors {live.internal_errors:.0f}; logged errors {len(live.logged_errors)}; "
-        f"listeners answering {live.listeners_answering}"
+    workdir = Path(tempfile.mkdtemp(prefix="edgeport-fuzz-"))
+    time_limit = args.time_limit or live_time_limit(args.count)
+    live = trio.run(
+        lambda: run_live(
+            args.seed,
+            args.count,
+            workdir=workdir,
+            time_limit=time_limit,
+            tree=args.edgeport_tree.resolve(),
+            progress=print,
+        )
     )
-    for line in live.unexpected + live.logged_errors:
-        print(f"  {line}")
-    growth = rss_after - rss_before
-    print(
-        f"RSS: {rss_before:.0f} MiB before, {rss_inprocess:.0f} after in-process, "
-        f"{rss_after:.0f} after sockets (+{growth:.0f} MiB)"
-    )
-    ok = findings.exceptions == 0 and live.passed and growth < MAX_RSS_GROWTH_MIB
+    print("\n".join(format_live(live)))
+    ok = findings.exceptions == 0 and growth < MAX_RSS_GROWTH_MIB and live.passed
+    if live.passed:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"logs and configuration kept in {workdir}")
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

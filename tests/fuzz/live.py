@@ -1,299 +1,374 @@
-"""Fuzzing a running edgeport over real UDP, TCP and WebSocket sockets.
+"""Fuzzing running edgeport processes with everything on, over real sockets.
 
-An in-process edgeport (``edgeport.server.serve``) with a recording test
-processor that answers every request 200. Each input gets a unique Call-ID
-before it is mutated; the oracle (:func:`well_formed`) sorts the sent inputs
-into well-formed and malformed by Call-ID. Passing means: no handler error
-or exception logged by edgeport, every listener answers an OPTIONS after
-the run, and every MessageRequest the processor received carries the
-Call-ID of a well-formed input and of no malformed one.
+Two ``edgeport --workers 2`` processes (:mod:`tests.fuzz.edges`): one with UDP,
+TCP, TLS, WS and WSS, one with PROXY protocol listeners for TCP, TLS, WS and
+WSS; both with HEP capture to a real UDP collector here, the flood limit on,
+and a processor here that answers every request 200 and judges each request's
+Call-ID (:mod:`tests.fuzz.observers`, :mod:`tests.fuzz.verdicts`). The saved
+reproducers (:mod:`tests.fuzz.reproducers`) go first; then the generator's
+mutated SIP, resized into the size classes of :mod:`tests.fuzz.sizes` (0 bytes
+to past 1 MiB on streams, up to the UDP maximum in datagrams), from many
+127.x.y.z sources, behind valid, invalid and mutated PROXY headers on the PROXY
+listeners (:mod:`tests.fuzz.senders`).
+
+A run passes when: no supervisor or worker ended, every PID of the start is the
+same at the end and the supervisors counted no worker restart; every listener
+answers each of :data:`~tests.fuzz.probes.PROBES_PER_LISTENER` OPTIONS probes
+after the run; no request reached the processor with a Call-ID only ever sent
+malformed (or never sent); edgeport closed every connection it must refuse;
+edgeport logged no ERROR and no traceback and dropped nothing on an internal
+error; every HEP packet the collector got is framed right; the edgeport
+processes' RSS grew less than :data:`~tests.fuzz.report.MAX_EDGE_RSS_GROWTH_MIB`;
+every input was sent within the time limit with the fuzzer itself under
+:data:`MAX_FUZZER_RSS_MIB`; and each supervisor exits 0 on SIGTERM.
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import os
 import random
-from dataclasses import dataclass, field
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Final
 
 import trio
-import trio_asyncio
-import trio_websocket
 
-from edgeport._proto import sipmessage_pb2
-from edgeport._proto.processor_pb2 import MessageRequest, MessageResponse
-from edgeport.config import ProcessorConfig
-from edgeport.metrics import METRICS
-from edgeport.server import RunningServer
-from edgeport.sip.framing import FramingError, StreamFramer
-from edgeport.sip.transport import Transport
-from tests.e2e.conftest import address, make_config, start_edgeport
-from tests.fuzz.inprocess import well_formed
-from tests.fuzz.mutate import call_id_of, generate
-from tests.support.grpc_processor import ScriptableProcessor, start_processor
-from tests.support.ua import sip
+from tests.fuzz.edges import (
+    REPO_ROOT,
+    EdgeProcess,
+    FloodSettings,
+    edge_config,
+    proxied_config,
+    rss_kib,
+    start_edge,
+    stop_edge,
+    write_certificates,
+)
+from tests.fuzz.listeners import WEIGHTS, Listener
+from tests.fuzz.logscan import scan_log
+from tests.fuzz.mutate import generate
+from tests.fuzz.observers import FuzzProcessor, HepSink
+from tests.fuzz.probes import (
+    CONNECTION_ERRORS,
+    PROBE_TIMEOUT,
+    PROBES_PER_LISTENER,
+    exchange,
+    probe_all,
+)
+from tests.fuzz.report import MAX_EDGE_RSS_GROWTH_MIB, LiveReport, SentInput
+from tests.fuzz.reproducers import REPRODUCERS, Reproducer
+from tests.fuzz.senders import Datagrams, Streams, mark, pick_source
+from tests.fuzz.sizes import (
+    DATAGRAM_WEIGHTS,
+    MAX_UDP_PAYLOAD_BYTES,
+    STREAM_WEIGHTS,
+    pick_class,
+    pick_size,
+    resize,
+)
+from tests.fuzz.verdicts import MALFORMED, Judgement, Verdicts
+from tests.fuzz.watch import (
+    CHECK_EVERY,
+    ProcessWatch,
+    compare_pids,
+    process_pids,
+    read_metrics,
+    rss_by_process,
+)
+from tests.support.grpc_processor import start_processor
+from tests.support.hep_collector import Collector
 
-MAX_UDP_PAYLOAD = 65_000
-PROBE_TIMEOUT = 10.0  # seconds for a listener to answer the OPTIONS after the run
-DRAIN_TIME = 2.0  # seconds for in-flight messages to reach the processor after sending
-TRANSPORTS = (Transport.UDP, Transport.TCP, Transport.WS)
+DRAIN_TIME: Final = 3.0  # seconds for in-flight messages to be handled after the last input
+REPLAY_SETTLE: Final = 1.0  # seconds after the reproducers before looking at the processes
+PACE_EVERY: Final = 20  # inputs between two short pauses that let edgeport keep up
+PACE_PAUSE: Final = 0.005  # seconds
+RSS_EVERY: Final = 2_000  # inputs between samples of the RSS
+PROGRESS_EVERY: Final = 100_000  # inputs between two progress lines
+MAX_FUZZER_RSS_MIB: Final = 1_500  # past it the run stops: the fuzzer's memory is bounded
 
-
-@dataclass
-class LiveReport:
-    sent: dict[str, int] = field(default_factory=dict)
-    well_formed: int = 0
-    ambiguous: int = 0
-    processor_requests: int = 0
-    unexpected: list[str] = field(default_factory=list)  # Call-IDs not from well-formed input
-    logged_errors: list[str] = field(default_factory=list)
-    handler_errors: int = 0
-    internal_errors: float = 0.0
-    listeners_answering: dict[str, bool] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        return (
-            not self.unexpected
-            and not self.logged_errors
-            and self.handler_errors == 0
-            and self.internal_errors == 0
-            and all(self.listeners_answering.values())
-        )
-
-
-class _ErrorLog(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.ERROR)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if len(self.lines) < 20:
-            self.lines.append(self.format(record))
-
-
-def _probe(port: int, transport: Transport, n: int) -> bytes:
-    # An OPTIONS to edgeport's own address: answered by edgeport itself.
-    return sip(
-        f"""OPTIONS sip:127.0.0.1:{port} SIP/2.0
-Via: SIP/2.0/{transport.value.upper()} 127.0.0.1:9;branch=z9hG4bK-probe-{n};rport
-Max-Forwards: 70
-From: <sip:probe@127.0.0.1>;tag=probe{n}
-To: <sip:127.0.0.1>
-Call-ID: probe-{n}@fuzz
-CSeq: 1 OPTIONS
-Content-Length: 0
-
-"""
-    )
+Hook = Callable[[int, Sequence[EdgeProcess]], Awaitable[None]]
+Progress = Callable[[str], None]
 
 
-async def run_live(seed: int, count: int) -> LiveReport:
-    """Send ``count`` fuzzed inputs, spread over UDP, TCP and WS, into a fresh edgeport."""
-    report = LiveReport()
-    received: list[str] = []
+def fuzzer_rss_mib() -> float:
+    return rss_kib(os.getpid()) / 1024
 
-    def reply(request: MessageRequest) -> MessageResponse:
-        received.append(request.ref)
-        return MessageResponse(
-            message=sipmessage_pb2.SIPMessage(response_type=sipmessage_pb2.ResponseType.OK)
-        )
 
-    errors = _ErrorLog()
-    edge_logger = logging.getLogger("edgeport")
-    edge_logger.addHandler(errors)
-    internal_before = METRICS.dropped_messages.labels(reason="internal_error").value
-    try:
-        async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
-            running = await start_processor(nursery, ScriptableProcessor(reply=reply))
-            server = await start_edgeport(
-                nursery, make_config(processor=ProcessorConfig(running.addr, timeout=5.0))
-            )
-            good, bad = await _send_all(server, seed, count, report)
+async def run_live(
+    seed: int,
+    count: int,
+    *,
+    workdir: Path,
+    time_limit: float,
+    flood: FloodSettings | None = None,
+    hook: Hook | None = None,
+    tree: Path = REPO_ROOT,
+    replay: Sequence[Reproducer] = REPRODUCERS,
+    max_input_bytes: int | None = None,
+    progress: Progress | None = None,
+) -> LiveReport:
+    """Send ``count`` inputs into fresh edgeport processes (run from the checkout
+    ``tree``, their files in ``workdir``); the figures and findings.
+
+    ``time_limit``: seconds to send the inputs. ``hook`` is awaited before each
+    input. ``max_input_bytes`` cuts every input to that size (for a run that must
+    not meet the defects large inputs find). ``progress`` gets a line of figures every
+    :data:`PROGRESS_EVERY` inputs."""
+    started = time.perf_counter()
+    report = LiveReport(count=count)
+    fuzzer_before = fuzzer_rss_mib()
+    verdicts = Verdicts(seed, count)
+    processor = FuzzProcessor(verdicts)
+    edges: list[EdgeProcess] = []
+    async with trio.open_nursery() as nursery:
+        sink = HepSink(await Collector.open())
+        nursery.start_soon(sink.serve)
+        running = await start_processor(nursery, processor)
+        certs = write_certificates(workdir)
+        settings = flood or FloodSettings()
+        collector = sink.collector.addr
+        configs = {
+            "edge": edge_config(workdir, certs, running.addr, collector, settings),
+            "proxied": proxied_config(workdir, certs, running.addr, collector, settings),
+        }
+        try:
+
+            async def start(name: str) -> None:
+                config, listeners = configs[name]
+                edges.append(await start_edge(name, config, listeners, workdir, tree))
+
+            async with trio.open_nursery() as starting:
+                for name in configs:
+                    starting.start_soon(start, name)
+            edges.sort(key=lambda edge: list(configs).index(edge.name))
+            client_tls = ssl.create_default_context()
+            certs.ca.configure_trust(client_tls)
+            run = LiveRun(seed, edges, client_tls, verdicts, report, max_input_bytes, progress)
+            await run.check_listeners_answer()
+            pids_before = process_pids(edges)
+            report.rss_before_kib = rss_by_process(edges)
+            send_started = time.perf_counter()
+            await run.replay(replay)
+            await run.send_all(count, time_limit, hook)
+            report.send_time = time.perf_counter() - send_started
             await trio.sleep(DRAIN_TIME)
-            for transport in TRANSPORTS:
-                report.listeners_answering[transport.value] = await _answers_options(
-                    server, transport
-                )
-            report.handler_errors = server.transports.stats["handler_errors"]
-            nursery.cancel_scope.cancel()
-    finally:
-        edge_logger.removeHandler(errors)
-    report.internal_errors = (
-        METRICS.dropped_messages.labels(reason="internal_error").value - internal_before
-    )
-    report.logged_errors = errors.lines
-    report.well_formed = len(good)
-    report.processor_requests = len(received)
-    # Malformed-only Call-IDs, and Call-IDs never sent, must not reach the processor;
-    # a Call-ID that both a well-formed and a malformed input carried (a splice of a
-    # seed) cannot be judged and is counted apart.
-    report.ambiguous = sum(1 for ref in received if ref in good and ref in bad)
-    report.unexpected = sorted({ref for ref in received if ref not in good})[:20]
+            report.listeners_answering = await probe_all(run.ports, client_tls, n=1)
+            report.rss_after_kib = rss_by_process(edges)
+            compare_pids(pids_before, process_pids(edges), report)
+            for edge in edges:
+                await read_metrics(edge, report)
+        finally:
+            for edge in edges:
+                await stop_edge(edge)
+        nursery.cancel_scope.cancel()
+    _judge(report, edges, processor, sink)
+    report.fuzzer_rss_mib = (fuzzer_before, fuzzer_rss_mib())
+    report.elapsed = time.perf_counter() - started
     return report
 
 
-async def _send_all(
-    server: RunningServer, seed: int, count: int, report: LiveReport
-) -> tuple[set[str], set[str]]:
-    rng = random.Random(seed)
-    good: set[str] = set()
-    bad: set[str] = set()
-    udp = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
-    await udp.bind(("127.0.0.1", 0))
-    async with trio.open_nursery() as nursery:
-        senders: dict[Transport, _UdpSender | _TcpSender | _WsSender] = {
-            Transport.UDP: _UdpSender(udp, address(server, Transport.UDP)),
-            Transport.TCP: _TcpSender(address(server, Transport.TCP)),
-            Transport.WS: _WsSender(address(server, Transport.WS), nursery),
-        }
-        nursery.start_soon(_drain_udp, udp)
-        for index in range(count):
-            call_id = f"fz-{seed}-{index}"
-            data = generate(rng, call_id)
-            transport = rng.choice(TRANSPORTS)
-            if transport is Transport.UDP and len(data) > MAX_UDP_PAYLOAD:
-                data = data[:MAX_UDP_PAYLOAD]
-            for unit in await senders[transport].send(data):
-                message = well_formed(unit)
-                if message is not None:
-                    good.add(message.call_id)
-                elif (found := call_id_of(unit)) is not None:
-                    bad.add(found.decode("latin-1"))
-            report.sent[transport.value] = report.sent.get(transport.value, 0) + 1
-            if index % 20 == 19:
-                await trio.sleep(0.005)  # let edgeport keep up; the run stays bounded
-        for sender in senders.values():
-            await sender.close()
-        nursery.cancel_scope.cancel()
-    udp.close()
-    return good, bad
+def _judge(
+    report: LiveReport, edges: Sequence[EdgeProcess], processor: FuzzProcessor, sink: HepSink
+) -> None:
+    """The findings of what was observed once the processes stopped."""
+    for edge in edges:
+        report.exit_codes[edge.name] = edge.exit_code
+        if edge.exit_code != 0:
+            report.findings.append(f"{edge.name}: supervisor exited {edge.exit_code} on SIGTERM")
+        for pid in edge.stray_workers_killed:
+            report.findings.append(f"{edge.name}: worker {pid} outlived its supervisor")
+        scan = scan_log(edge.log)
+        if scan.errors or scan.tracebacks:
+            report.findings.append(
+                f"{edge.name}: {scan.errors} ERROR lines and {scan.tracebacks} tracebacks in "
+                f"its log ({edge.log}):"
+            )
+            report.findings.extend(f"  {line}" for line in scan.lines)
+    report.judged = {judgement.value: n for judgement, n in processor.judged.items()}
+    if processor.unexpected:
+        report.findings.append(
+            f"{processor.judged[Judgement.UNEXPECTED]} requests reached the processor with a "
+            "Call-ID only sent malformed (or never sent):"
+        )
+        report.findings.extend(f"  {line}" for line in processor.unexpected)
+    report.hep_received, report.hep_largest = sink.packets, sink.largest
+    if sink.bad_count:
+        report.findings.append(f"{sink.bad_count} malformed HEP packets at the collector:")
+        report.findings.extend(f"  {line}" for line in sink.bad)
+    for listener, answered in report.listeners_answering.items():
+        if answered != f"{PROBES_PER_LISTENER}/{PROBES_PER_LISTENER}":
+            report.findings.append(f"listener {listener} answered {answered} probes after the run")
+    if report.rss_after_kib and report.rss_growth_mib > MAX_EDGE_RSS_GROWTH_MIB:
+        report.findings.append(
+            f"edgeport RSS grew {report.rss_growth_mib:.0f} MiB (bound {MAX_EDGE_RSS_GROWTH_MIB})"
+        )
 
 
-async def _drain_udp(sock: trio.socket.SocketType) -> None:
-    while True:
-        await sock.recvfrom(65535)
+class LiveRun:
+    """The sending side of a run: what goes where, and what the sockets saw.
 
+    What is sent (bytes, listener, size) depends only on the seed and the input's
+    index; where from (sources, PROXY headers, connections) on a second generator,
+    since connections close when edgeport closes them.
+    """
 
-class _UdpSender:
-    def __init__(self, sock: trio.socket.SocketType, server: tuple[str, int]) -> None:
-        self.sock = sock
-        self.server = server
+    def __init__(
+        self,
+        seed: int,
+        edges: Sequence[EdgeProcess],
+        client_tls: ssl.SSLContext,
+        verdicts: Verdicts,
+        report: LiveReport,
+        max_input_bytes: int | None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.seed = seed
+        self.progress = progress
+        self.edges = edges
+        self.ports = {listener: port for edge in edges for listener, port in edge.listeners.items()}
+        self.client_tls = client_tls
+        self.verdicts = verdicts
+        self.report = report
+        self.max_input_bytes = max_input_bytes
+        self.watch = ProcessWatch(edges, report)
+        self._rng = random.Random(seed)
+        self._net = random.Random(seed + 1)
 
-    async def send(self, data: bytes) -> list[bytes]:
-        """Send one datagram; returns what edgeport gets as messages."""
-        try:
-            await self.sock.sendto(data, self.server)
-        except OSError:
-            return []  # too large for a datagram, or a transient ICMP error
-        return [data]
+    async def check_listeners_answer(self) -> None:
+        answered = await probe_all(self.ports, self.client_tls, n=0)
+        if any(ok != f"{PROBES_PER_LISTENER}/{PROBES_PER_LISTENER}" for ok in answered.values()):
+            raise RuntimeError(f"a listener does not answer before the run: {answered}")
 
-    async def close(self) -> None:
-        return
+    async def replay(self, reproducers: Sequence[Reproducer]) -> None:
+        """Each saved reproducer once, then a look at the processes."""
+        sent: list[str] = []
+        for reproducer in reproducers:
+            port = self.ports.get(reproducer.listener)
+            if port is None:
+                continue
+            mark(self.verdicts, reproducer.data)
+            with trio.move_on_after(PROBE_TIMEOUT), contextlib.suppress(*CONNECTION_ERRORS):
+                await exchange(reproducer.listener, port, self.client_tls, reproducer.data)
+            sent.append(reproducer.name)
+        self.report.replayed = len(sent)
+        if sent:
+            await trio.sleep(REPLAY_SETTLE)
+            self.watch.look(0, after="the saved reproducers: " + "; ".join(sent))
 
+    async def send_all(self, count: int, time_limit: float, hook: Hook | None) -> None:
+        report = self.report
+        listeners = [listener for listener in WEIGHTS if listener in self.ports]
+        weights = [WEIGHTS[listener] for listener in listeners]
+        deadline = trio.current_time() + time_limit
+        async with trio.open_nursery() as nursery:
+            datagrams = Datagrams(nursery)
+            streams = Streams(nursery, self.ports, self.client_tls)
+            for index in range(count):
+                if hook is not None:
+                    await hook(index, self.edges)
+                if index % CHECK_EVERY == 0:
+                    self.watch.look(index)
+                    stop = self._stop_reason(deadline, time_limit)
+                    if stop:
+                        report.findings.append(f"{stop}: {index:,} of {count:,} inputs sent")
+                        break
+                if index % RSS_EVERY == 0:
+                    self._sample_rss(index)
+                if index and index % PROGRESS_EVERY == 0 and self.progress is not None:
+                    self.progress(self._progress_line(index))
+                listener = self._rng.choices(listeners, weights)[0]
+                data, sent = self._next_input(index, listener)
+                self.watch.sent(sent)
+                if listener is Listener.UDP:
+                    await self._send_datagram(datagrams, data)
+                else:
+                    await self._send_on_stream(streams, listener, data, f"fz-{self.seed}-{index}")
+                if index % PACE_EVERY == PACE_EVERY - 1:
+                    await trio.sleep(PACE_PAUSE)
+            self.watch.look(count)
+            report.connections = dict(streams.opened)
+            report.connections_refused = dict(streams.open_failed)
+            report.proxy_headers = dict(streams.headers)
+            report.open_timeouts = dict(streams.open_timeouts)
+            report.refused = dict(streams.refused)
+            for why, n in streams.not_refused.items():
+                report.findings.append(
+                    f"{n} connections left open although edgeport must close them: {why}"
+                )
+            streams.close()
+            datagrams.close()
+            nursery.cancel_scope.cancel()
 
-class _TcpSender:
-    """One connection at a time. A mirror of edgeport's framer tells which messages
-    edgeport frames from the byte stream (a short Content-Length makes the next
-    input's bytes part of this one's body); when the mirror meets a framing error,
-    edgeport closes the connection, and so does the sender."""
+    def _stop_reason(self, deadline: float, time_limit: float) -> str:
+        if trio.current_time() > deadline:
+            return f"time limit ({time_limit:,.0f} s) reached"
+        if fuzzer_rss_mib() > MAX_FUZZER_RSS_MIB:
+            return f"the fuzzer reached its memory bound ({MAX_FUZZER_RSS_MIB} MiB)"
+        return ""
 
-    def __init__(self, server: tuple[str, int]) -> None:
-        self.server = server
-        self.stream: trio.SocketStream | None = None
-        self.framer = StreamFramer()
+    def _progress_line(self, index: int) -> str:
+        _, edge_mib, fuzzer_mib = self.report.rss_series[-1]
+        return (
+            f"  {index:,} inputs, {self.report.bytes_sent / 2**20:,.0f} MiB sent, edgeport "
+            f"{edge_mib} MiB, fuzzer {fuzzer_mib} MiB, {len(self.report.findings)} findings"
+        )
 
-    async def send(self, data: bytes) -> list[bytes]:
-        if self.stream is None:
-            self.stream = await trio.open_tcp_stream(*self.server)
-            self.framer = StreamFramer()
-        units: list[bytes] = []
-        broken = False
-        try:
-            frames = self.framer.feed(data)
-        except FramingError as exc:
-            frames = exc.frames
-            broken = True
-        units = [frame for frame in frames if isinstance(frame, bytes)]
-        try:
-            with trio.fail_after(5):
-                await self.stream.send_all(data)
-                with trio.move_on_after(0):  # read answers so edgeport never blocks
-                    await self.stream.receive_some(65536)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
-            broken = True
-        if broken:
-            await self.close()
-        return units
+    def _sample_rss(self, index: int) -> None:
+        edge_kib = sum(kib for _, kib in rss_by_process(self.edges).values())
+        self.report.rss_peak_kib = max(self.report.rss_peak_kib, edge_kib)
+        self.report.rss_series.append((index, edge_kib // 1024, int(fuzzer_rss_mib())))
 
-    async def close(self) -> None:
-        if self.stream is not None:
-            await trio.aclose_forcefully(self.stream)
-            self.stream = None
+    def _next_input(self, index: int, listener: Listener) -> tuple[bytes, SentInput]:
+        rng = self._rng
+        data = generate(rng, f"fz-{self.seed}-{index}")
+        datagram = listener is Listener.UDP
+        size_class = pick_class(rng, DATAGRAM_WEIGHTS if datagram else STREAM_WEIGHTS)
+        size = pick_size(rng, size_class, datagram)
+        if size is not None:
+            data = resize(rng, data, size)
+        elif datagram:
+            data = data[:MAX_UDP_PAYLOAD_BYTES]
+        if self.max_input_bytes is not None:
+            data = data[: self.max_input_bytes]
+        report = self.report
+        report.sent[listener.value] += 1
+        report.sizes[f"{'datagram' if datagram else 'stream'} {size_class.value}"] += 1
+        if datagram:
+            report.largest_datagram = max(report.largest_datagram, len(data))
+        else:
+            report.largest_stream = max(report.largest_stream, len(data))
+        return data, SentInput(index, listener, len(data), size_class)
 
+    async def _send_datagram(self, datagrams: Datagrams, data: bytes) -> None:
+        mark(self.verdicts, data)
+        if await datagrams.send(pick_source(self._net), data, self.ports[Listener.UDP]):
+            self.report.bytes_sent += len(data)
+        else:
+            self.report.not_delivered[Listener.UDP.value] += 1
 
-class _WsSender:
-    """One WebSocket at a time, reopened when edgeport closes it."""
-
-    def __init__(self, server: tuple[str, int], nursery: trio.Nursery) -> None:
-        self.server = server
-        self.nursery = nursery
-        self.ws: trio_websocket.WebSocketConnection | None = None
-
-    async def send(self, data: bytes) -> list[bytes]:
-        for _ in range(2):
-            try:
-                with trio.fail_after(5):
-                    if self.ws is None or self.ws.closed is not None:
-                        if self.ws is not None:
-                            await self.ws.aclose()
-                        stream = await trio.open_tcp_stream(*self.server)
-                        self.ws = await trio_websocket.wrap_client_stream(
-                            self.nursery, stream, self.server[0], "/", subprotocols=["sip"]
-                        )
-                    await self.ws.send_message(data)
-                return [data]
-            except (
-                trio_websocket.ConnectionClosed,
-                trio_websocket.HandshakeError,
-                trio.TooSlowError,
-                OSError,
-            ):
-                self.ws = None
-        return []
-
-    async def close(self) -> None:
-        if self.ws is not None:
-            with trio.move_on_after(2):
-                await self.ws.aclose()
-
-
-async def _answers_options(server: RunningServer, transport: Transport) -> bool:
-    host, port = address(server, transport)
-    probe = _probe(port, transport, hash(transport.value) & 0xFFFF)
-    with trio.move_on_after(PROBE_TIMEOUT):
-        if transport is Transport.UDP:
-            sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
-            await sock.bind(("127.0.0.1", 0))
-            await sock.sendto(probe, (host, port))
-            data, _ = await sock.recvfrom(65535)
-            sock.close()
-            return data.startswith(b"SIP/2.0 200")
-        if transport is Transport.TCP:
-            stream = await trio.open_tcp_stream(host, port)
-            await stream.send_all(probe)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = await stream.receive_some(65536)
-                if not chunk:
-                    break
-                data += chunk
-            await stream.aclose()
-            return data.startswith(b"SIP/2.0 200")
-        async with trio_websocket.open_websocket(
-            host, port, "/", use_ssl=False, subprotocols=["sip"]
-        ) as ws:
-            await ws.send_message(probe)
-            message = await ws.get_message()
-            text = message if isinstance(message, str) else message.decode("latin-1")
-            return text.startswith("SIP/2.0 200")
-    return False
+    async def _send_on_stream(
+        self, streams: Streams, listener: Listener, data: bytes, call_id: str
+    ) -> None:
+        report = self.report
+        conn = await streams.connection(listener, self._net)
+        if conn is None:
+            report.not_delivered[listener.value] += 1
+            return
+        # Marked before the bytes leave: the processor may see them at once.
+        units, breaks = conn.units(data)
+        if conn.forced is not None:
+            self.verdicts.mark(call_id, conn.forced)
+        for unit in units:
+            mark(self.verdicts, unit, conn.forced)
+        outcome = await conn.send(data, self._net)
+        if outcome == "sent":
+            report.bytes_sent += len(data)
+        elif outcome == "timeout":
+            report.send_timeouts[listener.value] += 1
+        else:
+            report.not_delivered[listener.value] += 1
+        if breaks or outcome != "sent" or conn.forced == MALFORMED:
+            conn.close()

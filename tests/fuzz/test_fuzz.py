@@ -1,30 +1,59 @@
-"""A bounded slice of the fuzzer, run with the suite (``python -m tests.fuzz`` runs more)."""
+"""A bounded slice of the fuzzer, run with the suite (``python -m tests.fuzz`` runs more),
+and the checks that its parts judge what they are meant to."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import random
+import re
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
 import pytest
 
+from edgeport.sip.errors import MAX_MESSAGE_BYTES
+from edgeport.sip.framing import FramingError, StreamFramer
+from edgeport.transports.proxy_protocol import ProxyProtocolError, parse_proxy_header
 from tests.fuzz.__main__ import MAX_RSS_GROWTH_MIB, rss_mib, run_inprocess
-from tests.fuzz.inprocess import Findings, check_one
+from tests.fuzz.edges import EdgeProcess, FloodSettings, alive
+from tests.fuzz.inprocess import Findings, check_one, well_formed
+from tests.fuzz.listeners import Listener
 from tests.fuzz.live import run_live
-from tests.fuzz.mutate import MUTATIONS, SEEDS, generate
+from tests.fuzz.logscan import scan_log
+from tests.fuzz.mutate import MUTATIONS, OPTIONS, SEEDS, generate
+from tests.fuzz.probes import PROBES_PER_LISTENER
+from tests.fuzz.proxy_headers import INVALID_HEADERS, HeaderVerdict, every_invalid, valid
+from tests.fuzz.report import LiveReport
+from tests.fuzz.reproducers import HEP_OVERSIZED_BYTES, REPRODUCERS
+from tests.fuzz.sizes import (
+    DATAGRAM_WEIGHTS,
+    HEP_CHUNK_PAYLOAD_BYTES,
+    MAX_UDP_PAYLOAD_BYTES,
+    STREAM_WEIGHTS,
+    SizeClass,
+    pick_size,
+    resize,
+)
+from tests.fuzz.verdicts import MALFORMED, UNJUDGED, WELL_FORMED, Judgement, Verdicts
 
 SEED = 20261204
 INPROCESS_COUNT = 50_000
-LIVE_COUNT = 3_000
+LIVE_COUNT = 4_000
+LIVE_TIME_LIMIT = 60.0  # seconds to send the slice: about 10 s on this machine
+# A low request limit, so that the one flooding source is banned at any speed while each
+# of the 200 pool sources (about 10 requests each in the whole slice) never is.
+SLICE_FLOOD = FloodSettings(requests=20, window=10.0, ban_time=5.0)
 
 
 def test_every_mutation_changes_some_seed() -> None:
-    import random
-
     rng = random.Random(SEED)
     for mutation in MUTATIONS:
         assert any(mutation(rng, seed) != seed for seed in SEEDS for _ in range(3)), mutation
 
 
 def test_the_generator_is_deterministic_per_seed() -> None:
-    import random
-
     first = [generate(random.Random(7)) for _ in range(50)]
     again = [generate(random.Random(7)) for _ in range(50)]
     assert first == again
@@ -33,8 +62,6 @@ def test_the_generator_is_deterministic_per_seed() -> None:
 def test_an_unexpected_exception_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
     # The harness itself must be able to fail: a refused message is fine, any other
     # exception is recorded with its input.
-    import random
-
     findings = Findings()
     check_one(b"\x00garbage", random.Random(1), findings)
     assert findings.exceptions == 0
@@ -46,6 +73,159 @@ def test_an_unexpected_exception_is_a_finding(monkeypatch: pytest.MonkeyPatch) -
     check_one(b"OPTIONS sip:a@b SIP/2.0\r\n\r\n", random.Random(1), findings)
     assert findings.exceptions == 1
     assert "RuntimeError: defect" in findings.examples[0][0]
+
+
+# -- sizes ------------------------------------------------------------------------------
+
+
+def test_resize_gives_exactly_the_size_asked() -> None:
+    rng = random.Random(SEED)
+    for _ in range(300):
+        data = generate(rng, "fz-1-1")
+        for weights, datagram in ((STREAM_WEIGHTS, False), (DATAGRAM_WEIGHTS, True)):
+            for size_class in weights:
+                size = pick_size(rng, size_class, datagram)
+                if size is not None:
+                    assert len(resize(rng, data, size)) == size
+
+
+def test_the_size_classes_reach_every_limit() -> None:
+    rng = random.Random(SEED)
+    stream = {pick_size(rng, c, False) for c in STREAM_WEIGHTS for _ in range(400)}
+    datagram = {pick_size(rng, c, True) for c in DATAGRAM_WEIGHTS for _ in range(400)}
+    for size in (0, 1, 16, HEP_CHUNK_PAYLOAD_BYTES, HEP_CHUNK_PAYLOAD_BYTES + 1, 65_536):
+        assert size in stream, size
+    for size in (MAX_MESSAGE_BYTES - 1, MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES + 1):
+        assert size in stream, size
+    assert {0, MAX_UDP_PAYLOAD_BYTES} <= datagram
+    assert max(size for size in datagram if size is not None) == MAX_UDP_PAYLOAD_BYTES
+
+
+@pytest.mark.parametrize("size", [HEP_CHUNK_PAYLOAD_BYTES + 1, MAX_MESSAGE_BYTES])
+def test_a_message_grown_by_its_body_stays_one_well_formed_frame(size: int) -> None:
+    # The inputs that reach HEP capture at its limit and edgeport at its 1 MiB limit
+    # are whole, well-formed messages, cut from the stream as one frame.
+    rng = random.Random(SEED)
+    grown = None
+    for _ in range(50):  # the growth is chosen at random: body, header or tail
+        candidate = resize(rng, OPTIONS, size)
+        if well_formed(candidate) is not None:
+            grown = candidate
+            break
+    assert grown is not None
+    assert len(grown) == size
+    assert StreamFramer().feed(grown) == [grown]
+
+
+def test_one_byte_past_1_mib_is_refused_by_the_framer() -> None:
+    rng = random.Random(SEED)
+    grown = (resize(rng, OPTIONS, MAX_MESSAGE_BYTES + 1) for _ in range(50))
+    over = next(data for data in grown if _body_matches_content_length(data))
+    assert len(over) == MAX_MESSAGE_BYTES + 1
+    with pytest.raises(FramingError) as refused:
+        StreamFramer().feed(over)
+    assert refused.value.status_code == 513
+
+
+def _body_matches_content_length(data: bytes) -> bool:
+    """Grown by its body: a body, and one Content-Length at the end of the header section
+    that says how long it is."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    return bool(body) and head.endswith(b"\r\nContent-Length: %d" % len(body))
+
+
+# -- PROXY headers ----------------------------------------------------------------------
+
+
+def test_the_fuzzers_valid_and_invalid_proxy_headers_are_read_as_the_spec_says() -> None:
+    # The fuzzer's own headers, built from the spec, against edgeport's parser: a
+    # valid header is taken whole, an invalid one refused.
+    rng = random.Random(SEED)
+    sources = [("192.0.2.7", 40000), ("2001:db8::7", 40001), ("127.0.0.1", 5060)]
+    kinds = set()
+    for _ in range(200):
+        header = valid(rng, rng.choice(sources), 5060)
+        kinds.add(header.kind)
+        assert header.verdict is HeaderVerdict.VALID
+        parsed = parse_proxy_header(header.data + b"OPTIONS sip:a@b SIP/2.0\r\n")
+        assert parsed is not None, header
+        assert parsed[1] == len(header.data), header
+    assert kinds == {"v1", "v1-unknown", "v2", "v2-local", "v2-tlvs"}
+    refused = every_invalid(sources[0], 5060)
+    assert len(refused) == len(INVALID_HEADERS)
+    for header in refused:
+        with pytest.raises(ProxyProtocolError):
+            parse_proxy_header(header.data)
+
+
+# -- verdicts ---------------------------------------------------------------------------
+
+
+def test_verdicts_judge_what_reaches_the_processor() -> None:
+    verdicts = Verdicts(seed=3, count=10)
+    verdicts.mark("fz-3-1", WELL_FORMED)
+    verdicts.mark("fz-3-2", MALFORMED)
+    verdicts.mark("fz-3-3", WELL_FORMED)
+    verdicts.mark("fz-3-3", MALFORMED)
+    verdicts.mark("fz-3-4", UNJUDGED)
+    verdicts.mark("a-seeds-own@call-id", WELL_FORMED)
+    assert verdicts.judge("fz-3-1") is Judgement.EXPECTED
+    assert verdicts.judge("fz-3-2") is Judgement.UNEXPECTED
+    assert verdicts.judge("fz-3-3") is Judgement.AMBIGUOUS
+    assert verdicts.judge("fz-3-4") is Judgement.UNJUDGED
+    assert verdicts.judge("fz-3-5") is Judgement.UNEXPECTED  # never sent
+    assert verdicts.judge("fz-4-1") is Judgement.UNEXPECTED  # another seed's
+    assert verdicts.judge("a-seeds-own@call-id") is Judgement.EXPECTED
+    # A Call-ID grown by a mutation: far more digits than int() takes, or lone surrogates.
+    huge = "fz-3-" + "0123456789" * 6_600
+    verdicts.mark(huge, MALFORMED)
+    assert verdicts.judge(huge) is Judgement.UNEXPECTED
+    verdicts.mark("fz-\udcff-1", WELL_FORMED)
+    assert verdicts.judge("fz-\udcff-1") is Judgement.EXPECTED
+
+
+# -- the log scan and the reproducers ---------------------------------------------------
+
+WORKER_CRASH_LOG = """\
+2026-12-07T09:14:47.287Z WARNING edgeport.transports.stream tcp-9 framing error worker=0
+  + Exception Group Traceback (most recent call last):
+  |   File "/src/edgeport/workers/worker.py", line 101, in run_worker
+  |     async with trio.open_nursery() as nursery:
+  | ExceptionGroup: Exceptions from Trio nursery (1 sub-exception)
+  +-+---------------- 1 ----------------
+      | Traceback (most recent call last):
+      |   File "/src/edgeport/capture/sender.py", line 131, in serve
+      |     packet = self._encode(capture)
+      |   File "/src/edgeport/capture/hep.py", line 94, in _chunk
+      |     return struct.pack("!HHH", 0, chunk_type, CHUNK_HEADER_SIZE + len(value)) + value
+      | struct.error: 'H' format requires 0 <= number <= 65535
+      +------------------------------------
+2026-12-07T09:14:47.426Z WARNING edgeport.workers.supervisor worker 0 (pid 22005) died (exit 1)
+2026-12-07T09:14:48.001Z ERROR edgeport.proxy.core handling failed worker=1
+"""
+
+
+def test_the_log_scan_names_a_workers_traceback_by_its_innermost_frame(tmp_path: Path) -> None:
+    log = tmp_path / "edge.log"
+    log.write_text(WORKER_CRASH_LOG)
+    scan = scan_log(log)
+    assert (scan.errors, scan.tracebacks) == (1, 1)
+    assert scan.lines == [
+        "traceback at edgeport/capture/hep.py:94 in _chunk: "
+        "struct.error: 'H' format requires 0 <= number <= 65535",
+        "ERROR edgeport.proxy.core handling failed worker=1",
+    ]
+
+
+def test_the_saved_reproducers_are_the_messages_they_claim_to_be() -> None:
+    assert REPRODUCERS
+    for reproducer in REPRODUCERS:
+        assert len(reproducer.data) == HEP_OVERSIZED_BYTES
+        assert well_formed(reproducer.data) is not None
+        assert StreamFramer().feed(reproducer.data) == [reproducer.data]
+
+
+# -- the fuzzer ---------------------------------------------------------------------------
 
 
 @pytest.mark.fuzz
@@ -60,12 +240,81 @@ def test_fuzz_parser_conversion_and_framing() -> None:
 
 
 @pytest.mark.fuzz
-async def test_fuzz_over_udp_tcp_and_websocket() -> None:
-    report = await run_live(SEED, LIVE_COUNT)
-    assert set(report.sent) == {"udp", "tcp", "ws"}
-    assert report.listeners_answering == {"udp": True, "tcp": True, "ws": True}
-    assert report.unexpected == []
-    assert report.logged_errors == []
-    assert report.handler_errors == 0
-    assert report.internal_errors == 0
-    assert report.processor_requests > 0  # well-formed inputs do get through
+async def test_fuzz_every_listener_of_two_workers_with_hep_proxy_protocol_and_flood_limits(
+    tmp_path: Path,
+) -> None:
+    report = await run_live(
+        SEED, LIVE_COUNT, workdir=tmp_path, time_limit=LIVE_TIME_LIMIT, flood=SLICE_FLOOD
+    )
+    assert report.findings == [], "\n".join(report.findings)
+    assert_exercised_everything(report)
+
+
+def assert_exercised_everything(report: LiveReport) -> None:
+    # What the slice exercised: every listener kind, the sizes at the limits...
+    assert set(report.sent) == {listener.value for listener in Listener}
+    for size_class in (SizeClass.EMPTY, SizeClass.TINY, SizeClass.NEAR_HEP, SizeClass.NEAR_LIMIT):
+        assert report.sizes[f"stream {size_class.value}"] > 0, size_class
+    assert report.sizes[f"datagram {SizeClass.NEAR_UDP_MAX.value}"] > 0
+    assert report.largest_stream > MAX_MESSAGE_BYTES
+    assert report.largest_datagram == MAX_UDP_PAYLOAD_BYTES
+    # ...PROXY headers of every kind, and edgeport refused the bad ones...
+    assert {"v1", "v2", "v2-local", "mutated"} <= set(report.proxy_headers)
+    assert any(kind.startswith("invalid: ") for kind in report.proxy_headers)
+    assert sum(report.refused.values()) > 0
+    proxied = report.metrics["proxied"]
+    assert proxied["proxy_protocol_invalid"] > 0
+    assert proxied["proxy_protocol_untrusted"] > 0
+    # ...HEP capture, both workers of each process, the flood limit, the processor.
+    assert report.hep_received > 0
+    for name in ("edge", "proxied"):
+        figures = report.metrics[name]
+        assert figures["hep_sent"] > 0, name
+        assert figures["received_worker_0"] > 0, name
+        assert figures["received_worker_1"] > 0, name
+    assert report.metrics["edge"]["bans"] > 0
+    assert report.judged.get(Judgement.EXPECTED.value, 0) > 0
+    assert report.rss_before_kib
+    assert report.rss_after_kib
+    assert report.replayed == len(REPRODUCERS)
+
+
+@pytest.mark.fuzz
+async def test_a_killed_worker_and_dead_listeners_are_findings(tmp_path: Path) -> None:
+    # The harness must be able to fail: SIGKILL one worker of the plain process (its
+    # supervisor restarts it), then the PROXY process's supervisor and its workers.
+    killed: dict[str, int] = {}
+
+    async def kill(index: int, edges: Sequence[EdgeProcess]) -> None:
+        edge, proxied = edges
+        if index == 100:
+            killed["worker"] = next(pid for pid in sorted(edge.children()) if alive(pid))
+            os.kill(killed["worker"], signal.SIGKILL)
+        elif index == 200:
+            killed["supervisor"] = proxied.pid
+            workers = proxied.children()  # before they lose their parent
+            os.kill(proxied.pid, signal.SIGKILL)
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):  # gone already
+                    os.kill(pid, signal.SIGKILL)
+
+    # Inputs are kept under the HEP chunk limit, so that nothing else ends a process.
+    report = await run_live(
+        SEED,
+        400,
+        workdir=tmp_path,
+        time_limit=LIVE_TIME_LIMIT,
+        hook=kill,
+        replay=(),
+        max_input_bytes=60_000,
+    )
+    assert not report.passed
+    text = "\n".join(report.findings)
+    assert re.search(rf"^edge worker \d \(pid {killed['worker']}\) ended", text, re.M), text
+    assert re.search(r"^edge: \d+ worker restarts$", text, re.M), text
+    assert f"proxied supervisor (pid {killed['supervisor']}) ended" in text, text
+    assert f"proxied: supervisor exited {-signal.SIGKILL}" in text, text
+    for listener in (Listener.PROXY_TCP, Listener.PROXY_TLS, Listener.PROXY_WS):
+        assert report.listeners_answering[listener.value] == f"0/{PROBES_PER_LISTENER}"
+        assert f"listener {listener.value} answered 0/{PROBES_PER_LISTENER}" in text
+    assert report.listeners_answering[Listener.UDP.value] == f"{PROBES_PER_LISTENER}/4"

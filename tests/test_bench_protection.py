@@ -14,7 +14,8 @@ from benchmarks.protection import (
     write_config,
 )
 from edgeport.config import load_config
-from edgeport.protection.scanners import DEFAULT_SCANNERS, ScannerFilter
+from edgeport.config.model import DEFAULT_SCANNERS
+from edgeport.protection.scanners import ScannerFilter
 from edgeport.sip.message import Request
 from edgeport.sip.parser import parse_message
 

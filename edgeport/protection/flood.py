@@ -25,22 +25,23 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Final
 
-DEFAULT_REQUESTS: Final = 300
-DEFAULT_WINDOW: Final = 10.0  # seconds
-DEFAULT_BAN_TIME: Final = 60.0  # seconds
-DEFAULT_MAX_TRACKED: Final = 20_000
+from edgeport.config.model import (
+    DEFAULT_FLOOD_BAN_TIME,
+    DEFAULT_FLOOD_MAX_TRACKED,
+    DEFAULT_FLOOD_REQUESTS,
+    DEFAULT_FLOOD_WINDOW,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class FloodLimits:
     """Requests allowed per ``window`` seconds per source; ``requests`` 0 turns it off."""
 
-    requests: int = DEFAULT_REQUESTS
-    window: float = DEFAULT_WINDOW
-    ban_time: float = DEFAULT_BAN_TIME
-    max_tracked: int = DEFAULT_MAX_TRACKED
+    requests: int = DEFAULT_FLOOD_REQUESTS
+    window: float = DEFAULT_FLOOD_WINDOW
+    ban_time: float = DEFAULT_FLOOD_BAN_TIME
+    max_tracked: int = DEFAULT_FLOOD_MAX_TRACKED
 
     @property
     def enabled(self) -> bool:

@@ -44,10 +44,16 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 
+from edgeport.config.model import (
+    DEFAULT_FIRST_MESSAGE_TIMEOUT,
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+    DEFAULT_SCANNERS,
+)
 from edgeport.metrics import METRICS, EdgeportMetrics
 from edgeport.protection.acl import AccessList, NetworkSet
 from edgeport.protection.flood import FloodLimiter, FloodLimits
-from edgeport.protection.scanners import DEFAULT_SCANNERS, ScannerFilter
+from edgeport.protection.scanners import ScannerFilter
 from edgeport.protection.sharing import UnreportedCounts
 from edgeport.ratelimit import RateLimitedLog
 
@@ -59,9 +65,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_CONNECTIONS_PER_SOURCE: Final = 256
-DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0  # seconds
-DEFAULT_FIRST_MESSAGE_TIMEOUT: Final = 30.0  # seconds
 _RESPONSE_START: Final = b"SIP/"
 IPV6_SOURCE_PREFIX: Final = 64  # an IPv6 source is limited and banned as its /64
 MAX_REMOTE_CONNECTIONS: Final = 1_000_000  # other workers' connections counted here

@@ -7,11 +7,9 @@ case-insensitively. ``User-Agent`` has no compact form (RFC 3261 §7.3.3
 lists none), so only the full name is looked for; header names are
 case-insensitive and may have whitespace before the colon (RFC 3261 §7.3.1).
 
-The default list holds the User-Agent strings of widely used scanning and
-cracking tools (SIPVicious and its forks, sipcli, sip-scan, sundayddr, iWar,
-SIVuS, SIPBomber, and the strings seen in brute-force floods). Tools that are
-also used legitimately for testing and monitoring (sipsak, SIPp) are left
-out: an operator adds them when they see abuse.
+The default list (the User-Agent strings of widely used scanning and
+cracking tools) is the configuration's:
+:data:`edgeport.config.model.DEFAULT_SCANNERS`.
 """
 
 from __future__ import annotations
@@ -21,19 +19,6 @@ from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-
-DEFAULT_SCANNERS: Final[tuple[str, ...]] = (
-    "friendly-scanner",  # SIPVicious svmap/svwar/svcrack default
-    "sipvicious",
-    "sipcli",
-    "sip-scan",
-    "sundayddr",
-    "iwar",
-    "sivus",
-    "sipbomber",
-    "vaxsipuseragent",
-    "pplsip",
-)
 
 _NAME: Final = b"user-agent"
 _HEADER_END: Final = b"\r\n\r\n"

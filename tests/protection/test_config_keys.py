@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from edgeport.config import describe_config, load_config, load_config_with_warnings
-from edgeport.protection.scanners import DEFAULT_SCANNERS
+from edgeport.config.model import DEFAULT_SCANNERS
 from tests.test_config import problems_of, with_spec, write
 
 VALID_SPEC = """\

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgeport.protection.scanners import DEFAULT_SCANNERS, ScannerFilter
+from edgeport.config.model import DEFAULT_SCANNERS
+from edgeport.protection.scanners import ScannerFilter
 from tests.support.ua import sip
 
 SVMAP_OPTIONS = sip(

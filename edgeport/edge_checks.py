@@ -27,11 +27,10 @@ import enum
 from typing import TYPE_CHECKING
 
 from edgeport.config import UnknownMethodAction
-from edgeport.sip.loops import has_looped
 from edgeport.sip.uri import SipUri
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable
+    from collections.abc import Callable, Collection, Iterable
 
     from edgeport.sip.message import Request
 
@@ -81,10 +80,11 @@ def check_request(
     methods: Collection[str],
     unknown_method_action: UnknownMethodAction,
     edge_hosts: Collection[str],
-    loop_key: bytes,
+    has_looped: Callable[[Request], bool],
 ) -> Verdict:
-    """The verdict for a new (non-ACK, non-retransmitted) request."""
-    if request.method != "CANCEL" and has_looped(request, loop_key):
+    """The verdict for a new (non-ACK, non-retransmitted) request; ``has_looped``
+    tells whether it carries edgeport's own loop mark (``edgeport.sip.loops``)."""
+    if request.method != "CANCEL" and has_looped(request):
         return Verdict.LOOP_DETECTED
     if request.method == "OPTIONS" and is_addressed_to_edge(request, edge_hosts):
         return Verdict.ANSWER_OPTIONS

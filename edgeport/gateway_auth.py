@@ -14,22 +14,16 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import hashlib
 import secrets
 from typing import TYPE_CHECKING, Final
 
+from edgeport.sip.digest import compute_digest_response
 from edgeport.sip.errors import SipParseError
 from edgeport.sip.headers import DigestChallenge, parse_digest_challenge, quote_string
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from edgeport.sip.message import Request, Response
 
-_HASHES: Final[dict[str, Callable[[bytes], str]]] = {
-    "MD5": lambda data: hashlib.md5(data, usedforsecurity=False).hexdigest(),
-    "SHA-256": lambda data: hashlib.sha256(data).hexdigest(),
-}
 # RFC 7616 §3.7: a client that can SHOULD pick the strongest algorithm offered.
 _PREFERENCE: Final = ("SHA-256", "SHA-256-SESS", "MD5", "MD5-SESS")
 
@@ -56,34 +50,6 @@ class GatewayCredentials:
         if not username:
             raise GatewayAuthError("X-Gateway-Auth has an empty username")
         return cls(username, password)
-
-
-def digest_response(
-    *,
-    algorithm: str,
-    username: str,
-    realm: str,
-    password: str,
-    method: str,
-    uri: str,
-    nonce: str,
-    qop: str | None,
-    nc: str,
-    cnonce: str,
-) -> str:
-    """The ``response`` value of RFC 7616 §3.4.1 (RFC 2617 §3.2.2 for MD5)."""
-    name = algorithm.upper()
-    session = name.endswith("-SESS")
-    h = _HASHES.get(name.removesuffix("-SESS"))
-    if h is None:
-        raise GatewayAuthError(f"digest algorithm {algorithm!r} is not supported")
-    ha1 = h(f"{username}:{realm}:{password}".encode())
-    if session:
-        ha1 = h(f"{ha1}:{nonce}:{cnonce}".encode())
-    ha2 = h(f"{method}:{uri}".encode())
-    if qop:
-        return h(f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}".encode())
-    return h(f"{ha1}:{nonce}:{ha2}".encode())
 
 
 def _pick_challenge(values: list[str]) -> DigestChallenge:
@@ -128,18 +94,21 @@ def credentials_header(
     qop = "auth" if offered else None
     uri = str(request.uri)
     nc_text = f"{nc:08x}"
-    response = digest_response(
-        algorithm=algorithm,
-        username=credentials.username,
-        realm=realm,
-        password=credentials.password,
-        method=request.method,
-        uri=uri,
-        nonce=nonce,
-        qop=qop,
-        nc=nc_text,
-        cnonce=cnonce,
-    )
+    try:
+        response = compute_digest_response(
+            algorithm=algorithm,
+            username=credentials.username,
+            realm=realm,
+            password=credentials.password,
+            method=request.method,
+            uri=uri,
+            nonce=nonce,
+            qop=qop,
+            nc=nc_text,
+            cnonce=cnonce,
+        )
+    except ValueError as error:
+        raise GatewayAuthError(str(error)) from None
     parts = [
         f"username={quote_string(credentials.username)}",
         f"realm={quote_string(realm)}",

@@ -69,9 +69,6 @@ class HealthChecks:
         """
         self._liveness[name] = (check, problem or f"{name} is not running")
 
-    def remove_liveness(self, name: str) -> None:
-        self._liveness.pop(name, None)
-
     def set_readiness(self, check: Callable[[], bool], *, problem: str = "not ready") -> None:
         self._readiness = (check, problem)
 

@@ -13,6 +13,7 @@ signal stops at once.
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -31,11 +32,11 @@ from edgeport.processor import (
 )
 from edgeport.protection import EdgeGuard
 from edgeport.protection.guard import source_key
-from edgeport.proxy import Destination, Proxy, new_branch, on_stream
+from edgeport.proxy import Destination, Proxy, Responder, new_branch, new_tag, on_stream
 from edgeport.sip.timers import TimerConfig
 from edgeport.sip.transport import Transport
 from edgeport.transaction_layer import TransactionLayer
-from edgeport.transports import Peer, TransportLayer, serve_transports
+from edgeport.transports import Connection, InboundMessage, Peer, TransportLayer, serve_transports
 
 if TYPE_CHECKING:
     import ssl
@@ -95,29 +96,17 @@ async def serve(
             events = EventBus.from_config(config.publishers)
             await root.start(serve_event_publishers, config.publishers, events)
 
-            proxy = Proxy(
-                config,
-                processor,
-                events,
-                branch_factory=worker.branch_factory() if worker else new_branch,
-                loop_key=worker.loop_key() if worker else None,
-            )
-            handler: Callable[..., object] = proxy.handle_inbound
+            # The transports call the proxy, and the proxy sends through the
+            # transports: the gate takes the transports' calls until the proxy
+            # is built on them.
+            gate = _ProxyGate()
+            handler: Callable[..., object] = gate.handle_inbound
             mesh = None
             if worker is not None:  # edgeport.workers: hand-offs between worker processes
-                mesh = await root.start(worker.serve_handoffs, proxy)
+                mesh = await root.start(worker.serve_handoffs, gate)
                 handler = mesh.handle_inbound
             # spec.limits.memory: with workers, each gets its part.
             memory = MemoryBudget.per_worker(config.limits.memory, worker.count if worker else 1)
-            transactions: TransactionLayer[Destination] = TransactionLayer(
-                timers or TimerConfig(),
-                proxy.send_outgoing,
-                fails_whole=on_stream,
-                budget=memory.transactions,
-                source_of=source_of,
-                on_evicted=METRICS.transactions_evicted.inc,
-            )
-            await root.start(transactions.serve)
 
             # TLS: the listeners' context, and the one outbound connections verify
             # with (trustStore, system CAs, our certificate for mutual TLS).
@@ -132,14 +121,37 @@ async def serve(
             transports: TransportLayer = await root.start(
                 _serve_transports_named,
                 config,
-                proxy,
+                gate,
                 handler,
                 (tls, tls_client),
                 inbox,
                 guard,
                 memory,
             )
-            proxy.attach(work, transports, transactions, guard)
+            responder = Responder(transports, METRICS, methods=config.methods, tag_factory=new_tag)
+            transactions: TransactionLayer[Destination] = TransactionLayer(
+                timers or TimerConfig(),
+                responder.send_outgoing,
+                fails_whole=on_stream,
+                budget=memory.transactions,
+                source_of=source_of,
+                on_evicted=METRICS.transactions_evicted.inc,
+            )
+            await root.start(transactions.serve)
+            proxy = Proxy(
+                config,
+                processor,
+                events,
+                transactions=transactions,
+                responder=responder,
+                aliases=transports.connections,
+                listening_points=transports.listening_points,
+                nursery=work,
+                strays=guard,
+                branch_factory=worker.branch_factory() if worker else new_branch,
+                loop_key=worker.loop_key() if worker else secrets.token_bytes(16),
+            )
+            gate.open(proxy)
             if mesh is not None:
                 mesh.attach(transports, guard)
             if config.hep is not None:
@@ -173,7 +185,7 @@ async def serve(
             task_status.started(running)
             await stop.wait()
             transports.stop_accepting()
-            await _drain(config, proxy, transactions, events)
+            await _drain(config, proxy, events)
             root.cancel_scope.cancel()
 
 
@@ -205,6 +217,39 @@ async def _start_capture(root: trio.Nursery, config: EdgePortConfig) -> HepCaptu
     return capture
 
 
+class _ProxyGate:
+    """The transports' callbacks until the proxy, which is built on the transports, exists.
+
+    A message that arrives in between waits for it (the gate opens before
+    ``serve`` reports the server started).
+    """
+
+    def __init__(self) -> None:
+        self._proxy: Proxy | None = None
+        self._ready = trio.Event()
+
+    def open(self, proxy: Proxy) -> None:
+        self._proxy = proxy
+        self._ready.set()
+
+    async def handle_inbound(self, inbound: InboundMessage) -> None:
+        await (self._proxy or await self._opened()).handle_inbound(inbound)
+
+    async def refuse_overloaded(self, inbound: InboundMessage) -> None:
+        await (self._proxy or await self._opened()).refuse_overloaded(inbound)
+
+    async def _opened(self) -> Proxy:
+        # Only before the proxy exists: once it does, a message goes on with no
+        # pass through the scheduler, so messages keep their arrival order.
+        await self._ready.wait()
+        assert self._proxy is not None
+        return self._proxy
+
+    def connection_closed(self, conn: Connection) -> None:
+        if self._proxy is not None:
+            self._proxy.connection_closed(conn)
+
+
 def source_of(destination: Destination) -> str:
     """Whose share of the transaction table a server transaction counts against:
     its source address (an IPv6 source as its /64, as the flood limit counts)."""
@@ -225,7 +270,7 @@ async def _open_work_nursery(root: trio.Nursery) -> trio.Nursery:
 
 async def _serve_transports_named(
     config: EdgePortConfig,
-    proxy: Proxy,
+    proxy: _ProxyGate,
     handler: Callable[..., object],
     tls: tuple[ssl.SSLContext | None, ssl.SSLContext | None],
     inbox: InboxLimits | None,
@@ -358,14 +403,9 @@ async def _watch_signals(stop: trio.Event, root: trio.CancelScope) -> None:
                 return
 
 
-async def _drain(
-    config: EdgePortConfig,
-    proxy: Proxy,
-    transactions: TransactionLayer[Destination],
-    events: EventBus,
-) -> None:
+async def _drain(config: EdgePortConfig, proxy: Proxy, events: EventBus) -> None:
     """Graceful shutdown: refuse new work, let transactions end, flush events."""
-    proxy.accepting = False
+    proxy.stop_accepting()
     with trio.move_on_after(config.shutdown_timeout) as scope:
         # Polled: the counts change in many places, and a drain happens once.
         while proxy.pending_forwards > 0 or proxy.in_flight > 0:  # noqa: ASYNC110

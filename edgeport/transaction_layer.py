@@ -142,7 +142,11 @@ class ClientTU(Protocol[D]):
     task of its own.
     """
 
-    def on_response(self, handle: ClientTransactionHandle[D], response: Response) -> None: ...
+    def on_response(
+        self, handle: ClientTransactionHandle[D], response: Response, source: D | None
+    ) -> None:
+        """``response`` reached ``handle``, from ``source`` (where it was received)."""
+        ...
 
     def on_timeout(self, handle: ClientTransactionHandle[D]) -> None: ...
 
@@ -206,6 +210,14 @@ class ServerTransactionHandle(_Entry[D]):
     @property
     def can_respond(self) -> bool:
         return self.machine.can_send_response
+
+    def release_views(self) -> None:
+        """A transaction with its final response only lingers to absorb retransmissions
+        (Timer J, H): the parsed views of its messages go, parsed again if ever used."""
+        self.request.drop_views()
+        last = self.machine.last_response
+        if last is not None:
+            last.drop_views()
 
     async def respond(self, response: Response) -> bool:
         """Send ``response`` through the transaction, with its retransmissions and timers.
@@ -442,7 +454,7 @@ class TransactionLayer(Generic[D]):
         if entry is None:
             logger.debug("stray %s from %s", response.status_code, source)
             return False
-        await self._run(entry, entry.machine.on_response(response))
+        await self._run(entry, entry.machine.on_response(response), source)
         return True
 
     # ---------------------------------------------------------------- both
@@ -496,14 +508,15 @@ class TransactionLayer(Generic[D]):
                 # One transaction's failure must not stop the timers of all the others.
                 logger.exception("%s: Timer %s failed", entry, timer.value)
 
-    async def _run(self, entry: _Entry[D], actions: list[Action]) -> None:
+    async def _run(self, entry: _Entry[D], actions: list[Action], source: D | None = None) -> None:
+        """Carry out ``actions`` (``source``: where the message behind them came from)."""
         try:
-            await self._carry_out(entry, actions)
+            await self._carry_out(entry, actions, source)
         finally:
             self._update_lingering(entry)
 
-    async def _carry_out(self, entry: _Entry[D], actions: list[Action]) -> None:
-        for send in self._apply(entry, actions):
+    async def _carry_out(self, entry: _Entry[D], actions: list[Action], source: D | None) -> None:
+        for send in self._apply(entry, actions, source):
             data = self._encode(entry, send.message)
             try:
                 await self._send(
@@ -517,7 +530,9 @@ class TransactionLayer(Generic[D]):
             if send.retransmission:
                 self._retransmissions += 1
 
-    def _apply(self, entry: _Entry[D], actions: list[Action]) -> list[Send]:
+    def _apply(
+        self, entry: _Entry[D], actions: list[Action], source: D | None = None
+    ) -> list[Send]:
         """Carry out every action but Send; return the sends, in order."""
         sends: list[Send] = []
         for action in actions:
@@ -533,7 +548,7 @@ class TransactionLayer(Generic[D]):
                         self._stale += 1
                 case Deliver(response=response):
                     assert isinstance(entry, ClientTransactionHandle)
-                    _notify(entry, entry.tu.on_response, response)
+                    _notify(entry, entry.tu.on_response, response, source)
                 case TimedOut(timer=timer):
                     self._timeouts += 1
                     if isinstance(entry, ClientTransactionHandle):

@@ -115,7 +115,12 @@ class RecordingTU:
     events: list[tuple[float, str, int | None]] = field(default_factory=list)
     raise_on_timeout: bool = False
 
-    def on_response(self, handle: ClientTransactionHandle[Address], response: Response) -> None:
+    def on_response(
+        self,
+        handle: ClientTransactionHandle[Address],
+        response: Response,
+        source: Address | None = None,
+    ) -> None:
         self.events.append((trio.current_time(), "response", response.status_code))
 
     def on_timeout(self, handle: ClientTransactionHandle[Address]) -> None:

@@ -10,12 +10,16 @@ a failed or late processor call is 503 with Retry-After, a reply that cannot
 become a message is 500, a forwarded request without a final response is
 408 (RFC 3261 §16.7 step 10), a broken connection fails its transactions.
 
-The path is split along the way a message goes:
+The path is a few parts, each owning one stage, composed in
+:mod:`.compose` (:class:`Proxy`):
 
-- ``core.py``: state, wiring, sending and answering, the processor call;
-- ``requests.py``: new requests (:class:`Proxy`, the class the server uses);
-- ``forwarding.py``: forwarded requests and their client transactions;
-- ``upstream.py``: responses going back upstream.
+- ``inbound.py``: every inbound message starts here (parse, count, route);
+- ``requests.py``: new requests and their processor call;
+- ``forwarding.py``: the forward lifecycle, driven by ``edgeport.forward_state``;
+- ``upstream.py``: responses going back upstream, stray responses;
+- ``answers.py``: the send side (and the transaction layer's send callback);
+- ``processor_calls.py``, ``loop_guard.py``, ``dialog_state.py``,
+  ``answered.py``, ``ordering.py``, ``tasks.py``: what those share.
 
 Concurrency: the transport layer runs each inbound message in a task of its
 own (bounded, after a bounded inbox that sheds new requests first). A
@@ -26,8 +30,18 @@ request still being routed is dropped before parsing. Responses of one
 forwarded request are relayed in order, by one task per forwarded request.
 """
 
-from edgeport.proxy.core import Destination, Exchange, new_branch, new_tag, on_stream
+from edgeport.proxy.answers import Responder
+from edgeport.proxy.compose import Proxy
 from edgeport.proxy.forwarding import Forward
-from edgeport.proxy.requests import Proxy
+from edgeport.proxy.model import Destination, Exchange, new_branch, new_tag, on_stream
 
-__all__ = ["Destination", "Exchange", "Forward", "Proxy", "new_branch", "new_tag", "on_stream"]
+__all__ = [
+    "Destination",
+    "Exchange",
+    "Forward",
+    "Proxy",
+    "Responder",
+    "new_branch",
+    "new_tag",
+    "on_stream",
+]

@@ -1,9 +1,13 @@
-"""Forwarding: a request the processor routes goes downstream through a client
-transaction, and the :class:`Forward` that links it to the caller's server
-transaction moves through :mod:`edgeport.forward_state` until the caller has
-its final answer. CANCEL (RFC 3261 §9, §16.10), Timer B/C/F and transport
-failures (§16.7 step 10, §16.8), auth on behalf (contract §4) and a 2xx that
-crossed a CANCEL (ACK and BYE downstream) are handled here."""
+"""The forward lifecycle: a request the processor routes goes downstream through a
+client transaction, and the :class:`Forward` that links it to the caller's
+server transaction moves through :mod:`edgeport.forward_state` until the
+caller has its final answer.
+
+CANCEL (RFC 3261 §9, §16.10), Timer B/C/F and transport failures (§16.7 step
+10, §16.8), auth on behalf (contract §4) and a 2xx that crossed a CANCEL (ACK
+and BYE downstream) are handled here; responses go upstream through
+:class:`~edgeport.proxy.upstream.UpstreamRelay`.
+"""
 
 from __future__ import annotations
 
@@ -19,40 +23,36 @@ from edgeport import convert
 from edgeport.events import call_ended, call_started, x_headers
 from edgeport.forward_state import Action, Event, ForwardMachine, ForwardState
 from edgeport.gateway_auth import GatewayAuthError, GatewayCredentials, answer_challenge
-from edgeport.metrics import METRICS
-from edgeport.proxy.core import (
-    _CURRENT_INBOUND,
-    Destination,
-    _extensions,
-    _IgnoreResponses,
-    _release_views,
-    _sip_aor,
-    new_branch,
-)
-from edgeport.proxy.upstream import UpstreamRelay
+from edgeport.proxy.model import Destination, aor_of, new_branch
 from edgeport.routing import UnresolvableHost, resolve_peer
 from edgeport.sip.errors import SipParseError, SipSerializeError
 from edgeport.sip.teardown import end_dialog
 from edgeport.sip.transaction import build_cancel, matching_invite_key
-from edgeport.transaction_layer import (
-    ClientTransactionHandle,
-    ServerTransactionHandle,
-    TransactionTableFull,
-)
+from edgeport.transaction_layer import TransactionTableFull
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from edgeport.proxy.core import Exchange
+    from edgeport.events import EventBus
+    from edgeport.metrics import EdgeportMetrics
+    from edgeport.proxy.answers import Responder
+    from edgeport.proxy.dialog_state import CSeqShifts, EndedDialogs
+    from edgeport.proxy.loop_guard import LoopGuard
+    from edgeport.proxy.model import Exchange
+    from edgeport.proxy.processor_calls import ProcessorCalls
+    from edgeport.proxy.tasks import GuardedTasks
+    from edgeport.proxy.upstream import UpstreamRelay
     from edgeport.sip.message import Request, Response
-    from edgeport.transports import InboundMessage
-
+    from edgeport.transaction_layer import (
+        ClientTransactionHandle,
+        ServerTransactionHandle,
+        TransactionLayer,
+    )
+    from edgeport.transports import InboundMessage, Peer
 
 logger = logging.getLogger(__name__)
 
 MAX_RELAY_QUEUE: Final = 64  # responses waiting for one forwarded request
-MAX_DIALOG_OFFSETS: Final = 10_000  # dialogs whose CSeq edgeport shifted (auth on behalf)
-MAX_ENDED_DIALOGS: Final = 1_000  # 2xx-after-CANCEL dialogs whose ACK is kept for re-sending
 AUTH_METHODS: Final = frozenset({"INVITE", "MESSAGE", "REGISTER"})
 # Actions that answer the caller: the forward stays in the table until they are done.
 _OWED: Final = frozenset({Action.RELAY, Action.ANSWER_487, Action.ANSWER_408, Action.ANSWER_503})
@@ -64,12 +64,13 @@ class Forward:
 
     It links the server transaction upstream to the client transaction
     downstream, moves through :class:`ForwardMachine` (from ROUTING, while the
-    processor decides, to DONE), and relays the responses, in order, through
-    the processor. Every job it runs is guarded: a failure is logged with the
-    Call-ID, counted, and answered 500 when the caller still waits.
+    processor decides, to DONE), and has its :class:`Forwarder` carry out what
+    happens to it, one job at a time, in order. Every job is guarded: a
+    failure is logged with the Call-ID, counted, and answered 500 when the
+    caller still waits.
     """
 
-    proxy: Forwarding
+    forwarder: Forwarder
     server: ServerTransactionHandle[Destination]
     machine: ForwardMachine = field(default_factory=ForwardMachine)
     request: Request | None = None  # as sent downstream (the latest attempt)
@@ -99,31 +100,35 @@ class Forward:
         # the first send arrives before the handle is known.
         return self.client is None or handle is self.client
 
-    def on_response(self, handle: ClientTransactionHandle[Destination], response: Response) -> None:
+    def on_response(
+        self,
+        handle: ClientTransactionHandle[Destination],
+        response: Response,
+        source: Destination | None,
+    ) -> None:
         if not self._current(handle):
             return  # a late response of an attempt that auth on behalf replaced
-        inbound = _CURRENT_INBOUND.get()
-        self._enqueue(lambda: self.proxy._relay_response(self, response, inbound))
+        peer = source.peer if source is not None else None
+        self._enqueue(lambda: self.forwarder.relay_response(self, response, peer))
 
     def on_timeout(self, handle: ClientTransactionHandle[Destination]) -> None:
         if self._current(handle):
-            self._enqueue(lambda: self.proxy._forward_event(self, Event.TIMEOUT))
+            self._enqueue(lambda: self.forwarder.handle_event(self, Event.TIMEOUT))
 
     def on_transport_error(self, handle: ClientTransactionHandle[Destination]) -> None:
         if self._current(handle):
-            self._enqueue(lambda: self.proxy._forward_event(self, Event.TRANSPORT_ERROR))
+            self._enqueue(lambda: self.forwarder.handle_event(self, Event.TRANSPORT_ERROR))
 
     # ordering -------------------------------------------------------------
 
     def _enqueue(self, job: Callable[[], Awaitable[None]]) -> None:
         if len(self._queue) >= MAX_RELAY_QUEUE:
-            METRICS.dropped_messages.labels(reason="relay_queue_full").inc()
-            logger.warning("%s: too many responses waiting; one dropped", self.call_id)
+            self.forwarder.queue_full(self)
             return
         self._queue.append(job)
         if not self._relaying:
             self._relaying = True
-            self.proxy._spawn(self._drain)
+            self.forwarder.tasks.spawn(self._drain)
 
     async def _drain(self) -> None:
         try:
@@ -132,25 +137,100 @@ class Forward:
                 try:
                     await job()
                 except Exception:
-                    await self.proxy._forward_failed(self)
+                    await self.forwarder.job_failed(self)
         finally:
             self._relaying = False
 
 
-class Forwarding(UpstreamRelay):
-    """The forwarding side of the proxy: the client transactions and their TU."""
+class _IgnoreResponses:
+    """The TU of a request edgeport sends itself (CANCEL, BYE): its answers end there."""
 
-    async def _forward(
+    def on_response(
+        self,
+        handle: ClientTransactionHandle[Destination],
+        response: Response,
+        source: Destination | None,
+    ) -> None:
+        return None
+
+    def on_timeout(self, handle: ClientTransactionHandle[Destination]) -> None:
+        return None
+
+    def on_transport_error(self, handle: ClientTransactionHandle[Destination]) -> None:
+        return None
+
+
+class Forwarder:
+    """Forwards: sending downstream, CANCEL, failures, auth on behalf, and their table."""
+
+    def __init__(
+        self,
+        transactions: TransactionLayer[Destination],
+        responder: Responder,
+        calls: ProcessorCalls,
+        upstream: UpstreamRelay,
+        events: EventBus,
+        metrics: EdgeportMetrics,
+        tasks: GuardedTasks,
+        *,
+        loops: LoopGuard,
+        cseq: CSeqShifts,
+        ended: EndedDialogs,
+        strip_session_progress_sdp: bool = False,
+    ) -> None:
+        self._transactions = transactions
+        self._responder = responder
+        self._calls = calls
+        self._upstream = upstream
+        self._events = events
+        self._metrics = metrics
+        self.tasks = tasks
+        self._loops = loops
+        self._cseq = cseq
+        self._ended = ended
+        self._strip_183_sdp = strip_session_progress_sdp
+        # Forwards whose caller still waits for a final response, by server transaction.
+        self._forwards: dict[object, Forward] = {}
+
+    @property
+    def pending(self) -> int:
+        """Forwarded requests still waiting for their final response."""
+        return len(self._forwards)
+
+    def forwards(self) -> list[Forward]:
+        return list(self._forwards.values())
+
+    def open(self, handle: ServerTransactionHandle[Destination]) -> Forward:
+        """A forward known from now on (an INVITE being routed), so a CANCEL that
+        comes while the processor routes finds it (and the INVITE is never sent)."""
+        forward = Forward(self, handle)
+        self._forwards[handle.key] = forward
+        return forward
+
+    def waiting(self, handle: ServerTransactionHandle[Destination]) -> Forward | None:
+        return self._forwards.get(handle.key)
+
+    def answered(self, forward: Forward) -> None:
+        """The request was answered without being forwarded (the forward ends)."""
+        if forward.machine.state is ForwardState.ROUTING:
+            self._settle(forward, forward.machine.handle(Event.ANSWERED))
+
+    # -- sending downstream ------------------------------------------------
+
+    async def forward(
         self,
         handle: ServerTransactionHandle[Destination],
         request: Request,
         exchange: Exchange,
-        forward: Forward,
+        forward: Forward | None = None,
     ) -> None:
-        assert self.transactions is not None
+        """Send the request as the processor's reply routes it (``forward``: the one
+        :meth:`open` gave while it was routed, if any)."""
+        if forward is None:
+            forward = Forward(self, handle)
         reply = exchange.reply
         try:
-            forward.new_branch = self._marked_branches(request)
+            forward.new_branch = self._loops.marked_branches(request)
             forwarded = convert.build_forward_request(
                 reply,
                 request,
@@ -164,25 +244,25 @@ class Forwarding(UpstreamRelay):
                 if forwarded.gateway_auth is not None
                 else None
             )
-            self._shift_cseq(outgoing)
+            self._cseq.shift(outgoing)
             hop = convert.next_hop(outgoing)
         except GatewayAuthError as error:
             logger.error("%s: X-Gateway-Auth refused: %s", request.call_id, error)
-            await self._answer(handle, 500, "Invalid Gateway Credentials")
+            await self._responder.answer(handle, 500, "Invalid Gateway Credentials")
             return
         except convert.ConversionError as error:
             logger.warning("%s: unusable processor reply: %s", request.call_id, error)
-            await self._answer(handle, 500, "Malformed Processor Reply")
+            await self._responder.answer(handle, 500, "Malformed Processor Reply")
             return
         try:
             with trio.CancelScope() as forward.routing_scope:
                 peer = await resolve_peer(hop.host, hop.port, hop.transport)
         except UnresolvableHost as error:
             logger.warning("%s: next hop %s: %s", request.call_id, hop.host, error)
-            await self._answer(handle, 503, "Next Hop Unresolvable", retry_after=True)
+            await self._responder.answer(handle, 503, "Next Hop Unresolvable", retry_after=True)
             return
-        if self._routed_to_self(request, hop.host, peer):
-            await self._answer(handle, 482)
+        if self._loops.routed_to_self(request, hop.host, peer):
+            await self._responder.answer(handle, 482)
             return
         if forward.machine.state is not ForwardState.ROUTING:
             logger.info("%s: cancelled while routing; not forwarded", request.call_id)
@@ -192,41 +272,44 @@ class Forwarding(UpstreamRelay):
         forward.credentials = credentials
         self._forwards[handle.key] = forward
         forward.machine.handle(Event.ROUTED)
-        initial_invite = request.method == "INVITE" and request.to.tag is None
-        if initial_invite and self.events.enabled:
-            self.events.publish(
+        if request.method == "INVITE" and request.to.tag is None and self._events.enabled:
+            self._events.publish(
                 call_started(
                     request.call_id,
-                    _sip_aor(request, "from"),
-                    _sip_aor(request, "to"),
-                    x_headers(_extensions(reply)),
+                    aor_of(request, "from"),
+                    aor_of(request, "to"),
+                    x_headers(exchange.extensions()),
                     dict(reply.metadata),
                     datetime.now(UTC),
                 )
             )
         try:
-            forward.client = await self.transactions.send_request(
+            forward.client = await self._transactions.send_request(
                 outgoing, forward.destination, reliable=peer.transport.reliable, tu=forward
             )
         except (TransactionTableFull, ValueError, SipSerializeError) as error:
             logger.warning("%s: could not forward: %s", request.call_id, error)
-            await self._forward_event(forward, Event.SEND_FAILED)
+            await self.handle_event(forward, Event.SEND_FAILED)
             return
         # A CANCEL that came during the send left the machine in
         # CANCEL_WAITING: the CANCEL goes down with the first provisional.
-        await self._forward_event(forward, Event.SENT)
+        await self.handle_event(forward, Event.SENT)
 
-    def _shift_cseq(self, request: Request) -> None:
-        """Auth on behalf sent the caller's request with CSeq + 1: later ones follow."""
-        tag = request.from_.tag
-        if not self._cseq_offsets or tag is None:
-            return
-        offset = self._cseq_offsets.get((request.call_id, tag))
-        if offset:
-            cseq = request.cseq
-            request.headers.set("CSeq", f"{cseq.seq + offset} {cseq.method}")
+    async def _send_own_request(self, request: Request, destination: Destination) -> None:
+        """A request edgeport makes itself (CANCEL, BYE): its responses end with it."""
+        try:
+            await self._transactions.send_request(
+                request,
+                destination,
+                reliable=destination.peer.transport.reliable,
+                tu=_IgnoreResponses(),
+            )
+        except (TransactionTableFull, ValueError, SipSerializeError) as error:
+            logger.warning("%s: %s not sent: %s", request.call_id, request.method, error)
 
-    async def _on_cancel(
+    # -- CANCEL ------------------------------------------------------------
+
+    async def cancel(
         self,
         handle: ServerTransactionHandle[Destination],
         cancel: Request,
@@ -238,11 +321,10 @@ class Forwarding(UpstreamRelay):
         it: an INVITE still being routed is then never sent, and one being
         sent is cancelled as soon as RFC 3261 §9.1 allows.
         """
-        assert self.transactions is not None
-        invite = self.transactions.server_transaction(matching_invite_key(cancel))
+        invite = self._transactions.server_transaction(matching_invite_key(cancel))
         forward = self._forwards.get(invite.key) if invite is not None else None
         if invite is None or (forward is None and not invite.can_respond):
-            await self._answer(handle, 481)
+            await self._responder.answer(handle, 481)
             return
         actions: tuple[Action, ...] = (Action.ANSWER_487,)
         if forward is not None:
@@ -251,41 +333,24 @@ class Forwarding(UpstreamRelay):
                 forward.routing_scope.cancel()
             self._settle(forward, actions)
         try:
-            exchange = await self._call_processor(cancel, inbound)
+            exchange = await self._calls.call(cancel, inbound.peer)
         except convert.ConversionError as error:
             # Still a CANCEL: the caller gets its 200 and 487 all the same.
             logger.info("%s: CANCEL not shown to the processor: %s", cancel.call_id, error)
             exchange = None
-        await self._answer(handle, 200)
+        await self._responder.answer(handle, 200)
         if forward is None:
-            await self._answer(invite, 487)
+            await self._responder.answer(invite, 487)
         else:
             try:
                 await self._carry_out(forward, actions)
             finally:
                 self._settle(forward)
         if Action.ANSWER_487 in actions:
-            extra = x_headers(_extensions(exchange.reply)) if exchange is not None else {}
-            self.events.publish(call_ended(cancel.call_id, 200, extra, datetime.now(UTC)))
+            extra = x_headers(exchange.extensions()) if exchange is not None else {}
+            self._events.publish(call_ended(cancel.call_id, 200, extra, datetime.now(UTC)))
 
-    async def _send_cancel(self, forward: Forward) -> None:
-        assert self.transactions is not None
-        assert forward.request is not None
-        assert forward.destination is not None
-        await self._send_own_request(build_cancel(forward.request), forward.destination)
-
-    async def _send_own_request(self, request: Request, destination: Destination) -> None:
-        """A request edgeport makes itself (CANCEL, BYE): its responses end with it."""
-        assert self.transactions is not None
-        try:
-            await self.transactions.send_request(
-                request,
-                destination,
-                reliable=destination.peer.transport.reliable,
-                tu=_IgnoreResponses(),
-            )
-        except (TransactionTableFull, ValueError, SipSerializeError) as error:
-            logger.warning("%s: %s not sent: %s", request.call_id, request.method, error)
+    # -- what happens to a forward -----------------------------------------
 
     def _settle(self, forward: Forward, actions: tuple[Action, ...] = ()) -> None:
         """Keep ``forward`` in the table while the caller waits for it (drain and CANCEL
@@ -295,7 +360,7 @@ class Forwarding(UpstreamRelay):
         if self._forwards.get(forward.server.key) is forward:
             del self._forwards[forward.server.key]
 
-    async def _forward_event(self, forward: Forward, event: Event) -> None:
+    async def handle_event(self, forward: Forward, event: Event) -> None:
         actions = forward.machine.handle(event)
         self._settle(forward, actions)
         try:
@@ -303,8 +368,8 @@ class Forwarding(UpstreamRelay):
         finally:
             self._settle(forward)
 
-    async def _relay_response(
-        self, forward: Forward, response: Response, inbound: InboundMessage | None
+    async def relay_response(
+        self, forward: Forward, response: Response, source: Peer | None
     ) -> None:
         """A response of a forwarded request, on its way upstream (RFC 3261 §16.7)."""
         status = response.status_code
@@ -321,7 +386,7 @@ class Forwarding(UpstreamRelay):
         actions = forward.machine.response(status)
         self._settle(forward, actions)
         try:
-            await self._carry_out(forward, actions, response, inbound)
+            await self._carry_out(forward, actions, response, source)
         finally:
             self._settle(forward)
 
@@ -330,88 +395,87 @@ class Forwarding(UpstreamRelay):
         forward: Forward,
         actions: tuple[Action, ...],
         response: Response | None = None,
-        inbound: InboundMessage | None = None,
+        source: Peer | None = None,
     ) -> None:
         """Do what the forward's state machine asked for, in order."""
         for action in actions:
             if action is Action.RELAY:
                 assert response is not None
-                if response.status_code == 183 and self.config.strip_session_progress_sdp:
+                if response.status_code == 183 and self._strip_183_sdp:
                     response.body = b""
                     response.headers.remove("Content-Type")
                 try:
-                    await self._relay_upstream(forward, response, inbound)
+                    await self._upstream.relay(forward, response, source)
                 finally:
                     if response.status_code >= 200:
                         self._finish(forward)
             elif action is Action.ANSWER_487:
                 # RFC 3261 §9.2: the 487 keeps the To tag the caller already saw, if any.
-                await self._answer(forward.server, 487, to_tag=forward.upstream_to_tag)
+                await self._responder.answer(forward.server, 487, to_tag=forward.upstream_to_tag)
                 self._finish(forward)
             elif action is Action.ANSWER_408 or action is Action.ANSWER_503:
-                await self._fail_forward(forward, 408 if action is Action.ANSWER_408 else 503)
+                await self._fail(forward, 408 if action is Action.ANSWER_408 else 503)
             elif action is Action.SEND_CANCEL:
-                await self._send_cancel(forward)
+                assert forward.request is not None
+                assert forward.destination is not None
+                await self._send_own_request(build_cancel(forward.request), forward.destination)
             elif action is Action.END_DIALOG:
                 assert response is not None
                 await self._end_dialog(forward, response)
 
     def _finish(self, forward: Forward) -> None:
         """The caller has its final answer: the views of what was sent can go."""
-        _release_views(forward.server)
+        forward.server.release_views()
         if forward.request is not None:
             forward.request.drop_views()
 
-    async def _fail_forward(self, forward: Forward, status: int) -> None:
+    async def _fail(self, forward: Forward, status: int) -> None:
         """Timer B/C/F or a transport error: RFC 3261 §16.7 step 10 and §16.9."""
         request = forward.server.request
         why = "no final response" if status == 408 else "next hop unreachable"
         logger.info("%s: %s %s: %s", request.call_id, request.method, status, why)
-        await self._answer(forward.server, status, retry_after=status == 503)
+        await self._responder.answer(forward.server, status, retry_after=status == 503)
         self._finish(forward)
         if request.method == "INVITE" and request.to.tag is None:
-            self.events.publish(call_ended(request.call_id, status, {}, datetime.now(UTC)))
+            self._events.publish(call_ended(request.call_id, status, {}, datetime.now(UTC)))
 
-    async def _forward_failed(self, forward: Forward) -> None:
+    def queue_full(self, forward: Forward) -> None:
+        self._metrics.dropped_messages.labels(reason="relay_queue_full").inc()
+        logger.warning("%s: too many responses waiting; one dropped", forward.call_id)
+
+    async def job_failed(self, forward: Forward) -> None:
         """A job of ``forward`` raised: log it with the Call-ID, count it, answer if owed."""
         logger.exception(
             "%s: relaying for %s failed", forward.call_id, forward.server.request.method
         )
-        self.metrics.dropped_messages.labels(reason="internal_error").inc()
+        self._metrics.dropped_messages.labels(reason="internal_error").inc()
         waiting = forward.machine.upstream_waiting
         forward.machine.state = ForwardState.DONE
         self._settle(forward)
         if waiting and forward.server.can_respond:
             try:
-                await self._answer(forward.server, 500, "Internal Server Error")
+                await self._responder.answer(forward.server, 500, "Internal Server Error")
             except Exception:
                 logger.exception("%s: answering 500 failed", forward.call_id)
 
     async def _end_dialog(self, forward: Forward, response: Response) -> None:
         """A 2xx for an INVITE the caller cancelled: acknowledge it and hang up (BYE)."""
-        assert self.transactions is not None
         assert forward.request is not None
         assert forward.destination is not None
         try:
-            ack, bye = end_dialog(forward.request, response, branch=self._branch())
+            ack, bye = end_dialog(forward.request, response, branch=self._loops.new_branch())
             ack_data = ack.to_bytes()
         except (SipParseError, SipSerializeError, ValueError) as error:
             logger.warning("%s: 2xx after CANCEL not ended: %s", response.call_id, error)
             return
         logger.info("%s: 2xx after CANCEL: acknowledged and ended with BYE", response.call_id)
-        self._ended_dialogs[(response.call_id, response.cseq.seq)] = (
-            ack_data,
-            forward.destination,
-        )
-        while len(self._ended_dialogs) > MAX_ENDED_DIALOGS:
-            self._ended_dialogs.popitem(last=False)
-        if await self._send_quietly(ack_data, forward.destination):
-            self._count_sent(ack, forward.destination.peer.transport)
+        self._ended.ended(response, ack_data, forward.destination)
+        if await self._responder.send_quietly(ack_data, forward.destination):
+            self._responder.count_sent(ack, forward.destination.peer.transport)
         await self._send_own_request(bye, forward.destination)
 
     async def _answer_challenge(self, forward: Forward, challenge: Response) -> bool:
         """Auth on behalf: answer a 401/407 with the X-Gateway-Auth credentials, CSeq + 1."""
-        assert self.transactions is not None
         assert forward.credentials is not None
         assert forward.request is not None
         assert forward.destination is not None
@@ -423,18 +487,12 @@ class Forwarding(UpstreamRelay):
         except GatewayAuthError as error:
             logger.warning("%s: challenge not answered: %s", challenge.call_id, error)
             return False
-        tag = retry.from_.tag
-        if tag is not None:
-            key = (retry.call_id, tag)
-            self._cseq_offsets[key] = self._cseq_offsets.get(key, 0) + 1
-            self._cseq_offsets.move_to_end(key)
-            while len(self._cseq_offsets) > MAX_DIALOG_OFFSETS:
-                self._cseq_offsets.popitem(last=False)
+        self._cseq.moved_once(retry)
         forward.request = retry
         forward.client = None
         forward.machine.handle(Event.RETRY)
         try:
-            forward.client = await self.transactions.send_request(
+            forward.client = await self._transactions.send_request(
                 retry,
                 forward.destination,
                 reliable=forward.destination.peer.transport.reliable,
@@ -442,7 +500,7 @@ class Forwarding(UpstreamRelay):
             )
         except (TransactionTableFull, ValueError, SipSerializeError) as error:
             logger.warning("%s: authenticated retry not sent: %s", retry.call_id, error)
-            await self._forward_event(forward, Event.SEND_FAILED)
+            await self.handle_event(forward, Event.SEND_FAILED)
             return True
-        await self._forward_event(forward, Event.SENT)
+        await self.handle_event(forward, Event.SENT)
         return True

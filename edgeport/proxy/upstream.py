@@ -1,58 +1,99 @@
-"""Responses on their way upstream (RFC 3261 §16.7): through the processor, then
-back through the server transaction they belong to, or, for a later 2xx of an
-answered INVITE (a retransmission, another fork), statelessly to where the
-first one went (:mod:`edgeport.proxy.answered`). Any other stray response is
-dropped and counted toward its source's flood limit."""
+"""Responses on their way upstream (RFC 3261 §16.7).
+
+A response finds its client transaction (the transaction layer hands it to
+the forward that sent the request, :mod:`edgeport.proxy.forwarding`), goes
+through the processor, and back through the server transaction it belongs
+to: :meth:`UpstreamRelay.relay`. A response without a transaction is a
+stray: a later 2xx of an answered INVITE (a retransmission, another fork)
+goes statelessly to where the first one went (:mod:`.answered`); a 2xx of a
+dialog edgeport ended after a CANCEL is acknowledged again; any other is
+dropped and counted toward its source's flood limit.
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
 from edgeport import convert
 from edgeport.events import call_ended, x_headers
-from edgeport.proxy.core import _CURRENT_INBOUND, Destination, Exchange, ProxyCore, _extensions
+from edgeport.proxy.answered import AnsweredInvites
+from edgeport.proxy.model import Destination
+from edgeport.ratelimit import RateLimitedLog
 from edgeport.sip.errors import SipSerializeError
 from edgeport.sip.loops import is_marked_branch
-from edgeport.sip.transport import Transport
 
 if TYPE_CHECKING:
+    from edgeport.events import EventBus
+    from edgeport.metrics import EdgeportMetrics
+    from edgeport.proxy.answers import Responder
+    from edgeport.proxy.dialog_state import EndedDialogs
     from edgeport.proxy.forwarding import Forward
+    from edgeport.proxy.model import Exchange
+    from edgeport.proxy.processor_calls import ProcessorCalls
+    from edgeport.proxy.tasks import GuardedTasks
     from edgeport.sip.message import Response
-    from edgeport.transports import InboundMessage
+    from edgeport.transaction_layer import TransactionLayer
+    from edgeport.transports import InboundMessage, Peer
 
 logger = logging.getLogger(__name__)
 
 
-class UpstreamRelay(ProxyCore):
-    """The response side of the proxy."""
+class StrayCounter(Protocol):
+    """Counts a stray response toward its source's flood limit (the edge guard)."""
 
-    async def _on_response(self, response: Response, inbound: InboundMessage) -> None:
-        assert self.transactions is not None
-        conn = inbound.connection
-        if conn is not None and conn.transport in (Transport.WS, Transport.WSS):
-            self._learn_aliases(response, conn)
+    def stray_response(self, peer: Peer) -> None: ...
+
+
+class UpstreamRelay:
+    """The response side of the message path."""
+
+    def __init__(
+        self,
+        transactions: TransactionLayer[Destination],
+        responder: Responder,
+        calls: ProcessorCalls,
+        events: EventBus,
+        metrics: EdgeportMetrics,
+        tasks: GuardedTasks,
+        *,
+        ended: EndedDialogs,
+        strays: StrayCounter | None,
+    ) -> None:
+        self._transactions = transactions
+        self._responder = responder
+        self._calls = calls
+        self._events = events
+        self._metrics = metrics
+        self._tasks = tasks
+        self._ended = ended
+        self._strays = strays
+        # Where the later 2xx of an answered INVITE go: RFC 6026 Timer M (64*T1),
+        # as long as an INVITE client transaction takes 2xx.
+        self.answered: AnsweredInvites[Destination] = AnsweredInvites(
+            transactions.timers.transaction_timeout
+        )
+        self._drops = RateLimitedLog(logger)
+
+    async def on_response(self, response: Response, inbound: InboundMessage) -> None:
+        """A response as received: to its client transaction, else a stray."""
         source = Destination(inbound.peer, inbound.connection)
-        token = _CURRENT_INBOUND.set(inbound)
-        try:
-            taken = await self.transactions.receive_response(response, source)
-        finally:
-            _CURRENT_INBOUND.reset(token)
-        if taken:
-            return
-        await self._relay_stray_response(response, inbound)
+        if not await self._transactions.receive_response(response, source):
+            await self._relay_stray(response, inbound)
 
-    async def _relay_stray_response(self, response: Response, inbound: InboundMessage) -> None:
+    # -- stray responses -----------------------------------------------------
+
+    async def _relay_stray(self, response: Response, inbound: InboundMessage) -> None:
         """RFC 3261 §16.7/§16.11: a response without a transaction.
 
         RFC 3261 §18.1.2: "If the value of the "sent-by" parameter in that
         header field value does not correspond to a value that the client
         transport would have inserted into the request, the response MUST be
-        silently discarded." edgeport writes its own branch in every Via
-        it forwards with: a stray response is relayed only when its top Via
+        silently discarded." edgeport writes its own branch in every Via it
+        forwards with: a stray response is relayed only when its top Via
         carries one edgeport recorded for an answered INVITE (a retransmitted
         or forked 2xx), and only to where that INVITE's first 2xx went. Any
         other is dropped, counted, and counted toward its source's flood limit.
@@ -61,19 +102,22 @@ class UpstreamRelay(ProxyCore):
         if not is_marked_branch(branch):
             self._drop_stray(response, inbound, "its top Via is not edgeport's")
             return
-        if self._reacknowledge(response):
+        ended = self._ended.ack_for(response)
+        if ended is not None:
+            # The callee missed the ACK of a 2xx edgeport ended: the same ACK again.
+            ack, callee = ended
+            self._tasks.spawn(lambda: self._responder.send_quietly(ack, callee))
             return
-        destination = None
+        destination: Destination | None = None
         if 200 <= response.status_code < 300 and response.cseq.method == "INVITE":
-            destination = self._answered.destination(branch, trio.current_time())
+            destination = self.answered.destination(branch, trio.current_time())
         if destination is None:
             self._drop_stray(response, inbound, "no transaction and no answered INVITE")
             return
         try:
-            exchange = await self._call_processor(response, inbound)
+            exchange = await self._calls.call(response, inbound.peer)
         except convert.ConversionError as error:
-            self._drops.info("%s: stray response dropped: %s", response.call_id, error)
-            self.metrics.dropped_messages.labels(reason="stray_response").inc()
+            self._drop_unusable(response, error)
             return
         if exchange is None:
             return
@@ -81,10 +125,9 @@ class UpstreamRelay(ProxyCore):
             out = convert.build_forward_response(exchange.reply, response, sent=exchange.sent)
             data = out.to_bytes()
         except (convert.ConversionError, SipSerializeError) as error:
-            self._drops.info("%s: stray response dropped: %s", response.call_id, error)
-            self.metrics.dropped_messages.labels(reason="stray_response").inc()
+            self._drop_unusable(response, error)
             return
-        await self._send_upstream_statelessly(out, data, destination)
+        await self._send_statelessly(out, data, destination)
 
     def _drop_stray(self, response: Response, inbound: InboundMessage, why: str) -> None:
         self._drops.info(
@@ -94,25 +137,28 @@ class UpstreamRelay(ProxyCore):
             inbound.peer,
             why,
         )
-        self.metrics.dropped_messages.labels(reason="stray_response").inc()
-        if self._guard is not None:
-            self._guard.stray_response(inbound.peer)
+        self._metrics.dropped_messages.labels(reason="stray_response").inc()
+        if self._strays is not None:
+            self._strays.stray_response(inbound.peer)
 
-    async def _send_upstream_statelessly(
-        self, out: Response, data: bytes, destination: Destination
-    ) -> None:
-        if await self._send_quietly(data, destination):
-            self._count_sent(out, destination.peer.transport)
+    def _drop_unusable(self, response: Response, error: Exception) -> None:
+        self._drops.info("%s: stray response dropped: %s", response.call_id, error)
+        self._metrics.dropped_messages.labels(reason="stray_response").inc()
 
-    async def _relay_upstream(
-        self, forward: Forward, response: Response, inbound: InboundMessage | None
-    ) -> None:
+    async def _send_statelessly(self, out: Response, data: bytes, destination: Destination) -> None:
+        if await self._responder.send_quietly(data, destination):
+            self._responder.count_sent(out, destination.peer.transport)
+
+    # -- responses of a forward ----------------------------------------------
+
+    async def relay(self, forward: Forward, response: Response, source: Peer | None) -> None:
+        """A response of ``forward``'s request, through the processor, to its caller."""
         status = response.status_code
         method = forward.server.request.method
         exchange = None
         if convert.should_send_response(status):
             try:
-                exchange = await self._call_processor(response, inbound)
+                exchange = await self._calls.call(response, source)
             except convert.ConversionError as error:
                 # Still relayed: a malformed header the processor cannot see
                 # is no reason to lose the caller's answer.
@@ -121,37 +167,25 @@ class UpstreamRelay(ProxyCore):
         to_tag = out.to.tag
         if to_tag is not None and status > 100:
             forward.upstream_to_tag = to_tag
-        reply = exchange.reply if exchange is not None else None
-        sent = await self._respond(forward.server, out)
+        sent = await self._responder.respond(forward.server, out)
         if 200 <= status < 300 and method == "INVITE":
             if sent:
                 # Retransmissions of this 2xx, and 2xx of other forks, come as
                 # stray responses on this branch: they go where this one went.
-                self._answered.record(
+                self.answered.record(
                     response.top_via.branch or "", forward.server.destination, trio.current_time()
                 )
             else:
                 # The server transaction ended with the first 2xx: later ones go statelessly.
-                await self._send_upstream_statelessly(
-                    out, out.to_bytes(), forward.server.destination
-                )
+                await self._send_statelessly(out, out.to_bytes(), forward.server.destination)
         if (method == "INVITE" and forward.server.request.to.tag is None and status >= 300) or (
             method == "BYE" and status >= 200
         ):
-            self.events.publish(
-                call_ended(
-                    response.call_id,
-                    status,
-                    x_headers(_extensions(reply)) if reply else {},
-                    datetime.now(UTC),
-                )
-            )
+            extra = x_headers(exchange.extensions()) if exchange is not None else {}
+            self._events.publish(call_ended(response.call_id, status, extra, datetime.now(UTC)))
 
     def _upstream_response(
-        self,
-        forward: Forward,
-        response: Response,
-        exchange: Exchange | None,
+        self, forward: Forward, response: Response, exchange: Exchange | None
     ) -> Response:
         cseq = forward.server.request.headers.get("CSeq")
         if exchange is not None:
@@ -170,16 +204,3 @@ class UpstreamRelay(ProxyCore):
         if cseq is not None:
             out.headers.set("CSeq", cseq)
         return out
-
-    def _reacknowledge(self, response: Response) -> bool:
-        """A retransmitted 2xx of a dialog edgeport ended: send the ACK again, relay nothing."""
-        if not self._ended_dialogs or not 200 <= response.status_code < 300:
-            return False
-        if response.cseq.method != "INVITE":
-            return False
-        ended = self._ended_dialogs.get((response.call_id, response.cseq.seq))
-        if ended is None:
-            return False
-        data, destination = ended
-        self._spawn(lambda: self._send_quietly(data, destination))
-        return True

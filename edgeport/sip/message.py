@@ -462,10 +462,6 @@ class Message:
             raise SipSerializeError("CR or LF in a start line or header value")
         return text.encode("utf-8") + body if body else text.encode("utf-8")
 
-    def _copy_into(self, other: Message) -> None:
-        other.headers = self.headers.copy()
-        other.body = self.body
-
 
 class Request(Message):
     """A SIP request: ``Method Request-URI SIP/2.0`` (RFC 3261 §7.1)."""

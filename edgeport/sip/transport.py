@@ -20,11 +20,6 @@ class Transport(enum.Enum):
     WSS = "wss"
 
     @property
-    def via_token(self) -> str:
-        """The token in a Via header: ``UDP``, ``TCP``, ``TLS``, ``WS``, ``WSS``."""
-        return self.value.upper()
-
-    @property
     def reliable(self) -> bool:
         """RFC 3261 §17: retransmission timers run only on unreliable transports."""
         return self is not Transport.UDP

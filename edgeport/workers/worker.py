@@ -18,7 +18,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 
@@ -32,10 +32,17 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from edgeport.config import EdgePortConfig
-    from edgeport.proxy import Proxy
     from edgeport.server import RunningServer
+    from edgeport.transports import InboundMessage
 
 logger = logging.getLogger(__name__)
+
+
+class InboundHandling(Protocol):
+    """What takes the messages a worker reads or is handed (the proxy)."""
+
+    async def handle_inbound(self, inbound: InboundMessage) -> None: ...
+
 
 PARENT_POLL_INTERVAL: Final = 1.0  # seconds between checks that the supervisor is alive
 
@@ -71,7 +78,7 @@ class WorkerRole:
         ).digest()
 
     async def serve_handoffs(
-        self, proxy: Proxy, *, task_status: trio.TaskStatus[WorkerMesh]
+        self, proxy: InboundHandling, *, task_status: trio.TaskStatus[WorkerMesh]
     ) -> None:
         """Receive hand-offs for ``proxy``; report the mesh (its ``handle_inbound`` is the
         transports' handler; ``attach`` it to the transports once they run)."""

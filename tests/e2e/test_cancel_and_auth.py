@@ -260,7 +260,7 @@ async def test_timer_c_cancels_a_ringing_call_and_absorbs_its_487(nursery: trio.
         assert (await caller.receive_until(lambda m: m.status != 100)).status == 180
         # Timer C (185 s) firing, without waiting for it: the client
         # transaction tells its TU it timed out.
-        (forward,) = server.proxy._forwards.values()
+        (forward,) = server.proxy.forwarder.forwards()
         client = forward.client
         assert client is not None
         await server.transactions._run(client, client.machine.on_timer(Timer.C))

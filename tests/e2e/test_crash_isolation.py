@@ -10,7 +10,8 @@ import pytest
 import trio
 
 from edgeport.metrics import METRICS
-from edgeport.proxy import Proxy
+from edgeport.proxy import Responder
+from edgeport.proxy.upstream import UpstreamRelay
 from tests.e2e.conftest import start_routed_edge
 from tests.e2e.test_cancel_and_auth import invite, reply_to
 from tests.support.ua import sip
@@ -38,10 +39,10 @@ def internal_errors() -> float:
 async def test_a_failing_relay_job_answers_500_and_the_server_lives_on(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def broken_relay(self: Proxy, *args: object) -> None:
+    async def broken_relay(self: UpstreamRelay, *args: object) -> None:
         raise RuntimeError("relay defect")
 
-    monkeypatch.setattr(Proxy, "_relay_upstream", broken_relay)
+    monkeypatch.setattr(UpstreamRelay, "relay", broken_relay)
     before = internal_errors()
     edge = await start_routed_edge(nursery)
     caller, callee, target = edge.caller, edge.callee, edge.callee_uri
@@ -155,10 +156,10 @@ async def test_a_defect_in_a_background_send_is_logged_and_the_server_lives_on(
     bye = await edge.callee.receive_until(lambda m: m.method == "BYE")
     await edge.callee.send(reply_to(bye, "200 OK"))
 
-    async def broken_send(self: Proxy, data: bytes, destination: object) -> bool:
+    async def broken_send(self: Responder, data: bytes, destination: object) -> bool:
         raise RuntimeError("send defect")
 
-    monkeypatch.setattr(Proxy, "_send_quietly", broken_send)
+    monkeypatch.setattr(Responder, "send_quietly", broken_send)
     before = internal_errors()
     with caplog.at_level(logging.ERROR, logger="edgeport"):
         await edge.callee.send(ok)  # retransmitted: edgeport would ACK it again

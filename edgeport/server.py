@@ -8,6 +8,12 @@ transport listener and the health server, and runs until cancelled or, with
 requests get 503, in-flight transactions get up to ``shutdown_timeout``
 seconds, queued events are flushed, then everything closes. A second
 signal stops at once.
+
+A worker process (``edgeport.workers``, which this module does not import)
+passes its parts as plain parameters: ``branch_factory``, ``loop_key``,
+``memory`` (its share of the budget), ``health_unix_path`` and
+``handoffs``, its hand-offs to the sibling workers (:class:`Handoffs`),
+plugged into the transports when they are built.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import secrets
 import signal
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 
@@ -36,7 +42,13 @@ from edgeport.proxy import Destination, Proxy, Responder, new_branch, new_tag, o
 from edgeport.sip.timers import TimerConfig
 from edgeport.sip.transport import Transport
 from edgeport.transaction_layer import TransactionLayer
-from edgeport.transports import Connection, InboundMessage, Peer, TransportLayer, serve_transports
+from edgeport.transports import (
+    Connection,
+    InboundMessage,
+    Peer,
+    TransportLayer,
+    serve_transports,
+)
 
 if TYPE_CHECKING:
     import ssl
@@ -45,14 +57,44 @@ if TYPE_CHECKING:
     from edgeport.capture.sender import HepCapture
     from edgeport.config import EdgePortConfig
     from edgeport.memory import Account
+    from edgeport.transports import Handler
+    from edgeport.transports.connections import TableObserver
     from edgeport.transports.inbox import InboxLimits
-    from edgeport.workers.worker import WorkerRole
+    from edgeport.transports.plugins import RemoteHolder
 
 logger = logging.getLogger(__name__)
 
 EVENT_FLUSH_TIMEOUT: Final = 5.0  # seconds to publish queued events at shutdown
 DRAIN_POLL_INTERVAL: Final = 0.1  # seconds between checks for in-flight transactions
 ADMITTED_TASKS_PER_IN_FLIGHT: Final = 2  # handlers of responses/ACK/CANCEL per spec.maxInFlight
+
+
+class Handoffs(Protocol):
+    """A worker process's hand-offs to its siblings, plugged into this server.
+
+    The transports are built with its ``table_observer`` (told of every
+    connection and alias they hold), its ``remote`` holder (takes a send for
+    a peer another worker holds) and ``inbound_handler(proxy's handler)`` as
+    their handler; ``serve`` then runs, once they do, to take what the
+    siblings hand over.
+    """
+
+    @property
+    def table_observer(self) -> TableObserver: ...
+
+    @property
+    def remote(self) -> RemoteHolder: ...
+
+    def inbound_handler(self, local: Handler) -> Handler: ...
+
+    async def serve(
+        self,
+        transports: TransportLayer,
+        local: Handler,
+        guard: EdgeGuard,
+        *,
+        task_status: trio.TaskStatus[None] = ...,
+    ) -> None: ...
 
 
 @dataclass(slots=True)
@@ -80,15 +122,21 @@ async def serve(
     *,
     handle_signals: bool = False,
     timers: TimerConfig | None = None,
-    worker: WorkerRole | None = None,
     inbox: InboxLimits | None = None,
+    branch_factory: Callable[[], str] = new_branch,
+    loop_key: bytes | None = None,
+    memory: MemoryBudget | None = None,
+    handoffs: Handoffs | None = None,
+    health_unix_path: str | None = None,
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run edgeport until cancelled (or a signal, with ``handle_signals``).
 
-    ``worker``: this process is one of several sharing the ports (edgeport.workers).
     ``timers`` and ``inbox`` replace the RFC 3261 timers and the inbox bounds
-    (for tests).
+    (for tests). A worker process passes ``branch_factory`` (branches naming
+    it), ``loop_key`` (the same in every worker), ``memory`` (its share of
+    ``spec.limits.memory``), ``handoffs`` and ``health_unix_path`` (health and
+    metrics there, for the supervisor, instead of ``spec.health``).
     """
     async with trio.open_nursery() as root:
         processor_addr = config.processor.addr
@@ -100,13 +148,11 @@ async def serve(
             # transports: the gate takes the transports' calls until the proxy
             # is built on them.
             gate = _ProxyGate()
-            handler: Callable[..., object] = gate.handle_inbound
-            mesh = None
-            if worker is not None:  # edgeport.workers: hand-offs between worker processes
-                mesh = await root.start(worker.serve_handoffs, gate)
-                handler = mesh.handle_inbound
-            # spec.limits.memory: with workers, each gets its part.
-            memory = MemoryBudget.per_worker(config.limits.memory, worker.count if worker else 1)
+            handler: Handler = gate.handle_inbound
+            if handoffs is not None:  # responses of another worker go there
+                handler = handoffs.inbound_handler(gate.handle_inbound)
+            if memory is None:
+                memory = MemoryBudget.per_worker(config.limits.memory, 1)
 
             # TLS: the listeners' context, and the one outbound connections verify
             # with (trustStore, system CAs, our certificate for mutual TLS).
@@ -118,6 +164,7 @@ async def serve(
                 tls_client = build_client_context(config.security_context)
             work = await _open_work_nursery(root)
             guard = EdgeGuard.from_config(config, processor_addr)  # edge protection
+            capture = None if config.hep is None else await _start_capture(root, config)
             transports: TransportLayer = await root.start(
                 _serve_transports_named,
                 config,
@@ -127,8 +174,12 @@ async def serve(
                 inbox,
                 guard,
                 memory,
+                capture,
+                handoffs,
             )
-            responder = Responder(transports, METRICS, methods=config.methods, tag_factory=new_tag)
+            responder = Responder(
+                transports.sender, METRICS, methods=config.methods, tag_factory=new_tag
+            )
             transactions: TransactionLayer[Destination] = TransactionLayer(
                 timers or TimerConfig(),
                 responder.send_outgoing,
@@ -148,20 +199,18 @@ async def serve(
                 listening_points=transports.listening_points,
                 nursery=work,
                 strays=guard,
-                branch_factory=worker.branch_factory() if worker else new_branch,
-                loop_key=worker.loop_key() if worker else secrets.token_bytes(16),
+                branch_factory=branch_factory,
+                loop_key=loop_key if loop_key is not None else secrets.token_bytes(16),
             )
             gate.open(proxy)
-            if mesh is not None:
-                mesh.attach(transports, guard)
-            if config.hep is not None:
-                transports.capture = await _start_capture(root, config)
+            if handoffs is not None:
+                await root.start(handoffs.serve, transports, proxy.handle_inbound, guard)
             _register_gauges(transactions, transports, memory)
 
             health_port = None
-            if worker is not None:  # health and metrics for the supervisor to gather
+            if health_unix_path is not None:  # a worker's, for the supervisor to gather
                 await root.start(
-                    _serve_health_named, config, processor, transports, worker.health_path
+                    _serve_health_named, config, processor, transports, health_unix_path
                 )
             elif config.health.enabled:
                 health_port = await root.start(_serve_health_named, config, processor, transports)
@@ -271,18 +320,20 @@ async def _open_work_nursery(root: trio.Nursery) -> trio.Nursery:
 async def _serve_transports_named(
     config: EdgePortConfig,
     proxy: _ProxyGate,
-    handler: Callable[..., object],
+    handler: Handler,
     tls: tuple[ssl.SSLContext | None, ssl.SSLContext | None],
     inbox: InboxLimits | None,
     guard: EdgeGuard,
     memory: MemoryBudget,
+    capture: HepCapture | None,
+    handoffs: Handoffs | None,
     *,
     task_status: trio.TaskStatus[TransportLayer],
 ) -> None:
     server_context, client_context = tls
     await serve_transports(
         config.transports,
-        handler,  # type: ignore[arg-type]
+        handler,
         tls=server_context,
         tls_client_context=client_context,
         limits=config.connections,
@@ -298,6 +349,9 @@ async def _serve_transports_named(
         refuse=proxy.refuse_overloaded,
         on_shed=_count_shed,
         memory=memory,
+        capture=capture,
+        table_observer=None if handoffs is None else handoffs.table_observer,
+        remote=None if handoffs is None else handoffs.remote,
         task_status=task_status,
     )
 

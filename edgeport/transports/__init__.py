@@ -13,9 +13,11 @@ from edgeport.transports.errors import (
     TransportError,
 )
 from edgeport.transports.layer import TransportLayer, serve_transports
+from edgeport.transports.plugins import CaptureSink, RemoteHolder
 
 __all__ = [
     "BindError",
+    "CaptureSink",
     "Connection",
     "ConnectionLost",
     "ConnectionTable",
@@ -23,6 +25,7 @@ __all__ = [
     "InboundMessage",
     "NoRoute",
     "Peer",
+    "RemoteHolder",
     "SendError",
     "TransportError",
     "TransportLayer",

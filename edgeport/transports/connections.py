@@ -16,7 +16,8 @@ reconnected while its old connection is half-open: the refusal asks the
 holder that does not answer is closed, and when it leaves the table its
 alias passes to the connection whose claim is pending (``CLAIM_TTL``).
 With worker processes the ``observer`` says whether another worker holds
-the alias, and asks that worker to probe its holder.
+the alias, and asks that worker to probe its holder. Both are given to the
+table when it is built.
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ class _Claim:
 
 
 class ConnectionTable:
-    """Live connections by address and by alias; ``on_removed`` runs when one leaves.
+    """Live connections by address and by alias; ``on_removed`` runs when one leaves,
+    ``observer`` hears of every change, ``prober`` checks a claimed alias's holder.
 
     ``clock`` stamps alias bindings and claims; it is system-wide
     (``time.monotonic``), so worker processes can compare their stamps.
@@ -110,12 +112,14 @@ class ConnectionTable:
         self,
         on_removed: Callable[[Connection], None] | None = None,
         *,
+        observer: TableObserver | None = None,
+        prober: HolderProber | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._on_removed = on_removed
         self._clock = clock
-        self.observer: TableObserver | None = None
-        self.prober: HolderProber | None = None
+        self._observer = observer  # worker processes: told of every change
+        self._prober = prober  # checks the holder of a claimed alias
         self._by_key: dict[Key, Connection] = {}
         self._keys: dict[Connection, set[Key]] = {}
         self._aliases: dict[str, Connection] = {}
@@ -141,8 +145,8 @@ class ConnectionTable:
         self._keys.setdefault(conn, set()).update(keys)
         for key in keys:
             self._by_key[key] = conn
-        if self.observer is not None:
-            self.observer.connection_added(conn)
+        if self._observer is not None:
+            self._observer.connection_added(conn)
 
     def get(self, transport: Transport, host: str, port: int) -> Connection | None:
         return self._by_key.get(connection_key(transport, host, port))
@@ -164,7 +168,7 @@ class ConnectionTable:
         if holder is not None and not holder.closed:
             self._refuse(alias, conn, holder)
             return AliasClaim.REFUSED
-        if self.observer is not None and self.observer.held_elsewhere(alias):
+        if self._observer is not None and self._observer.held_elsewhere(alias):
             self._refuse(alias, conn, None)
             return AliasClaim.REFUSED
         if holder is not None:  # closed, not yet removed: it is going away
@@ -177,8 +181,8 @@ class ConnectionTable:
         conn.aliases.add(alias)
         self._aliases[alias] = conn
         bound_at = self._bound_at[alias] = self._clock()
-        if self.observer is not None:
-            self.observer.alias_bound(alias, conn, bound_at)
+        if self._observer is not None:
+            self._observer.alias_bound(alias, conn, bound_at)
 
     def _refuse(self, alias: str, claimant: Connection, holder: Connection | None) -> None:
         ALIAS_CLAIMS_REFUSED.inc()
@@ -192,10 +196,10 @@ class ConnectionTable:
         if not self._note_claim(alias, claimant):
             return  # a claim is already waiting for this holder's answer
         if holder is None:
-            assert self.observer is not None
-            self.observer.contest(alias)
-        elif self.prober is not None:
-            self.prober.probe(holder)
+            assert self._observer is not None
+            self._observer.contest(alias)
+        elif self._prober is not None:
+            self._prober.probe(holder)
 
     def _note_claim(self, alias: str, claimant: Connection) -> bool:
         """Remember ``claimant`` as waiting for ``alias``; False when a live claim waits."""
@@ -228,7 +232,7 @@ class ConnectionTable:
             return
         holder = self._aliases.get(alias)
         if (holder is not None and not holder.closed) or (
-            self.observer is not None and self.observer.held_elsewhere(alias)
+            self._observer is not None and self._observer.held_elsewhere(alias)
         ):
             return  # taken meanwhile; the claim waits for that holder's answer
         self._drop_claim(alias)
@@ -254,14 +258,14 @@ class ConnectionTable:
             return
         del self._bound_at[alias]
         conn.aliases.discard(alias)
-        if self.observer is not None:
-            self.observer.alias_unbound(alias, conn)
+        if self._observer is not None:
+            self._observer.alias_unbound(alias, conn)
 
     def contest(self, alias: str) -> None:
         """Another worker has a claim for ``alias``: probe its holder here, if any."""
         holder = self._aliases.get(alias_key(alias))
-        if holder is not None and not holder.closed and self.prober is not None:
-            self.prober.probe(holder)
+        if holder is not None and not holder.closed and self._prober is not None:
+            self._prober.probe(holder)
 
     # -- removal -------------------------------------------------------------
 
@@ -279,8 +283,8 @@ class ConnectionTable:
         for alias in released:
             del self._aliases[alias]
             del self._bound_at[alias]
-        if self.observer is not None:
-            self.observer.connection_removed(conn)
+        if self._observer is not None:
+            self._observer.connection_removed(conn)
         for alias in released:
             self.alias_released(alias)
         if self._on_removed is not None:

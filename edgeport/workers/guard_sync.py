@@ -56,19 +56,18 @@ _NOWHERE: Final = Peer(Transport.UDP, "", 0)
 
 
 class GuardExchange:
-    """This worker's guard and its siblings: what it tells them, what it hears."""
+    """This worker's guard and its siblings: what it tells them, what it hears.
 
-    def __init__(self, link: HandoffLink) -> None:
+    Built with the guard, which it asks at once to hold its limits together
+    with the other workers (:meth:`EdgeGuard.share`).
+    """
+
+    def __init__(self, link: HandoffLink, guard: EdgeGuard) -> None:
         self.link = link
-        self.guard: EdgeGuard | None = None
-        self._attached = trio.Event()
+        self.guard = guard
         self._due = trio.Event()
         self._snapshots = 0
-
-    def attach(self, guard: EdgeGuard) -> None:
-        guard.share(self, worker=self.link.index, workers=self.link.count)
-        self.guard = guard
-        self._attached.set()
+        guard.share(self, worker=link.index, workers=link.count)
 
     # what the guard tells the others (GuardPeers) --------------------------
 
@@ -87,7 +86,6 @@ class GuardExchange:
     async def run(self) -> None:
         """Report counted requests when a source is due, else every ``REPORT_INTERVAL``;
         list the counted connections every ``SNAPSHOT_INTERVAL``."""
-        await self._attached.wait()
         next_snapshot = trio.current_time() + SNAPSHOT_INTERVAL
         while True:
             with trio.move_on_after(REPORT_INTERVAL):
@@ -100,16 +98,12 @@ class GuardExchange:
             await trio.sleep(MIN_REPORT_GAP)
 
     def report(self) -> None:
-        if self.guard is None:
-            return
         counts = self.guard.take_unreported(MAX_ITEMS)
         if counts:
             self._broadcast({"counts": [[source, n] for source, n in counts]})
 
     def send_snapshot(self, to: int | None = None) -> None:
         """List every connection counted here, to worker ``to`` or to all."""
-        if self.guard is None:
-            return
         self._snapshots += 1
         opened = [list(item) for item in self.guard.local_connections()]
         chunks = list(_chunks(opened)) or [[]]
@@ -126,7 +120,7 @@ class GuardExchange:
         """Worker ``worker`` (re)started: forget its predecessor's connections, tell it
         the bans and connections in force."""
         guard = self.guard
-        if guard is None or not 0 <= worker < self.link.count or worker == self.link.index:
+        if not 0 <= worker < self.link.count or worker == self.link.index:
             return
         guard.forget_worker(worker)
         bans = [[source, seconds] for source, seconds in guard.bans_in_force()]
@@ -139,8 +133,6 @@ class GuardExchange:
     def receive(self, data: bytes) -> None:
         """One document from another worker; anything malformed in it is skipped."""
         guard = self.guard
-        if guard is None:
-            return
         try:
             document = json.loads(data)
             sender = int(document["from"])

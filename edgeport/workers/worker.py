@@ -6,6 +6,12 @@ get SO_REUSEPORT, the proxy stamps its index in the branch of the Via it
 adds, responses of other workers are handed to them, and health and metrics
 are served on ``DIR/worker-<i>.http.sock`` for the supervisor to gather.
 The worker stops (drains) when its supervisor goes away.
+
+:func:`edgeport.server.serve` knows nothing of workers: this module gives it
+a worker's parts as its plain parameters (the branch factory, the loop key,
+this worker's share of the limits and of the memory budget, the health
+socket) and :class:`WorkerHandoffs`, the hand-offs to the siblings
+(:class:`edgeport.server.Handoffs`).
 """
 
 from __future__ import annotations
@@ -18,31 +24,28 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final
 
 import trio
 
+from edgeport.memory import MemoryBudget
 from edgeport.transports.sockets import share_listening_ports
 from edgeport.workers.branch import worker_branch_factory
 from edgeport.workers.guard_sync import GuardExchange
 from edgeport.workers.handoff import HandoffLink
-from edgeport.workers.mesh import WorkerMesh
+from edgeport.workers.mesh import HandoffReceiver, ResponseRouter, WorkerMesh
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from edgeport.config import EdgePortConfig
+    from edgeport.protection import EdgeGuard
     from edgeport.server import RunningServer
-    from edgeport.transports import InboundMessage
+    from edgeport.transports import Handler, TransportLayer
+    from edgeport.transports.connections import TableObserver
+    from edgeport.transports.plugins import RemoteHolder
 
 logger = logging.getLogger(__name__)
-
-
-class InboundHandling(Protocol):
-    """What takes the messages a worker reads or is handed (the proxy)."""
-
-    async def handle_inbound(self, inbound: InboundMessage) -> None: ...
-
 
 PARENT_POLL_INTERVAL: Final = 1.0  # seconds between checks that the supervisor is alive
 
@@ -77,21 +80,57 @@ class WorkerRole:
             self.rundir.encode(), digest_size=16, person=b"edgeport-loop"
         ).digest()
 
-    async def serve_handoffs(
-        self, proxy: InboundHandling, *, task_status: trio.TaskStatus[WorkerMesh]
+
+class WorkerHandoffs:
+    """This worker's hand-offs to its siblings, as :func:`edgeport.server.serve` plugs
+    them in (:class:`edgeport.server.Handoffs`).
+
+    Built before the server: the mesh is the transports' table observer and
+    remote holder, and :meth:`inbound_handler` their handler; :meth:`serve`
+    then receives from the siblings against the running transports.
+    """
+
+    def __init__(self, role: WorkerRole) -> None:
+        self.link = HandoffLink(role.rundir, role.index, role.count)
+        self.mesh = WorkerMesh(self.link)
+        # First in every outbox, written once ``serve`` has bound this worker's
+        # socket (so the answers find it).
+        self.mesh.hello()
+
+    @property
+    def table_observer(self) -> TableObserver:
+        return self.mesh
+
+    @property
+    def remote(self) -> RemoteHolder:
+        return self.mesh
+
+    def inbound_handler(self, local: Handler) -> Handler:
+        """The transports' handler: responses of other workers go there, the rest to
+        ``local`` (the proxy's)."""
+        return ResponseRouter(self.link, local).handle_inbound
+
+    async def serve(
+        self,
+        transports: TransportLayer,
+        local: Handler,
+        guard: EdgeGuard,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Receive hand-offs for ``proxy``; report the mesh (its ``handle_inbound`` is the
-        transports' handler; ``attach`` it to the transports once they run)."""
-        link = HandoffLink(self.rundir, self.index, self.count)
-        mesh = WorkerMesh(link, proxy.handle_inbound)
-        mesh.guard_exchange = GuardExchange(link)
+        """Receive hand-offs for ``transports`` and ``local`` (the proxy's handler); share
+        what ``guard`` decides with the siblings."""
+        exchange = GuardExchange(self.link, guard)
+        receiver = HandoffReceiver(
+            self.mesh, transports.connections, transports.send_on, local, exchange
+        )
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(link.serve, mesh.deliver)
-                nursery.start_soon(mesh.guard_exchange.run)
-                task_status.started(mesh)
+                await nursery.start(self.link.serve, receiver.deliver)
+                nursery.start_soon(exchange.run)
+                task_status.started()
         finally:
-            link.close()
+            self.link.close()
 
 
 class _WorkerTag(logging.Filter):
@@ -139,10 +178,21 @@ async def run_worker(config: EdgePortConfig, role: WorkerRole) -> None:
     config = worker_share(config, role.count)
     share_listening_ports()
     parent = os.getppid()
+    handoffs = WorkerHandoffs(role)
     async with trio.open_nursery() as nursery:
 
         async def serve_then_stop(*, task_status: trio.TaskStatus[RunningServer]) -> None:
-            await server.serve(config, handle_signals=True, worker=role, task_status=task_status)
+            await server.serve(
+                config,
+                handle_signals=True,
+                branch_factory=role.branch_factory(),
+                loop_key=role.loop_key(),
+                # spec.limits.memory: each worker gets its part.
+                memory=MemoryBudget.per_worker(config.limits.memory, role.count),
+                handoffs=handoffs,
+                health_unix_path=role.health_path,
+                task_status=task_status,
+            )
             nursery.cancel_scope.cancel()
 
         running: RunningServer = await nursery.start(serve_then_stop)

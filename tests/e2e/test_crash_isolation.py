@@ -103,17 +103,17 @@ async def test_a_failing_outbound_connection_reader_ends_only_its_connection(
     # A defect met while reading a connection edgeport opened (to a TCP callee)
     # closes that connection and fails its transactions; the transport layer
     # and every listener go on.
-    from edgeport.transports.layer import TransportLayer
+    from edgeport.transports.running import ConnectionRunner
     from tests.support.ua import TcpUA
 
-    deliver_on = TransportLayer._deliver_on
+    deliver_on = ConnectionRunner.deliver_on
 
-    def broken_on_outbound(self: TransportLayer, data: bytes, conn: object) -> None:
+    def broken_on_outbound(self: ConnectionRunner, data: bytes, conn: object) -> None:
         if getattr(conn, "outbound", False):
             raise RuntimeError("reader defect")
         deliver_on(self, data, conn)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(TransportLayer, "_deliver_on", broken_on_outbound)
+    monkeypatch.setattr(ConnectionRunner, "deliver_on", broken_on_outbound)
     edge = await start_routed_edge(nursery)
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]

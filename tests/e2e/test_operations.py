@@ -190,7 +190,7 @@ async def test_health_turns_503_when_a_listener_dies(nursery: trio.Nursery) -> N
     assert (await http_get(server.health_port, "/healthz"))[0] == 200
     # Kill the UDP listener the way a fatal socket error would: close its socket.
     udp = next(p for p in server.listening_points if p.transport is Transport.UDP)
-    for sock in server.transports._udp_sockets:
+    for sock in server.transports.sender.udp_sockets:
         sock.close()
     with trio.fail_after(5):
         while server.transports.listener_alive(udp):

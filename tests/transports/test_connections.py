@@ -59,8 +59,8 @@ def ws(name: str, port: int) -> FakeConnection:
 
 
 async def test_websocket_alias_hijack_first_binding_wins_while_the_holder_lives() -> None:
-    table = ConnectionTable(clock=Clock())
-    prober = table.prober = RecordingProber()
+    prober = RecordingProber()
+    table = ConnectionTable(prober=prober, clock=Clock())
     browser, attacker, second_attacker = ws("ws-1", 40000), ws("ws-2", 40001), ws("ws-3", 40002)
     for conn in (browser, attacker, second_attacker):
         table.add(conn)
@@ -80,8 +80,7 @@ async def test_websocket_alias_hijack_first_binding_wins_while_the_holder_lives(
 
 async def test_a_holder_that_goes_hands_its_alias_to_the_waiting_claim() -> None:
     clock = Clock()
-    table = ConnectionTable(clock=clock)
-    table.prober = RecordingProber()
+    table = ConnectionTable(prober=RecordingProber(), clock=clock)
     old, new, late = ws("ws-1", 40000), ws("ws-2", 40001), ws("ws-3", 40002)
     for conn in (old, new, late):
         table.add(conn)
@@ -97,8 +96,7 @@ async def test_a_holder_that_goes_hands_its_alias_to_the_waiting_claim() -> None
 
 async def test_a_claim_older_than_its_ttl_takes_nothing() -> None:
     clock = Clock()
-    table = ConnectionTable(clock=clock)
-    table.prober = RecordingProber()
+    table = ConnectionTable(prober=RecordingProber(), clock=clock)
     holder, claimant = ws("ws-1", 40000), ws("ws-2", 40001)
     table.add(holder)
     table.add(claimant)
@@ -112,8 +110,8 @@ async def test_a_claim_older_than_its_ttl_takes_nothing() -> None:
 
 
 async def test_a_closed_holder_not_yet_removed_yields_its_alias() -> None:
-    table = ConnectionTable(clock=Clock())
-    prober = table.prober = RecordingProber()
+    prober = RecordingProber()
+    table = ConnectionTable(prober=prober, clock=Clock())
     old, new = ws("ws-1", 40000), ws("ws-2", 40001)
     table.add(old)
     table.add(new)
@@ -126,8 +124,7 @@ async def test_a_closed_holder_not_yet_removed_yields_its_alias() -> None:
 
 
 async def test_a_claimant_that_goes_leaves_no_claim_behind() -> None:
-    table = ConnectionTable(clock=Clock())
-    table.prober = RecordingProber()
+    table = ConnectionTable(prober=RecordingProber(), clock=Clock())
     holder, claimant = ws("ws-1", 40000), ws("ws-2", 40001)
     table.add(holder)
     table.add(claimant)
@@ -140,8 +137,8 @@ async def test_a_claimant_that_goes_leaves_no_claim_behind() -> None:
 
 
 async def test_pending_claims_per_connection_are_bounded() -> None:
-    table = ConnectionTable(clock=Clock())
-    prober = table.prober = RecordingProber()
+    prober = RecordingProber()
+    table = ConnectionTable(prober=prober, clock=Clock())
     claimant = ws("ws-0", 39999)
     table.add(claimant)
     holders = [ws(f"ws-{i + 1}", 40000 + i) for i in range(MAX_ALIASES_PER_CONNECTION + 2)]

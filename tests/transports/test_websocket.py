@@ -346,9 +346,11 @@ async def test_a_holder_that_does_not_answer_the_probe_is_closed_and_its_alias_m
     with trio.fail_after(20):
         async with (
             trio.open_nursery() as probes,
-            running_layer([Transport.WS]) as (layer, recorder),
+            running_layer([Transport.WS], prober=AliasProber(probes, timeout=0.5)) as (
+                layer,
+                recorder,
+            ),
         ):
-            layer.connections.prober = AliasProber(probes, timeout=0.5)
             host, port = point(layer, Transport.WS)
             old = await SilentWebSocket.connect(host, port)
             await old.send(sip_request("REGISTER", call_id="old"))

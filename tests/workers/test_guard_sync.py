@@ -51,16 +51,15 @@ async def wait_for(condition: Callable[[], bool]) -> None:
 async def two_guards(
     tmp_path: Path, **kwargs: Any
 ) -> AsyncIterator[tuple[list[GuardExchange], list[EdgeGuard]]]:
-    exchanges = [GuardExchange(HandoffLink(tmp_path, i, 2)) for i in range(2)]
     guards = [new_guard(**kwargs) for _ in range(2)]
+    exchanges = [GuardExchange(HandoffLink(tmp_path, i, 2), guards[i]) for i in range(2)]
 
-    async def deliver_to(exchange: GuardExchange, handoff: Any) -> None:
-        exchange.receive(handoff.data)
+    async def deliver_to(index: int, handoff: Any) -> None:
+        exchanges[index].receive(handoff.data)  # the current exchange of that worker
 
     async with trio.open_nursery() as nursery:
-        for exchange, edge in zip(exchanges, guards, strict=True):
-            exchange.attach(edge)
-            await nursery.start(exchange.link.serve, lambda h, e=exchange: deliver_to(e, h))
+        for index, exchange in enumerate(exchanges):
+            await nursery.start(exchange.link.serve, lambda h, i=index: deliver_to(i, h))
             nursery.start_soon(exchange.run)
         yield exchanges, guards
         nursery.cancel_scope.cancel()
@@ -107,7 +106,7 @@ async def test_connections_are_counted_on_both_and_a_restarted_worker_learns_the
                 guards[0].admit(udp("198.51.100.1"), LEGIT_REGISTER)
             # Worker 1 restarts: a fresh guard, told what is in force when it says hello.
             guards[1] = new_guard(max_connections_per_source=2)
-            exchanges[1].attach(guards[1])
+            exchanges[1] = GuardExchange(exchanges[1].link, guards[1])
             exchanges[0].hello_from(1)
             await wait_for(lambda: guards[1].open_connections("203.0.113.7") == 1)
             await wait_for(lambda: guards[1].banned_now() == 1)
@@ -117,9 +116,8 @@ async def test_connections_are_counted_on_both_and_a_restarted_worker_learns_the
 
 
 async def test_malformed_reports_are_ignored(tmp_path: Path) -> None:
-    exchange = GuardExchange(HandoffLink(tmp_path, 0, 2))
     edge = new_guard()
-    exchange.attach(edge)
+    exchange = GuardExchange(HandoffLink(tmp_path, 0, 2), edge)
     long_source = "x" * 65
     for document in (
         b"not json",

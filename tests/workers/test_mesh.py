@@ -1,8 +1,14 @@
 """Two workers' meshes in one process, over real hand-off sockets: announcements, a send
-for a connection the other holds, and a holder that is gone."""
+for a connection the other holds, and a holder that is gone.
+
+Each worker's mesh is wired as the server wires it: the table's observer and the send
+side's remote holder at their construction, its receiver against that table and send side.
+"""
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -14,12 +20,15 @@ from edgeport.transports import Connection, InboundMessage, Peer
 from edgeport.transports.alias_probe import AliasProber
 from edgeport.transports.connections import AliasClaim, ConnectionTable
 from edgeport.transports.errors import NoRoute
+from edgeport.transports.sending import Sender
 from edgeport.workers.handoff import HandoffLink
-from edgeport.workers.mesh import WorkerMesh
+from edgeport.workers.mesh import HandoffReceiver, WorkerMesh
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
+
+    from edgeport.transports.connections import HolderProber
 
 DEADLINE = 10  # seconds
 BROWSER = "m4x8q2.invalid"
@@ -38,19 +47,33 @@ class FakeConnection(Connection):
         pass
 
 
-class FakeTransports:
-    """What a mesh uses of a transport layer: the connection table and ``send_on``."""
-
-    def __init__(self) -> None:
-        self.connections = ConnectionTable()
-        self.send_elsewhere: Any = None
-
-    async def send_on(self, conn: Connection, data: bytes) -> None:
-        await conn.send(data)
-
-
 async def nothing_inbound(inbound: InboundMessage) -> None:
     raise AssertionError(f"unexpected inbound message from {inbound.peer}")
+
+
+async def no_outbound(transport: Transport, host: str, port: int) -> Connection:
+    raise AssertionError(f"unexpected connect to {transport.value}:{host}:{port}")
+
+
+class Worker:
+    """One worker's mesh with the transport parts it plugs into: the connection table
+    (the mesh observes it), the send side (the mesh is its remote holder) and the
+    receiver of hand-offs."""
+
+    def __init__(
+        self,
+        link: HandoffLink,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        prober: HolderProber | None = None,
+    ) -> None:
+        self.mesh = WorkerMesh(link)
+        self.mesh.hello()  # first in every outbox, as a worker process does
+        self.connections = ConnectionTable(observer=self.mesh, prober=prober, clock=clock)
+        self.sender = Sender(self.connections, no_outbound, Counter(), remote=self.mesh)
+        self.receiver = HandoffReceiver(
+            self.mesh, self.connections, self.sender.send_on, nothing_inbound
+        )
 
 
 async def wait_for(condition: Any) -> None:
@@ -64,23 +87,21 @@ async def wait_for(condition: Any) -> None:
 async def test_a_send_for_a_browser_held_by_the_other_worker_is_written_there(
     tmp_path: Path,
 ) -> None:
-    meshes = [WorkerMesh(HandoffLink(tmp_path, i, 2), nothing_inbound) for i in range(2)]
-    transports = [FakeTransports(), FakeTransports()]
+    transports = [Worker(HandoffLink(tmp_path, i, 2)) for i in range(2)]
+    meshes = [worker.mesh for worker in transports]
     with trio.fail_after(DEADLINE):
         async with trio.open_nursery() as nursery:
             scopes = []
-            for mesh in meshes:
+            for worker in transports:
                 scope = trio.CancelScope()
                 scopes.append(scope)
 
-                async def serve(mesh: WorkerMesh = mesh, scope: trio.CancelScope = scope) -> None:
+                async def serve(worker: Worker = worker, scope: trio.CancelScope = scope) -> None:
                     with scope:
-                        await mesh.link.serve(mesh.deliver)
+                        await worker.mesh.link.serve(worker.receiver.deliver)
 
                 nursery.start_soon(serve)
             await trio.sleep(0.05)  # both hand-off sockets bound
-            for mesh, fake in zip(meshes, transports, strict=True):
-                mesh.attach(fake)  # type: ignore[arg-type]
             browser = FakeConnection(Peer(Transport.WS, "127.0.0.1", 50123))
             transports[0].connections.add(browser)
             transports[0].connections.bind_alias(BROWSER, browser)
@@ -91,6 +112,9 @@ async def test_a_send_for_a_browser_held_by_the_other_worker_is_written_there(
             # Worker 1 has no connection for the browser: worker 0 writes the request.
             assert meshes[1].send_elsewhere(Peer(Transport.WS, BROWSER, 0), b"INVITE ...")
             await wait_for(lambda: browser.written == [b"INVITE ..."])
+            # Worker 1's send side hands it over the same way.
+            await transports[1].sender.send(Peer(Transport.WS, BROWSER, 0), b"ACK ...")
+            await wait_for(lambda: browser.written == [b"INVITE ...", b"ACK ..."])
             # Worker 0 holds it itself: nothing to hand off.
             assert not meshes[0].send_elsewhere(Peer(Transport.WS, BROWSER, 0), b"x")
             # UDP never goes through another worker.
@@ -141,20 +165,21 @@ class Clock:
 @asynccontextmanager
 async def two_workers(
     tmp_path: Path, clocks: tuple[Clock, Clock] | None = None
-) -> AsyncIterator[tuple[list[WorkerMesh], list[FakeTransports], trio.Nursery]]:
-    """Two meshes over real hand-off sockets, each attached to a fake transport layer
-    whose table probes holders (0.2 s for a Pong)."""
-    meshes = [WorkerMesh(HandoffLink(tmp_path, i, 2), nothing_inbound) for i in range(2)]
-    transports = [FakeTransports(), FakeTransports()]
+) -> AsyncIterator[tuple[list[WorkerMesh], list[Worker], trio.Nursery]]:
+    """Two meshes over real hand-off sockets, each with a table that probes holders
+    (0.2 s for a Pong)."""
     async with trio.open_nursery() as nursery:
-        for i, (mesh, fake) in enumerate(zip(meshes, transports, strict=True)):
-            if clocks is not None:
-                fake.connections = ConnectionTable(clock=clocks[i])
-            fake.connections.prober = AliasProber(nursery, timeout=0.2)
-            await nursery.start(mesh.link.serve, mesh.deliver)
-        for mesh, fake in zip(meshes, transports, strict=True):
-            mesh.attach(fake)  # type: ignore[arg-type]
-        yield meshes, transports, nursery
+        transports = [
+            Worker(
+                HandoffLink(tmp_path, i, 2),
+                clock=time.monotonic if clocks is None else clocks[i],
+                prober=AliasProber(nursery, timeout=0.2),
+            )
+            for i in range(2)
+        ]
+        for worker in transports:
+            await nursery.start(worker.mesh.link.serve, worker.receiver.deliver)
+        yield [worker.mesh for worker in transports], transports, nursery
         nursery.cancel_scope.cancel()
 
 

@@ -13,7 +13,8 @@ stay in trio and see the :class:`ProcessorClient` interface and the
   cancel scope around the wait cancels the future, so a cancelled call
   leaves neither a thread nor a pending RPC behind. The call's timeout is
   both the trio deadline and the gRPC deadline. No thread is started per
-  call: grpcio completes every call of the channel on its own thread.
+  call: grpcio completes every call of the channel on its own thread, and
+  calls that end close together wake the trio loop once.
 - :class:`InProcessProcessorClient`, which calls a synchronous handler (the
   built-in processor's) directly, with no gRPC loopback.
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -155,33 +157,69 @@ def _check_timeout(timeout: float) -> None:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
 
 
+class _Completions:
+    """Ended calls handed to the trio loop in batches.
+
+    Every hand-over from a grpcio thread to trio wakes the loop with a write
+    on a socket pair. The first call that ends after a hand-over asks trio to
+    run :meth:`_wake_all` soon; the calls that end before it runs join its
+    batch, and cost no wake-up of their own. Under load, one wake-up carries
+    many completions.
+    """
+
+    __slots__ = ("_ended", "_lock", "_scheduled", "_token")
+
+    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+        self._token = token
+        self._lock = threading.Lock()
+        self._ended: list[_PendingCall] = []
+        self._scheduled = False
+
+    def ended(self, pending: _PendingCall) -> None:
+        """A call ended (on a grpcio thread, or at once in ``add_done_callback``)."""
+        with self._lock:
+            self._ended.append(pending)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:  # noqa: SIM105 - once per batch: a bare try is the cheapest
+            self._token.run_sync_soon(self._wake_all)
+        except trio.RunFinishedError:
+            pass  # the trio run ended while calls were in flight: nobody waits for them
+
+    def _wake_all(self) -> None:
+        # In the trio loop.
+        with self._lock:
+            batch, self._ended = self._ended, []
+            self._scheduled = False
+        for pending in batch:
+            pending.wake()
+
+
 class _PendingCall:
     """One call in flight: the grpcio future and the trio task waiting for it.
 
     ``on_done`` runs on a grpcio thread (or at once, in ``add_done_callback``,
-    when the call has already ended); it only hands ``wake`` to the trio loop.
-    ``wake`` runs in the trio loop and reschedules the task unless the wait was
-    aborted (cancelled) meanwhile.
+    when the call has already ended); it only hands the call to the trio loop
+    (:class:`_Completions`). ``wake`` runs in the trio loop and reschedules the
+    task unless the wait was aborted (cancelled) meanwhile.
     """
 
-    __slots__ = ("aborted", "future", "task", "token")
+    __slots__ = ("aborted", "completions", "future", "task")
 
     def __init__(
         self,
         future: grpc.Future[MessageResponse],
         task: trio.lowlevel.Task,
-        token: trio.lowlevel.TrioToken,
+        completions: _Completions,
     ) -> None:
         self.future = future
         self.task = task
-        self.token = token
+        self.completions = completions
         self.aborted = False
 
     def on_done(self, _future: grpc.Future[MessageResponse]) -> None:
-        try:  # noqa: SIM105 - once per call: a bare try is the cheapest
-            self.token.run_sync_soon(self.wake)
-        except trio.RunFinishedError:
-            pass  # the trio run ended while the call was in flight: nobody waits for it
+        self.completions.ended(self)
 
     def wake(self) -> None:
         if not self.aborted:
@@ -215,7 +253,7 @@ class GrpcProcessorClient:
         self.total_latency = 0.0
         self.last_success_at: float | None = None
         self.last_error: ProcessorError | None = None
-        self._token = trio.lowlevel.current_trio_token()
+        self._completions = _Completions(trio.lowlevel.current_trio_token())
         # Written by grpcio's connectivity thread, read by trio: one attribute
         # assignment, atomic under the GIL, so no lock is needed.
         self.connectivity = grpc.ChannelConnectivity.IDLE
@@ -245,7 +283,7 @@ class GrpcProcessorClient:
         future = self._call(request, timeout=timeout)
         if not self._spin.kept:
             self._spin.keep()
-        pending = _PendingCall(future, trio.lowlevel.current_task(), self._token)
+        pending = _PendingCall(future, trio.lowlevel.current_task(), self._completions)
         self.in_flight += 1
         try:
             with trio.CancelScope(deadline=started + timeout) as scope:

@@ -90,7 +90,6 @@ class Handoffs(Protocol):
     async def serve(
         self,
         transports: TransportLayer,
-        local: Handler,
         guard: EdgeGuard,
         *,
         task_status: trio.TaskStatus[None] = ...,
@@ -204,7 +203,7 @@ async def serve(
             )
             gate.open(proxy)
             if handoffs is not None:
-                await root.start(handoffs.serve, transports, proxy.handle_inbound, guard)
+                await root.start(handoffs.serve, transports, guard)
             _register_gauges(transactions, transports, memory)
 
             health_port = None

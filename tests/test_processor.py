@@ -26,6 +26,7 @@ from edgeport.processor import (
     ProcessorFailed,
     ProcessorTimeout,
     ProcessorUnavailable,
+    _Completions,
     _PendingCall,
     open_processor_client,
     parse_processor_addr,
@@ -488,7 +489,7 @@ def test_a_completion_after_the_trio_run_ended_is_dropped_quietly() -> None:
 
     task, token = trio.run(capture)
     future = object()  # the call itself is not looked at
-    pending = _PendingCall(future, task, token)  # type: ignore[arg-type]
+    pending = _PendingCall(future, task, _Completions(token))  # type: ignore[arg-type]
     pending.on_done(future)  # type: ignore[arg-type]  # must not raise trio.RunFinishedError
 
 
@@ -601,3 +602,33 @@ def test_parse_processor_addr(addr: str, expected: tuple[str, int]) -> None:
 def test_parse_processor_addr_rejects(addr: str) -> None:
     with pytest.raises(ValueError, match="processor"):
         parse_processor_addr(addr)
+
+
+def test_calls_that_end_before_the_loop_runs_wake_it_once() -> None:
+    # Each hand-over from a grpcio thread costs a wake-up of the trio loop (a
+    # write on a socket pair); calls that end while one is pending share it.
+    scheduled: list[Callable[[], object]] = []
+
+    class CountingToken:
+        def run_sync_soon(self, fn: Callable[[], object]) -> None:
+            scheduled.append(fn)
+
+    woken: list[int] = []
+
+    class Waiting:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def wake(self) -> None:
+            woken.append(self.n)
+
+    completions = _Completions(CountingToken())  # type: ignore[arg-type]
+    for n in range(3):
+        completions.ended(Waiting(n))  # type: ignore[arg-type]
+    assert len(scheduled) == 1
+    scheduled[0]()
+    assert woken == [0, 1, 2]
+    completions.ended(Waiting(3))  # type: ignore[arg-type]
+    assert len(scheduled) == 2
+    scheduled[1]()
+    assert woken == [0, 1, 2, 3]

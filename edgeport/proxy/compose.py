@@ -31,7 +31,7 @@ from edgeport.admission import Routing
 from edgeport.edge_checks import own_hosts
 from edgeport.metrics import METRICS
 from edgeport.own_addresses import OwnAddresses
-from edgeport.proxy.dialog_state import CSeqShifts, EndedDialogs
+from edgeport.proxy.dialog_state import CSeqShifts, EndedDialogs, ReadyRelays
 from edgeport.proxy.forwarding import Forwarder
 from edgeport.proxy.inbound import Dispatcher
 from edgeport.proxy.loop_guard import LoopGuard
@@ -86,6 +86,7 @@ class Proxy:
         loops = LoopGuard(own_addresses, metrics, branch_factory=branch_factory, loop_key=loop_key)
         cseq = CSeqShifts()
         ended = EndedDialogs()
+        ready = ReadyRelays()
         routing = Routing()
         self.upstream = UpstreamRelay(
             transactions,
@@ -95,6 +96,7 @@ class Proxy:
             metrics,
             tasks,
             ended=ended,
+            ready=ready,
             strays=strays,
         )
         self.forwarder = Forwarder(
@@ -108,6 +110,7 @@ class Proxy:
             loops=loops,
             cseq=cseq,
             ended=ended,
+            ready=ready,
             strip_session_progress_sdp=config.strip_session_progress_sdp,
         )
         self.requests = RequestHandler(

@@ -6,12 +6,14 @@
 - :class:`EndedDialogs`: a 2xx that crossed the caller's CANCEL was
   acknowledged and ended with a BYE downstream; its retransmissions (the
   callee missed the ACK) are acknowledged again with the same ACK.
+- :class:`ReadyRelays`: forwards with a response to relay and no task
+  relaying for them yet: the task that read the response relays it.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import TYPE_CHECKING, Final
+from collections import OrderedDict, deque
+from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
     from edgeport.proxy.model import Destination
@@ -69,3 +71,31 @@ class EndedDialogs:
         if response.cseq.method != "INVITE":
             return None
         return self._acks.get((response.call_id, response.cseq.seq))
+
+
+class Relaying(Protocol):
+    """A forward whose queued jobs (relays of its responses) run in order."""
+
+    async def drain(self) -> None: ...
+
+
+class ReadyRelays:
+    """Forwards whose responses wait for the task that read them.
+
+    The transaction layer hands a response to its forward synchronously, in
+    the task that read it; that task then relays it (:meth:`run`), so a
+    response costs no task of its own. A later response of the same forward
+    joins the queue of the task already relaying for it, which keeps their
+    order.
+    """
+
+    def __init__(self) -> None:
+        self._ready: deque[Relaying] = deque()
+
+    def add(self, forward: Relaying) -> None:
+        self._ready.append(forward)
+
+    async def run(self) -> None:
+        """Relay for every ready forward, in the calling task."""
+        while self._ready:
+            await self._ready.popleft().drain()

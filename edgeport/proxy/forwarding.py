@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from edgeport.events import EventBus
     from edgeport.metrics import EdgeportMetrics
     from edgeport.proxy.answers import Responder
-    from edgeport.proxy.dialog_state import CSeqShifts, EndedDialogs
+    from edgeport.proxy.dialog_state import CSeqShifts, EndedDialogs, ReadyRelays
     from edgeport.proxy.loop_guard import LoopGuard
     from edgeport.proxy.model import Exchange
     from edgeport.proxy.processor_calls import ProcessorCalls
@@ -109,7 +109,9 @@ class Forward:
         if not self._current(handle):
             return  # a late response of an attempt that auth on behalf replaced
         peer = source.peer if source is not None else None
-        self._enqueue(lambda: self.forwarder.relay_response(self, response, peer))
+        # Relayed by the task that read the response, once the transaction
+        # layer is done with it (UpstreamRelay.on_response runs the ready ones).
+        self._enqueue(lambda: self.forwarder.relay_response(self, response, peer), inline=True)
 
     def on_timeout(self, handle: ClientTransactionHandle[Destination]) -> None:
         if self._current(handle):
@@ -121,16 +123,22 @@ class Forward:
 
     # ordering -------------------------------------------------------------
 
-    def _enqueue(self, job: Callable[[], Awaitable[None]]) -> None:
+    def _enqueue(self, job: Callable[[], Awaitable[None]], *, inline: bool = False) -> None:
+        """Queue ``job``; with none running, ``inline`` leaves it to the task that read
+        the response, else (a timer, a broken connection) a task of its own runs it."""
         if len(self._queue) >= MAX_RELAY_QUEUE:
             self.forwarder.queue_full(self)
             return
         self._queue.append(job)
         if not self._relaying:
             self._relaying = True
-            self.forwarder.tasks.spawn(self._drain)
+            if inline:
+                self.forwarder.ready.add(self)
+            else:
+                self.forwarder.tasks.spawn(self.drain)
 
-    async def _drain(self) -> None:
+    async def drain(self) -> None:
+        """Run the queued jobs, in order, until none is left."""
         try:
             while self._queue:
                 job = self._queue.popleft()
@@ -176,6 +184,7 @@ class Forwarder:
         loops: LoopGuard,
         cseq: CSeqShifts,
         ended: EndedDialogs,
+        ready: ReadyRelays,
         strip_session_progress_sdp: bool = False,
     ) -> None:
         self._transactions = transactions
@@ -188,6 +197,7 @@ class Forwarder:
         self._loops = loops
         self._cseq = cseq
         self._ended = ended
+        self.ready = ready
         self._strip_183_sdp = strip_session_progress_sdp
         # Forwards whose caller still waits for a final response, by server transaction.
         self._forwards: dict[object, Forward] = {}

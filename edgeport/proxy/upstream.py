@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from edgeport.events import EventBus
     from edgeport.metrics import EdgeportMetrics
     from edgeport.proxy.answers import Responder
-    from edgeport.proxy.dialog_state import EndedDialogs
+    from edgeport.proxy.dialog_state import EndedDialogs, ReadyRelays
     from edgeport.proxy.forwarding import Forward
     from edgeport.proxy.model import Exchange
     from edgeport.proxy.processor_calls import ProcessorCalls
@@ -61,6 +61,7 @@ class UpstreamRelay:
         tasks: GuardedTasks,
         *,
         ended: EndedDialogs,
+        ready: ReadyRelays,
         strays: StrayCounter | None,
     ) -> None:
         self._transactions = transactions
@@ -70,6 +71,7 @@ class UpstreamRelay:
         self._metrics = metrics
         self._tasks = tasks
         self._ended = ended
+        self._ready = ready
         self._strays = strays
         # Where the later 2xx of an answered INVITE go: RFC 6026 Timer M (64*T1),
         # as long as an INVITE client transaction takes 2xx.
@@ -81,7 +83,9 @@ class UpstreamRelay:
     async def on_response(self, response: Response, inbound: InboundMessage) -> None:
         """A response as received: to its client transaction, else a stray."""
         source = Destination(inbound.peer, inbound.connection)
-        if not await self._transactions.receive_response(response, source):
+        if await self._transactions.receive_response(response, source):
+            await self._ready.run()  # relayed here, by the task that read it
+        else:
             await self._relay_stray(response, inbound)
 
     # -- stray responses -----------------------------------------------------

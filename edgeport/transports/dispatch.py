@@ -90,13 +90,18 @@ class Dispatch:
         return sum(self._starting.values()) + sum(self._busy.values())
 
     def deliver(self, data: bytes, peer: Peer, conn: Connection | None, local: Peer) -> None:
-        """One message read from ``peer`` (on ``conn``, or over UDP): queue it, start a
-        handler if its lane has room."""
+        """One message read from ``peer`` (on ``conn``, or over UDP): count it, capture
+        it, queue it."""
         message = InboundMessage(data, peer, conn, local, trio.current_time())
         self._stats[f"received_{peer.transport.value}"] += 1
         if self._capture is not None:
             self._capture.received(message)
-        lane = lane_of(data)
+        self.queue(message)
+
+    def queue(self, message: InboundMessage) -> None:
+        """Queue a message (one read here, or one another worker read and handed over)
+        and start a handler if its lane has room."""
+        lane = lane_of(message.data)
         shed = self.inbox.offer(message, lane)
         for each in shed:
             self._shed(each)

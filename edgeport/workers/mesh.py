@@ -181,8 +181,10 @@ class HandoffReceiver:
     """What the other workers hand to this one, against this worker's transports.
 
     ``connections`` and ``send_on`` are the running transports' table and
-    send side; ``local`` is the proxy's handler; ``guard_exchange`` takes the
-    edge protection reports (None: ignored).
+    send side; ``queue`` puts a message in this worker's inbox, where its
+    handlers take it as one read here (a response handed over is handled, in
+    turn, like any other); ``guard_exchange`` takes the edge protection
+    reports (None: ignored).
     """
 
     def __init__(
@@ -190,20 +192,20 @@ class HandoffReceiver:
         mesh: WorkerMesh,
         connections: ConnectionTable,
         send_on: Callable[[Connection, bytes], Awaitable[None]],
-        local: Handler,
+        queue: Callable[[InboundMessage], None],
         guard_exchange: GuardExchange | None = None,
     ) -> None:
         self._mesh = mesh
         self._link = mesh.link
         self._connections = connections
         self._send_on = send_on
-        self._local = local
+        self._queue = queue
         self._guard_exchange = guard_exchange
 
     async def deliver(self, handoff: Handoff) -> None:
         """A hand-off from another worker."""
         if handoff.kind == KIND_RESPONSE:
-            await self._local(
+            self._queue(
                 InboundMessage(handoff.data, handoff.peer, None, handoff.local, trio.current_time())
             )
         elif handoff.kind == KIND_SEND:

@@ -113,16 +113,19 @@ class WorkerHandoffs:
     async def serve(
         self,
         transports: TransportLayer,
-        local: Handler,
         guard: EdgeGuard,
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Receive hand-offs for ``transports`` and ``local`` (the proxy's handler); share
+        """Receive hand-offs for ``transports`` (responses go into their inbox); share
         what ``guard`` decides with the siblings."""
         exchange = GuardExchange(self.link, guard)
         receiver = HandoffReceiver(
-            self.mesh, transports.connections, transports.send_on, local, exchange
+            self.mesh,
+            transports.connections,
+            transports.send_on,
+            transports.dispatch.queue,
+            exchange,
         )
         try:
             async with trio.open_nursery() as nursery:

@@ -47,7 +47,7 @@ class FakeConnection(Connection):
         pass
 
 
-async def nothing_inbound(inbound: InboundMessage) -> None:
+def nothing_queued(inbound: InboundMessage) -> None:
     raise AssertionError(f"unexpected inbound message from {inbound.peer}")
 
 
@@ -72,7 +72,7 @@ class Worker:
         self.connections = ConnectionTable(observer=self.mesh, prober=prober, clock=clock)
         self.sender = Sender(self.connections, no_outbound, Counter(), remote=self.mesh)
         self.receiver = HandoffReceiver(
-            self.mesh, self.connections, self.sender.send_on, nothing_inbound
+            self.mesh, self.connections, self.sender.send_on, nothing_queued
         )
 
 

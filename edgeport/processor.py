@@ -28,9 +28,9 @@ and from recent successful calls.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
-import threading
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -165,23 +165,26 @@ class _Completions:
     run :meth:`_wake_all` soon; the calls that end before it runs join its
     batch, and cost no wake-up of their own. Under load, one wake-up carries
     many completions.
+
+    No lock: ``deque.append`` and ``popleft`` are atomic, and ``_wake_all``
+    clears the flag before it drains, so a call seen with the flag set is
+    always drained by the run that flag announced (at worst a run finds
+    nothing left).
     """
 
-    __slots__ = ("_ended", "_lock", "_scheduled", "_token")
+    __slots__ = ("_ended", "_scheduled", "_token")
 
     def __init__(self, token: trio.lowlevel.TrioToken) -> None:
         self._token = token
-        self._lock = threading.Lock()
-        self._ended: list[_PendingCall] = []
+        self._ended: collections.deque[_PendingCall] = collections.deque()
         self._scheduled = False
 
     def ended(self, pending: _PendingCall) -> None:
         """A call ended (on a grpcio thread, or at once in ``add_done_callback``)."""
-        with self._lock:
-            self._ended.append(pending)
-            if self._scheduled:
-                return
-            self._scheduled = True
+        self._ended.append(pending)
+        if self._scheduled:
+            return
+        self._scheduled = True
         try:  # noqa: SIM105 - once per batch: a bare try is the cheapest
             self._token.run_sync_soon(self._wake_all)
         except trio.RunFinishedError:
@@ -189,11 +192,10 @@ class _Completions:
 
     def _wake_all(self) -> None:
         # In the trio loop.
-        with self._lock:
-            batch, self._ended = self._ended, []
-            self._scheduled = False
-        for pending in batch:
-            pending.wake()
+        self._scheduled = False
+        ended = self._ended
+        while ended:
+            ended.popleft().wake()
 
 
 class _PendingCall:

@@ -11,13 +11,12 @@ INVITE it cancels.
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import trio
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from types import TracebackType
 
 
 class _Turns:
@@ -37,25 +36,49 @@ class CallTurns:
     def __len__(self) -> int:
         return len(self._calls)
 
-    @asynccontextmanager
-    async def turn(self, call_id: str) -> AsyncIterator[None]:
-        """Wait for the requests of ``call_id`` that came before; the first needs no wait."""
-        turns = self._calls.get(call_id)
+    def turn(self, call_id: str) -> _Turn:
+        """``async with turns.turn(call_id)``: wait for the requests of ``call_id`` that
+        came before; the first needs no wait."""
+        return _Turn(self._calls, call_id)
+
+
+class _Turn:
+    """One request's turn (an async context manager, without a generator's cost)."""
+
+    __slots__ = ("_call_id", "_calls", "_turns")
+
+    def __init__(self, calls: dict[str, _Turns], call_id: str) -> None:
+        self._calls = calls
+        self._call_id = call_id
+
+    async def __aenter__(self) -> None:
+        turns = self._calls.get(self._call_id)
         if turns is None:
-            turns = self._calls[call_id] = _Turns()
+            turns = self._calls[self._call_id] = _Turns()
+        self._turns = turns
         turns.users += 1
         try:
+            # The usual case, the only request of its call: no pass through
+            # the scheduler on the message path.
+            turns.lock.acquire_nowait()
+        except trio.WouldBlock:
             try:
-                # The usual case, the only request of its call: no pass through
-                # the scheduler on the message path.
-                turns.lock.acquire_nowait()
-            except trio.WouldBlock:
                 await turns.lock.acquire()
-            try:
-                yield
-            finally:
-                turns.lock.release()
-        finally:
-            turns.users -= 1
-            if turns.users == 0:
-                del self._calls[call_id]
+            except BaseException:
+                self._leave()
+                raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._turns.lock.release()
+        self._leave()
+
+    def _leave(self) -> None:
+        turns = self._turns
+        turns.users -= 1
+        if turns.users == 0 and self._calls.get(self._call_id) is turns:
+            del self._calls[self._call_id]

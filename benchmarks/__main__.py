@@ -1,7 +1,7 @@
 """Run every benchmark module present, or only those named on the command line.
 
 ``python -m benchmarks`` runs codec, processor_hop, transport_soak, load, overload,
-protection, workers and flood_memory when those modules exist; ``python -m benchmarks
+protection, workers, flood_memory and transactions when those modules exist; ``python -m benchmarks
 codec load`` runs only those. A benchmark that fails is reported and the others
 still run; the exit status is 1 when one failed, 2 for an unknown name.
 """
@@ -23,6 +23,7 @@ BENCHMARKS: Final = (
     "protection",
     "workers",
     "flood_memory",
+    "transactions",
 )
 
 

@@ -4,11 +4,13 @@ A flood grows memory in three places, and each has a share of the budget
 (together 80% of it; the rest covers what the accounts cannot see):
 
 - **transactions** (40%): server and client transactions and what they keep
-  (the request, the last response). An entry is charged an estimate of what
-  it really holds in Python objects, measured, not its wire size alone:
-  :func:`transaction_cost`. When the share is spent, transactions that only
-  linger to absorb retransmissions go first, oldest first; only when none is
-  left is a new one refused (503). One source may hold at most a quarter of
+  (the request while it may be needed, the bytes of the last message sent).
+  An entry is charged an estimate of what it really holds in Python
+  objects, measured, not its wire size alone: :func:`transaction_cost`, and
+  :func:`lingering_transaction_cost` once it only absorbs retransmissions.
+  When the share is spent, transactions that only linger to absorb
+  retransmissions go first, oldest first; only when none is left is a new
+  one refused (503). One source may hold at most a quarter of
   the share, so a single flooding source cannot take it all.
 - **inbox** (20%): messages received and waiting for a handler
   (:mod:`edgeport.transports.inbox`), each charged its size and a fixed
@@ -40,11 +42,20 @@ INBOX_SHARE: Final = 0.2
 STREAMS_SHARE: Final = 0.2
 SOURCE_SHARE: Final = 0.25  # of the transactions share, for one source
 
-# Measured with tracemalloc on a completed transaction of an OPTIONS with
-# 0 to 250 header lines: about 3.9 KiB held whatever the size, plus about
-# 125 bytes per header line, plus the raw size; these round them up.
-TRANSACTION_OVERHEAD_BYTES: Final = 4096
-HEADER_LINE_BYTES: Final = 130
+# Measured with tracemalloc (benchmarks/transactions.py) on live
+# transactions, their request's views parsed as the message path parses
+# them: about 4.6 KiB whatever the size (the parsed top Via, From, To, CSeq,
+# Call-ID, Request-URI and one Contact, the transaction's record, handle,
+# machine and timers), plus about 215 bytes per header line, plus the raw
+# size; a further Via or Contact line, parsed into its typed view, about
+# 800 bytes more. A transaction that only absorbs retransmissions holds
+# about 1 KiB (its record, machine, timer and destination, the objects of
+# its key), the characters of its key and the bytes of its last message.
+# These round them up.
+TRANSACTION_OVERHEAD_BYTES: Final = 5120
+HEADER_LINE_BYTES: Final = 224
+PARSED_LINE_BYTES: Final = 832  # a Via or Contact line past the first
+LINGERING_TRANSACTION_BYTES: Final = 1280
 INBOX_MESSAGE_OVERHEAD_BYTES: Final = 256  # the InboundMessage, its queue slot
 
 _SIZE: Final = re.compile(r"\s*([0-9]+)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
@@ -82,9 +93,21 @@ def parse_byte_size(value: object) -> int:
     return int(match.group(1)) * _UNITS[unit]
 
 
-def transaction_cost(raw_bytes: int, header_lines: int) -> int:
-    """What a transaction holding a message of this size and shape costs."""
-    return TRANSACTION_OVERHEAD_BYTES + raw_bytes + HEADER_LINE_BYTES * header_lines
+def transaction_cost(raw_bytes: int, header_lines: int, parsed_lines: int = 0) -> int:
+    """What a transaction holding a message of this size and shape costs, with
+    ``parsed_lines`` Via and Contact lines past the first of each."""
+    return (
+        TRANSACTION_OVERHEAD_BYTES
+        + raw_bytes
+        + HEADER_LINE_BYTES * header_lines
+        + PARSED_LINE_BYTES * parsed_lines
+    )
+
+
+def lingering_transaction_cost(wire_bytes: int, key_bytes: int) -> int:
+    """What a transaction that only absorbs retransmissions costs: it keeps its
+    key (``key_bytes`` characters) and the bytes of its last message."""
+    return LINGERING_TRANSACTION_BYTES + wire_bytes + key_bytes
 
 
 class Account:

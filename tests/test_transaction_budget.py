@@ -3,15 +3,29 @@ live ones are refused only when nothing else can go, one source gets a quarter."
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+
 import pytest
 import trio
 import trio.testing
 
+from edgeport.convert.to_proto import to_sip_message
 from edgeport.memory import Account, transaction_cost
-from edgeport.sip.message import Request, make_response
+from edgeport.proxy.model import Destination, on_stream
+from edgeport.server import source_of
+from edgeport.sip.message import Request, Response, make_response
 from edgeport.sip.parser import parse_message
 from edgeport.sip.timers import TimerConfig
-from edgeport.transaction_layer import Outgoing, TransactionLayer, TransactionTableFull
+from edgeport.sip.transport import Transport
+from edgeport.transaction_layer import (
+    ClientTransactionHandle,
+    Outgoing,
+    ServerTransactionHandle,
+    TransactionLayer,
+    TransactionTableFull,
+)
+from edgeport.transports import Peer
 
 Address = tuple[str, int]
 
@@ -35,7 +49,7 @@ def options(n: int, padding: int = 0) -> Request:
     return message
 
 
-async def send(outgoing: Outgoing, destination: Address) -> None:
+async def send(outgoing: Outgoing, destination: object) -> None:
     await trio.lowlevel.checkpoint()
 
 
@@ -144,3 +158,191 @@ async def test_one_source_holds_at_most_a_quarter_of_the_budget(
         )
         await handle.respond(make_response(handle.request, 200, to_tag="x"))  # type: ignore[union-attr]
     assert layer2.evicted > 0
+
+
+class IgnoringTU:
+    def on_response(
+        self, handle: ClientTransactionHandle[Address], response: Response, source: object
+    ) -> None:
+        return None
+
+    def on_timeout(self, handle: ClientTransactionHandle[Address]) -> None:
+        return None
+
+    def on_transport_error(self, handle: ClientTransactionHandle[Address]) -> None:
+        return None
+
+
+def invite(n: int) -> Request:
+    message = parse_message(
+        (
+            "INVITE sip:bob@192.0.2.20 SIP/2.0\r\n"
+            f"Via: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bK-i{n}\r\n"
+            "Max-Forwards: 70\r\n"
+            "To: <sip:bob@192.0.2.20>\r\n"
+            f"From: <sip:alice@192.0.2.1>;tag=a{n}\r\n"
+            f"Call-ID: refused-{n}@192.0.2.1\r\n"
+            "CSeq: 1 INVITE\r\n"
+            "Contact: <sip:alice@192.0.2.1;transport=tcp>\r\n"
+            "Content-Length: 0\r\n"
+            "\r\n"
+        ).encode()
+    )
+    assert isinstance(message, Request)
+    return message
+
+
+def busy(n: int) -> Response:
+    message = parse_message(
+        (
+            "SIP/2.0 486 Busy Here\r\n"
+            f"Via: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bK-i{n}\r\n"
+            "To: <sip:bob@192.0.2.20>;tag=b\r\n"
+            f"From: <sip:alice@192.0.2.1>;tag=a{n}\r\n"
+            f"Call-ID: refused-{n}@192.0.2.1\r\n"
+            "CSeq: 1 INVITE\r\n"
+            "Content-Length: 0\r\n"
+            "\r\n"
+        ).encode()
+    )
+    assert isinstance(message, Response)
+    return message
+
+
+async def test_a_call_refused_over_a_reliable_transport_gives_back_what_its_ack_was_charged(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    # Over TCP an INVITE client transaction ends on its 486 at once (Timer D
+    # is zero), and its ACK goes out after: the ACK used to be charged to
+    # the budget after the transaction had given its charge back, and was
+    # never given back.
+    budget = Account("transactions", 400_000)
+    layer = TransactionLayer[Address](TimerConfig(), send, budget=budget)
+    await nursery.start(layer.serve)
+    for n in range(5):
+        await layer.send_request(invite(n), ("192.0.2.20", 5060), reliable=True, tu=IgnoringTU())
+        assert await layer.receive_response(busy(n), ("192.0.2.20", 5060))
+    assert layer.active_client_transactions == 0
+    assert budget.used == 0
+
+
+async def test_a_request_answered_over_a_reliable_transport_gives_back_all_it_was_charged(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    # Over TCP a non-INVITE server transaction ends with its final response
+    # (Timer J is zero), which goes out after it ended.
+    budget = Account("transactions", 400_000)
+    layer = TransactionLayer[Address](TimerConfig(), send, budget=budget, source_of=by_host)
+    await nursery.start(layer.serve)
+    for n in range(5):
+        handle = await layer.receive_request(options(n), ("198.51.100.9", 5060), reliable=True)
+        assert isinstance(handle, ServerTransactionHandle)
+        assert await handle.respond(make_response(handle.request, 200, to_tag="x"))
+    assert layer.active_server_transactions == 0
+    assert budget.used == 0
+
+
+def register(n: int) -> bytes:
+    return (
+        "REGISTER sip:192.0.2.1:5060 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 192.0.2.{n % 200}:5061;branch=z9hG4bK-r{n};rport=5061;"
+        f"received=192.0.2.{n % 200}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:user{n % 100}@192.0.2.1>;tag={n}reg\r\n"
+        f"To: <sip:user{n % 100}@192.0.2.1>\r\n"
+        f"Call-ID: {n}-reg@192.0.2.10\r\n"
+        "CSeq: 1 REGISTER\r\n"
+        f"Contact: <sip:user{n % 100}@192.0.2.10:5061>\r\n"
+        "Expires: 3600\r\n"
+        "Content-Length: 0\r\n"
+        "\r\n"
+    ).encode()
+
+
+def udp_source(n: int) -> Destination:
+    # A fresh address per request, as the transport reads one per datagram.
+    return Destination(Peer(Transport.UDP, f"192.0.2.{n % 200}", 5061))
+
+
+async def answer_registers(layer: TransactionLayer[Destination], first: int, count: int) -> None:
+    for n in range(first, first + count):
+        raw = register(n)
+        request = parse_message(raw)
+        assert isinstance(request, Request)
+        handle = await layer.receive_request(request, udp_source(n), reliable=False, size=len(raw))
+        assert isinstance(handle, ServerTransactionHandle)
+        response = make_response(request, 200, to_tag="5a8f2b1c")
+        response.headers.add("Contact", f"<sip:user{n % 100}@192.0.2.10:5061>;expires=3600")
+        assert await handle.respond(response)
+        handle.release_views()
+
+
+ANSWERED = 500  # transactions measured
+
+
+def held_since(before: tracemalloc.Snapshot) -> float:
+    """Bytes allocated since ``before`` and still held, per transaction measured;
+    the conversion's own bounded cache of header lines is not the transactions'."""
+    gc.collect()
+    after = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, "*/edgeport/convert/*")]
+    )
+    before = before.filter_traces([tracemalloc.Filter(False, "*/edgeport/convert/*")])
+    return sum(stat.size_diff for stat in after.compare_to(before, "filename")) / ANSWERED
+
+
+async def test_an_answered_udp_register_keeps_at_most_1_5_kib_while_it_lingers(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    # An answered REGISTER lingers 32 s (Timer J) to absorb retransmissions.
+    # It used to keep its parsed request and response (about 5 KiB); it
+    # needs only its key and the bytes of its response. What it is charged
+    # must still cover what it holds.
+    budget = Account("transactions", 2**30)
+    layer = TransactionLayer[Destination](
+        TimerConfig(), send, budget=budget, source_of=source_of, fails_whole=on_stream
+    )
+    await nursery.start(layer.serve)
+    await answer_registers(layer, ANSWERED, 50)  # caches warm
+    used = budget.used
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        await answer_registers(layer, 0, ANSWERED)
+        held = held_since(before)
+    finally:
+        tracemalloc.stop()
+    assert layer.active_server_transactions == ANSWERED + 50
+    assert held <= 1536
+    assert (budget.used - used) / ANSWERED >= held
+    # Every byte is given back when Timer J ends them.
+    await trio.sleep(40)
+    assert budget.used == 0
+
+
+async def test_what_a_live_transaction_is_charged_covers_what_it_holds(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    budget = Account("transactions", 2**30)
+    layer = TransactionLayer[Destination](
+        TimerConfig(), send, budget=budget, source_of=source_of, fails_whole=on_stream
+    )
+    await nursery.start(layer.serve)
+    handles: list[object] = []
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for n in range(ANSWERED):
+            raw = register(n)
+            request = parse_message(raw)
+            assert isinstance(request, Request)
+            to_sip_message(request)
+            handles.append(
+                await layer.receive_request(request, udp_source(n), reliable=False, size=len(raw))
+            )
+        held = held_since(before)
+    finally:
+        tracemalloc.stop()
+    assert budget.used / ANSWERED >= held

@@ -389,6 +389,20 @@ async def test_a_raising_tu_does_not_stop_the_timers(
     assert [name for _, name, _ in good.events] == ["timeout"]
 
 
+async def test_a_running_timer_can_be_brought_due_now(
+    autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address]
+) -> None:
+    tu = RecordingTU()
+    handle = await layer.send_request(invite(), NEXT_HOP, reliable=False, tu=tu)
+    start = trio.current_time()
+    assert await layer.receive_response(reply(180, "Ringing"), NEXT_HOP)
+    assert not handle.expire_timer(Timer.A)  # stopped by the 180
+    assert handle.expire_timer(Timer.C)
+    await trio.testing.wait_all_tasks_blocked()
+    assert tu.events[-1] == (start, "timeout", None)
+    assert handle.timed_out is Timer.C
+
+
 async def test_send_request_refuses_a_running_branch(
     autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address]
 ) -> None:
@@ -506,6 +520,61 @@ async def test_non_invite_server_absorbs_and_leaves_after_timer_j(
     assert layer.retransmissions == 1
 
 
+async def test_an_answered_transaction_resends_the_bytes_of_its_final_response(
+    autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address], wire: Wire
+) -> None:
+    # It keeps the bytes, not the response: a retransmission reads back as
+    # the response it is (the send callback counts it by method and status).
+    handle = await layer.receive_request(invite(method="REGISTER"), UAC, reliable=False)
+    assert isinstance(handle, ServerTransactionHandle)
+    assert await handle.respond(reply(200, "OK", method="REGISTER"))
+    assert await layer.receive_request(invite(method="REGISTER"), UAC, reliable=False) is None
+    (_, first, _), (_, again, _) = wire.sent
+    assert again.retransmission
+    assert again.data is first.data
+    resent = again.message
+    assert isinstance(resent, Response)
+    assert resent is not first.message
+    assert (resent.status_code, resent.cseq.method) == (200, "REGISTER")
+    # The TU's handle keeps the request as long as the TU keeps the handle.
+    assert handle.request.method == "REGISTER"
+
+
+async def test_a_resent_response_that_does_not_read_back_whole_still_reads_as_a_response(
+    autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address], wire: Wire
+) -> None:
+    # A relayed response keeps the headers the processor wrote, which need
+    # not make a message fit to route (here two To lines).
+    handle = await layer.receive_request(invite(method="MESSAGE"), UAC, reliable=False)
+    assert isinstance(handle, ServerTransactionHandle)
+    response = reply(404, "Not Found", method="MESSAGE")
+    response.headers.add("To", "<sip:carol@biloxi.example.com>")
+    assert await handle.respond(response)
+    assert await layer.receive_request(invite(method="MESSAGE"), UAC, reliable=False) is None
+    resent = wire.sent[-1][1]
+    assert resent.retransmission
+    assert isinstance(resent.message, Response)
+    assert (resent.message.status_code, resent.message.cseq.method) == (404, "MESSAGE")
+
+
+async def test_an_answered_invite_is_found_for_a_cancel_without_its_request(
+    autojump_clock: trio.testing.MockClock, layer: TransactionLayer[Address]
+) -> None:
+    handle = await layer.receive_request(invite(), UAC, reliable=False)
+    assert isinstance(handle, ServerTransactionHandle)
+    assert await handle.respond(reply(486, "Busy Here"))
+    found = layer.server_transaction(matching_invite_key(invite(method="CANCEL")))
+    assert found is not None
+    assert found.key == handle.key
+    assert found.destination == UAC
+    assert not found.can_respond
+    assert found.state is TransactionState.COMPLETED
+    with pytest.raises(LookupError):
+        found.request  # noqa: B018
+    assert not await found.respond(reply(487, "Request Terminated"))
+    assert handle.request.method == "INVITE"
+
+
 async def test_cancel_finds_the_invite_server_transaction(
     autojump_clock: trio.testing.MockClock,
     layer: TransactionLayer[Address],
@@ -567,4 +636,4 @@ async def test_cancelled_timers_do_not_pile_up(
         # leaving its cancelled Timer F behind in the heap.
         await layer.receive_response(reply(200, "OK", branch=branch, method="OPTIONS"), NEXT_HOP)
     assert layer.active_client_transactions == 0
-    assert len(layer._heap) < 2100  # compacted, not 3000 stale entries
+    assert len(layer.timer_heap) < 2100  # compacted, not 3000 stale entries

@@ -34,6 +34,10 @@ class Timer(enum.Enum):
     J = "J"  # wait for request retransmits (non-INVITE server)
     K = "K"  # wait for response retransmits (non-INVITE client)
 
+    # Members are singletons: hashed by identity, in C, rather than by
+    # Enum's own __hash__ (Python code run on every table lookup).
+    __hash__ = object.__hash__
+
 
 @dataclass(frozen=True, slots=True)
 class TimerConfig:

@@ -263,10 +263,10 @@ async def test_timer_c_cancels_a_ringing_call_and_absorbs_its_487(nursery: trio.
         (forward,) = server.proxy.forwarder.forwards()
         client = forward.client
         assert client is not None
-        await server.transactions._run(client, client.machine.on_timer(Timer.C))
-        assert client.timed_out is Timer.C
+        assert client.expire_timer(Timer.C)
         timeout = await caller.receive_until(lambda m: m.status is not None and m.status >= 200)
         assert timeout.status == 408
+        assert client.timed_out is Timer.C
         cancel = await callee.receive_until(lambda m: m.method == "CANCEL")
         assert cancel.headers("Via")[0] == incoming.headers("Via")[0]
         await callee.send(reply_to(cancel, "200 OK"))

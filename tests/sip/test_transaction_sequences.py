@@ -16,11 +16,15 @@ from edgeport.sip.transaction import (
     InviteServerTransaction,
     NonInviteClientTransaction,
     NonInviteServerTransaction,
+    Resend,
+    Send,
     ServerTransaction,
+    StartTimer,
     Terminated,
     TransactionError,
     TransactionState,
 )
+from edgeport.transaction_layer.timer_heap import FIELD_OF
 
 
 def request(method: str) -> Request:
@@ -128,3 +132,78 @@ def test_event_sequences(
         assert txn.state is TransactionState.TERMINATED
     else:
         assert txn.state is not TransactionState.TERMINATED
+
+
+def feed(
+    txn: ClientTransaction | ServerTransaction, method: str, kind: str, value: object
+) -> list[Action]:
+    """One event, as test_event_sequences feeds it."""
+    if kind == "timer":
+        assert isinstance(value, Timer)
+        return txn.on_timer(value)
+    if kind == "transport error":
+        return txn.on_transport_error()
+    if kind == "response":
+        assert isinstance(value, int)
+        if isinstance(txn, ClientTransaction):
+            return txn.on_response(response(value, method))
+        try:
+            return txn.send_response(response(value, method))
+        except TransactionError:
+            return []
+    if isinstance(txn, ServerTransaction):
+        return txn.on_request(request("ACK" if value == "ACK" else method))
+    return []
+
+
+def as_resends(actions: list[Action]) -> list[object]:
+    """A retransmission as a caller that keeps the bytes gets it; a message by its bytes."""
+    seen: list[object] = []
+    for action in actions:
+        if isinstance(action, Send):
+            seen.append(Resend() if action.retransmission else action.message.to_bytes())
+        elif isinstance(action, Deliver):
+            seen.append(("deliver", action.response.to_bytes()))
+        else:
+            seen.append(action)
+    return seen
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    machine=st.sampled_from(MACHINES),
+    reliable=st.booleans(),
+    events=st.lists(event, max_size=25),
+)
+def test_a_transaction_whose_caller_keeps_the_bytes_acts_alike_and_keeps_no_message(
+    machine: type[ClientTransaction | ServerTransaction],
+    reliable: bool,
+    events: list[tuple[str, object]],
+) -> None:
+    # The transaction layer keeps the bytes of what it sent: the machine then
+    # asks for a retransmission with Resend, and keeps a message only while
+    # it builds something from it (an INVITE client transaction its request,
+    # until the ACK is built).
+    method = "INVITE" if machine in (InviteClientTransaction, InviteServerTransaction) else "BYE"
+    keeping = machine(request(method), reliable=reliable, timers=TimerConfig())
+    lean = machine(
+        request(method), reliable=reliable, timers=TimerConfig(), caller_keeps_bytes=True
+    )
+    started: set[Timer] = set()
+    pairs = [(keeping.start(), lean.start())]
+    pairs += [(feed(keeping, method, *e), feed(lean, method, *e)) for e in events]
+    for kept, lean_actions in pairs:
+        assert as_resends(kept) == as_resends(lean_actions)
+        started |= {a.timer for a in lean_actions if isinstance(a, StartTimer)}
+        assert lean.state is keeping.state
+        if isinstance(lean, ServerTransaction):
+            assert lean.last_response is None
+        if isinstance(lean, InviteClientTransaction):
+            assert lean.ack is None
+        still_building = isinstance(lean, InviteClientTransaction) and lean.state in (
+            TransactionState.CALLING,
+            TransactionState.PROCEEDING,
+        )
+        assert (lean.request is not None) is still_building
+    # One timer of each kind at most: the timer heap keeps one per kind.
+    assert len({FIELD_OF[timer] for timer in started}) == len(started)

@@ -25,7 +25,12 @@ from edgeport._proto import processor_pb2, sipmessage_pb2
 from edgeport.convert.codes import method_value, response_type_for_status
 from edgeport.convert.errors import ConversionError, from_parse_error
 from edgeport.sip.errors import SipParseError
-from edgeport.sip.headers import CANONICAL_NAMES, parse_name_addr_list
+from edgeport.sip.headers import (
+    CANONICAL_NAMES,
+    parse_name_addr_list,
+    parse_via,
+    split_header_values,
+)
 from edgeport.sip.message import Request, Response
 from edgeport.sip.uri import SipUri, Uri
 
@@ -296,47 +301,57 @@ def fill_sip_message(out: sipmessage_pb2.SIPMessage, msg: Request | Response) ->
         out.response_type = response_type  # type: ignore[assignment]
         out.reason_phrase = msg.reason
     headers = msg.headers
-    canonical = CANONICAL_NAMES
     typed = _TYPED_KEYS
     cached = _CHUNKS
     chunks: list[bytes] = []
     seen: set[str] = set()
     for item in headers.keyed_items():
+        # The parser hands out one tuple per distinct line, so a line seen
+        # before is found here by identity.
+        chunk = cached.get(item)
+        if chunk is not None:
+            key = item[1]
+            if key not in typed:
+                chunks.append(chunk)
+                continue
+            # A typed line's kept bytes stand for its header when it is the first
+            # line of that name (a lone one, for Contact); each line of a route
+            # set stands for itself.
+            if key in _ROUTE_KEYS or (
+                key not in seen and (key != "contact" or headers.count(key) == 1)
+            ):
+                seen.add(key)
+                chunks.append(chunk)
+                continue
         name, key, value = item
         if key not in typed:
-            chunk = cached.get(item)
-            if chunk is None:
-                chunk = _extension_chunk(canonical.get(key, name), value)
-                _remember(item, chunk)
+            chunk = _extension_chunk(CANONICAL_NAMES.get(key, name), value)
+            _remember(item, chunk)
             chunks.append(chunk)
             continue
         if key in seen:
             # Every value of a list header went in with its first line; a second
             # line of a single-valued header (two challenges, say) is an extension.
-            if key not in _LIST_KEYS and key != "content-length":
-                chunks.append(_extension_chunk(canonical[key], value))
+            if key in _ROUTE_KEYS:
+                chunk = _typed_chunk(msg, key, value)
+                _remember(item, chunk)
+                chunks.append(chunk)
+            elif key not in _LIST_KEYS and key != "content-length":
+                chunks.append(_extension_chunk(CANONICAL_NAMES[key], value))
             continue
         seen.add(key)
         if key == "via":
-            add_via = out.via.add
-            for via in msg.via:
-                fill_via(add_via(), via)
+            _add_vias(out, msg, headers.get_all(key), chunks)
         elif key == "call-id":
             out.call_id.call_id = msg.call_id
         elif key in _CACHED_KEYS:
+            chunk = _typed_chunk(msg, key, value)
             if key == "contact" and headers.count(key) > 1:
                 # The bytes depend on every Contact line together: made, not kept.
-                chunks.append(_typed_chunk(msg, key, value))
-                continue
-            # Each line of a route set gives its own values' bytes, in line order.
-            lines = headers.get_all(key) if key in _ROUTE_KEYS else (value,)
-            for line in lines:
-                line_key = (key, line)
-                chunk = cached.get(line_key)
-                if chunk is None:
-                    chunk = _typed_chunk(msg, key, line)
-                    _remember(line_key, chunk)
                 chunks.append(chunk)
+                continue
+            _remember(item, chunk)
+            chunks.append(chunk)
         elif key == "www-authenticate":
             challenge = msg.www_authenticate
             if challenge is not None:
@@ -352,6 +367,42 @@ def fill_sip_message(out: sipmessage_pb2.SIPMessage, msg: Request | Response) ->
     out.content_length.content_length = len(body)
     if body:
         out.body = body_text(body)
+
+
+def _add_vias(
+    out: sipmessage_pb2.SIPMessage, msg: Request | Response, lines: list[str], chunks: list[bytes]
+) -> None:
+    """Every Via value (``msg.via``) into ``out``, in order.
+
+    A response's Vias below the top one come back in every response of its
+    transaction (the 1xx and the final one), so their bytes are kept by
+    text and joined after the top one; the top one (edgeport's own, its
+    branch new in every transaction) is written directly. A request's are
+    written directly: below the top one they are new in each transaction.
+    """
+    parsed = msg.parsed_vias()
+    if parsed is None and isinstance(msg, Response):
+        texts = [value for line in lines for value in split_header_values(line)]
+        if not texts:
+            return
+        # The top value as ``msg.via`` gives it: the cached top Via view when
+        # the first line holds it.
+        top = msg.top_via if split_header_values(lines[0]) else parse_via(texts[0])
+        fill_via(out.via.add(), top)
+        cached = _CHUNKS
+        for index in range(1, len(texts)):
+            line_key = ("via", texts[index])
+            chunk = cached.get(line_key)
+            if chunk is None:
+                via_message = sipmessage_pb2.SIPMessage()
+                fill_via(via_message.via.add(), parse_via(texts[index]))
+                chunk = via_message.SerializeToString()
+                _remember(line_key, chunk)
+            chunks.append(chunk)
+        return
+    add_via = out.via.add
+    for via in msg.via if parsed is None else parsed:
+        fill_via(add_via(), via)
 
 
 # A header line -> its part of a serialised SIPMessage: an extension line by

@@ -628,20 +628,56 @@ _COMMON_NAME_ADDR: Final = re.compile(
 ).fullmatch
 
 
+# An address of the common shape, by its text as given -> what it parses to
+# (display name, scheme, user, host, port, URI parameters, header parameters).
+# The same addresses come back message after message (a dialog's From and
+# To, a client's Contact, a route set); each parse of a known text builds
+# fresh objects from the kept parts (copies of the kept dictionaries), so no
+# two messages share a view. Texts over _PARTS_TEXT_MAX characters are not kept.
+_AddrParts = tuple[
+    str | None, str, str | None, str, int | None, dict[str, str | None], dict[str, str | None]
+]
+_ADDR_PARTS: Final[dict[str, _AddrParts]] = {}
+_PARTS_MAX: Final = 1024  # entries per parts table; when full it is emptied and fills again
+_PARTS_TEXT_MAX: Final = 256  # characters of a kept text
+
+
 def parse_name_addr(value: str) -> NameAddr:
     """Parse ``( name-addr / addr-spec ) *( SEMI param )``, or the Contact ``*``.
 
     RFC 3261 §20.10: "If the URI is not enclosed in angle brackets, any
     semicolon-delimited parameters are header-parameters, not URI parameters."
     """
+    parts = _ADDR_PARTS.get(value)
+    if parts is not None:
+        quoted, scheme, user, host, port, uri_params, header_params = parts
+        return NameAddr(
+            quoted,
+            SipUri(scheme, user, None, host, port, uri_params.copy(), {}),
+            header_params.copy(),
+        )
     s = value.strip()
     common = _COMMON_NAME_ADDR(s)
     if common is not None:
-        quoted, scheme, user, host, port_text, uri_params, header_params = common.groups()
+        quoted, scheme, user, host, port_text, uri_text, header_text = common.groups()
         port = None if port_text is None else int(port_text)
         if port is None or port <= _MAX_PORT:
-            common_uri = SipUri(scheme, user, None, host, port, common_params(uri_params), {})
-            return NameAddr(quoted, common_uri, common_params(header_params))
+            uri_params = common_params(uri_text)
+            header_params = common_params(header_text)
+            if len(value) <= _PARTS_TEXT_MAX:
+                if len(_ADDR_PARTS) >= _PARTS_MAX:
+                    _ADDR_PARTS.clear()
+                _ADDR_PARTS[value] = (
+                    quoted,
+                    scheme,
+                    user,
+                    host,
+                    port,
+                    uri_params.copy(),
+                    header_params.copy(),
+                )
+            common_uri = SipUri(scheme, user, None, host, port, uri_params, {})
+            return NameAddr(quoted, common_uri, header_params)
     if s == _WILDCARD_URI:
         return NameAddr(None, OpaqueUri("", _WILDCARD_URI), {}, wildcard=True)
     if not s:
@@ -702,8 +738,24 @@ class CSeq:
         return f"{self.seq} {self.method}"
 
 
+# CSeq text as given -> its value (immutable, so shared); bounded like _ADDR_PARTS.
+_CSEQS: Final[dict[str, CSeq]] = {}
+
+
 def parse_cseq(value: str) -> CSeq:
     """``1*DIGIT LWS Method``; the number below 2**31 (RFC 3261 §8.1.1.5)."""
+    known = _CSEQS.get(value)
+    if known is not None:
+        return known
+    cseq = _parse_cseq(value)
+    if len(value) <= _PARTS_TEXT_MAX:
+        if len(_CSEQS) >= _PARTS_MAX:
+            _CSEQS.clear()
+        _CSEQS[value] = cseq
+    return cseq
+
+
+def _parse_cseq(value: str) -> CSeq:
     parts = value.split()
     if len(parts) != 2:
         raise SipParseError("Invalid CSeq")

@@ -278,6 +278,10 @@ class Message:
             vias = views["via"] = parsed
         return cast("list[Via]", vias)
 
+    def parsed_vias(self) -> list[Via] | None:
+        """The ``via`` list when it is already parsed, else None (nothing is parsed here)."""
+        return cast("list[Via] | None", self._views().get("via"))
+
     @property
     def top_via(self) -> Via:
         """The first Via value; raises SipParseError when there is none."""

@@ -149,13 +149,14 @@ class _Originals:
     compared as they are instead of being made again.
     """
 
-    __slots__ = ("_branches", "_lists", "_message", "_sent", "_via_texts")
+    __slots__ = ("_branches", "_lists", "_message", "_sent", "_via_protos", "_via_texts")
 
     def __init__(self, message: Message, sent: sipmessage_pb2.SIPMessage | None) -> None:
         self._message = message
         self._sent = sent
         self._lists: dict[str, list[tuple[ProtoMessage, str]]] = {}
         self._branches: dict[str, int] | None = None
+        self._via_protos: Sequence[sipmessage_pb2.Via] | None = None
         self._via_texts: list[str] | None = None
 
     def _texts(self, key: str, values: Sequence[object]) -> list[str]:
@@ -164,15 +165,32 @@ class _Originals:
             return [line.strip() for line in lines]
         return [str(value) for value in values]
 
+    def _lone_lines(self, key: str, sent_count: int) -> list[str] | None:
+        """The lines of ``key``, stripped, when each holds one value and there are
+        as many as ``sent`` has values: then they pair with ``sent``'s values in
+        order, and nothing needs parsing. Else None."""
+        lines = self._message.headers.get_all(key)
+        if len(lines) != sent_count:
+            return None
+        texts = []
+        for line in lines:
+            if len(split_header_values(line)) != 1:
+                return None
+            texts.append(line.strip())
+        return texts
+
     def _make_list(self, kind: str) -> list[tuple[ProtoMessage, str]]:
         msg = self._message
         sent = self._sent
-        addrs = msg.routes if kind == "route" else msg.record_routes
-        if not addrs:
-            return []
         sent_routes = None
         if sent is not None:
             sent_routes = sent.route if kind == "route" else sent.record_route
+            texts = self._lone_lines(kind, len(sent_routes))
+            if texts is not None:
+                return list(zip(sent_routes, texts, strict=True))
+        addrs = msg.routes if kind == "route" else msg.record_routes
+        if not addrs:
+            return []
         protos: Sequence[ProtoMessage]
         if sent_routes is not None and len(sent_routes) == len(addrs):
             protos = sent_routes
@@ -195,6 +213,25 @@ class _Originals:
                 return text
         return None
 
+    def _index_vias(self) -> dict[str, int]:
+        """Branch -> position of the first original Via with it (set up once)."""
+        branches: dict[str, int] = {}
+        sent = self._sent
+        if sent is not None:
+            # The Vias as sent pair with the lines when each line holds one:
+            # their branches are read from the protobuf, nothing is parsed.
+            texts = self._lone_lines("via", len(sent.via))
+            if texts is not None:
+                protos = list(sent.via)
+                for position, proto in enumerate(protos):
+                    branches.setdefault(proto.branch, position)
+                self._via_protos = protos
+                self._via_texts = texts
+                return branches
+        for position, via in enumerate(self._message.via):
+            branches.setdefault(via.branch or "", position)
+        return branches
+
     def via(self, value: sipmessage_pb2.Via, branch: str) -> str | None:
         """The original text of a Via value equal to ``value`` (whose branch is ``branch``).
 
@@ -203,12 +240,15 @@ class _Originals:
         """
         branches = self._branches
         if branches is None:
-            branches = self._branches = {}
-            for position, via in enumerate(self._message.via):
-                branches.setdefault(via.branch or "", position)
+            branches = self._branches = self._index_vias()
         index = branches.get(branch)
         if index is None:
             return None
+        protos = self._via_protos
+        if protos is not None:
+            texts = self._via_texts
+            assert texts is not None
+            return texts[index] if protos[index] == value else None
         sent = self._sent
         vias = self._message.via
         if sent is not None and len(sent.via) == len(vias):
@@ -251,6 +291,8 @@ class _Originals:
             # The raw line when the lines hold one value each (counted without
             # parsing them again), else the first value written back.
             lines = msg.headers.get_all(kind)
+            if len(lines) == 1 and "," not in line:
+                return line.strip()
             if all(len(split_header_values(contact_line)) == 1 for contact_line in lines):
                 return lines[0].strip()
             return str(msg.contacts[0])
@@ -324,13 +366,13 @@ def _via_text(via: sipmessage_pb2.Via, via_branch: str, branch: str | None) -> s
 
 def _route_text(route: sipmessage_pb2.Route | sipmessage_pb2.RecordRoute, what: str) -> str:
     """:func:`route_text` for a value not in the original message."""
-    if route.parameters:
-        # Written in the map's order, which the serialised form need not share.
-        return route_text(route, what)
     key = route.SerializeToString()
-    text = _ROUTE_TEXTS.get(key)
+    text = _ROUTE_TEXTS.get(key)  # never one with parameters: see below
     if text is None:
         text = route_text(route, what)
+        if route.parameters:
+            # Written in the map's order, which the serialised form need not share.
+            return text
         if len(key) <= _TEXT_KEY_MAX:
             if len(_ROUTE_TEXTS) >= _TEXTS_MAX:
                 _ROUTE_TEXTS.clear()

@@ -438,6 +438,7 @@ class Message:
         body = self.body
         body_length = len(body)
         lines = [self.start_line()]
+        append = lines.append
         length_written = False
         wire_names = _WIRE_NAMES
         for name, key, value in self.headers._items:
@@ -453,7 +454,7 @@ class Message:
                     raise SipSerializeError(f"Invalid header name {name!r}")
                 if len(wire_names) < _WIRE_NAMES_MAX:
                     wire_names[name] = canonical
-            lines.append(f"{canonical}: {value}")
+            append(f"{canonical}: {value}")
         if not length_written:
             lines.append(f"Content-Length: {body_length}")
         lines.append("")

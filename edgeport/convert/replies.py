@@ -459,6 +459,11 @@ def _header_groups(
             if len(call_id.split()) != 1:
                 raise ReplyError("Call-ID holds whitespace")
             groups["call-id"] = [("Call-ID", "call-id", call_id)]
+    # CSeq travels as an extension: its group's place is kept here, so the
+    # groups come out in _ORDER without sorting them again.
+    cseq_rows: _Rows | None = None
+    if "cseq" not in skip:
+        cseq_rows = groups["cseq"] = []
     if "contact" not in skip and has_field("contact"):
         contact = message.contact
         text = originals.single("contact", "contact", contact) or contact_text(contact)
@@ -490,21 +495,32 @@ def _header_groups(
             _extension_key(name)
             if _LINE_BREAKER.search(value) is not None:
                 raise ReplyError(f"{name} holds CR, LF or NUL")
+    known_keys = _EXTENSION_KEYS
+    out_of_order = False
     for name, value in extensions:
-        key = _extension_key(name)
+        key = known_keys.get(name) or _extension_key(name)
         if key == GATEWAY_AUTH_KEY:
             if gateway_auth is None:
                 gateway_auth = value.strip()
             continue
         if key == "content-length" or key in skip:
             continue
-        target = groups if key in _ORDER_SET else extra
-        same_name = target.get(key)
+        if key in _ORDER_SET:
+            same_name = groups.get(key)
+            if same_name is None:
+                groups[key] = [(name, key, value)]
+                out_of_order = True
+            else:
+                same_name.append((name, key, value))
+            continue
+        same_name = extra.get(key)
         if same_name is None:
-            target[key] = [(name, key, value)]
+            extra[key] = [(name, key, value)]
         else:
             same_name.append((name, key, value))
-    if len(groups) > 1:
+    if cseq_rows is not None and not cseq_rows:
+        del groups["cseq"]
+    if out_of_order:
         groups = {key: groups[key] for key in _ORDER if key in groups}
     groups.update(extra)
     return groups, gateway_auth

@@ -178,9 +178,9 @@ def fill_via(out: sipmessage_pb2.Via, via: Via) -> None:
                 out.branch = value
         elif name == "rport":
             out.r_port_flag = True
-            number = via.rport
-            if number is not None:
-                r_port = number
+            # Via.rport, read here without the property: 1 to 10 ASCII digits.
+            if value and len(value) <= 10 and value.isascii() and value.isdigit():
+                r_port = int(value)
         elif name == "received":
             if value:
                 out.received = value
@@ -341,7 +341,7 @@ def fill_sip_message(out: sipmessage_pb2.SIPMessage, msg: Request | Response) ->
             continue
         seen.add(key)
         if key == "via":
-            _add_vias(out, msg, headers.get_all(key), chunks)
+            _add_vias(out, msg, chunks)
         elif key == "call-id":
             out.call_id.call_id = msg.call_id
         elif key in _CACHED_KEYS:
@@ -369,9 +369,7 @@ def fill_sip_message(out: sipmessage_pb2.SIPMessage, msg: Request | Response) ->
         out.body = body_text(body)
 
 
-def _add_vias(
-    out: sipmessage_pb2.SIPMessage, msg: Request | Response, lines: list[str], chunks: list[bytes]
-) -> None:
+def _add_vias(out: sipmessage_pb2.SIPMessage, msg: Request | Response, chunks: list[bytes]) -> None:
     """Every Via value (``msg.via``) into ``out``, in order.
 
     A response's Vias below the top one come back in every response of its
@@ -382,6 +380,7 @@ def _add_vias(
     """
     parsed = msg.parsed_vias()
     if parsed is None and isinstance(msg, Response):
+        lines = msg.headers.get_all("via")
         texts = [value for line in lines for value in split_header_values(line)]
         if not texts:
             return

@@ -395,10 +395,13 @@ def _params_str(params: dict[str, str | None]) -> str:
 
 def parse_int_value(value: str, what: str, maximum: int = 2**32 - 1) -> int:
     """A header whose value is ``1*DIGIT`` (Max-Forwards, Expires, Content-Length)."""
-    text = value.strip()
-    if not text or text.strip(_DIGITS) or len(text) > 10:
-        raise SipParseError(f"Invalid {what}")
-    number = int(text)
+    if len(value) <= 10 and value.isascii() and value.isdigit():  # the usual: digits alone
+        number = int(value)
+    else:
+        text = value.strip()
+        if not text or text.strip(_DIGITS) or len(text) > 10:
+            raise SipParseError(f"Invalid {what}")
+        number = int(text)
     if number > maximum:
         raise SipParseError(f"Invalid {what}")
     return number

@@ -315,11 +315,8 @@ def fill_sip_message(out: sipmessage_pb2.SIPMessage, msg: Request | Response) ->
                 chunks.append(chunk)
                 continue
             # A typed line's kept bytes stand for its header when it is the first
-            # line of that name (a lone one, for Contact); each line of a route
-            # set stands for itself.
-            if key in _ROUTE_KEYS or (
-                key not in seen and (key != "contact" or headers.count(key) == 1)
-            ):
+            # line of that name (a lone one, for Contact).
+            if key not in seen and (key != "contact" or headers.count(key) == 1):
                 seen.add(key)
                 chunks.append(chunk)
                 continue
@@ -332,11 +329,7 @@ def fill_sip_message(out: sipmessage_pb2.SIPMessage, msg: Request | Response) ->
         if key in seen:
             # Every value of a list header went in with its first line; a second
             # line of a single-valued header (two challenges, say) is an extension.
-            if key in _ROUTE_KEYS:
-                chunk = _typed_chunk(msg, key, value)
-                _remember(item, chunk)
-                chunks.append(chunk)
-            elif key not in _LIST_KEYS and key != "content-length":
+            if key not in _LIST_KEYS and key != "content-length":
                 chunks.append(_extension_chunk(CANONICAL_NAMES[key], value))
             continue
         seen.add(key)
@@ -344,6 +337,15 @@ def fill_sip_message(out: sipmessage_pb2.SIPMessage, msg: Request | Response) ->
             _add_vias(out, msg, chunks)
         elif key == "call-id":
             out.call_id.call_id = msg.call_id
+        elif key in _ROUTE_KEYS:
+            # Each line of a route set gives its own values' bytes, in line order.
+            for line in headers.get_all(key):
+                line_key = (key, line)
+                chunk = cached.get(line_key)
+                if chunk is None:
+                    chunk = _typed_chunk(msg, key, line)
+                    _remember(line_key, chunk)
+                chunks.append(chunk)
         elif key in _CACHED_KEYS:
             chunk = _typed_chunk(msg, key, value)
             if key == "contact" and headers.count(key) > 1:
@@ -404,8 +406,10 @@ def _add_vias(out: sipmessage_pb2.SIPMessage, msg: Request | Response, chunks: l
         fill_via(add_via(), via)
 
 
-# A header line -> its part of a serialised SIPMessage: an extension line by
-# (name as written, lookup key, raw value), a typed one by (lookup key, raw
+# A header line -> its part of a serialised SIPMessage: an extension line, and
+# the first line of From, To, a lone Contact, Max-Forwards and Expires, by
+# (name as written, lookup key, raw value), the parser's own tuple; a line
+# of a route set, and a Via below a response's top one, by (lookup key, raw
 # value). Only lines up to _CHUNK_TEXT_MAX characters are kept, so the cache
 # stays small whatever the peers send.
 _CHUNKS: Final[dict[tuple[str, ...], bytes]] = {}

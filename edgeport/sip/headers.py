@@ -471,15 +471,57 @@ _COMMON_VIA: Final = re.compile(
 ).fullmatch
 
 
+_PARTS_MAX: Final = 1024  # entries per parts table; when full it is emptied and fills again
+_PARTS_TEXT_MAX: Final = 256  # characters of a kept text
+# A Via of the common shape, by its text without its ``;branch=...`` -> where
+# the branch stood and what the Via parses to (transport, host, port,
+# parameters; the branch's place kept): the same text and place with another
+# branch is the same Via but for the branch. A client writes the same Via but
+# for the branch in request after request; a new branch is checked against
+# the parameter-value class and put in a copy of the kept parameters. Bounded
+# like _ADDR_PARTS; texts over _PARTS_TEXT_MAX characters are not kept.
+_VIA_PARTS: Final[dict[str, tuple[int, str, str, int | None, dict[str, str | None]]]] = {}
+_BRANCH_PARAM: Final = ";branch="
+# What the common pattern takes in an unquoted parameter value (_RE_PARAM_VALUE).
+_PARAM_VALUE_CHARS: Final = TOKEN_CHARS + ":[]@/"
+
+
 def parse_via(value: str) -> Via:
     """Parse one Via value: ``SIP / 2.0 / UDP host[:port] *(;param)`` (RFC 3261 §20.42)."""
     s = value
+    mark = s.find(_BRANCH_PARAM)
+    rest = None
+    if mark > 0:
+        end = s.find(";", mark + 8)
+        if end < 0:
+            end = len(s)
+        rest = s[:mark] + s[end:]
+        parts = _VIA_PARTS.get(rest)
+        if parts is not None and parts[0] == mark:
+            branch = s[mark + 8 : end]
+            if branch and not branch.strip(_PARAM_VALUE_CHARS):
+                _, kept_transport, kept_host, kept_port, kept_params = parts
+                fresh = kept_params.copy()
+                fresh["branch"] = branch
+                return Via(kept_transport, kept_host, kept_port, fresh)
     common = _COMMON_VIA(s)
     if common is not None:
         transport, host, port_text, param_text = common.groups()
         common_port = None if port_text is None else int(port_text)
         if common_port is None or common_port <= _MAX_PORT:
-            return Via(transport.upper(), host, common_port, common_params(param_text))
+            params = common_params(param_text)
+            transport = transport.upper()
+            if (
+                rest is not None
+                and len(s) <= _PARTS_TEXT_MAX
+                and param_text.lower().count(_BRANCH_PARAM[:-1]) == 1
+            ):
+                # The one parameter named branch (or starting so): the rest of
+                # the text says all the others.
+                if len(_VIA_PARTS) >= _PARTS_MAX:
+                    _VIA_PARTS.clear()
+                _VIA_PARTS[rest] = (mark, transport, host, common_port, params.copy())
+            return Via(transport, host, common_port, params)
     if s.startswith("SIP/2.0/"):
         via = _parse_via_fast(s)
         if via is not None:
@@ -641,8 +683,6 @@ _AddrParts = tuple[
     str | None, str, str | None, str, int | None, dict[str, str | None], dict[str, str | None]
 ]
 _ADDR_PARTS: Final[dict[str, _AddrParts]] = {}
-_PARTS_MAX: Final = 1024  # entries per parts table; when full it is emptied and fills again
-_PARTS_TEXT_MAX: Final = 256  # characters of a kept text
 
 
 def parse_name_addr(value: str) -> NameAddr:

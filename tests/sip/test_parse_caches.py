@@ -23,6 +23,7 @@ from edgeport.sip import (
     uri,
 )
 from edgeport.sip import headers as header_values
+from edgeport.sip.headers import parse_via
 
 INVITE = (
     b"INVITE sip:bob@example.com;transport=tcp SIP/2.0\r\n"
@@ -58,6 +59,7 @@ def cold() -> Iterator[None]:
         parser._LINES,
         header_values._ADDR_PARTS,
         header_values._CSEQS,
+        header_values._VIA_PARTS,
         uri._URI_PARTS,
     )
     for table in tables:
@@ -165,6 +167,7 @@ def test_kept_tables_stay_bounded(cold: None) -> None:
             .replace(b"tag=a1", b"tag=a%d" % number)
             .replace(b"CSeq: 7 INVITE", b"CSeq: %d INVITE" % number)
             .replace(b"sip:bob@example.com;", b"sip:bob%d@example.com;" % number)
+            .replace(b"10.0.0.1:5060;branch", b"10.0.0.1:%d;branch" % (number + 1))
         )
         message = parse_message(data)
         assert message.headers.get("User-Agent") == f"phone/{number}"
@@ -173,4 +176,50 @@ def test_kept_tables_stay_bounded(cold: None) -> None:
         assert len(parser._LINES) <= parser._LINES_MAX
         assert len(header_values._ADDR_PARTS) <= header_values._PARTS_MAX
         assert len(header_values._CSEQS) <= header_values._PARTS_MAX
+        assert message.top_via.port == number + 1
         assert len(uri._URI_PARTS) <= uri._PARTS_MAX
+        assert len(header_values._VIA_PARTS) <= header_values._PARTS_MAX
+
+
+def _via_fields(text: str) -> tuple[object, ...] | str:
+    try:
+        via = parse_via(text)
+    except SipParseError as error:
+        return error.reason
+    return (via.transport, via.host, via.port, list(via.params.items()), str(via))
+
+
+def test_a_via_kept_but_for_its_branch_parses_as_a_cold_one(cold: None) -> None:
+    texts = [
+        "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa1;rport;received=192.0.2.1",
+        "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa2;rport;received=192.0.2.1",
+        # The same text but for the branch, the branch elsewhere: another order.
+        "SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bKa3;received=192.0.2.1",
+        "SIP/2.0/UDP 10.0.0.1:5060;rport;received=192.0.2.1;branch=z9hG4bKa4",
+        # A second parameter named branch: the last one is the value.
+        "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa5;rport;received=192.0.2.1;branch",
+        "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa6;rport;received=192.0.2.1;BRANCH=x",
+        # Branches the parameter-value class does not take.
+        "SIP/2.0/UDP 10.0.0.1:5060;branch=z9 hG4bK;rport;received=192.0.2.1",
+        'SIP/2.0/UDP 10.0.0.1:5060;branch="q";rport;received=192.0.2.1',
+        "SIP/2.0/UDP 10.0.0.1:5060;branch=;rport;received=192.0.2.1",
+        "SIP/2.0/UDP 10.0.0.1:5060;branch=z9\u00e9;rport;received=192.0.2.1",
+    ]
+    expected = {}
+    for text in texts:
+        header_values._VIA_PARTS.clear()
+        expected[text] = _via_fields(text)
+    header_values._VIA_PARTS.clear()
+    for _ in range(2):
+        for text in texts:
+            assert _via_fields(text) == expected[text], text
+    assert header_values._VIA_PARTS, "nothing was kept"
+
+
+def test_a_via_parsed_from_kept_parts_is_its_own(cold: None) -> None:
+    first = parse_via("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKb1;rport")
+    second = parse_via("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKb2;rport")
+    second.params["received"] = "192.0.2.9"
+    third = parse_via("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKb3;rport")
+    assert first.params == {"branch": "z9hG4bKb1", "rport": None}
+    assert third.params == {"branch": "z9hG4bKb3", "rport": None}

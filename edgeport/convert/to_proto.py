@@ -19,6 +19,7 @@ non-SIP URI leaves the SipURI empty but for the -1 conventions.
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import TYPE_CHECKING, Final
 
 from edgeport._proto import processor_pb2, sipmessage_pb2
@@ -383,20 +384,20 @@ def _add_vias(out: sipmessage_pb2.SIPMessage, msg: Request | Response, chunks: l
     parsed = msg.parsed_vias()
     if parsed is None and isinstance(msg, Response):
         lines = msg.headers.get_all("via")
-        texts = [value for line in lines for value in split_header_values(line)]
+        first = split_header_values(lines[0])
+        texts = first + [value for line in lines[1:] for value in split_header_values(line)]
         if not texts:
             return
         # The top value as ``msg.via`` gives it: the cached top Via view when
         # the first line holds it.
-        top = msg.top_via if split_header_values(lines[0]) else parse_via(texts[0])
-        fill_via(out.via.add(), top)
+        fill_via(out.via.add(), msg.top_via if first else parse_via(texts[0]))
         cached = _CHUNKS
-        for index in range(1, len(texts)):
-            line_key = ("via", texts[index])
+        for text in islice(texts, 1, None):
+            line_key = ("via", text)
             chunk = cached.get(line_key)
             if chunk is None:
                 via_message = sipmessage_pb2.SIPMessage()
-                fill_via(via_message.via.add(), parse_via(texts[index]))
+                fill_via(via_message.via.add(), parse_via(text))
                 chunk = via_message.SerializeToString()
                 _remember(line_key, chunk)
             chunks.append(chunk)

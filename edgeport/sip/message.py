@@ -43,8 +43,8 @@ SIP_VERSION: Final = "SIP/2.0"
 
 _T = TypeVar("_T")
 _MISSING: Final = object()
-# Header name as written -> name on the wire, for names already checked to be
-# tokens (a name's wire form depends on the name alone).
+# Header name as written -> the start of its line on the wire ("Via: "), for
+# names already checked to be tokens (a name's wire form depends on the name alone).
 _WIRE_NAMES: Final[dict[str, str]] = {}
 _WIRE_NAMES_MAX: Final = 1024  # entries; past it a new name is resolved each time
 
@@ -447,14 +447,15 @@ class Message:
                     continue
                 value = str(body_length)
                 length_written = True
-            canonical = wire_names.get(name)
-            if canonical is None:
+            prefix = wire_names.get(name)
+            if prefix is None:
                 canonical = canonical_name_for_key(key, name)
                 if canonical is name and (not name or name.strip(TOKEN_CHARS)):
                     raise SipSerializeError(f"Invalid header name {name!r}")
+                prefix = f"{canonical}: "
                 if len(wire_names) < _WIRE_NAMES_MAX:
-                    wire_names[name] = canonical
-            append(f"{canonical}: {value}")
+                    wire_names[name] = prefix
+            append(prefix + value)
         if not length_written:
             lines.append(f"Content-Length: {body_length}")
         lines.append("")

@@ -187,7 +187,7 @@ class _Originals:
             sent_routes = sent.route if kind == "route" else sent.record_route
             texts = self._lone_lines(kind, len(sent_routes))
             if texts is not None:
-                return list(zip(sent_routes, texts, strict=True))
+                return list(zip(sent_routes, texts, strict=True)) if texts else []
         addrs = msg.routes if kind == "route" else msg.record_routes
         if not addrs:
             return []

@@ -158,8 +158,23 @@ COMPACT_KEYS: Final[dict[str, str]] = {k: v.lower() for k, v in COMPACT_FORMS.it
 COMPACT_KEYS.update({k.upper(): v for k, v in COMPACT_KEYS.items()})
 
 
+def _known_keys() -> dict[str, str]:
+    known = dict(COMPACT_KEYS)
+    for key, name in CANONICAL_NAMES.items():
+        for spelling in (key, name, name.title(), name.upper()):
+            known[spelling] = key
+    return known
+
+
+# The usual spellings of the known names (and the keys themselves) -> key.
+_KNOWN_KEYS: Final = _known_keys()
+
+
 def header_key(name: str) -> str:
     """The lookup key of a header name: lower case, compact form expanded."""
+    known = _KNOWN_KEYS.get(name)
+    if known is not None:
+        return known
     if len(name) == 1:
         expanded = COMPACT_KEYS.get(name)
         if expanded is not None:

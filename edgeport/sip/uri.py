@@ -130,15 +130,15 @@ class SipUri:
         return self.host if self.port is None else f"{self.host}:{self.port}"
 
     def __str__(self) -> str:
-        if (self.user is None or self.password is None) and not self.headers:
-            # The usual shape: one format, no list.
-            user = "" if self.user is None else f"{self.user}@"
-            port = "" if self.port is None else f":{self.port}"
-            params = "".join(
-                f";{name}" if value is None else f";{name}={value}"
-                for name, value in self.params.items()
-            )
-            return f"{self.scheme}:{user}{self.host}{port}{params}"
+        user = self.user
+        if (user is None or self.password is None) and not self.headers:
+            # The usual shape, written without a list.
+            text = f"{self.scheme}:{'' if user is None else user + '@'}{self.host}"
+            if self.port is not None:
+                text = f"{text}:{self.port}"
+            for name, value in self.params.items():
+                text = f"{text};{name}" if value is None else f"{text};{name}={value}"
+            return text
         parts = [self.scheme, ":"]
         if self.user is not None:
             parts.append(self.user)

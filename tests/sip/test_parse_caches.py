@@ -223,3 +223,19 @@ def test_a_via_parsed_from_kept_parts_is_its_own(cold: None) -> None:
     third = parse_via("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKb3;rport")
     assert first.params == {"branch": "z9hG4bKb1", "rport": None}
     assert third.params == {"branch": "z9hG4bKb3", "rport": None}
+
+
+def test_known_header_spellings_fold_as_any_other_name() -> None:
+    names = [*header_values.CANONICAL_NAMES.values(), *header_values.COMPACT_FORMS]
+    spellings = {
+        spelling
+        for name in names
+        for spelling in (name, name.lower(), name.upper(), name.title(), name.swapcase())
+    }
+    for spelling in spellings:
+        expected = (
+            header_values.COMPACT_FORMS[spelling.lower()].lower()
+            if len(spelling) == 1
+            else spelling.lower()
+        )
+        assert header_values.header_key(spelling) == expected, spelling

@@ -590,3 +590,48 @@ def test_the_line_cache_stays_bounded(empty_line_cache: dict[tuple[str, ...], by
         assert len(empty_line_cache) <= to_proto._CHUNKS_MAX
     message = to_sip_message(parse(REGISTER.replace("keep me", "value 3")))
     assert ("x-Custom-Header", "value 3") in ext(message)
+
+
+OK_WITH_VIAS_ON_ONE_LINE = (
+    "SIP/2.0 180 Ringing\r\n"
+    "Via: SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bKedge2, "
+    "SIP/2.0/TCP 10.0.0.7;branch=z9hG4bKinv2;rport=51000\r\n"
+    "Via: SIP/2.0/UDP 10.0.0.8:5070;branch=z9hG4bKinv3;maddr=239.1.1.1;ttl=16\r\n"
+    "From: <sip:bob@sip.example.com>;tag=b1\r\n"
+    "To: <sip:+15551234@sip.example.com>;tag=t9\r\n"
+    "Call-ID: inv-2@10.0.0.7\r\n"
+    "CSeq: 1 INVITE\r\n"
+    "Content-Length: 0\r\n"
+    "\r\n"
+)
+
+
+@pytest.mark.parametrize("text", [OK_WITH_RECORD_ROUTE, OK_WITH_VIAS_ON_ONE_LINE])
+def test_a_response_converted_again_keeps_every_via_in_order(
+    text: str, empty_line_cache: dict[tuple[str, ...], bytes]
+) -> None:
+    cold = _cold_bytes(text)
+    warm_message = to_sip_message(parse(text))
+    assert warm_message.SerializeToString(deterministic=True) == cold
+    hosts = [(via.host, via.branch) for via in warm_message.via]
+    response = parse(text)
+    assert hosts == [(via.host, via.branch or "") for via in response.via]
+    # The same lower Vias under another top Via (the next response of the transaction).
+    retopped = text.replace(
+        "198.51.100.1:5060;branch=z9hG4bKedge", "198.51.100.2:5060;branch=z9hG4bKnew"
+    )
+    again = to_sip_message(parse(retopped))
+    assert again.via[0].host == "198.51.100.2"
+    assert [(via.host, via.branch) for via in again.via][1:] == hosts[1:]
+
+
+def test_a_response_with_a_broken_lower_via_is_a_conversion_error_cold_and_warm(
+    empty_line_cache: dict[tuple[str, ...], bytes],
+) -> None:
+    broken = OK_WITH_RECORD_ROUTE.replace(
+        "Via: SIP/2.0/TCP 10.0.0.7;branch", "Via: SIP/2.0/TCP 10.0.0.7:99999;branch"
+    )
+    for _ in range(2):
+        with pytest.raises(ConversionError):
+            to_sip_message(parse(broken))
+        to_sip_message(parse(OK_WITH_RECORD_ROUTE))

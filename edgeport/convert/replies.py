@@ -149,13 +149,14 @@ class _Originals:
     compared as they are instead of being made again.
     """
 
-    __slots__ = ("_branches", "_lists", "_message", "_sent", "_via_texts")
+    __slots__ = ("_branches", "_lists", "_message", "_sent", "_via_protos", "_via_texts")
 
     def __init__(self, message: Message, sent: sipmessage_pb2.SIPMessage | None) -> None:
         self._message = message
         self._sent = sent
         self._lists: dict[str, list[tuple[ProtoMessage, str]]] = {}
         self._branches: dict[str, int] | None = None
+        self._via_protos: Sequence[sipmessage_pb2.Via] | None = None
         self._via_texts: list[str] | None = None
 
     def _texts(self, key: str, values: Sequence[object]) -> list[str]:
@@ -164,15 +165,32 @@ class _Originals:
             return [line.strip() for line in lines]
         return [str(value) for value in values]
 
+    def _lone_lines(self, key: str, sent_count: int) -> list[str] | None:
+        """The lines of ``key``, stripped, when each holds one value and there are
+        as many as ``sent`` has values: then they pair with ``sent``'s values in
+        order, and nothing needs parsing. Else None."""
+        lines = self._message.headers.get_all(key)
+        if len(lines) != sent_count:
+            return None
+        texts = []
+        for line in lines:
+            if len(split_header_values(line)) != 1:
+                return None
+            texts.append(line.strip())
+        return texts
+
     def _make_list(self, kind: str) -> list[tuple[ProtoMessage, str]]:
         msg = self._message
         sent = self._sent
-        addrs = msg.routes if kind == "route" else msg.record_routes
-        if not addrs:
-            return []
         sent_routes = None
         if sent is not None:
             sent_routes = sent.route if kind == "route" else sent.record_route
+            texts = self._lone_lines(kind, len(sent_routes))
+            if texts is not None:
+                return list(zip(sent_routes, texts, strict=True)) if texts else []
+        addrs = msg.routes if kind == "route" else msg.record_routes
+        if not addrs:
+            return []
         protos: Sequence[ProtoMessage]
         if sent_routes is not None and len(sent_routes) == len(addrs):
             protos = sent_routes
@@ -195,6 +213,25 @@ class _Originals:
                 return text
         return None
 
+    def _index_vias(self) -> dict[str, int]:
+        """Branch -> position of the first original Via with it (set up once)."""
+        branches: dict[str, int] = {}
+        sent = self._sent
+        if sent is not None:
+            # The Vias as sent pair with the lines when each line holds one:
+            # their branches are read from the protobuf, nothing is parsed.
+            texts = self._lone_lines("via", len(sent.via))
+            if texts is not None:
+                protos = list(sent.via)
+                for position, proto in enumerate(protos):
+                    branches.setdefault(proto.branch, position)
+                self._via_protos = protos
+                self._via_texts = texts
+                return branches
+        for position, via in enumerate(self._message.via):
+            branches.setdefault(via.branch or "", position)
+        return branches
+
     def via(self, value: sipmessage_pb2.Via, branch: str) -> str | None:
         """The original text of a Via value equal to ``value`` (whose branch is ``branch``).
 
@@ -203,12 +240,15 @@ class _Originals:
         """
         branches = self._branches
         if branches is None:
-            branches = self._branches = {}
-            for position, via in enumerate(self._message.via):
-                branches.setdefault(via.branch or "", position)
+            branches = self._branches = self._index_vias()
         index = branches.get(branch)
         if index is None:
             return None
+        protos = self._via_protos
+        if protos is not None:
+            texts = self._via_texts
+            assert texts is not None
+            return texts[index] if protos[index] == value else None
         sent = self._sent
         vias = self._message.via
         if sent is not None and len(sent.via) == len(vias):
@@ -251,6 +291,8 @@ class _Originals:
             # The raw line when the lines hold one value each (counted without
             # parsing them again), else the first value written back.
             lines = msg.headers.get_all(kind)
+            if len(lines) == 1 and "," not in line:
+                return line.strip()
             if all(len(split_header_values(contact_line)) == 1 for contact_line in lines):
                 return lines[0].strip()
             return str(msg.contacts[0])
@@ -324,13 +366,13 @@ def _via_text(via: sipmessage_pb2.Via, via_branch: str, branch: str | None) -> s
 
 def _route_text(route: sipmessage_pb2.Route | sipmessage_pb2.RecordRoute, what: str) -> str:
     """:func:`route_text` for a value not in the original message."""
-    if route.parameters:
-        # Written in the map's order, which the serialised form need not share.
-        return route_text(route, what)
     key = route.SerializeToString()
-    text = _ROUTE_TEXTS.get(key)
+    text = _ROUTE_TEXTS.get(key)  # never one with parameters: see below
     if text is None:
         text = route_text(route, what)
+        if route.parameters:
+            # Written in the map's order, which the serialised form need not share.
+            return text
         if len(key) <= _TEXT_KEY_MAX:
             if len(_ROUTE_TEXTS) >= _TEXTS_MAX:
                 _ROUTE_TEXTS.clear()
@@ -417,6 +459,11 @@ def _header_groups(
             if len(call_id.split()) != 1:
                 raise ReplyError("Call-ID holds whitespace")
             groups["call-id"] = [("Call-ID", "call-id", call_id)]
+    # CSeq travels as an extension: its group's place is kept here, so the
+    # groups come out in _ORDER without sorting them again.
+    cseq_rows: _Rows | None = None
+    if "cseq" not in skip:
+        cseq_rows = groups["cseq"] = []
     if "contact" not in skip and has_field("contact"):
         contact = message.contact
         text = originals.single("contact", "contact", contact) or contact_text(contact)
@@ -448,21 +495,32 @@ def _header_groups(
             _extension_key(name)
             if _LINE_BREAKER.search(value) is not None:
                 raise ReplyError(f"{name} holds CR, LF or NUL")
+    known_keys = _EXTENSION_KEYS
+    out_of_order = False
     for name, value in extensions:
-        key = _extension_key(name)
+        key = known_keys.get(name) or _extension_key(name)
         if key == GATEWAY_AUTH_KEY:
             if gateway_auth is None:
                 gateway_auth = value.strip()
             continue
         if key == "content-length" or key in skip:
             continue
-        target = groups if key in _ORDER_SET else extra
-        same_name = target.get(key)
+        if key in _ORDER_SET:
+            same_name = groups.get(key)
+            if same_name is None:
+                groups[key] = [(name, key, value)]
+                out_of_order = True
+            else:
+                same_name.append((name, key, value))
+            continue
+        same_name = extra.get(key)
         if same_name is None:
-            target[key] = [(name, key, value)]
+            extra[key] = [(name, key, value)]
         else:
             same_name.append((name, key, value))
-    if len(groups) > 1:
+    if cseq_rows is not None and not cseq_rows:
+        del groups["cseq"]
+    if out_of_order:
         groups = {key: groups[key] for key in _ORDER if key in groups}
     groups.update(extra)
     return groups, gateway_auth

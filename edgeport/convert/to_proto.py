@@ -19,13 +19,19 @@ non-SIP URI leaves the SipURI empty but for the -1 conventions.
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import TYPE_CHECKING, Final
 
 from edgeport._proto import processor_pb2, sipmessage_pb2
 from edgeport.convert.codes import method_value, response_type_for_status
 from edgeport.convert.errors import ConversionError, from_parse_error
 from edgeport.sip.errors import SipParseError
-from edgeport.sip.headers import CANONICAL_NAMES, parse_name_addr_list
+from edgeport.sip.headers import (
+    CANONICAL_NAMES,
+    parse_name_addr_list,
+    parse_via,
+    split_header_values,
+)
 from edgeport.sip.message import Request, Response
 from edgeport.sip.uri import SipUri, Uri
 
@@ -173,9 +179,9 @@ def fill_via(out: sipmessage_pb2.Via, via: Via) -> None:
                 out.branch = value
         elif name == "rport":
             out.r_port_flag = True
-            number = via.rport
-            if number is not None:
-                r_port = number
+            # Via.rport, read here without the property: 1 to 10 ASCII digits.
+            if value and len(value) <= 10 and value.isascii() and value.isdigit():
+                r_port = int(value)
         elif name == "received":
             if value:
                 out.received = value
@@ -296,47 +302,59 @@ def fill_sip_message(out: sipmessage_pb2.SIPMessage, msg: Request | Response) ->
         out.response_type = response_type  # type: ignore[assignment]
         out.reason_phrase = msg.reason
     headers = msg.headers
-    canonical = CANONICAL_NAMES
     typed = _TYPED_KEYS
     cached = _CHUNKS
     chunks: list[bytes] = []
     seen: set[str] = set()
     for item in headers.keyed_items():
+        # The parser hands out one tuple per distinct line, so a line seen
+        # before is found here by identity.
+        chunk = cached.get(item)
+        if chunk is not None:
+            key = item[1]
+            if key not in typed:
+                chunks.append(chunk)
+                continue
+            # A typed line's kept bytes stand for its header when it is the first
+            # line of that name (a lone one, for Contact).
+            if key not in seen and (key != "contact" or headers.count(key) == 1):
+                seen.add(key)
+                chunks.append(chunk)
+                continue
         name, key, value = item
         if key not in typed:
-            chunk = cached.get(item)
-            if chunk is None:
-                chunk = _extension_chunk(canonical.get(key, name), value)
-                _remember(item, chunk)
+            chunk = _extension_chunk(CANONICAL_NAMES.get(key, name), value)
+            _remember(item, chunk)
             chunks.append(chunk)
             continue
         if key in seen:
             # Every value of a list header went in with its first line; a second
             # line of a single-valued header (two challenges, say) is an extension.
             if key not in _LIST_KEYS and key != "content-length":
-                chunks.append(_extension_chunk(canonical[key], value))
+                chunks.append(_extension_chunk(CANONICAL_NAMES[key], value))
             continue
         seen.add(key)
         if key == "via":
-            add_via = out.via.add
-            for via in msg.via:
-                fill_via(add_via(), via)
+            _add_vias(out, msg, chunks)
         elif key == "call-id":
             out.call_id.call_id = msg.call_id
-        elif key in _CACHED_KEYS:
-            if key == "contact" and headers.count(key) > 1:
-                # The bytes depend on every Contact line together: made, not kept.
-                chunks.append(_typed_chunk(msg, key, value))
-                continue
+        elif key in _ROUTE_KEYS:
             # Each line of a route set gives its own values' bytes, in line order.
-            lines = headers.get_all(key) if key in _ROUTE_KEYS else (value,)
-            for line in lines:
+            for line in headers.get_all(key):
                 line_key = (key, line)
                 chunk = cached.get(line_key)
                 if chunk is None:
                     chunk = _typed_chunk(msg, key, line)
                     _remember(line_key, chunk)
                 chunks.append(chunk)
+        elif key in _CACHED_KEYS:
+            chunk = _typed_chunk(msg, key, value)
+            if key == "contact" and headers.count(key) > 1:
+                # The bytes depend on every Contact line together: made, not kept.
+                chunks.append(chunk)
+                continue
+            _remember(item, chunk)
+            chunks.append(chunk)
         elif key == "www-authenticate":
             challenge = msg.www_authenticate
             if challenge is not None:
@@ -354,8 +372,45 @@ def fill_sip_message(out: sipmessage_pb2.SIPMessage, msg: Request | Response) ->
         out.body = body_text(body)
 
 
-# A header line -> its part of a serialised SIPMessage: an extension line by
-# (name as written, lookup key, raw value), a typed one by (lookup key, raw
+def _add_vias(out: sipmessage_pb2.SIPMessage, msg: Request | Response, chunks: list[bytes]) -> None:
+    """Every Via value (``msg.via``) into ``out``, in order.
+
+    A response's Vias below the top one come back in every response of its
+    transaction (the 1xx and the final one), so their bytes are kept by
+    text and joined after the top one; the top one (edgeport's own, its
+    branch new in every transaction) is written directly. A request's are
+    written directly: below the top one they are new in each transaction.
+    """
+    parsed = msg.parsed_vias()
+    if parsed is None and isinstance(msg, Response):
+        lines = msg.headers.get_all("via")
+        first = split_header_values(lines[0])
+        texts = first + [value for line in lines[1:] for value in split_header_values(line)]
+        if not texts:
+            return
+        # The top value as ``msg.via`` gives it: the cached top Via view when
+        # the first line holds it.
+        fill_via(out.via.add(), msg.top_via if first else parse_via(texts[0]))
+        cached = _CHUNKS
+        for text in islice(texts, 1, None):
+            line_key = ("via", text)
+            chunk = cached.get(line_key)
+            if chunk is None:
+                via_message = sipmessage_pb2.SIPMessage()
+                fill_via(via_message.via.add(), parse_via(text))
+                chunk = via_message.SerializeToString()
+                _remember(line_key, chunk)
+            chunks.append(chunk)
+        return
+    add_via = out.via.add
+    for via in msg.via if parsed is None else parsed:
+        fill_via(add_via(), via)
+
+
+# A header line -> its part of a serialised SIPMessage: an extension line, and
+# the first line of From, To, a lone Contact, Max-Forwards and Expires, by
+# (name as written, lookup key, raw value), the parser's own tuple; a line
+# of a route set, and a Via below a response's top one, by (lookup key, raw
 # value). Only lines up to _CHUNK_TEXT_MAX characters are kept, so the cache
 # stays small whatever the peers send.
 _CHUNKS: Final[dict[tuple[str, ...], bytes]] = {}

@@ -158,8 +158,23 @@ COMPACT_KEYS: Final[dict[str, str]] = {k: v.lower() for k, v in COMPACT_FORMS.it
 COMPACT_KEYS.update({k.upper(): v for k, v in COMPACT_KEYS.items()})
 
 
+def _known_keys() -> dict[str, str]:
+    known = dict(COMPACT_KEYS)
+    for key, name in CANONICAL_NAMES.items():
+        for spelling in (key, name, name.title(), name.upper()):
+            known[spelling] = key
+    return known
+
+
+# The usual spellings of the known names (and the keys themselves) -> key.
+_KNOWN_KEYS: Final = _known_keys()
+
+
 def header_key(name: str) -> str:
     """The lookup key of a header name: lower case, compact form expanded."""
+    known = _KNOWN_KEYS.get(name)
+    if known is not None:
+        return known
     if len(name) == 1:
         expanded = COMPACT_KEYS.get(name)
         if expanded is not None:
@@ -395,10 +410,13 @@ def _params_str(params: dict[str, str | None]) -> str:
 
 def parse_int_value(value: str, what: str, maximum: int = 2**32 - 1) -> int:
     """A header whose value is ``1*DIGIT`` (Max-Forwards, Expires, Content-Length)."""
-    text = value.strip()
-    if not text or text.strip(_DIGITS) or len(text) > 10:
-        raise SipParseError(f"Invalid {what}")
-    number = int(text)
+    if len(value) <= 10 and value.isascii() and value.isdigit():  # the usual: digits alone
+        number = int(value)
+    else:
+        text = value.strip()
+        if not text or text.strip(_DIGITS) or len(text) > 10:
+            raise SipParseError(f"Invalid {what}")
+        number = int(text)
     if number > maximum:
         raise SipParseError(f"Invalid {what}")
     return number
@@ -468,15 +486,57 @@ _COMMON_VIA: Final = re.compile(
 ).fullmatch
 
 
+_PARTS_MAX: Final = 1024  # entries per parts table; when full it is emptied and fills again
+_PARTS_TEXT_MAX: Final = 256  # characters of a kept text
+# A Via of the common shape, by its text without its ``;branch=...`` -> where
+# the branch stood and what the Via parses to (transport, host, port,
+# parameters; the branch's place kept): the same text and place with another
+# branch is the same Via but for the branch. A client writes the same Via but
+# for the branch in request after request; a new branch is checked against
+# the parameter-value class and put in a copy of the kept parameters. Bounded
+# like _ADDR_PARTS; texts over _PARTS_TEXT_MAX characters are not kept.
+_VIA_PARTS: Final[dict[str, tuple[int, str, str, int | None, dict[str, str | None]]]] = {}
+_BRANCH_PARAM: Final = ";branch="
+# What the common pattern takes in an unquoted parameter value (_RE_PARAM_VALUE).
+_PARAM_VALUE_CHARS: Final = TOKEN_CHARS + ":[]@/"
+
+
 def parse_via(value: str) -> Via:
     """Parse one Via value: ``SIP / 2.0 / UDP host[:port] *(;param)`` (RFC 3261 §20.42)."""
     s = value
+    mark = s.find(_BRANCH_PARAM)
+    rest = None
+    if mark > 0:
+        end = s.find(";", mark + 8)
+        if end < 0:
+            end = len(s)
+        rest = s[:mark] + s[end:]
+        parts = _VIA_PARTS.get(rest)
+        if parts is not None and parts[0] == mark:
+            branch = s[mark + 8 : end]
+            if branch and not branch.strip(_PARAM_VALUE_CHARS):
+                _, kept_transport, kept_host, kept_port, kept_params = parts
+                fresh = kept_params.copy()
+                fresh["branch"] = branch
+                return Via(kept_transport, kept_host, kept_port, fresh)
     common = _COMMON_VIA(s)
     if common is not None:
         transport, host, port_text, param_text = common.groups()
         common_port = None if port_text is None else int(port_text)
         if common_port is None or common_port <= _MAX_PORT:
-            return Via(transport.upper(), host, common_port, common_params(param_text))
+            params = common_params(param_text)
+            transport = transport.upper()
+            if (
+                rest is not None
+                and len(s) <= _PARTS_TEXT_MAX
+                and param_text.lower().count(_BRANCH_PARAM[:-1]) == 1
+            ):
+                # The one parameter named branch (or starting so): the rest of
+                # the text says all the others.
+                if len(_VIA_PARTS) >= _PARTS_MAX:
+                    _VIA_PARTS.clear()
+                _VIA_PARTS[rest] = (mark, transport, host, common_port, params.copy())
+            return Via(transport, host, common_port, params)
     if s.startswith("SIP/2.0/"):
         via = _parse_via_fast(s)
         if via is not None:
@@ -628,20 +688,54 @@ _COMMON_NAME_ADDR: Final = re.compile(
 ).fullmatch
 
 
+# An address of the common shape, by its text as given -> what it parses to
+# (display name, scheme, user, host, port, URI parameters, header parameters).
+# The same addresses come back message after message (a dialog's From and
+# To, a client's Contact, a route set); each parse of a known text builds
+# fresh objects from the kept parts (copies of the kept dictionaries), so no
+# two messages share a view. Texts over _PARTS_TEXT_MAX characters are not kept.
+_AddrParts = tuple[
+    str | None, str, str | None, str, int | None, dict[str, str | None], dict[str, str | None]
+]
+_ADDR_PARTS: Final[dict[str, _AddrParts]] = {}
+
+
 def parse_name_addr(value: str) -> NameAddr:
     """Parse ``( name-addr / addr-spec ) *( SEMI param )``, or the Contact ``*``.
 
     RFC 3261 §20.10: "If the URI is not enclosed in angle brackets, any
     semicolon-delimited parameters are header-parameters, not URI parameters."
     """
+    parts = _ADDR_PARTS.get(value)
+    if parts is not None:
+        quoted, scheme, user, host, port, uri_params, header_params = parts
+        return NameAddr(
+            quoted,
+            SipUri(scheme, user, None, host, port, uri_params.copy(), {}),
+            header_params.copy(),
+        )
     s = value.strip()
     common = _COMMON_NAME_ADDR(s)
     if common is not None:
-        quoted, scheme, user, host, port_text, uri_params, header_params = common.groups()
+        quoted, scheme, user, host, port_text, uri_text, header_text = common.groups()
         port = None if port_text is None else int(port_text)
         if port is None or port <= _MAX_PORT:
-            common_uri = SipUri(scheme, user, None, host, port, common_params(uri_params), {})
-            return NameAddr(quoted, common_uri, common_params(header_params))
+            uri_params = common_params(uri_text)
+            header_params = common_params(header_text)
+            if len(value) <= _PARTS_TEXT_MAX:
+                if len(_ADDR_PARTS) >= _PARTS_MAX:
+                    _ADDR_PARTS.clear()
+                _ADDR_PARTS[value] = (
+                    quoted,
+                    scheme,
+                    user,
+                    host,
+                    port,
+                    uri_params.copy(),
+                    header_params.copy(),
+                )
+            common_uri = SipUri(scheme, user, None, host, port, uri_params, {})
+            return NameAddr(quoted, common_uri, header_params)
     if s == _WILDCARD_URI:
         return NameAddr(None, OpaqueUri("", _WILDCARD_URI), {}, wildcard=True)
     if not s:
@@ -702,8 +796,24 @@ class CSeq:
         return f"{self.seq} {self.method}"
 
 
+# CSeq text as given -> its value (immutable, so shared); bounded like _ADDR_PARTS.
+_CSEQS: Final[dict[str, CSeq]] = {}
+
+
 def parse_cseq(value: str) -> CSeq:
     """``1*DIGIT LWS Method``; the number below 2**31 (RFC 3261 §8.1.1.5)."""
+    known = _CSEQS.get(value)
+    if known is not None:
+        return known
+    cseq = _parse_cseq(value)
+    if len(value) <= _PARTS_TEXT_MAX:
+        if len(_CSEQS) >= _PARTS_MAX:
+            _CSEQS.clear()
+        _CSEQS[value] = cseq
+    return cseq
+
+
+def _parse_cseq(value: str) -> CSeq:
     parts = value.split()
     if len(parts) != 2:
         raise SipParseError("Invalid CSeq")

@@ -43,8 +43,8 @@ SIP_VERSION: Final = "SIP/2.0"
 
 _T = TypeVar("_T")
 _MISSING: Final = object()
-# Header name as written -> name on the wire, for names already checked to be
-# tokens (a name's wire form depends on the name alone).
+# Header name as written -> the start of its line on the wire ("Via: "), for
+# names already checked to be tokens (a name's wire form depends on the name alone).
 _WIRE_NAMES: Final[dict[str, str]] = {}
 _WIRE_NAMES_MAX: Final = 1024  # entries; past it a new name is resolved each time
 
@@ -278,6 +278,10 @@ class Message:
             vias = views["via"] = parsed
         return cast("list[Via]", vias)
 
+    def parsed_vias(self) -> list[Via] | None:
+        """The ``via`` list when it is already parsed, else None (nothing is parsed here)."""
+        return cast("list[Via] | None", self._views().get("via"))
+
     @property
     def top_via(self) -> Via:
         """The first Via value; raises SipParseError when there is none."""
@@ -434,6 +438,7 @@ class Message:
         body = self.body
         body_length = len(body)
         lines = [self.start_line()]
+        append = lines.append
         length_written = False
         wire_names = _WIRE_NAMES
         for name, key, value in self.headers._items:
@@ -442,14 +447,15 @@ class Message:
                     continue
                 value = str(body_length)
                 length_written = True
-            canonical = wire_names.get(name)
-            if canonical is None:
+            prefix = wire_names.get(name)
+            if prefix is None:
                 canonical = canonical_name_for_key(key, name)
                 if canonical is name and (not name or name.strip(TOKEN_CHARS)):
                     raise SipSerializeError(f"Invalid header name {name!r}")
+                prefix = f"{canonical}: "
                 if len(wire_names) < _WIRE_NAMES_MAX:
-                    wire_names[name] = canonical
-            lines.append(f"{canonical}: {value}")
+                    wire_names[name] = prefix
+            append(prefix + value)
         if not length_written:
             lines.append(f"Content-Length: {body_length}")
         lines.append("")

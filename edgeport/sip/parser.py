@@ -14,6 +14,7 @@ whose Request-URI could not be parsed carries it as ``OpaqueUri("", text)``.
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Final
 
 from edgeport.sip.errors import MAX_MESSAGE_BYTES, SipParseError
@@ -123,9 +124,10 @@ def parse_message(data: bytes) -> Request | Response:
 
 
 def _split_lines(head: str) -> list[str]:
-    crlf = head.count("\r\n")
-    if head.count("\n") == crlf and head.count("\r") == crlf:
-        return head.split("\r\n")
+    lines = head.split("\r\n")
+    breaks = len(lines) - 1
+    if head.count("\n") == breaks and head.count("\r") == breaks:
+        return lines
     # Bare LF line ends are tolerated; a bare CR is not a line end anywhere.
     lines = [line[:-1] if line.endswith("\r") else line for line in head.split("\n")]
     for line in lines:
@@ -193,6 +195,19 @@ def _seed_key_cache() -> dict[str, str]:
 _KEY_CACHE: Final = _seed_key_cache()
 _KEY_CACHE_MAX: Final = 2048  # entries; past it an unknown name is resolved each time
 
+# A whole header line as received -> its (name as written, lookup key, value).
+# Most lines come back message after message (a client's Contact, Allow and
+# User-Agent; a dialog's From, To and route set), so a line seen before costs
+# one lookup instead of a split, a key lookup and a strip; the same tuple is
+# handed out each time (it is immutable), which also makes the codec's own
+# per-line caches compare by identity. The lines that are new in every
+# message (Via, with its branch, and Call-ID) are not kept, nor lines over
+# _LINE_TEXT_MAX characters, so the table stays small whatever peers send.
+_LINES: Final[dict[str, tuple[str, str, str]]] = {}
+_LINES_MAX: Final = 2048  # entries; when full it is emptied and fills again
+_LINE_TEXT_MAX: Final = 256  # characters of a header line
+_UNKEPT_LINE_KEYS: Final = frozenset({"via", "call-id"})
+
 
 def _parse_header_lines(
     lines: list[str],
@@ -206,7 +221,17 @@ def _parse_header_lines(
     index: dict[str, list[str]] = {}
     error: str | None = None
     cache = _KEY_CACHE
-    for line in lines[1:]:
+    known = _LINES
+    for line in islice(lines, 1, None):  # after the start line
+        seen = known.get(line)
+        if seen is not None:
+            items.append(seen)
+            values = index.get(seen[1])
+            if values is None:
+                index[seen[1]] = [seen[2]]
+            else:
+                values.append(seen[2])
+            continue
         if not line:
             error = error or "Malformed header line"
             continue
@@ -225,8 +250,8 @@ def _parse_header_lines(
             continue
         # HCOLON = *( SP / HTAB ) ":" SWS
         name, colon, value = line.partition(":")
-        key = cache.get(name)
-        if key is None:
+        cached_key = cache.get(name)
+        if cached_key is None:
             if name and name[-1] in " \t":
                 name = name.rstrip(" \t")
             if not colon or not name or name.strip(TOKEN_CHARS):
@@ -238,8 +263,15 @@ def _parse_header_lines(
         elif not colon:
             error = error or "Malformed header line"
             continue
+        else:
+            key = cached_key
         value = value.strip(" \t")
-        items.append((name, key, value))
+        item = (name, key, value)
+        items.append(item)
+        if len(line) <= _LINE_TEXT_MAX and key not in _UNKEPT_LINE_KEYS:
+            if len(known) >= _LINES_MAX:
+                known.clear()
+            known[line] = item
         values = index.get(key)
         if values is None:
             index[key] = [value]

@@ -130,6 +130,15 @@ class SipUri:
         return self.host if self.port is None else f"{self.host}:{self.port}"
 
     def __str__(self) -> str:
+        user = self.user
+        if (user is None or self.password is None) and not self.headers:
+            # The usual shape, written without a list.
+            text = f"{self.scheme}:{'' if user is None else user + '@'}{self.host}"
+            if self.port is not None:
+                text = f"{text}:{self.port}"
+            for name, value in self.params.items():
+                text = f"{text};{name}" if value is None else f"{text};{name}={value}"
+            return text
         parts = [self.scheme, ":"]
         if self.user is not None:
             parts.append(self.user)
@@ -177,13 +186,31 @@ def parse_uri(text: str) -> Uri:
     that matters here: no scheme, whitespace or angle brackets inside, an
     empty host, a bad port.
     """
+    parts = _URI_PARTS.get(text)
+    if parts is not None:
+        scheme, user, host, port, params = parts
+        return SipUri(scheme, user, None, host, port, params.copy(), {})
     common = _COMMON_SIP_URI(text)
     if common is not None:
         scheme, user, host, port_text, param_text = common.groups()
         port = None if port_text is None else int(port_text)
         if port is None or port <= _MAX_PORT:
-            return SipUri(scheme, user, None, host, port, common_params(param_text), {})
+            params = common_params(param_text)
+            if len(text) <= _PARTS_TEXT_MAX:
+                if len(_URI_PARTS) >= _PARTS_MAX:
+                    _URI_PARTS.clear()
+                _URI_PARTS[text] = (scheme, user, host, port, params.copy())
+            return SipUri(scheme, user, None, host, port, params, {})
     return _scan_uri(text)
+
+
+# A URI of the common shape, by its text -> (scheme, user, host, port,
+# parameters). The same Request-URIs come back message after message; each
+# parse of a known text builds a fresh SipUri (with a copy of the kept
+# parameters), so no two messages share one.
+_URI_PARTS: Final[dict[str, tuple[str, str | None, str, int | None, dict[str, str | None]]]] = {}
+_PARTS_MAX: Final = 1024  # entries; when full it is emptied and fills again
+_PARTS_TEXT_MAX: Final = 256  # characters of a kept URI
 
 
 def _scan_uri(text: str) -> Uri:

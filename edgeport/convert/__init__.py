@@ -6,6 +6,7 @@
 - Tables: ResponseType <-> status code, Method.
 """
 
+from edgeport.convert.browser_via import show_browser_source
 from edgeport.convert.codes import (
     method_value,
     response_type_for_status,
@@ -36,6 +37,7 @@ __all__ = [
     "next_hop",
     "response_type_for_status",
     "should_send_response",
+    "show_browser_source",
     "status_for_response_type",
     "to_message_request",
     "to_sip_message",

@@ -97,6 +97,9 @@ class ProcessorCalls:
 
     async def _process(self, message: Request | Response, source: Peer | None) -> Exchange | None:
         request = self._requests.build(message, sender=self._sender(source))
+        # A LAN browser's .invalid Via host, shown as its address when there
+        # is no external address to place the EdgePort with (browser_via).
+        convert.show_browser_source(request)
         started = trio.current_time()
         try:
             reply = await self._processor.process(request)

@@ -1,0 +1,156 @@
+"""A browser on the local network, through Routr's own processor library, with no externalAddrs.
+
+tests/routr_processor/processor.js stores routes as Routr's location service
+does: the route's ``advertisedHost`` is the REGISTER's top Via host, which a
+browser sets to a random ``.invalid`` name (RFC 7118 §5.2). When the library
+places the EdgePort towards that host (``getEdgeInterface``) it finds it in
+no localnet and, with no externalAddrs, fails the call (500). edgeport shows
+a WebSocket client's ``.invalid`` Via host to the processor as the address
+the connection comes from, and writes the Via back as the browser sent it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+import trio_websocket
+
+from edgeport.config import ProcessorConfig
+from edgeport.sip.transport import Transport
+from tests.e2e.conftest import address, make_config, start_edgeport
+from tests.e2e.flows import response_to
+from tests.support.node_processor import RunningRoutrProcessor, running_routr_processor
+from tests.support.ua import Received, TcpUA, UdpUA, WsUA, sip
+
+BROWSER_HOST = "q8w7e6r5t4y3.invalid"
+WAIT = 60.0  # seconds: Node start-up included
+
+
+def register(call_id: str) -> bytes:
+    """A REGISTER as JsSIP writes it: .invalid Via host without a port, ``;ob`` Contact."""
+    return sip(
+        f"""REGISTER sip:127.0.0.1 SIP/2.0
+Via: SIP/2.0/WS {BROWSER_HOST};branch=z9hG4bK-lan-reg
+Max-Forwards: 69
+To: <sip:bob@127.0.0.1>
+From: <sip:bob@127.0.0.1>;tag=lan-reg
+Call-ID: {call_id}
+CSeq: 1 REGISTER
+Contact: <sip:bob@{BROWSER_HOST};transport=ws;ob>;+sip.ice;reg-id=1;+sip.instance="<urn:uuid:7f1c9a52-3a8e-4f7e-9d55-0c3b6f1e2a10>";expires=600
+Expires: 600
+Allow: INVITE,ACK,CANCEL,BYE,UPDATE,MESSAGE,OPTIONS,REFER,INFO,NOTIFY
+Supported: path,gruu,outbound
+User-Agent: JsSIP 3.10.1
+Content-Length: 0
+
+"""
+    )
+
+
+def invite(caller_port: int, transport: str, call_id: str) -> bytes:
+    return sip(
+        f"""INVITE sip:bob@127.0.0.1 SIP/2.0
+Via: SIP/2.0/{transport} 127.0.0.1:{caller_port};branch=z9hG4bK-lan-inv-{call_id};rport
+Max-Forwards: 70
+From: <sip:alice@127.0.0.1>;tag=alice-{call_id}
+To: <sip:bob@127.0.0.1>
+Call-ID: {call_id}
+CSeq: 1 INVITE
+Contact: <sip:alice@127.0.0.1:{caller_port};transport={transport.lower()}>
+Content-Length: 0
+
+"""
+    )
+
+
+def in_dialog(method: str, cseq: int, ok: Received, caller_port: int, transport: str) -> bytes:
+    routes = "".join(f"Route: {r}\n" for r in reversed(ok.headers("Record-Route")))
+    call_id = ok.header("Call-ID")
+    return sip(
+        f"""{method} {ok.header("Contact").strip("<>")} SIP/2.0
+Via: SIP/2.0/{transport} 127.0.0.1:{caller_port};branch=z9hG4bK-lan-{method}-{call_id};rport
+{routes}Max-Forwards: 70
+From: <sip:alice@127.0.0.1>;tag=alice-{call_id}
+To: {ok.header("To")}
+Call-ID: {call_id}
+CSeq: {cseq} {method}
+Content-Length: 0
+
+"""
+    )
+
+
+async def register_browser(browser: WsUA) -> None:
+    await browser.send(register("lan-reg@test"))
+    answer = await browser.receive()
+    assert answer.status == 200, answer.text
+    # The answer carries the browser's Via as it sent it (JsSIP drops a
+    # response whose Via sent-by is not its own .invalid host).
+    assert answer.header("Via").startswith(f"SIP/2.0/WS {BROWSER_HOST};"), answer.text
+
+
+async def call_the_browser(
+    caller: UdpUA | TcpUA, transport: str, browser: WsUA, processor: RunningRoutrProcessor
+) -> None:
+    """INVITE, 180, 200, ACK, BYE, 200: the browser rings and answers, the caller hangs up."""
+    call_id = f"lan-call-{transport.lower()}@test"
+    await caller.send(invite(caller.port, transport, call_id))
+    try:
+        incoming = await browser.receive_until(lambda m: m.method == "INVITE")
+    except trio.TooSlowError:
+        answer = await caller.receive_until(lambda m: (m.status or 0) >= 200)
+        raise AssertionError(
+            f"no INVITE reached the browser; the caller got {answer.first_line!r}; "
+            f"the processor logged {failures(processor)}"
+        ) from None
+    assert incoming.header("Call-ID") == call_id
+    await browser.send(response_to(incoming, "180 Ringing", to_tag="bob-lan"))
+    ringing = await caller.receive_until(lambda m: (m.status or 0) > 100)
+    assert ringing.status == 180, ringing.text
+    contact = f"Contact: <sip:bob@{BROWSER_HOST};transport=ws;ob>\n"
+    await browser.send(response_to(incoming, "200 OK", to_tag="bob-lan", extra=contact))
+    ok = await caller.receive_until(lambda m: (m.status or 0) >= 200)
+    assert ok.status == 200, ok.text
+    for method, cseq in (("ACK", 1), ("BYE", 2)):
+        await caller.send(in_dialog(method, cseq, ok, caller.port, transport))
+        got = await browser.receive_until(lambda m, method=method: m.method == method)
+        assert got.header("CSeq") == f"{cseq} {method}"
+    await browser.send(response_to(got, "200 OK", to_tag="bob-lan"))
+    bye_ok = await caller.receive_until(lambda m: (m.status or 0) >= 200)
+    assert (bye_ok.status, bye_ok.header("CSeq")) == (200, "2 BYE")
+
+
+def failures(processor: RunningRoutrProcessor) -> list[str]:
+    """What the processor logged besides its one JSON line per message."""
+    return [line for line in processor.log.read_text().splitlines() if line and line[0] not in "{ "]
+
+
+async def test_a_lan_browser_is_called_through_routr_processor_without_external_addrs(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(WAIT):
+        async with (
+            running_routr_processor(tmp_path) as processor,
+            trio.open_nursery() as nursery,
+        ):
+            config = make_config(
+                processor=ProcessorConfig(processor.addr, timeout=5.0),
+                localnets=("127.0.0.1/8",),
+            )
+            assert config.external_addrs == ()
+            server = await start_edgeport(nursery, config)
+            udp_caller = await UdpUA.open(address(server, Transport.UDP))
+            tcp_caller = await TcpUA.open(address(server, Transport.TCP))
+            ws_port = address(server, Transport.WS)[1]
+            async with trio_websocket.open_websocket_url(
+                f"ws://127.0.0.1:{ws_port}/", subprotocols=["sip"]
+            ) as ws:
+                browser = WsUA(ws)
+                await register_browser(browser)
+                await call_the_browser(udp_caller, "UDP", browser, processor)
+                await call_the_browser(tcp_caller, "TCP", browser, processor)
+            udp_caller.close()
+            await tcp_caller.close()
+            assert failures(processor) == []
+            nursery.cancel_scope.cancel()

@@ -24,6 +24,7 @@ from tests.support.node_processor import RunningRoutrProcessor, running_routr_pr
 from tests.support.ua import Received, TcpUA, UdpUA, WsUA, sip
 
 BROWSER_HOST = "q8w7e6r5t4y3.invalid"
+INSTANCE = '+sip.instance="<urn:uuid:7f1c9a52-3a8e-4f7e-9d55-0c3b6f1e2a10>"'
 WAIT = 60.0  # seconds: Node start-up included
 
 
@@ -37,7 +38,7 @@ To: <sip:bob@127.0.0.1>
 From: <sip:bob@127.0.0.1>;tag=lan-reg
 Call-ID: {call_id}
 CSeq: 1 REGISTER
-Contact: <sip:bob@{BROWSER_HOST};transport=ws;ob>;+sip.ice;reg-id=1;+sip.instance="<urn:uuid:7f1c9a52-3a8e-4f7e-9d55-0c3b6f1e2a10>";expires=600
+Contact: <sip:bob@{BROWSER_HOST};transport=ws;ob>;+sip.ice;reg-id=1;{INSTANCE};expires=600
 Expires: 600
 Allow: INVITE,ACK,CANCEL,BYE,UPDATE,MESSAGE,OPTIONS,REFER,INFO,NOTIFY
 Supported: path,gruu,outbound
@@ -121,6 +122,53 @@ async def call_the_browser(
     assert (bye_ok.status, bye_ok.header("CSeq")) == (200, "2 BYE")
 
 
+def register_phone(phone: UdpUA) -> bytes:
+    return sip(
+        f"""REGISTER sip:127.0.0.1 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:{phone.port};branch=z9hG4bK-lan-carol;rport
+Max-Forwards: 70
+From: <sip:carol@127.0.0.1>;tag=carol-reg
+To: <sip:carol@127.0.0.1>
+Call-ID: lan-carol-reg@test
+CSeq: 1 REGISTER
+Contact: <sip:carol@127.0.0.1:{phone.port}>;expires=600
+Content-Length: 0
+
+"""
+    )
+
+
+async def browser_calls_a_phone(browser: WsUA, phone: UdpUA) -> None:
+    """The browser's Via reaches the phone, and comes back to the browser, as the browser wrote it."""
+    via = f"SIP/2.0/WS {BROWSER_HOST};branch=z9hG4bK-lan-out"
+    await browser.send(
+        sip(
+            f"""INVITE sip:carol@127.0.0.1 SIP/2.0
+Via: {via}
+Max-Forwards: 69
+To: <sip:carol@127.0.0.1>
+From: <sip:bob@127.0.0.1>;tag=bob-out
+Call-ID: lan-out@test
+CSeq: 7 INVITE
+Contact: <sip:bob@{BROWSER_HOST};transport=ws;ob>
+Content-Length: 0
+
+"""
+        )
+    )
+    incoming = await phone.receive_until(lambda m: m.method == "INVITE")
+    assert incoming.headers("Via")[1].startswith(f"{via};"), incoming.text
+    await phone.send(response_to(incoming, "180 Ringing", to_tag="carol-out"))
+    ringing = await browser.receive_until(lambda m: (m.status or 0) > 100)
+    assert ringing.status == 180, ringing.text
+    assert len(ringing.headers("Via")) == 1
+    assert ringing.header("Via").startswith(f"{via};"), ringing.text
+    await phone.send(response_to(incoming, "486 Busy Here", to_tag="carol-out"))
+    busy = await browser.receive_until(lambda m: (m.status or 0) >= 200)
+    assert busy.status == 486, busy.text
+    assert busy.header("Via").startswith(f"{via};"), busy.text
+
+
 def failures(processor: RunningRoutrProcessor) -> list[str]:
     """What the processor logged besides its one JSON line per message."""
     return [line for line in processor.log.read_text().splitlines() if line and line[0] not in "{ "]
@@ -150,6 +198,18 @@ async def test_a_lan_browser_is_called_through_routr_processor_without_external_
                 await register_browser(browser)
                 await call_the_browser(udp_caller, "UDP", browser, processor)
                 await call_the_browser(tcp_caller, "TCP", browser, processor)
+                phone = await UdpUA.open(address(server, Transport.UDP))
+                await phone.send(register_phone(phone))
+                assert (await phone.receive()).status == 200
+                await browser_calls_a_phone(browser, phone)
+                phone.close()
+            # What the processor saw: the browser's address where it wrote a .invalid host.
+            browser_vias = {
+                (line["method"], line["via"]["host"])
+                for line in processor.log_lines()
+                if line["type"] == "request" and line["sender"]["transport"] == "WS"
+            }
+            assert browser_vias == {("REGISTER", "127.0.0.1"), ("INVITE", "127.0.0.1")}
             udp_caller.close()
             await tcp_caller.close()
             assert failures(processor) == []

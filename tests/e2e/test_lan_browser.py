@@ -20,12 +20,18 @@ from edgeport.config import ProcessorConfig
 from edgeport.sip.transport import Transport
 from tests.e2e.conftest import address, make_config, start_edgeport
 from tests.e2e.flows import response_to
+from tests.support.jssip_agent import running_jssip_agent
 from tests.support.node_processor import RunningRoutrProcessor, running_routr_processor
 from tests.support.ua import Received, TcpUA, UdpUA, WsUA, sip
 
 BROWSER_HOST = "q8w7e6r5t4y3.invalid"
 INSTANCE = '+sip.instance="<urn:uuid:7f1c9a52-3a8e-4f7e-9d55-0c3b6f1e2a10>"'
 WAIT = 60.0  # seconds: Node start-up included
+
+
+def from_tag(call_id: str) -> str:
+    """The caller's From tag for a call: a token (RFC 3261 §25.1), so no "@"."""
+    return "alice-" + call_id.partition("@")[0]
 
 
 def register(call_id: str) -> bytes:
@@ -54,7 +60,7 @@ def invite(caller_port: int, transport: str, call_id: str) -> bytes:
         f"""INVITE sip:bob@127.0.0.1 SIP/2.0
 Via: SIP/2.0/{transport} 127.0.0.1:{caller_port};branch=z9hG4bK-lan-inv-{call_id};rport
 Max-Forwards: 70
-From: <sip:alice@127.0.0.1>;tag=alice-{call_id}
+From: <sip:alice@127.0.0.1>;tag={from_tag(call_id)}
 To: <sip:bob@127.0.0.1>
 Call-ID: {call_id}
 CSeq: 1 INVITE
@@ -72,7 +78,7 @@ def in_dialog(method: str, cseq: int, ok: Received, caller_port: int, transport:
         f"""{method} {ok.header("Contact").strip("<>")} SIP/2.0
 Via: SIP/2.0/{transport} 127.0.0.1:{caller_port};branch=z9hG4bK-lan-{method}-{call_id};rport
 {routes}Max-Forwards: 70
-From: <sip:alice@127.0.0.1>;tag=alice-{call_id}
+From: <sip:alice@127.0.0.1>;tag={from_tag(call_id)}
 To: {ok.header("To")}
 Call-ID: {call_id}
 CSeq: {cseq} {method}
@@ -139,7 +145,7 @@ Content-Length: 0
 
 
 async def browser_calls_a_phone(browser: WsUA, phone: UdpUA) -> None:
-    """The browser's Via reaches the phone, and comes back to the browser, as the browser wrote it."""
+    """The browser's Via reaches the phone and comes back to it as the browser wrote it."""
     via = f"SIP/2.0/WS {BROWSER_HOST};branch=z9hG4bK-lan-out"
     await browser.send(
         sip(
@@ -212,5 +218,130 @@ async def test_a_lan_browser_is_called_through_routr_processor_without_external_
             assert browser_vias == {("REGISTER", "127.0.0.1"), ("INVITE", "127.0.0.1")}
             udp_caller.close()
             await tcp_caller.close()
+            assert failures(processor) == []
+            nursery.cancel_scope.cancel()
+
+
+OFFER = """v=0
+o=alice 1 1 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio 40000 RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+"""
+
+
+def invite_with_offer(caller: UdpUA, call_id: str) -> bytes:
+    body = OFFER.replace("\n", "\r\n")
+    return (
+        sip(
+            f"""INVITE sip:bob@127.0.0.1 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:{caller.port};branch=z9hG4bK-jssip-inv;rport
+Max-Forwards: 70
+From: <sip:alice@127.0.0.1>;tag={from_tag(call_id)}
+To: <sip:bob@127.0.0.1>
+Call-ID: {call_id}
+CSeq: 1 INVITE
+Contact: <sip:alice@127.0.0.1:{caller.port}>
+Content-Type: application/sdp
+Content-Length: {len(body)}
+
+"""
+        )
+        + body.encode()
+    )
+
+
+async def test_a_jssip_browser_on_the_lan_registers_and_answers_a_call(tmp_path: Path) -> None:
+    """The real JsSIP, over a WebSocket, with no externalAddrs, through @routr/processor."""
+    with trio.fail_after(WAIT):
+        async with (
+            running_routr_processor(tmp_path) as processor,
+            trio.open_nursery() as nursery,
+        ):
+            config = make_config(
+                processor=ProcessorConfig(processor.addr, timeout=5.0),
+                localnets=("127.0.0.1/8",),
+            )
+            server = await start_edgeport(nursery, config)
+            ws_port = address(server, Transport.WS)[1]
+            caller = await UdpUA.open(address(server, Transport.UDP))
+            async with running_jssip_agent(
+                tmp_path, ws_url=f"ws://127.0.0.1:{ws_port}", uri="sip:bob@127.0.0.1"
+            ) as agent:
+                started = await agent.wait_for("starting")
+                via_host = started["viaHost"]
+                assert via_host.endswith(".invalid")
+                # JsSIP takes the 200 only when its Via comes back as it wrote it.
+                registered = await agent.wait_for("registered")
+                assert registered["status"] == 200
+                assert registered["via"].startswith(f"SIP/2.0/WS {via_host};")
+
+                call_id = "jssip-call@test"
+                await caller.send(invite_with_offer(caller, call_id))
+                ringing = await caller.receive_until(lambda m: (m.status or 0) > 100)
+                assert ringing.status == 180, (ringing.first_line, failures(processor))
+                await agent.wait_for("newRTCSession", originator="remote", callId=call_id)
+                ok = await caller.receive_until(lambda m: (m.status or 0) >= 200)
+                assert ok.status == 200, ok.text
+                assert ok.header("Contact").endswith(".invalid;transport=ws>"), ok.text
+                await caller.send(in_dialog("ACK", 1, ok, caller.port, "UDP"))
+                await agent.wait_for("confirmed", callId=call_id)
+                await caller.send(in_dialog("BYE", 2, ok, caller.port, "UDP"))
+                bye_ok = await caller.receive_until(lambda m: (m.status or 0) >= 200)
+                assert (bye_ok.status, bye_ok.header("CSeq")) == (200, "2 BYE")
+                ended = await agent.wait_for("ended", callId=call_id)
+                assert ended["originator"] == "remote"
+            caller.close()
+            assert failures(processor) == []
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_jssip_browser_on_the_lan_calls_a_phone(tmp_path: Path) -> None:
+    """JsSIP confirms the call only if every response carries its Via as it wrote it."""
+    with trio.fail_after(WAIT):
+        async with (
+            running_routr_processor(tmp_path) as processor,
+            trio.open_nursery() as nursery,
+        ):
+            config = make_config(
+                processor=ProcessorConfig(processor.addr, timeout=5.0),
+                localnets=("127.0.0.1/8",),
+            )
+            server = await start_edgeport(nursery, config)
+            ws_port = address(server, Transport.WS)[1]
+            phone = await UdpUA.open(address(server, Transport.UDP))
+            await phone.send(register_phone(phone))
+            assert (await phone.receive()).status == 200
+            async with running_jssip_agent(
+                tmp_path,
+                ws_url=f"ws://127.0.0.1:{ws_port}",
+                uri="sip:bob@127.0.0.1",
+                call_target="sip:carol@127.0.0.1",
+            ) as agent:
+                via_host = (await agent.wait_for("starting"))["viaHost"]
+                incoming = await phone.receive_until(lambda m: m.method == "INVITE")
+                assert incoming.headers("Via")[1].startswith(f"SIP/2.0/WS {via_host};")
+                call_id = incoming.header("Call-ID")
+                await phone.send(response_to(incoming, "180 Ringing", to_tag="carol-js"))
+                await agent.wait_for("progress", callId=call_id, status=180)
+                body = OFFER.replace("\n", "\r\n")
+                answer = response_to(
+                    incoming,
+                    "200 OK",
+                    to_tag="carol-js",
+                    extra=f"Contact: <sip:carol@127.0.0.1:{phone.port}>\n"
+                    "Content-Type: application/sdp\n",
+                ).replace(b"Content-Length: 0", f"Content-Length: {len(body)}".encode())
+                await phone.send(answer + body.encode())
+                await agent.wait_for("confirmed", callId=call_id)
+                ack = await phone.receive_until(lambda m: m.method == "ACK")
+                assert ack.header("Call-ID") == call_id
+                bye = await phone.receive_until(lambda m: m.method == "BYE")
+                await phone.send(response_to(bye, "200 OK", to_tag="carol-js"))
+                ended = await agent.wait_for("ended", callId=call_id)
+                assert ended["originator"] == "local"
+            phone.close()
             assert failures(processor) == []
             nursery.cancel_scope.cancel()

@@ -183,3 +183,37 @@ def test_the_browser_s_via_goes_on_the_wire_as_the_browser_sent_it(via_lines: st
     # Below edgeport's own Via, the request's Vias as received (and stamped).
     assert ", ".join(vias[1:]) == ", ".join(original.headers.get_all("via"))
     assert vias[1].startswith("SIP/2.0/WSS h7g6f5d4s3a2.invalid;branch=z9hG4bK5550101;")
+
+
+@pytest.mark.parametrize(
+    ("host", "shown_as"),
+    [
+        ("H7G6F5D4S3A2.INVALID", "192.168.1.50"),  # RFC 3261 §19.1.4: hosts compare caselessly
+        ("h7g6f5d4s3a2.invalid.", "192.168.1.50"),  # a fully qualified name
+        ("h7g6f5d4s3a2.invalid.example.com", "h7g6f5d4s3a2.invalid.example.com"),
+        ("invalid", "invalid"),
+        ("10.0.0.9", "10.0.0.9"),
+    ],
+)
+def test_only_a_name_under_invalid_is_shown_as_the_source(host: str, shown_as: str) -> None:
+    text = BROWSER_REGISTER.replace(
+        "Via: SIP/2.0/WSS h7g6f5d4s3a2.invalid;", f"Via: SIP/2.0/WSS {host};"
+    )
+    _before, after, changed = shown(text, common_pb2.WSS)
+    assert after.message.via[0].host == shown_as
+    assert changed == (shown_as != host)
+
+
+def test_a_browser_cannot_choose_the_address_it_is_shown_by() -> None:
+    """received and rport written by the client are replaced by edgeport's stamp,
+    and the host shown is the connection's, whatever the Via claims."""
+    text = BROWSER_REGISTER.replace(
+        "Via: SIP/2.0/WSS h7g6f5d4s3a2.invalid;branch=z9hG4bK5550101",
+        "Via: SIP/2.0/WSS h7g6f5d4s3a2.invalid:5099;branch=z9hG4bK5550101;"
+        "received=10.9.9.9;rport=5099;maddr=10.9.9.9",
+    )
+    _before, after, changed = shown(text, common_pb2.WSS)
+    assert changed
+    via = after.message.via[0]
+    assert (via.host, via.received, via.r_port) == ("192.168.1.50", "192.168.1.50", 53124)
+    assert (via.port, via.m_addr) == (5099, "10.9.9.9")  # shown as written, as for any client

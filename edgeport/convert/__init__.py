@@ -4,6 +4,8 @@
 - protobuf -> SIP: :func:`build_answer`, :func:`build_forward_request`,
   :func:`build_forward_response`, and :func:`next_hop` for the target.
 - Tables: ResponseType <-> status code, Method.
+- :func:`show_browser_source`: a LAN browser's ``.invalid`` Via host as the
+  processor sees it.
 """
 
 from edgeport.convert.browser_via import show_browser_source

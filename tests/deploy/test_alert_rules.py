@@ -8,29 +8,19 @@ hide rules nobody checked.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "deploy/prometheus/edgeport-alerts.yaml"
-RULE_TESTS = ROOT / "deploy/prometheus/edgeport-alerts.test.yaml"
+from tests.deploy.promql import RULES, alert_rules, promtool
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+RULE_TESTS = RULES.with_name("edgeport-alerts.test.yaml")
 PROMTOOL_TIMEOUT = 60.0  # seconds for one promtool run
-
-
-def promtool() -> str:
-    """The promtool executable; fails in CI and skips elsewhere when it is missing."""
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("promtool is missing: .ci/run installs Debian's prometheus package")
-        pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
-    return found
 
 
 def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -42,11 +32,6 @@ def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=PROMTOOL_TIMEOUT,
         check=False,
     )
-
-
-def alert_rules() -> list[dict[str, Any]]:
-    document = yaml.safe_load(RULES.read_text())
-    return [rule for group in document["groups"] for rule in group["rules"] if "alert" in rule]
 
 
 def test_promtool_accepts_the_alert_rules() -> None:

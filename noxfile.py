@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-PYTHON = "3.11"
+# The Python versions edgeport supports; each session runs once, on one of
+# them: the one nox itself runs on when it is supported (so the distribution's
+# python3 serves: 3.11 on Debian 12, 3.12 on Ubuntu 24.04, 3.13 on Debian 13),
+# else the oldest supported one on PATH. `nox --force-python 3.12` picks another.
+SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")
+_RUNNING = f"{sys.version_info.major}.{sys.version_info.minor}"
+PYTHON = (
+    _RUNNING
+    if _RUNNING in SUPPORTED_PYTHONS
+    else next((v for v in SUPPORTED_PYTHONS if shutil.which(f"python{v}")), SUPPORTED_PYTHONS[0])
+)
 # Linters pinned to a minor release: a newer one may add checks, and CI on a
 # fresh machine must judge the tree as it was judged when it was committed.
 RUFF = "ruff>=0.17,<0.18"

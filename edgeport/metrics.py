@@ -368,6 +368,10 @@ class Registry:
         self._register(family)
         return family
 
+    def families(self) -> tuple[Counter | Gauge | Histogram, ...]:
+        """The registered families, in registration order (their names and label names)."""
+        return tuple(self._families.values())
+
     def render(self) -> str:
         """The text exposition format 0.0.4: HELP, TYPE, then the samples of each family."""
         lines: list[str] = []

@@ -30,9 +30,19 @@ async def open_tls(
     return trio.SSLStream(tcp, context, server_hostname="127.0.0.1")
 
 
-async def refused_exchange(stream: trio.SSLStream[trio.SocketStream]) -> None:
-    await stream.send_all(sip_request(call_id="anonymous"))
-    await receive_until_eof(stream)
+async def refused_exchange(stream: trio.SSLStream[trio.SocketStream]) -> bytes:
+    """What a client the server refused receives: nothing, then an error or the end.
+
+    TLS 1.3 may finish the client's side of the handshake; the server's
+    refusal then arrives on the first read, as an error (BrokenResourceError)
+    or, with the ssl module of Python 3.11.2 (Debian 12's python3), as the
+    end of the stream.
+    """
+    try:
+        await stream.send_all(sip_request(call_id="anonymous"))
+        return await receive_until_eof(stream)
+    except trio.BrokenResourceError:
+        return b""
 
 
 async def test_tls_round_trip_without_client_certificate(
@@ -68,10 +78,9 @@ async def test_required_client_certificate(
             assert (await recorder.next()).data == sip_request(call_id="good-1")
 
             anonymous = await open_tls(address, client_context(False))
-            # TLS 1.3 may finish the client's side of the handshake; the
-            # server's refusal then arrives on the first read.
-            with pytest.raises(trio.BrokenResourceError):
-                await refused_exchange(anonymous)
+            # Refused: no answer, the handshake counted as failed, and the
+            # anonymous message delivered nowhere (good-2 comes next).
+            assert await refused_exchange(anonymous) == b""
             await trio.aclose_forcefully(anonymous)
             while layer.stats["tls_handshake_failed"] == 0:
                 await trio.sleep(0.01)

@@ -1,0 +1,1 @@
+"""The operator's kit in deploy/: alert rules and the Grafana dashboard."""

@@ -6,6 +6,6 @@
 """
 
 from edgeport.dns.lookup import DnsResolver, UnresolvableHost
-from edgeport.dns.resolver import Target
+from edgeport.dns.resolver import MAX_TARGETS, Target
 
-__all__ = ["DnsResolver", "Target", "UnresolvableHost"]
+__all__ = ["MAX_TARGETS", "DnsResolver", "Target", "UnresolvableHost"]

@@ -45,8 +45,8 @@ from edgeport.dns.resolver import (
     Resolution,
     Srv,
     Target,
-    is_numeric,
     normalise,
+    numeric_address,
 )
 from edgeport.metrics import METRICS
 from edgeport.sip.transport import Transport
@@ -97,8 +97,9 @@ class DnsResolver:
             return [Target(host.lower(), hop.port, hop.transport, host.lower())]
         if normalise(host) in LOOPBACK_NAMES:
             return [Target("127.0.0.1", hop.port, hop.transport, host)]
-        if is_numeric(host):
-            return [Target(host, hop.port, hop.transport, host)]
+        address = numeric_address(host)
+        if address is not None:
+            return [Target(address, hop.port, hop.transport, host)]
         resolution = Resolution(hop, self._supported, self._rng)
         with trio.move_on_after(self._timeout):
             for _ in range(MAX_QUESTIONS):

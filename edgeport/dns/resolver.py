@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import re
+import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 
     from edgeport.convert import NextHop
 
+_SHORT_IPV4: Final = re.compile(r"[0-9]+(\.[0-9]+){0,3}")
 MAX_TARGETS: Final = 16  # targets kept for one next hop (addresses of every SRV target)
 MAX_SRV_HOSTS: Final = 8  # SRV target hosts looked up for one next hop
 MAX_ADDRESSES_PER_NAME: Final = 4  # addresses kept from one A/AAAA answer
@@ -121,12 +124,27 @@ def normalise(name: str) -> str:
     return name.rstrip(".").lower()
 
 
-def is_numeric(host: str) -> bool:
+def numeric_address(host: str) -> str | None:
+    """The address a numeric host names, or None for a name.
+
+    Besides IPv4 and IPv6 literals, the short IPv4 forms the system resolver
+    reads (``127.1``, RFC 1166's ``inet_aton`` forms) count as numeric: no
+    top-level domain is all digits (RFC 3696 §2), so they are never names.
+    """
     try:
-        ipaddress.ip_address(host)
+        return str(ipaddress.ip_address(host))
     except ValueError:
-        return False
-    return True
+        pass
+    if host and _SHORT_IPV4.fullmatch(host):
+        try:
+            return socket.inet_ntoa(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def is_numeric(host: str) -> bool:
+    return numeric_address(host) is not None
 
 
 def order_naptr(records: Iterable[Naptr], *, secure: bool) -> list[tuple[Transport, str]]:
@@ -201,8 +219,9 @@ class Resolution:
 
     def __post_init__(self) -> None:
         host = self.hop.host
-        if is_numeric(host):
-            self.targets.append(Target(host, self.hop.port, self.hop.transport, host))
+        address = numeric_address(host)
+        if address is not None:
+            self.targets.append(Target(address, self.hop.port, self.hop.transport, host))
             return
         name = normalise(host)
         if self.hop.explicit_port:

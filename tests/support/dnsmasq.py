@@ -87,8 +87,7 @@ def run_dnsmasq(
     hosts_file = directory / "dnsmasq.hosts"
     hosts_file.write_text(hosts + "\n")
     conf.write_text(
-        "\n".join([*lines, "local=/test/", f"local-ttl={ttl}", f"addn-hosts={hosts_file}"])
-        + "\n"
+        "\n".join([*lines, "local=/test/", f"local-ttl={ttl}", f"addn-hosts={hosts_file}"]) + "\n"
     )
     for _ in range(MAX_START_ATTEMPTS):
         port = _free_port()

@@ -164,7 +164,7 @@ class DnsResolver:
                 name, rdtype, raise_on_no_answer=False, lifetime=self._timeout
             )
         except dns.resolver.NXDOMAIN as error:
-            logger.info("DNS: %s %s: no such name", name, rdtype)
+            logger.debug("DNS: %s %s: no such name", name, rdtype)
             responses = error.kwargs.get("responses") or {}
             return (), _negative_ttl(next(iter(responses.values()), None)), "negative"
         except (dns.exception.DNSException, OSError) as error:

@@ -17,6 +17,10 @@ ABANDONED       cancelled while the processor was still routing: it is
 DONE            the caller has its final answer and nothing more is sent
 =============== ==========================================================
 
+A target that fails before anything of it reached the caller (RFC 3263
+§4.3) takes the forward back to SENDING, towards the next target DNS gave;
+once the caller cancelled, no new target is tried.
+
 :meth:`ForwardMachine.handle` takes an :class:`Event` and returns the
 :class:`Action` values the caller must carry out, in order. A pair the table
 does not list changes nothing and returns no action: a response after the
@@ -53,6 +57,10 @@ class Event(enum.Enum):
     TIMEOUT = "timeout"  # Timer B/F, or Timer C for an INVITE
     TRANSPORT_ERROR = "transport-error"  # the next hop cannot be reached any more
     RETRY = "retry"  # auth on behalf sends the request again, with credentials
+    # The current target failed (transport error, no response in time, 503) and
+    # DNS gave another one (RFC 3263 §4.3). Only raised while no provisional
+    # response was relayed upstream: the caller has seen nothing of the target.
+    TARGET_FAILED = "target-failed"
 
 
 class Action(enum.Enum):
@@ -62,6 +70,7 @@ class Action(enum.Enum):
     ANSWER_503 = "answer-503"  # answer 503, the next hop is unreachable
     SEND_CANCEL = "send-cancel"  # CANCEL the request downstream
     END_DIALOG = "end-dialog"  # ACK and BYE a 2xx that nobody upstream will see
+    NEXT_TARGET = "next-target"  # send the request to the next target, a new branch
 
 
 _S = ForwardState
@@ -95,6 +104,13 @@ _TRANSITIONS: Final[dict[tuple[ForwardState, Event], tuple[ForwardState, tuple[A
     (_S.SENDING, _E.RETRY): (_S.SENDING, ()),
     (_S.CALLING, _E.RETRY): (_S.SENDING, ()),
     (_S.PROCEEDING, _E.RETRY): (_S.SENDING, ()),
+    # RFC 3263 §4.3 failover: a new client transaction towards the next target.
+    (_S.SENDING, _E.TARGET_FAILED): (_S.SENDING, (_A.NEXT_TARGET,)),
+    (_S.CALLING, _E.TARGET_FAILED): (_S.SENDING, (_A.NEXT_TARGET,)),
+    (_S.PROCEEDING, _E.TARGET_FAILED): (_S.SENDING, (_A.NEXT_TARGET,)),
+    # Cancelled (the caller has its 487): no new branch is started.
+    (_S.CANCEL_WAITING, _E.TARGET_FAILED): (_S.DONE, ()),
+    (_S.CANCELLED, _E.TARGET_FAILED): (_S.DONE, ()),
     (_S.CANCEL_WAITING, _E.SEND_FAILED): (_S.DONE, ()),
     (_S.CANCEL_WAITING, _E.PROVISIONAL): (_S.CANCELLED, (_A.SEND_CANCEL,)),
     (_S.CANCEL_WAITING, _E.FINAL_2XX): (_S.DONE, (_A.END_DIALOG,)),

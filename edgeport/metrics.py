@@ -475,6 +475,17 @@ class EdgeportMetrics:
             "TLS and WebSocket handshake failures, send failures.",
             ("event",),
         )
+        self.dns_lookups = registry.counter(
+            "edgeport_dns_lookups_total",
+            "DNS questions for next hops (NAPTR, SRV, A/AAAA), by result: answer, "
+            "negative (no such name or record), failure (timeout, server error), cached.",
+            ("result",),
+        )
+        self.dns_failovers = registry.counter(
+            "edgeport_dns_failovers_total",
+            "Forwarded requests sent on to the next DNS target after one failed "
+            "(RFC 3263 §4.3: transport error, no response, 503).",
+        )
         self.hep_sent = registry.counter(
             "edgeport_hep_sent_total", "HEP capture packets sent to the collector."
         )

@@ -124,3 +124,27 @@ def test_no_event_leaves_a_terminal_state() -> None:
             m = machine_in(terminal)
             assert m.handle(event) == ()
             assert m.state is terminal
+
+
+@pytest.mark.parametrize("state", [S.SENDING, S.CALLING, S.PROCEEDING])
+def test_a_failed_target_sends_the_request_to_the_next_one(state: ForwardState) -> None:
+    m = machine_in(state)
+    assert m.handle(Event.TARGET_FAILED) == (Action.NEXT_TARGET,)
+    assert m.state is S.SENDING
+    assert m.upstream_waiting
+    assert m.handle(Event.SENT) == ()
+    assert m.state is S.CALLING
+
+
+@pytest.mark.parametrize("state", [S.CANCEL_WAITING, S.CANCELLED])
+def test_no_next_target_once_the_caller_cancelled(state: ForwardState) -> None:
+    m = machine_in(state)
+    assert m.handle(Event.TARGET_FAILED) == ()
+    assert m.state is S.DONE
+
+
+@pytest.mark.parametrize("state", [S.ROUTING, S.ABANDONED, S.DONE])
+def test_a_target_failure_outside_a_send_changes_nothing(state: ForwardState) -> None:
+    m = machine_in(state)
+    assert m.handle(Event.TARGET_FAILED) == ()
+    assert m.state is state

@@ -94,6 +94,13 @@ def describe_config(config: EdgePortConfig) -> dict[str, Any]:
         builtin["peers"] = config.builtin.peers
     if builtin:
         spec["builtin"] = builtin
+    spec["dns"] = {
+        "servers": list(config.dns.servers),  # empty: /etc/resolv.conf
+        "timeout": config.dns.timeout,
+        "failoverTimeout": config.dns.failover_timeout,
+        "avoidFor": config.dns.avoid_for,
+        "cache": {"maxEntries": config.dns.cache.max_entries},
+    }
     described: dict[str, Any] = {"kind": KIND, "apiVersion": config.api_version, "ref": config.ref}
     if config.region is not None:
         described["metadata"] = {"region": config.region}

@@ -35,6 +35,7 @@ OVERRIDES: Final = (
     ("LOCALNETS", "spec.localnets"),
     ("WORKERS", "spec.workers"),
     ("HEP_ADDR", "spec.capture.hep.addr"),
+    ("DNS_SERVERS", "spec.dns.servers"),
 )
 _NATS_SUBJECT_RE: Final = re.compile(r"[^\s*>.]+(\.[^\s*>.]+)*")
 _NATS_SCHEMES: Final = ("nats", "tls", "ws", "wss")
@@ -69,6 +70,11 @@ def apply_overrides(document: dict[str, Any], env: Mapping[str, str]) -> dict[st
             if not isinstance(hep, dict):
                 continue
             hep["addr"] = value.strip()
+        elif key_path == "spec.dns.servers":
+            dns = spec.setdefault("dns", {})
+            if not isinstance(dns, dict):
+                continue
+            dns["servers"] = _env_list(value)
         else:
             spec[key_path.rsplit(".", 1)[-1]] = _env_list(value)
         applied[key_path] = variable

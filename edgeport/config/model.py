@@ -83,6 +83,15 @@ DEFAULT_SCANNERS: Final[tuple[str, ...]] = (
 DEFAULT_MAX_CONNECTIONS_PER_SOURCE: Final = 256
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0  # seconds
 DEFAULT_FIRST_MESSAGE_TIMEOUT: Final = 30.0  # seconds
+# edgeport extension spec.dns (edgeport.dns): RFC 3263 next-hop resolution.
+DEFAULT_DNS_PORT: Final = 53
+DEFAULT_DNS_TIMEOUT: Final = 5.0  # seconds to resolve one next hop, all its queries
+# A target that has not answered at all after this long is given up for the
+# next one of its list (RFC 3263 §4.3); Timer B (32 s) would leave the caller
+# ringing into nothing.
+DEFAULT_DNS_FAILOVER_TIMEOUT: Final = 4.0  # seconds
+DEFAULT_DNS_AVOID_FOR: Final = 30.0  # seconds a failed target goes to the end of its lists
+DEFAULT_DNS_CACHE_MAX_ENTRIES: Final = 10_000  # answers (positive and negative) kept
 
 
 # --- the model -----------------------------------------------------------------------
@@ -207,6 +216,24 @@ class BuiltinConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DnsCacheConfig:
+    """edgeport extension spec.dns.cache."""
+
+    max_entries: int = DEFAULT_DNS_CACHE_MAX_ENTRIES
+
+
+@dataclass(frozen=True, slots=True)
+class DnsConfig:
+    """edgeport extension spec.dns: how next hops named in DNS are resolved (RFC 3263)."""
+
+    servers: tuple[str, ...] = ()  # "ip" or "ip:port"; empty: /etc/resolv.conf
+    timeout: float = DEFAULT_DNS_TIMEOUT
+    failover_timeout: float = DEFAULT_DNS_FAILOVER_TIMEOUT
+    avoid_for: float = DEFAULT_DNS_AVOID_FOR
+    cache: DnsCacheConfig = field(default_factory=DnsCacheConfig)
+
+
+@dataclass(frozen=True, slots=True)
 class PublisherConfig:
     console_enabled: bool = False
     nats_enabled: bool = False
@@ -252,6 +279,7 @@ class EdgePortConfig:
     hep: HepConfig | None = None  # spec.capture.hep, or HEP_ADDR
     limits: LimitsConfig = field(default_factory=LimitsConfig)  # spec.limits
     builtin: BuiltinConfig = field(default_factory=BuiltinConfig)  # spec.builtin
+    dns: DnsConfig = field(default_factory=DnsConfig)  # spec.dns
 
     @property
     def health_bind_addr(self) -> str:

@@ -42,6 +42,8 @@ from edgeport.config.model import (
     BuiltinConfig,
     ClientAuthType,
     ConnectionLimits,
+    DnsCacheConfig,
+    DnsConfig,
     FloodConfig,
     HepConfig,
     LimitsConfig,
@@ -115,6 +117,7 @@ class SpecFile:
     capture: CaptureFile = field(default_factory=CaptureFile)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     builtin: BuiltinConfig = field(default_factory=BuiltinConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +268,17 @@ _structure_builtin: Final = _register(
         "peers": values.optional(values.nonempty_string),
     },
 )
+_structure_dns_cache: Final = _register(DnsCacheConfig, {"max_entries": values.positive_integer})
+_structure_dns: Final = _register(
+    DnsConfig,
+    {
+        "servers": values.list_of(values.dns_server),
+        "timeout": values.positive_seconds,
+        "failover_timeout": values.positive_seconds,
+        "avoid_for": values.non_negative_seconds,
+        "cache": _structure_dns_cache,
+    },
+)
 _structure_spec: Final = _register(
     SpecFile,
     {
@@ -292,6 +306,7 @@ _structure_spec: Final = _register(
         "capture": _structure_capture,
         "limits": _structure_limits,
         "builtin": _structure_builtin,
+        "dns": _structure_dns,
     },
 )
 _structure_document: Final = _register(

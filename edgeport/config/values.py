@@ -22,6 +22,7 @@ from edgeport.config.errors import Invalid
 from edgeport.config.model import (
     API_VERSIONS,
     BUILTIN_PROCESSOR,
+    DEFAULT_DNS_PORT,
     KIND,
     MAX_WORKERS,
     TLS_PROTOCOLS,
@@ -232,6 +233,41 @@ def hep_addr(value: Any, _: Any = None) -> str:
         return processor_addr(text)
     except Invalid:
         raise Invalid(f"expected host:port of a HEP collector, got {text!r}") from None
+
+
+def split_dns_server(text: str) -> tuple[str, int]:
+    """``ip``, ``ip:port``, ``[v6]:port`` or a bare IPv6 address -> (address, port).
+
+    Raises ValueError. A name is refused: the resolver's own servers cannot be
+    looked up in DNS.
+    """
+    host, port_text = text, ""
+    if text.startswith("["):
+        host, _sep, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(text)
+            port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    address = str(ipaddress.ip_address(host))
+    if not port_text:
+        return address, DEFAULT_DNS_PORT
+    if PORT_RE.fullmatch(port_text) is None or not 1 <= int(port_text) <= 65535:
+        raise ValueError(text)
+    return address, int(port_text)
+
+
+def dns_server(value: Any, _: Any = None) -> str:
+    """``spec.dns.servers[*]``: a DNS server's IP address, with an optional port."""
+    text = string(value).strip()
+    try:
+        address, number = split_dns_server(text)
+    except ValueError:
+        raise Invalid(
+            f"expected a DNS server as ip or ip:port (e.g. 10.0.0.2:53), got {text!r}"
+        ) from None
+    return f"[{address}]:{number}" if ":" in address else f"{address}:{number}"
 
 
 def agent_id(value: Any, _: Any = None) -> int:

@@ -21,7 +21,7 @@ fields.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from edgeport._proto import processor_pb2, sipmessage_pb2
@@ -129,6 +129,11 @@ class NextHop:
     host: str
     port: int
     transport: Transport
+    # Whether the URI named them (RFC 3263 §4.1, §4.2: an explicit port skips
+    # NAPTR and SRV, an explicit transport skips NAPTR). Not part of equality:
+    # the hop is the same place either way.
+    explicit_port: bool = field(default=True, compare=False)
+    explicit_transport: bool = field(default=True, compare=False)
 
 
 @dataclass(slots=True)
@@ -710,4 +715,10 @@ def next_hop(request: Request) -> NextHop:
         elif transport is Transport.WS:
             transport = Transport.WSS
     port = target.port if target.port is not None else transport.default_port
-    return NextHop(target.host.strip("[]"), port, transport)
+    return NextHop(
+        target.host.strip("[]"),
+        port,
+        transport,
+        explicit_port=target.port is not None,
+        explicit_transport=bool(token),
+    )

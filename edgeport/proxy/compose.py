@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from edgeport.admission import Routing
+from edgeport.dns import DnsResolver
 from edgeport.edge_checks import own_hosts
 from edgeport.metrics import METRICS
 from edgeport.own_addresses import OwnAddresses
@@ -38,8 +39,10 @@ from edgeport.proxy.loop_guard import LoopGuard
 from edgeport.proxy.model import Destination, new_branch
 from edgeport.proxy.processor_calls import ProcessorCalls
 from edgeport.proxy.requests import RequestHandler
+from edgeport.proxy.targets import NextHops
 from edgeport.proxy.tasks import GuardedTasks
 from edgeport.proxy.upstream import UpstreamRelay
+from edgeport.sip.transport import Transport
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -88,6 +91,16 @@ class Proxy:
         ended = EndedDialogs()
         ready = ReadyRelays()
         routing = Routing()
+        # RFC 3263: the transports DNS may choose are those edgeport can send over.
+        supported = {Transport.TCP, *(p.transport for p in listening_points)}
+        if config.security_context is not None:
+            supported.add(Transport.TLS)
+        hops = NextHops(
+            DnsResolver(config.dns, supported=supported, metrics=metrics),
+            metrics,
+            listening_points=listening_points,
+            failover_timeout=config.dns.failover_timeout,
+        )
         self.upstream = UpstreamRelay(
             transactions,
             responder,
@@ -111,6 +124,7 @@ class Proxy:
             cseq=cseq,
             ended=ended,
             ready=ready,
+            hops=hops,
             strip_session_progress_sdp=config.strip_session_progress_sdp,
         )
         self.requests = RequestHandler(
@@ -131,6 +145,7 @@ class Proxy:
                 ["localhost", "127.0.0.1", "::1"],
             ),
             max_in_flight=config.max_in_flight,
+            hops=hops,
         )
         self.dispatcher = Dispatcher(
             self.requests,

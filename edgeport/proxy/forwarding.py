@@ -7,6 +7,14 @@ CANCEL (RFC 3261 §9, §16.10), Timer B/C/F and transport failures (§16.7 step
 10, §16.8), auth on behalf (contract §4) and a 2xx that crossed a CANCEL (ACK
 and BYE downstream) are handled here; responses go upstream through
 :class:`~edgeport.proxy.upstream.UpstreamRelay`.
+
+Failover (RFC 3263 §4.3): a next hop named in DNS may give several targets
+(:mod:`edgeport.proxy.targets`). When the current one fails before anything
+of it was relayed upstream (a transport error, no response at all within
+``spec.dns.failoverTimeout``, a 503), the request goes to the next one with
+a new branch. An attempt given up for silence that wakes up later is
+cancelled (or, for a 2xx, acknowledged and ended with a BYE): no branch is
+left ringing.
 """
 
 from __future__ import annotations
@@ -20,11 +28,12 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from edgeport import convert
+from edgeport.dns import MAX_TARGETS, UnresolvableHost
 from edgeport.events import call_ended, call_started, x_headers
 from edgeport.forward_state import Action, Event, ForwardMachine, ForwardState
 from edgeport.gateway_auth import GatewayAuthError, GatewayCredentials, answer_challenge
 from edgeport.proxy.model import Destination, aor_of, new_branch
-from edgeport.routing import UnresolvableHost, resolve_peer
+from edgeport.proxy.targets import peer_of
 from edgeport.sip.errors import SipParseError, SipSerializeError
 from edgeport.sip.teardown import end_dialog
 from edgeport.sip.transaction import build_cancel, matching_invite_key
@@ -33,6 +42,7 @@ from edgeport.transaction_layer import TransactionTableFull
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from edgeport.dns import Target
     from edgeport.events import EventBus
     from edgeport.metrics import EdgeportMetrics
     from edgeport.proxy.answers import Responder
@@ -40,6 +50,7 @@ if TYPE_CHECKING:
     from edgeport.proxy.loop_guard import LoopGuard
     from edgeport.proxy.model import Exchange
     from edgeport.proxy.processor_calls import ProcessorCalls
+    from edgeport.proxy.targets import NextHops
     from edgeport.proxy.tasks import GuardedTasks
     from edgeport.proxy.upstream import UpstreamRelay
     from edgeport.sip.message import Request, Response
@@ -56,6 +67,15 @@ MAX_RELAY_QUEUE: Final = 64  # responses waiting for one forwarded request
 AUTH_METHODS: Final = frozenset({"INVITE", "MESSAGE", "REGISTER"})
 # Actions that answer the caller: the forward stays in the table until they are done.
 _OWED: Final = frozenset({Action.RELAY, Action.ANSWER_487, Action.ANSWER_408, Action.ANSWER_503})
+
+
+@dataclass(slots=True)
+class Attempt:
+    """A request sent to a target that was given up (RFC 3263 §4.3 failover)."""
+
+    request: Request
+    destination: Destination
+    cancelled: bool = False  # a CANCEL went to it after its first provisional
 
 
 @dataclass(eq=False)
@@ -84,7 +104,15 @@ class Forward:
     # Branches for what goes downstream on the caller's behalf (the request,
     # a retry with credentials), with the loop mark of the request as received.
     new_branch: Callable[[], str] = new_branch
-    _queue: collections.deque[Callable[[], Awaitable[None]]] = field(
+    # RFC 3263 §4.3: the target sent to, the ones left, and the attempts given up
+    # for silence (their request and destination), which may still answer.
+    target: Target | None = None
+    targets: list[Target] = field(default_factory=list)
+    abandoned: dict[object, Attempt] = field(default_factory=dict)
+    relayed_provisional: bool = False  # the caller saw a 1xx: no failover any more
+    failure: str = ""  # why the current target failed, for the log
+    silence_timer: trio.CancelScope | None = None
+    _queue: collections.deque[Callable[[], Awaitable[object]]] = field(
         default_factory=collections.deque
     )
     _relaying: bool = False
@@ -98,7 +126,9 @@ class Forward:
     def _current(self, handle: ClientTransactionHandle[Destination]) -> bool:
         # ``client`` is None while ``send_request`` runs: a transport error on
         # the first send arrives before the handle is known.
-        return self.client is None or handle is self.client
+        if self.client is None:
+            return handle not in self.abandoned
+        return handle is self.client
 
     def on_response(
         self,
@@ -107,7 +137,12 @@ class Forward:
         source: Destination | None,
     ) -> None:
         if not self._current(handle):
+            if handle in self.abandoned:  # a target given up for silence woke up
+                self._enqueue(
+                    lambda: self.forwarder.abandoned_response(self, handle, response), inline=True
+                )
             return  # a late response of an attempt that auth on behalf replaced
+        self.stop_silence_timer()
         peer = source.peer if source is not None else None
         # Relayed by the task that read the response, once the transaction
         # layer is done with it (UpstreamRelay.on_response runs the ready ones).
@@ -115,15 +150,31 @@ class Forward:
 
     def on_timeout(self, handle: ClientTransactionHandle[Destination]) -> None:
         if self._current(handle):
-            self._enqueue(lambda: self.forwarder.handle_event(self, Event.TIMEOUT))
+            self._enqueue(
+                lambda: self.forwarder.attempt_failed(self, Event.TIMEOUT, "transaction timeout")
+            )
 
     def on_transport_error(self, handle: ClientTransactionHandle[Destination]) -> None:
         if self._current(handle):
-            self._enqueue(lambda: self.forwarder.handle_event(self, Event.TRANSPORT_ERROR))
+            self._enqueue(
+                lambda: self.forwarder.attempt_failed(
+                    self, Event.TRANSPORT_ERROR, "transport error"
+                )
+            )
+
+    def on_silence(self, handle: ClientTransactionHandle[Destination]) -> None:
+        """No response at all from the current target within the failover timeout."""
+        if self._current(handle):
+            self._enqueue(lambda: self.forwarder.attempt_failed(self, None, "no response"))
+
+    def stop_silence_timer(self) -> None:
+        if self.silence_timer is not None:
+            self.silence_timer.cancel()
+            self.silence_timer = None
 
     # ordering -------------------------------------------------------------
 
-    def _enqueue(self, job: Callable[[], Awaitable[None]], *, inline: bool = False) -> None:
+    def _enqueue(self, job: Callable[[], Awaitable[object]], *, inline: bool = False) -> None:
         """Queue ``job``; with none running, ``inline`` leaves it to the task that read
         the response, else (a timer, a broken connection) a task of its own runs it."""
         if len(self._queue) >= MAX_RELAY_QUEUE:
@@ -185,9 +236,11 @@ class Forwarder:
         cseq: CSeqShifts,
         ended: EndedDialogs,
         ready: ReadyRelays,
+        hops: NextHops,
         strip_session_progress_sdp: bool = False,
     ) -> None:
         self._transactions = transactions
+        self._hops = hops
         self._responder = responder
         self._calls = calls
         self._upstream = upstream
@@ -264,20 +317,24 @@ class Forwarder:
             logger.warning("%s: unusable processor reply: %s", request.call_id, error)
             await self._responder.answer(handle, 500, "Malformed Processor Reply")
             return
+        targets: list[Target] = []
         try:
             with trio.CancelScope() as forward.routing_scope:
-                peer = await resolve_peer(hop.host, hop.port, hop.transport)
+                targets = await self._hops.targets(hop)
         except UnresolvableHost as error:
             logger.warning("%s: next hop %s: %s", request.call_id, hop.host, error)
             await self._responder.answer(handle, 503, "Next Hop Unresolvable", retry_after=True)
             return
+        if forward.machine.state is not ForwardState.ROUTING or not targets:
+            logger.info("%s: cancelled while routing; not forwarded", request.call_id)
+            return
+        target, *forward.targets = targets
+        peer = peer_of(target)
         if self._loops.routed_to_self(request, hop.host, peer):
             await self._responder.answer(handle, 482)
             return
-        if forward.machine.state is not ForwardState.ROUTING:
-            logger.info("%s: cancelled while routing; not forwarded", request.call_id)
-            return
-        forward.request = outgoing
+        forward.target = target
+        forward.request = self._hops.fit(outgoing, target)
         forward.destination = Destination(peer)
         forward.credentials = credentials
         self._forwards[handle.key] = forward
@@ -293,17 +350,114 @@ class Forwarder:
                     datetime.now(UTC),
                 )
             )
+        await self._send_attempt(forward)
+
+    async def _send_attempt(self, forward: Forward) -> None:
+        """Send ``forward.request`` to ``forward.destination``: a new client transaction."""
+        assert forward.request is not None
+        assert forward.destination is not None
         try:
             forward.client = await self._transactions.send_request(
-                outgoing, forward.destination, reliable=peer.transport.reliable, tu=forward
+                forward.request,
+                forward.destination,
+                reliable=forward.destination.peer.transport.reliable,
+                tu=forward,
             )
         except (TransactionTableFull, ValueError, SipSerializeError) as error:
-            logger.warning("%s: could not forward: %s", request.call_id, error)
+            logger.warning("%s: could not forward: %s", forward.call_id, error)
             await self.handle_event(forward, Event.SEND_FAILED)
             return
+        if forward.targets:
+            self._start_silence_timer(forward, forward.client)
         # A CANCEL that came during the send left the machine in
         # CANCEL_WAITING: the CANCEL goes down with the first provisional.
         await self.handle_event(forward, Event.SENT)
+
+    # -- failover (RFC 3263 §4.3) -----------------------------------------
+
+    def _start_silence_timer(
+        self, forward: Forward, client: ClientTransactionHandle[Destination]
+    ) -> None:
+        """Give up on ``client``'s target when it sends nothing within the failover timeout."""
+        forward.stop_silence_timer()
+        scope = forward.silence_timer = trio.CancelScope()
+        timeout = self._hops.failover_timeout
+
+        async def wait() -> None:
+            with scope:
+                await trio.sleep(timeout)
+                forward.silence_timer = None
+                forward.on_silence(client)
+
+        self.tasks.spawn(wait)
+
+    async def attempt_failed(self, forward: Forward, event: Event | None, why: str) -> bool:
+        """The current target failed: the next target if there is one and the caller has
+        seen nothing yet (True), else ``event`` (None: nothing happens)."""
+        if (
+            forward.targets
+            and not forward.relayed_provisional
+            and forward.machine.state
+            in (
+                ForwardState.SENDING,
+                ForwardState.CALLING,
+                ForwardState.PROCEEDING,
+                ForwardState.CANCEL_WAITING,
+                ForwardState.CANCELLED,
+            )
+        ):
+            forward.failure = why
+            await self.handle_event(forward, Event.TARGET_FAILED)
+            return True
+        if event is not None:
+            await self.handle_event(forward, event)
+        return False
+
+    async def _next_target(self, forward: Forward) -> None:
+        """Action NEXT_TARGET: the request again, to the next target, with a new branch."""
+        assert forward.request is not None
+        assert forward.destination is not None
+        assert forward.target is not None
+        forward.stop_silence_timer()
+        if forward.client is not None and len(forward.abandoned) < MAX_TARGETS:
+            forward.abandoned[forward.client] = Attempt(forward.request, forward.destination)
+        failed = forward.target
+        while forward.targets:
+            target = forward.targets.pop(0)
+            self._hops.failed(forward.call_id, failed, forward.failure, target)
+            if not self._loops.routed_to_self(forward.request, target.name, peer_of(target)):
+                break
+            failed = target
+        else:
+            await self.handle_event(forward, Event.SEND_FAILED)
+            return
+        forward.target = target
+        forward.request = self._hops.fit(forward.request, target, branch=forward.new_branch())
+        forward.destination = Destination(peer_of(target))
+        forward.client = None
+        forward.auth_answered = False
+        await self._send_attempt(forward)
+
+    async def abandoned_response(
+        self, forward: Forward, handle: ClientTransactionHandle[Destination], response: Response
+    ) -> None:
+        """A response from a target given up for silence: nobody upstream will see it.
+
+        An INVITE that rings there is cancelled (RFC 3261 §9.1, now that a
+        provisional came); one that was answered 2xx is acknowledged and ended.
+        """
+        attempt = forward.abandoned[handle]
+        if attempt.request.method != "INVITE":
+            return
+        status = response.status_code
+        if status < 200 and not attempt.cancelled:
+            attempt.cancelled = True
+            logger.info(
+                "%s: cancelling the INVITE left at %s", forward.call_id, attempt.destination.peer
+            )
+            await self._send_own_request(build_cancel(attempt.request), attempt.destination)
+        elif 200 <= status < 300:
+            await self._end_dialog(attempt.request, attempt.destination, response)
 
     async def _send_own_request(self, request: Request, destination: Destination) -> None:
         """A request edgeport makes itself (CANCEL, BYE): its responses end with it."""
@@ -393,6 +547,12 @@ class Forwarder:
             and await self._answer_challenge(forward, response)
         ):
             return
+        # RFC 3263 §4.3: "If a 503 error response is received, the client
+        # SHOULD try the next element".
+        if status == 503 and await self.attempt_failed(forward, None, "503 Service Unavailable"):
+            return
+        if 100 < status < 200:
+            forward.relayed_provisional = True
         actions = forward.machine.response(status)
         self._settle(forward, actions)
         try:
@@ -425,13 +585,17 @@ class Forwarder:
                 self._finish(forward)
             elif action is Action.ANSWER_408 or action is Action.ANSWER_503:
                 await self._fail(forward, 408 if action is Action.ANSWER_408 else 503)
+            elif action is Action.NEXT_TARGET:
+                await self._next_target(forward)
             elif action is Action.SEND_CANCEL:
                 assert forward.request is not None
                 assert forward.destination is not None
                 await self._send_own_request(build_cancel(forward.request), forward.destination)
             elif action is Action.END_DIALOG:
                 assert response is not None
-                await self._end_dialog(forward, response)
+                assert forward.request is not None
+                assert forward.destination is not None
+                await self._end_dialog(forward.request, forward.destination, response)
 
     def _finish(self, forward: Forward) -> None:
         """The caller has its final answer: the views of what was sent can go."""
@@ -468,21 +632,22 @@ class Forwarder:
             except Exception:
                 logger.exception("%s: answering 500 failed", forward.call_id)
 
-    async def _end_dialog(self, forward: Forward, response: Response) -> None:
-        """A 2xx for an INVITE the caller cancelled: acknowledge it and hang up (BYE)."""
-        assert forward.request is not None
-        assert forward.destination is not None
+    async def _end_dialog(
+        self, request: Request, destination: Destination, response: Response
+    ) -> None:
+        """A 2xx nobody upstream will see (the caller cancelled, or the target was
+        given up): acknowledge it and hang up (BYE)."""
         try:
-            ack, bye = end_dialog(forward.request, response, branch=self._loops.new_branch())
+            ack, bye = end_dialog(request, response, branch=self._loops.new_branch())
             ack_data = ack.to_bytes()
         except (SipParseError, SipSerializeError, ValueError) as error:
             logger.warning("%s: 2xx after CANCEL not ended: %s", response.call_id, error)
             return
         logger.info("%s: 2xx after CANCEL: acknowledged and ended with BYE", response.call_id)
-        self._ended.ended(response, ack_data, forward.destination)
-        if await self._responder.send_quietly(ack_data, forward.destination):
-            self._responder.count_sent(ack, forward.destination.peer.transport)
-        await self._send_own_request(bye, forward.destination)
+        self._ended.ended(response, ack_data, destination)
+        if await self._responder.send_quietly(ack_data, destination):
+            self._responder.count_sent(ack, destination.peer.transport)
+        await self._send_own_request(bye, destination)
 
     async def _answer_challenge(self, forward: Forward, challenge: Response) -> bool:
         """Auth on behalf: answer a 401/407 with the X-Gateway-Auth credentials, CSeq + 1."""

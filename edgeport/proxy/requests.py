@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING
 import trio
 
 from edgeport import convert
+from edgeport.dns import UnresolvableHost
 from edgeport.edge_checks import Verdict, check_request, unsupported_proxy_options
 from edgeport.events import endpoint_registered, x_headers
 from edgeport.forward_state import ForwardState
 from edgeport.proxy.model import MAX_QUEUE_DELAY, Destination, aor_of
 from edgeport.proxy.ordering import CallTurns
+from edgeport.proxy.targets import peer_of
 from edgeport.ratelimit import RateLimitedLog
-from edgeport.routing import UnresolvableHost, resolve_peer
 from edgeport.sip.errors import SipSerializeError
 from edgeport.sip.received import stamp_received
 from edgeport.sip.transaction import DEFAULT_MAX_FORWARDS
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from edgeport.proxy.loop_guard import LoopGuard
     from edgeport.proxy.model import Exchange
     from edgeport.proxy.processor_calls import ProcessorCalls
+    from edgeport.proxy.targets import NextHops
     from edgeport.sip.message import Request
     from edgeport.transaction_layer import ServerTransactionHandle, TransactionLayer
     from edgeport.transports import InboundMessage
@@ -67,8 +69,10 @@ class RequestHandler:
         unknown_method_action: UnknownMethodAction,
         edge_hosts: Collection[str],
         max_in_flight: int,
+        hops: NextHops,
     ) -> None:
         self._transactions = transactions
+        self._hops = hops
         self._responder = responder
         self._calls = calls
         self._forwarder = forwarder
@@ -304,7 +308,10 @@ class RequestHandler:
             ).request
             self._cseq.shift(outgoing)
             hop = convert.next_hop(outgoing)
-            peer = await resolve_peer(hop.host, hop.port, hop.transport)
+            # Stateless: the first target only (an ACK has no transaction to fail over).
+            target = (await self._hops.targets(hop))[0]
+            outgoing = self._hops.fit(outgoing, target)
+            peer = peer_of(target)
             data = outgoing.to_bytes()
         except (convert.ConversionError, SipSerializeError, UnresolvableHost) as error:
             logger.warning("%s: ACK not forwarded: %s", request.call_id, error)

@@ -94,6 +94,7 @@ def describe_config(config: EdgePortConfig) -> dict[str, Any]:
         builtin["peers"] = config.builtin.peers
     if builtin:
         spec["builtin"] = builtin
+    spec["reload"] = {"watchInterval": config.reload.watch_interval}
     described: dict[str, Any] = {"kind": KIND, "apiVersion": config.api_version, "ref": config.ref}
     if config.region is not None:
         described["metadata"] = {"region": config.region}

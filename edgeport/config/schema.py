@@ -48,6 +48,7 @@ from edgeport.config.model import (
     ProcessorConfig,
     ProtectionConfig,
     ProxyProtocolConfig,
+    ReloadConfig,
     UnknownMethodAction,
     WebSocketConfig,
 )
@@ -115,6 +116,7 @@ class SpecFile:
     capture: CaptureFile = field(default_factory=CaptureFile)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     builtin: BuiltinConfig = field(default_factory=BuiltinConfig)
+    reload: ReloadConfig = field(default_factory=ReloadConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +267,7 @@ _structure_builtin: Final = _register(
         "peers": values.optional(values.nonempty_string),
     },
 )
+_structure_reload: Final = _register(ReloadConfig, {"watch_interval": values.watch_interval})
 _structure_spec: Final = _register(
     SpecFile,
     {
@@ -292,6 +295,7 @@ _structure_spec: Final = _register(
         "capture": _structure_capture,
         "limits": _structure_limits,
         "builtin": _structure_builtin,
+        "reload": _structure_reload,
     },
 )
 _structure_document: Final = _register(

@@ -163,8 +163,7 @@ class Reloader:
 
     def _failed(self, problems: list[str], warnings: list[str]) -> ReloadResult:
         logger.error(
-            "configuration reload failed: %d problems; generation %d keeps running",
-            len(problems),
+            "configuration reload failed, generation %d keeps running; the problems:",
             self.generation,
         )
         for line in problems:

@@ -3,13 +3,19 @@
 ::
 
     edgeport [--config PATH] [--log-level LEVEL] [--log-format text|json] [--workers N]
+             [--pid-file PATH]
     edgeport check-config PATH
+    edgeport reload [--pid-file PATH]
     edgeport builtin-processor [ARGS...]
     edgeport worker --index I --count N --rundir DIR [--processor ADDR]  (by the supervisor)
     edgeport --version
 
 With ``--workers N`` (or ``WORKERS``, or ``spec.workers``) above 1 the
 process supervises N worker processes (edgeport.workers).
+
+SIGHUP reloads the configuration (edgeport.reload); ``edgeport reload``
+sends it to the process named in the pid file (edgeport.pidfile), which a
+serving edgeport writes.
 
 The configuration comes from ``--config``, else ``CONFIG_PATH``, else the
 embedded default. Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 for
@@ -21,7 +27,7 @@ logging.
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 import datetime
 import functools
 import gc
@@ -44,12 +50,15 @@ from edgeport.config import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from edgeport.config import EdgePortConfig
 
 logger = logging.getLogger(__name__)
 
 GC_YOUNG_THRESHOLD: Final = 20_000  # allocations between young collections (default 700)
 EXIT_OK: Final = 0
+EXIT_NOT_RUNNING: Final = 1  # edgeport reload: no edgeport to signal
 EXIT_CONFIG: Final = 2
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS: Final = ("text", "json")
@@ -69,13 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level, args.log_format)
     if args.command == "check-config":
         return _check_config(args.path)
+    if args.command == "reload":
+        return _reload(args.pid_file)
     if args.command == "builtin-processor":
         from edgeport.builtin import cli_main  # the processor's own dependencies load only here
 
         return cli_main(list(args.args))
     if args.command == "worker":
         return _serve_worker(args)
-    return _serve(args.config, args.workers, args.log_level, args.log_format)
+    return _serve(args.config, args.workers, args.log_level, args.log_format, args.pid_file)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes sharing the ports: a count or 'auto', one per usable core "
         "(default: $WORKERS, else spec.workers, else 1: one process, no supervisor)",
     )
+    parser.add_argument(
+        "--pid-file",
+        metavar="PATH",
+        help="where to write the process id for edgeport reload (default: "
+        "$XDG_RUNTIME_DIR/edgeport.pid, else /run/edgeport.pid when writable; '' for none)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser(
         "check-config",
@@ -113,6 +130,19 @@ def _parser() -> argparse.ArgumentParser:
         "the effective configuration, passwords masked. Exit 0 when valid, 2 when not.",
     )
     check.add_argument("path", metavar="PATH")
+    reload = commands.add_parser(
+        "reload",
+        help="make the running edgeport reload its configuration (SIGHUP)",
+        description="Send SIGHUP to the edgeport named in the pid file: it reads its "
+        "configuration and TLS files again and applies them without dropping anything. "
+        "Exit 0 when the signal was sent, 1 when no edgeport runs.",
+    )
+    reload.add_argument(
+        "--pid-file",
+        metavar="PATH",
+        default=argparse.SUPPRESS,  # given before the command, or here
+        help="the running edgeport's pid file (default: as edgeport writes it)",
+    )
     builtin = commands.add_parser(
         "builtin-processor",
         help="serve the built-in Routr processor",
@@ -144,7 +174,52 @@ def _check_config(path: str) -> int:
     return EXIT_OK
 
 
-def _serve(path: str | None, workers_arg: str | None, log_level: str, log_format: str) -> int:
+def _pid_file(given: str | None) -> str | None:
+    from edgeport.pidfile import default_pid_file
+
+    if given is not None:
+        return given or None  # '' : no pid file
+    return default_pid_file(os.environ)
+
+
+def _reload(pid_file: str | None) -> int:
+    from edgeport.pidfile import PidFileError, signal_reload
+
+    path = _pid_file(pid_file)
+    if path is None:
+        _print_problems(["no pid file: give --pid-file PATH"])
+        return EXIT_NOT_RUNNING
+    try:
+        pid = signal_reload(path)
+    except PidFileError as error:
+        _print_problems([str(error)])
+        return EXIT_NOT_RUNNING
+    print(f"sent SIGHUP to edgeport (pid {pid}); its log says what the reload did")
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _pid_file_written(given: str | None) -> Iterator[None]:
+    """The pid file for ``edgeport reload``, written while serving (see edgeport.pidfile)."""
+    from edgeport.pidfile import remove_pid_file, write_pid_file
+
+    path = _pid_file(given)
+    if path is not None and not write_pid_file(path):
+        path = None
+    try:
+        yield
+    finally:
+        if path is not None:
+            remove_pid_file(path)
+
+
+def _serve(
+    path: str | None,
+    workers_arg: str | None,
+    log_level: str,
+    log_format: str,
+    pid_file: str | None = None,
+) -> int:
     try:
         config = load_config(path, os.environ)
     except ConfigError as error:
@@ -159,8 +234,10 @@ def _serve(path: str | None, workers_arg: str | None, log_level: str, log_format
             _print_problems([f"--workers: {error}"])
             return EXIT_CONFIG
     if workers > 1:
-        return _supervise(config, path, workers, log_level, log_format)
+        with _pid_file_written(pid_file):
+            return _supervise(config, path, workers, log_level, log_format)
     server = importlib.import_module("edgeport.server")  # late: check-config needs none of it
+    from edgeport.reload.reloader import ConfigSource
 
     if path is None and not os.environ.get("CONFIG_PATH"):
         logger.info(
@@ -169,8 +246,11 @@ def _serve(path: str | None, workers_arg: str | None, log_level: str, log_format
         )
     logger.info("edgeport %s starting as %s", __version__, config.ref)
     _tune_garbage_collector()
-    # SIGTERM and SIGINT stop the listeners and drain transactions (architecture: shutdown).
-    return _run(functools.partial(server.serve, handle_signals=True), config)
+    # SIGTERM and SIGINT stop the listeners and drain transactions (architecture: shutdown);
+    # SIGHUP reloads the configuration from where it came.
+    source = ConfigSource(path, dict(os.environ))
+    with _pid_file_written(pid_file):
+        return _run(functools.partial(server.serve, handle_signals=True, source=source), config)
 
 
 def _supervise(
@@ -198,15 +278,14 @@ def _supervise(
 
 
 def _serve_worker(args: argparse.Namespace) -> int:
+    from edgeport.reload.reloader import ConfigSource
     from edgeport.workers.worker import WorkerRole, run_worker, tag_log_lines
 
     tag_log_lines(args.index)
     try:
         config = load_config(args.config, os.environ)
-        if args.processor is not None:
-            processor = dataclasses.replace(config.processor, addr=args.processor)
-            config = dataclasses.replace(config, processor=processor)
-        role = WorkerRole(args.index, args.count, args.rundir)
+        role = WorkerRole(args.index, args.count, args.rundir, args.processor)
+        source = ConfigSource(args.config, dict(os.environ), prepare=role.config_for)
     except ConfigError as error:
         _print_problems(error.problems)
         return EXIT_CONFIG
@@ -214,7 +293,7 @@ def _serve_worker(args: argparse.Namespace) -> int:
         _print_problems([str(error)])
         return EXIT_CONFIG
     _tune_garbage_collector()
-    return _run(functools.partial(run_worker, role=role), config)
+    return _run(functools.partial(run_worker, role=role, source=source), config)
 
 
 def _tune_garbage_collector() -> None:

@@ -10,7 +10,13 @@ is responsive. Responsiveness is measured by a heartbeat task that records
 ``trio.current_time()`` every ``HEARTBEAT_INTERVAL``; a last beat older than
 ``HEARTBEAT_MAX_AGE`` means tasks wait too long for their turn (a blocked or
 saturated loop). ``/readyz`` is readiness: one callback, typically "the
-processor answered recently".
+processor answered recently". Both documents carry the checks' details
+(:meth:`HealthChecks.set_details`: the configuration generation, the
+workers').
+
+``POST /reload``, where the caller of :func:`serve_health` gives a
+``reload`` (a worker's socket, for its supervisor), reloads the
+configuration and answers with the reload's result as JSON.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ CONNECTION_TIMEOUT: Final = 5.0  # seconds for a client to send its request and 
 MAX_CONNECTIONS: Final = 32  # concurrent; a probe or a scrape needs one
 JSON_CONTENT_TYPE: Final = "application/json"
 ALLOWED_METHODS: Final = ("GET", "HEAD")
+RELOAD_PATH: Final = "/reload"
 
 _REASONS: Final = {
     200: "OK",
@@ -59,6 +66,20 @@ class HealthChecks:
     def __init__(self) -> None:
         self._liveness: dict[str, tuple[Callable[[], bool], str]] = {}
         self._readiness: tuple[Callable[[], bool], str] | None = None
+        self._details: Callable[[], dict[str, object]] | None = None
+
+    def set_details(self, details: Callable[[], dict[str, object]]) -> None:
+        """More keys for the ``/healthz`` and ``/readyz`` documents."""
+        self._details = details
+
+    def details(self) -> dict[str, object]:
+        if self._details is None:
+            return {}
+        try:
+            return self._details()
+        except Exception:
+            logger.exception("health details raised")
+            return {}
 
     def add_liveness(
         self, name: str, check: Callable[[], bool], *, problem: str | None = None
@@ -131,6 +152,7 @@ async def serve_health(
     heartbeat: Heartbeat | None = None,
     refresh: Callable[[], Awaitable[None]] | None = None,
     unix_path: str | None = None,
+    reload: Callable[[], Awaitable[dict[str, object]]] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the health endpoints on ``host:port`` until cancelled; report the bound port.
@@ -143,12 +165,13 @@ async def serve_health(
     (``heartbeat.serve``) and the server only reads it. ``refresh`` is awaited
     before each answer (to gather what the checks and metrics read). With
     ``unix_path`` the server listens on that Unix socket instead (reports 0).
+    ``reload`` answers ``POST /reload`` (404 without it).
     """
     async with trio.open_nursery() as nursery:
         if heartbeat is None:
             heartbeat = Heartbeat()
             await nursery.start(heartbeat.serve)
-        server = _HealthServer(checks, render_metrics, heartbeat, refresh)
+        server = _HealthServer(checks, render_metrics, heartbeat, refresh, reload)
         if unix_path is not None:
             listener = await _unix_listener(unix_path)
             await nursery.start(trio.serve_listeners, server.handle, [listener])
@@ -190,11 +213,13 @@ class _HealthServer:
         render_metrics: Callable[[], str],
         heartbeat: Heartbeat,
         refresh: Callable[[], Awaitable[None]] | None = None,
+        reload: Callable[[], Awaitable[dict[str, object]]] | None = None,
     ) -> None:
         self._checks = checks
         self._render_metrics = render_metrics
         self._heartbeat = heartbeat
         self._refresh = refresh
+        self._reload = reload
         self._limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
 
     async def handle(self, stream: trio.SocketStream) -> None:  # a TCP or Unix stream
@@ -208,9 +233,12 @@ class _HealthServer:
             with trio.move_on_after(CONNECTION_TIMEOUT) as scope:
                 head = await _receive_head(stream)
                 if head is not None:
-                    if self._refresh is not None:
-                        await self._refresh()
-                    await stream.send_all(self._answer(head))
+                    answer = await self._reloaded(head)
+                    if answer is None:
+                        if self._refresh is not None:
+                            await self._refresh()
+                        answer = self._answer(head)
+                    await stream.send_all(answer)
             if scope.cancelled_caught:
                 logger.debug("health server: a client took over %.1f s", CONNECTION_TIMEOUT)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -220,6 +248,24 @@ class _HealthServer:
         finally:
             self._limiter.release()
             await stream.aclose()
+
+    async def _reloaded(self, head: bytes | _BadRequest) -> bytes | None:
+        """The answer to ``POST /reload`` when this server takes it, else None."""
+        if self._reload is None or isinstance(head, _BadRequest):
+            return None
+        try:
+            method, path = _parse_head(head)
+        except _BadRequest:
+            return None
+        if path != RELOAD_PATH:
+            return None
+        if method != "POST":
+            return _response(
+                405,
+                _json({"status": "FAIL", "problems": [f"method {method} is not allowed"]}),
+                extra_headers=(("Allow", "POST"),),
+            )
+        return _response(200, _json(await self._reload()))
 
     def _answer(self, head: bytes | _BadRequest) -> bytes:
         if isinstance(head, _BadRequest):
@@ -246,10 +292,10 @@ class _HealthServer:
         stalled = self._heartbeat.problem()
         if stalled is not None:
             problems.append(stalled)
-        return _status_document(problems)
+        return _status_document(problems, self._checks.details())
 
     def _readyz(self) -> tuple[int, str, bytes]:
-        return _status_document(self._checks.readiness_problems())
+        return _status_document(self._checks.readiness_problems(), self._checks.details())
 
     def _metrics(self) -> tuple[int, str, bytes]:
         try:
@@ -260,10 +306,13 @@ class _HealthServer:
         return 200, METRICS_CONTENT_TYPE, text.encode()
 
 
-def _status_document(problems: list[str]) -> tuple[int, str, bytes]:
+def _status_document(
+    problems: list[str], details: dict[str, object] | None = None
+) -> tuple[int, str, bytes]:
     if problems:
-        return 503, JSON_CONTENT_TYPE, _json({"status": "FAIL", "problems": problems})
-    return 200, JSON_CONTENT_TYPE, _json({"status": "OK"})
+        document: dict[str, object] = {"status": "FAIL", "problems": problems}
+        return 503, JSON_CONTENT_TYPE, _json(document | (details or {}))
+    return 200, JSON_CONTENT_TYPE, _json({"status": "OK"} | (details or {}))
 
 
 def _json(document: dict[str, object]) -> bytes:

@@ -494,6 +494,25 @@ class EdgeportMetrics:
             "HEP capture packets dropped (queue full, collector unreachable, encoding).",
         )
 
+        self.config_generation = registry.gauge(
+            "edgeport_config_generation",
+            "The configuration this process runs: 1 at start, one more per reload applied.",
+        )
+        self.config_generation.set(1.0)
+        self.config_reloads = registry.counter(
+            "edgeport_config_reloads_total",
+            "Configuration reloads by result: applied, partial (applied, some keys wait "
+            "for a restart), failed (invalid: the running configuration is kept).",
+            ("result",),
+        )
+        for result in ("applied", "partial", "failed"):
+            self.config_reloads.labels(result=result)  # 0 from the start, for rate()
+        self.tls_certificate_expiry = registry.gauge(
+            "edgeport_tls_certificate_expiry_seconds",
+            "The notAfter of the certificate each TLS or WSS listener serves, as a Unix timestamp.",
+            ("listener",),
+        )
+
     def render(self) -> str:
         return self.registry.render()
 

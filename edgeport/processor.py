@@ -449,6 +449,15 @@ def _from_status(code: grpc.StatusCode | None, details: str | None) -> Processor
     return ProcessorFailed(number, code.name, details or None)
 
 
+def new_processor_client(addr: str, *, timeout: float = DEFAULT_TIMEOUT) -> GrpcProcessorClient:
+    """A :class:`GrpcProcessorClient` for ``host:port`` or ``unix:/path`` (in a trio run);
+    the caller closes it (:meth:`GrpcProcessorClient.aclose`)."""
+    if addr.startswith(UNIX_TARGET_PREFIX):
+        return GrpcProcessorClient("", 0, timeout=timeout, target=addr)
+    host, port = parse_processor_addr(addr)
+    return GrpcProcessorClient(host, port, timeout=timeout)
+
+
 @asynccontextmanager
 async def open_processor_client(
     addr: str,
@@ -461,11 +470,7 @@ async def open_processor_client(
     is not there yet makes calls fail with :class:`ProcessorUnavailable`
     until it is.
     """
-    if addr.startswith(UNIX_TARGET_PREFIX):
-        client = GrpcProcessorClient("", 0, timeout=timeout, target=addr)
-    else:
-        host, port = parse_processor_addr(addr)
-        client = GrpcProcessorClient(host, port, timeout=timeout)
+    client = new_processor_client(addr, timeout=timeout)
     try:
         yield client
     finally:

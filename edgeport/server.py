@@ -36,6 +36,7 @@ from edgeport.processor import (
     ProcessorClient,
     open_processor_client,
 )
+from edgeport.processor_switch import SwitchingProcessorClient
 from edgeport.protection import EdgeGuard
 from edgeport.protection.guard import source_key
 from edgeport.proxy import Destination, Proxy, Responder, new_branch, new_tag, on_stream
@@ -52,21 +53,24 @@ from edgeport.transports import (
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from edgeport.capture.sender import HepCapture
     from edgeport.config import EdgePortConfig
     from edgeport.memory import Account
+    from edgeport.reload.reloader import ConfigSource, Reloader
     from edgeport.transports import Handler
     from edgeport.transports.connections import TableObserver
     from edgeport.transports.inbox import InboxLimits
     from edgeport.transports.plugins import RemoteHolder
+    from edgeport.transports.tls import TlsSet
 
 logger = logging.getLogger(__name__)
 
 EVENT_FLUSH_TIMEOUT: Final = 5.0  # seconds to publish queued events at shutdown
 DRAIN_POLL_INTERVAL: Final = 0.1  # seconds between checks for in-flight transactions
 ADMITTED_TASKS_PER_IN_FLIGHT: Final = 2  # handlers of responses/ACK/CANCEL per spec.maxInFlight
+RELOAD_WATCH_IDLE: Final = 5.0  # seconds between looks at whether a file watch is wanted now
 
 
 class Handoffs(Protocol):
@@ -104,16 +108,22 @@ class RunningServer:
     transports: TransportLayer
     transactions: TransactionLayer[Destination]
     proxy: Proxy
-    processor: ProcessorClient
+    processor_switch: SwitchingProcessorClient
     events: EventBus
     guard: EdgeGuard
     processor_addr: str
     health_port: int | None
     shutdown: Callable[[], None]
+    reloader: Reloader | None = None  # None: started without a ConfigSource
 
     @property
     def listening_points(self) -> list[Peer]:
         return self.transports.listening_points
+
+    @property
+    def processor(self) -> ProcessorClient:
+        """The processor client new calls go to (a reload may have replaced it)."""
+        return self.processor_switch.current
 
 
 async def serve(
@@ -127,6 +137,8 @@ async def serve(
     memory: MemoryBudget | None = None,
     handoffs: Handoffs | None = None,
     health_unix_path: str | None = None,
+    source: ConfigSource | None = None,
+    watch_files: bool = True,
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run edgeport until cancelled (or a signal, with ``handle_signals``).
@@ -136,6 +148,12 @@ async def serve(
     it), ``loop_key`` (the same in every worker), ``memory`` (its share of
     ``spec.limits.memory``), ``handoffs`` and ``health_unix_path`` (health and
     metrics there, for the supervisor, instead of ``spec.health``).
+
+    With ``source`` (where ``config`` was read from) the configuration can be
+    reloaded (:mod:`edgeport.reload`): on SIGHUP with ``handle_signals``, on a
+    ``POST /reload`` to the health socket of a worker, and, unless
+    ``watch_files`` is False (a worker: its supervisor watches), when the
+    files of ``spec.securityContext`` change on disk.
     """
     async with trio.open_nursery() as root:
         processor_addr = config.processor.addr
@@ -155,12 +173,13 @@ async def serve(
 
             # TLS: the listeners' context, and the one outbound connections verify
             # with (trustStore, system CAs, our certificate for mutual TLS).
-            tls = tls_client = None
+            tls_set: TlsSet | None = None
             if config.security_context is not None:
-                from edgeport.transports.tls import build_client_context, build_server_context
+                from edgeport.transports.tls import build_tls
 
-                tls = build_server_context(config.security_context)
-                tls_client = build_client_context(config.security_context)
+                tls_set = build_tls(config.security_context)
+            tls = None if tls_set is None else tls_set.server
+            tls_client = None if tls_set is None else tls_set.client
             work = await _open_work_nursery(root)
             guard = EdgeGuard.from_config(config, processor_addr)  # edge protection
             capture = None if config.hep is None else await _start_capture(root, config)
@@ -205,14 +224,23 @@ async def serve(
             if handoffs is not None:
                 await root.start(handoffs.serve, transports, guard)
             _register_gauges(transactions, transports, memory)
+            reloader = None
+            if source is not None:
+                reloader = _reloader(
+                    config, source, transports, guard, proxy, processor, capture, tls_set, work
+                )
+                if watch_files:
+                    root.start_soon(_watch_tls_files, reloader)
 
             health_port = None
             if health_unix_path is not None:  # a worker's, for the supervisor to gather
                 await root.start(
-                    _serve_health_named, config, processor, transports, health_unix_path
+                    _serve_health_named, config, processor, transports, reloader, health_unix_path
                 )
             elif config.health.enabled:
-                health_port = await root.start(_serve_health_named, config, processor, transports)
+                health_port = await root.start(
+                    _serve_health_named, config, processor, transports, reloader
+                )
                 logger.info("health and metrics on %s:%d", config.health_bind_addr, health_port)
 
             stop = trio.Event()
@@ -221,15 +249,16 @@ async def serve(
                 transports=transports,
                 transactions=transactions,
                 proxy=proxy,
-                processor=processor,
+                processor_switch=processor,
                 events=events,
                 guard=guard,
                 processor_addr=processor_addr,
                 health_port=health_port,
                 shutdown=stop.set,
+                reloader=reloader,
             )
             if handle_signals:
-                root.start_soon(_watch_signals, stop, root.cancel_scope)
+                root.start_soon(_watch_signals, stop, root.cancel_scope, reloader)
             task_status.started(running)
             await stop.wait()
             transports.stop_accepting()
@@ -238,22 +267,74 @@ async def serve(
 
 
 @asynccontextmanager
-async def _open_processor(config: EdgePortConfig) -> AsyncIterator[ProcessorClient]:
-    """The built-in processor's handler in process, or a gRPC client for ``host:port``."""
+async def _open_processor(config: EdgePortConfig) -> AsyncIterator[SwitchingProcessorClient]:
+    """The built-in processor's handler in process, or a gRPC client for ``host:port``,
+    behind the switch a reload points at another processor."""
+    timeout = config.processor.timeout
     if config.processor.addr != BUILTIN_PROCESSOR:
-        async with open_processor_client(
-            config.processor.addr, timeout=config.processor.timeout
-        ) as client:
-            yield client
+        async with open_processor_client(config.processor.addr, timeout=timeout) as client:
+            switch = SwitchingProcessorClient(client, timeout=timeout)
+            try:
+                yield switch
+            finally:
+                if switch.current is not client:  # a reload moved to another processor
+                    await SwitchingProcessorClient.close_client(switch.current)
         return
     from edgeport.builtin.service import builtin_processor_for
 
     logger.info("built-in processor in process")
     in_process = InProcessProcessorClient(builtin_processor_for(config).process)
     try:
-        yield in_process
+        yield SwitchingProcessorClient(in_process, timeout=timeout)
     finally:
         in_process.close()
+
+
+def _reloader(
+    config: EdgePortConfig,
+    source: ConfigSource,
+    transports: TransportLayer,
+    guard: EdgeGuard,
+    proxy: Proxy,
+    processor: SwitchingProcessorClient,
+    capture: HepCapture | None,
+    tls: TlsSet | None,
+    nursery: trio.Nursery,
+) -> Reloader:
+    from edgeport.reload.live import LiveParts
+    from edgeport.reload.reloader import Reloader
+
+    live = LiveParts(
+        config=config,
+        transports=transports,
+        guard=guard,
+        proxy=proxy,
+        processor=processor,
+        capture=capture,
+        tls=tls,
+        nursery=nursery,
+    )
+    return Reloader(source, config, live)
+
+
+async def _watch_tls_files(reloader: Reloader) -> None:
+    """Reload when a file of ``spec.securityContext`` changes on disk (a certificate
+    renewed, a Kubernetes Secret updated); the files and the interval follow the
+    configuration each reload applies."""
+    from edgeport.reload.watch import FileWatch, tls_files
+
+    watch = FileWatch(tls_files(reloader.config))
+    while True:
+        interval = reloader.config.reload.watch_interval
+        if interval <= 0 or not watch.paths:
+            await trio.sleep(RELOAD_WATCH_IDLE)
+            watch.watch(tls_files(reloader.config))
+            continue
+        await trio.sleep(interval)
+        if watch.poll():
+            logger.info("%s changed on disk", ", ".join(watch.paths))
+            await reloader.reload("TLS files changed")
+            watch.watch(tls_files(reloader.config))
 
 
 async def _start_capture(root: trio.Nursery, config: EdgePortConfig) -> HepCapture:
@@ -363,6 +444,7 @@ async def _serve_health_named(
     config: EdgePortConfig,
     processor: ProcessorClient,
     transports: TransportLayer,
+    reloader: Reloader | None,
     unix_path: str | None = None,
     *,
     task_status: trio.TaskStatus[int],
@@ -370,6 +452,8 @@ async def _serve_health_named(
     from edgeport.health import HealthChecks, serve_health
 
     checks = HealthChecks()
+    if reloader is not None:
+        checks.set_details(lambda: {"configGeneration": reloader.generation})
     for point in transports.listening_points:
         checks.add_liveness(f"listener {point}", _listener_alive(transports, point))
     checks.set_readiness(processor.ready, problem=f"processor {processor.name} is not answering")
@@ -380,8 +464,17 @@ async def _serve_health_named(
         checks=checks,
         render_metrics=exporter.render,
         unix_path=unix_path,
+        # POST /reload only where the supervisor asks (a worker's own socket).
+        reload=_reload_request(reloader) if reloader is not None and unix_path else None,
         task_status=task_status,
     )
+
+
+def _reload_request(reloader: Reloader) -> Callable[[], Awaitable[dict[str, object]]]:
+    async def reload() -> dict[str, object]:
+        return (await reloader.reload("requested by the supervisor")).as_dict()
+
+    return reload
 
 
 class _TransportStatsExporter:
@@ -442,9 +535,17 @@ def _connection_count(transports: TransportLayer, transport: Transport) -> Calla
     return count
 
 
-async def _watch_signals(stop: trio.Event, root: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+async def _watch_signals(
+    stop: trio.Event, root: trio.CancelScope, reloader: Reloader | None
+) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async for signum in signals:
+            if signum == signal.SIGHUP:
+                if reloader is None:
+                    logger.warning("SIGHUP: no configuration source to reload from")
+                elif not stop.is_set():
+                    await reloader.reload("SIGHUP")
+                continue
             if not stop.is_set():
                 logger.info(
                     "%s: draining, a second signal stops at once", signal.Signals(signum).name

@@ -191,7 +191,7 @@ def test_runs_the_server_with_the_loaded_configuration(
 ) -> None:
     seen: list[EdgePortConfig] = []
 
-    async def serve(config: EdgePortConfig, *, handle_signals: bool = False) -> None:
+    async def serve(config: EdgePortConfig, *, handle_signals: bool = False, **_: object) -> None:
         await trio.lowlevel.checkpoint()
         assert handle_signals  # SIGTERM must drain, not kill
         seen.append(config)
@@ -206,7 +206,7 @@ def test_no_configuration_at_all_runs_the_default(
 ) -> None:
     seen: list[EdgePortConfig] = []
 
-    async def serve(config: EdgePortConfig, *, handle_signals: bool = False) -> None:
+    async def serve(config: EdgePortConfig, *, handle_signals: bool = False, **_: object) -> None:
         seen.append(config)
 
     fake_server(monkeypatch, serve)
@@ -220,7 +220,7 @@ def test_bind_error_is_one_line_and_exit_2(
     monkeypatch: pytest.MonkeyPatch,
     clean_env: None,
 ) -> None:
-    async def serve(config: EdgePortConfig, *, handle_signals: bool = False) -> None:
+    async def serve(config: EdgePortConfig, *, handle_signals: bool = False, **_: object) -> None:
         raise BindError("udp", "0.0.0.0", 5060, "Address already in use")
 
     fake_server(monkeypatch, serve)
@@ -242,7 +242,7 @@ def test_startup_errors_raised_inside_nurseries(
     async def fail(error: Exception) -> None:
         raise error  # before any checkpoint, so that the sibling's failure cannot cancel it
 
-    async def serve(config: EdgePortConfig, *, handle_signals: bool = False) -> None:
+    async def serve(config: EdgePortConfig, *, handle_signals: bool = False, **_: object) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(fail, BindError("tcp", "::1", 5060, "Permission denied"))
             nursery.start_soon(fail, KeystoreGone("cannot open /etc/k.p12: wrong password"))
@@ -262,7 +262,7 @@ def test_keyboard_interrupt_exits_0_quietly(
     monkeypatch: pytest.MonkeyPatch,
     clean_env: None,
 ) -> None:
-    async def serve(config: EdgePortConfig, *, handle_signals: bool = False) -> None:
+    async def serve(config: EdgePortConfig, *, handle_signals: bool = False, **_: object) -> None:
         raise KeyboardInterrupt
 
     fake_server(monkeypatch, serve)
@@ -273,7 +273,7 @@ def test_keyboard_interrupt_exits_0_quietly(
 def test_other_errors_are_not_hidden(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_env: None
 ) -> None:
-    async def serve(config: EdgePortConfig, *, handle_signals: bool = False) -> None:
+    async def serve(config: EdgePortConfig, *, handle_signals: bool = False, **_: object) -> None:
         raise RuntimeError("a bug")
 
     fake_server(monkeypatch, serve)

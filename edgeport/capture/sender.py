@@ -78,11 +78,18 @@ class HepCapture:
         self._oversize_log = RateLimitedLog(logger, burst=1, interval=WARNING_INTERVAL)
         self._error_log = RateLimitedLog(logger, burst=1, interval=WARNING_INTERVAL)
         self._sock: socket.socket | None = None
+        self._reconnect = False  # the collector changed: a new socket before the next send
         self._next_attempt = 0.0  # trio time of the next attempt to reach the collector
         self._routes: dict[str, str] = {}
         self._locals: weakref.WeakKeyDictionary[object, Peer] = weakref.WeakKeyDictionary()
         self.sent = 0
         self.dropped = 0
+
+    def reconfigure(self, config: HepConfig) -> None:
+        """A reload: the next copies go to ``config``'s collector, with its agent id and
+        password (the socket to the old one is closed before the next send)."""
+        self._config = config
+        self._reconnect = True
 
     # -- the hooks: called on the SIP path, never block ------------------------
 
@@ -179,6 +186,12 @@ class HepCapture:
 
     async def _send(self, capture: Capture) -> None:
         """Encode one capture and send it; a copy that cannot go is dropped and counted."""
+        if self._reconnect:
+            self._reconnect = False
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+            self._next_attempt = 0.0
         if self._sock is None and trio.current_time() >= self._next_attempt:
             self._sock = await self._connect()
             self._next_attempt = trio.current_time() + RESOLVE_RETRY_INTERVAL

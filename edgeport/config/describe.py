@@ -101,6 +101,7 @@ def describe_config(config: EdgePortConfig) -> dict[str, Any]:
         "avoidFor": config.dns.avoid_for,
         "cache": {"maxEntries": config.dns.cache.max_entries},
     }
+    spec["reload"] = {"watchInterval": config.reload.watch_interval}
     described: dict[str, Any] = {"kind": KIND, "apiVersion": config.api_version, "ref": config.ref}
     if config.region is not None:
         described["metadata"] = {"region": config.region}

@@ -236,4 +236,5 @@ def effective_config(document: DocumentFile, settings: EnvSettings) -> EdgePortC
         limits=spec.limits,
         builtin=spec.builtin,
         dns=spec.dns,
+        reload=spec.reload,
     )

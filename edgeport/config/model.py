@@ -52,6 +52,11 @@ MAX_WORKERS: Final = 256
 DEFAULT_SHUTDOWN_TIMEOUT = 32.0  # seconds, edgeport extension spec.shutdownTimeout
 DEFAULT_HEALTHCHECK_PORT = 8080
 DEFAULT_HEP_AGENT_ID = 1  # spec.capture.hep.agentId
+# edgeport extension spec.reload.watchInterval: how often the securityContext
+# files are looked at for a change that reloads the configuration; 0 turns it off.
+DEFAULT_RELOAD_WATCH_INTERVAL: Final = 5.0  # seconds
+MIN_RELOAD_WATCH_INTERVAL: Final = 0.1  # seconds
+MAX_RELOAD_WATCH_INTERVAL: Final = 86_400.0  # seconds
 
 # edgeport extension spec.protection.flood (edgeport.protection.flood): requests
 # per source per window, and the bans of the sources over it.
@@ -234,6 +239,13 @@ class DnsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReloadConfig:
+    """edgeport extension spec.reload: reloading the configuration while running."""
+
+    watch_interval: float = DEFAULT_RELOAD_WATCH_INTERVAL  # seconds; 0: no file watch
+
+
+@dataclass(frozen=True, slots=True)
 class PublisherConfig:
     console_enabled: bool = False
     nats_enabled: bool = False
@@ -280,6 +292,7 @@ class EdgePortConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)  # spec.limits
     builtin: BuiltinConfig = field(default_factory=BuiltinConfig)  # spec.builtin
     dns: DnsConfig = field(default_factory=DnsConfig)  # spec.dns
+    reload: ReloadConfig = field(default_factory=ReloadConfig)  # spec.reload
 
     @property
     def health_bind_addr(self) -> str:

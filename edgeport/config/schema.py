@@ -50,6 +50,7 @@ from edgeport.config.model import (
     ProcessorConfig,
     ProtectionConfig,
     ProxyProtocolConfig,
+    ReloadConfig,
     UnknownMethodAction,
     WebSocketConfig,
 )
@@ -118,6 +119,7 @@ class SpecFile:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     builtin: BuiltinConfig = field(default_factory=BuiltinConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
+    reload: ReloadConfig = field(default_factory=ReloadConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +281,7 @@ _structure_dns: Final = _register(
         "cache": _structure_dns_cache,
     },
 )
+_structure_reload: Final = _register(ReloadConfig, {"watch_interval": values.watch_interval})
 _structure_spec: Final = _register(
     SpecFile,
     {
@@ -307,6 +310,7 @@ _structure_spec: Final = _register(
         "limits": _structure_limits,
         "builtin": _structure_builtin,
         "dns": _structure_dns,
+        "reload": _structure_reload,
     },
 )
 _structure_document: Final = _register(

@@ -24,7 +24,9 @@ from edgeport.config.model import (
     BUILTIN_PROCESSOR,
     DEFAULT_DNS_PORT,
     KIND,
+    MAX_RELOAD_WATCH_INTERVAL,
     MAX_WORKERS,
+    MIN_RELOAD_WATCH_INTERVAL,
     TLS_PROTOCOLS,
     UNIX_PROCESSOR_PREFIX,
     WORKERS_AUTO,
@@ -145,6 +147,17 @@ def non_negative_seconds(value: Any, _: Any = None) -> float:
     seconds = number(value)
     if not seconds >= 0 or seconds == float("inf"):
         raise Invalid(f"expected zero or a positive number of seconds, got {show(value)}")
+    return seconds
+
+
+def watch_interval(value: Any, _: Any = None) -> float:
+    """0 (off), or seconds between MIN_ and MAX_RELOAD_WATCH_INTERVAL."""
+    seconds = number(value)
+    if seconds != 0 and not (MIN_RELOAD_WATCH_INTERVAL <= seconds <= MAX_RELOAD_WATCH_INTERVAL):
+        raise Invalid(
+            f"expected 0 (off) or {MIN_RELOAD_WATCH_INTERVAL:g} to "
+            f"{MAX_RELOAD_WATCH_INTERVAL:g} seconds, got {show(value)}"
+        )
     return seconds
 
 

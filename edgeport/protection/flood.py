@@ -69,6 +69,19 @@ class FloodLimiter:
         self.bans_started = 0
         self.evicted = 0
 
+    def reconfigure(self, limits: FloodLimits) -> None:
+        """New limits from the next request on (a reload). The bans in force keep
+        their end; counts go on under the new window. A smaller ``max_tracked``
+        drops the sources (and bans) counted longest ago."""
+        if limits.window <= 0 or limits.ban_time < 0 or limits.max_tracked < 1:
+            raise ValueError("window must be positive, ban_time >= 0, max_tracked >= 1")
+        self.limits = limits
+        while len(self._counters) > limits.max_tracked:
+            self._counters.popitem(last=False)
+            self.evicted += 1
+        while len(self._bans) > limits.max_tracked:
+            self._bans.popitem(last=False)
+
     def banned(self, host: str, now: float) -> bool:
         """True while ``host`` is banned; an expired ban is lifted here."""
         until = self._bans.get(host)

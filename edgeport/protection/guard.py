@@ -86,6 +86,26 @@ def source_key(host: str) -> str:
     return f"{socket.inet_ntop(socket.AF_INET6, prefix)}/{IPV6_SOURCE_PREFIX}"
 
 
+def _trusted(config: EdgePortConfig, processor_addr: str) -> list[str]:
+    """Sources the flood limit never counts: the localnets, ``flood.trusted`` and the
+    processor's host when it is an IP address (a host name is not resolved here)."""
+    trusted = [*config.localnets, *config.protection.flood.trusted]
+    processor_host = processor_addr.rpartition(":")[0].strip("[]")
+    with contextlib.suppress(ValueError):
+        trusted.append(str(ipaddress.ip_network(processor_host)))
+    return trusted
+
+
+def _flood_limits(config: EdgePortConfig) -> FloodLimits:
+    flood = config.protection.flood
+    return FloodLimits(
+        requests=flood.requests if flood.enabled else 0,
+        window=flood.window,
+        ban_time=flood.ban_time,
+        max_tracked=flood.max_tracked,
+    )
+
+
 class Verdict(enum.Enum):
     """What to do with a message or connection; the value is the metrics reason."""
 
@@ -175,6 +195,7 @@ class EdgeGuard:
         # edgeport.workers: the siblings, and what they reported.
         self.peers: GuardPeers | None = None
         self.worker = 0
+        self._workers = 1
         self._unreported: UnreportedCounts | None = None
         # source -> (worker, serial) -> (opened_at, snapshot): other workers' counted
         # connections, with the last snapshot of the worker's that listed each
@@ -194,30 +215,50 @@ class EdgeGuard:
         """The guard for a running edgeport; ``processor_addr`` is the effective
         ``host:port`` (its host is trusted when it is an IP address)."""
         protection = config.protection
-        trusted = [*config.localnets, *protection.flood.trusted]
-        processor_host = processor_addr.rpartition(":")[0].strip("[]")
-        with contextlib.suppress(ValueError):  # a host name is not resolved here
-            trusted.append(str(ipaddress.ip_network(processor_host)))
         return cls(
             allow=config.access_control.allow,
             deny=config.access_control.deny,
-            trusted=trusted,
-            flood=FloodLimits(
-                requests=protection.flood.requests if protection.flood.enabled else 0,
-                window=protection.flood.window,
-                ban_time=protection.flood.ban_time,
-                max_tracked=protection.flood.max_tracked,
-            ),
+            trusted=_trusted(config, processor_addr),
+            flood=_flood_limits(config),
             scanners=protection.scanners,
             max_connections_per_source=protection.max_connections_per_source,
             handshake_timeout=protection.handshake_timeout,
             first_message_timeout=protection.first_message_timeout,
         )
 
+    def reconfigure(self, config: EdgePortConfig, processor_addr: str) -> None:
+        """A reload: the lists, limits and deadlines of ``config`` from the next message
+        or connection on. The bans in force and the requests counted are kept (a
+        source banned before the reload stays banned for the rest of its ban);
+        connections already open stay open, whatever the new lists say of them, and
+        keep the deadline they were given."""
+        protection = config.protection
+        self.access = AccessList(config.access_control.allow, config.access_control.deny)
+        self.trusted = NetworkSet(_trusted(config, processor_addr))
+        limits = _flood_limits(config)
+        if limits != self.flood.limits:
+            self.flood.reconfigure(limits)
+            if self.peers is not None:
+                self._unreported = (
+                    UnreportedCounts(
+                        requests=limits.requests,
+                        window=limits.window,
+                        workers=self._workers,
+                        max_tracked=limits.max_tracked,
+                    )
+                    if limits.enabled
+                    else None
+                )
+        self.scanners = ScannerFilter(protection.scanners)
+        self.max_connections_per_source = protection.max_connections_per_source
+        self.handshake_timeout = protection.handshake_timeout
+        self.first_message_timeout = protection.first_message_timeout
+
     def share(self, peers: GuardPeers, *, worker: int, workers: int) -> None:
         """Hold the limits together with the other workers (this one is ``worker``)."""
         self.peers = peers
         self.worker = worker
+        self._workers = workers
         limits = self.flood.limits
         if limits.enabled:
             self._unreported = UnreportedCounts(

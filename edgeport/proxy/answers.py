@@ -56,6 +56,10 @@ class Responder:
         self.new_tag = tag_factory
         self._drops = RateLimitedLog(logger)
 
+    def set_methods(self, methods: Collection[str]) -> None:
+        """A reload: the Allow header of the next 405 lists ``methods``."""
+        self._allow = ", ".join(sorted(methods))
+
     # -- sending -------------------------------------------------------------
 
     async def send_outgoing(self, outgoing: Outgoing, destination: Destination) -> None:

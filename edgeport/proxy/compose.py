@@ -127,6 +127,8 @@ class Proxy:
             hops=hops,
             strip_session_progress_sdp=config.strip_session_progress_sdp,
         )
+        self._listening_points = tuple(listening_points)
+        self._loops = loops
         self.requests = RequestHandler(
             transactions,
             responder,
@@ -139,11 +141,7 @@ class Proxy:
             cseq=cseq,
             methods=config.methods,
             unknown_method_action=config.unknown_method_action,
-            edge_hosts=own_hosts(
-                [p.host for p in listening_points],
-                config.external_addrs,
-                ["localhost", "127.0.0.1", "::1"],
-            ),
+            edge_hosts=self._edge_hosts(config),
             max_in_flight=config.max_in_flight,
             hops=hops,
         )
@@ -154,6 +152,28 @@ class Proxy:
             metrics,
             routing=routing,
             aliases=aliases,
+        )
+
+    def _edge_hosts(self, config: EdgePortConfig) -> frozenset[str]:
+        return own_hosts(
+            [p.host for p in self._listening_points],
+            config.external_addrs,
+            ["localhost", "127.0.0.1", "::1"],
+        )
+
+    def reconfigure(self, config: EdgePortConfig) -> None:
+        """A reload: ``spec.methods``, ``unknownMethodAction``, ``externalAddrs``,
+        ``localnets`` and ``ref`` apply from the next message on; transactions,
+        forwards and dialogs in progress carry on."""
+        self.responder.set_methods(config.methods)
+        self.calls.reconfigure(config)
+        self._loops.own_addresses = OwnAddresses(
+            self._listening_points, config.external_addrs, clock=trio.current_time
+        )
+        self.requests.reconfigure(
+            methods=config.methods,
+            unknown_method_action=config.unknown_method_action,
+            edge_hosts=self._edge_hosts(config),
         )
 
     async def handle_inbound(self, inbound: InboundMessage) -> None:

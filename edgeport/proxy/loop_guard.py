@@ -39,7 +39,7 @@ class LoopGuard:
         branch_factory: Callable[[], str],
         loop_key: bytes,
     ) -> None:
-        self._own_addresses = own_addresses
+        self.own_addresses = own_addresses  # replaced by a reload (externalAddrs)
         self._metrics = metrics
         self.new_branch = branch_factory  # a unique branch, without a mark
         self._key = loop_key
@@ -63,7 +63,7 @@ class LoopGuard:
     def routed_to_self(self, request: Request, written_host: str, peer: Peer) -> bool:
         """A next hop that is edgeport itself, however its address was written
         (logged, counted)."""
-        if not self._own_addresses.is_own(peer, written_host):
+        if not self.own_addresses.is_own(peer, written_host):
             return False
         self._log.warning(
             "%s: %s routed to edgeport itself (%s, %s)",

@@ -58,22 +58,31 @@ class ProcessorCalls:
         self._processor = processor
         self._metrics = metrics
         bind = {c.protocol: c.bind_addr for c in config.transports}
-        self._requests = convert.MessageRequestBuilder(
-            edge_port_ref=config.ref,
-            listening_points=[
-                processor_pb2.NetInterface(
-                    host=bind.get(point.transport, point.host),
-                    port=point.port,
-                    transport=PROTO_TRANSPORT[point.transport],
-                )
-                for point in listening_points
-            ],
-            external_addrs=config.external_addrs,
-            localnets=config.localnets,
-        )
+        self._listening_points = [
+            processor_pb2.NetInterface(
+                host=bind.get(point.transport, point.host),
+                port=point.port,
+                transport=PROTO_TRANSPORT[point.transport],
+            )
+            for point in listening_points
+        ]
+        self._requests = self._builder(config)
         self._admitted = CallBudget(ADMITTED_CALLS_PER_IN_FLIGHT * config.max_in_flight)
         self._log = RateLimitedLog(logger, burst=5)
         self._drops = RateLimitedLog(logger)
+
+    def _builder(self, config: EdgePortConfig) -> convert.MessageRequestBuilder:
+        return convert.MessageRequestBuilder(
+            edge_port_ref=config.ref,
+            listening_points=self._listening_points,
+            external_addrs=config.external_addrs,
+            localnets=config.localnets,
+        )
+
+    def reconfigure(self, config: EdgePortConfig) -> None:
+        """A reload: the next MessageRequest carries ``config``'s ref, externalAddrs and
+        localnets (the listening points stay: the listeners do)."""
+        self._requests = self._builder(config)
 
     async def call(self, message: Request | Response, source: Peer | None) -> Exchange | None:
         """The processor's reply for ``message`` received from ``source``; None when

@@ -90,6 +90,18 @@ class RequestHandler:
         self._drops = RateLimitedLog(logger)
         self.accepting = True
 
+    def reconfigure(
+        self,
+        *,
+        methods: Collection[str],
+        unknown_method_action: UnknownMethodAction,
+        edge_hosts: Collection[str],
+    ) -> None:
+        """A reload: the next request is checked against these."""
+        self._methods = frozenset(methods)
+        self._unknown_method_action = unknown_method_action
+        self._edge_hosts = edge_hosts
+
     @property
     def in_flight(self) -> int:
         """New requests being routed (processor call and what follows)."""

@@ -23,6 +23,7 @@ nursery.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import TYPE_CHECKING, NoReturn
 
@@ -90,8 +91,10 @@ class TransportLayer:
         connections: ConnectionTable,
         stats: Counter[str],
         memory: MemoryBudget,
+        outbound: Outbound | None = None,
     ) -> None:
         self.listeners = listeners
+        self.outbound = outbound
         self.dispatch = dispatch
         self.sender = sender
         self.connections = connections
@@ -122,6 +125,25 @@ class TransportLayer:
         """Close the stream listening sockets (for a graceful shutdown); open
         connections, UDP and sending carry on."""
         self.listeners.stop_accepting()
+
+    def reconfigure(
+        self,
+        *,
+        tls: ssl.SSLContext | None,
+        tls_client_context: ssl.SSLContext | None,
+        websocket: WebSocketConfig,
+        trusted_proxies: Sequence[str],
+    ) -> None:
+        """A reload: new connections are accepted (TLS, WSS: handshaken) and outbound
+        TLS connections opened with these; the connections already open keep theirs."""
+        self.listeners.security = dataclasses.replace(
+            self.listeners.security,
+            tls=tls,
+            websocket=websocket,
+            trusted_proxies=TrustedProxies(trusted_proxies),
+        )
+        if self.outbound is not None:
+            self.outbound.client_context = tls_client_context or default_client_context()
 
 
 async def serve_transports(
@@ -238,6 +260,7 @@ async def serve_transports(
                     connections=connections,
                     stats=stats,
                     memory=memory,
+                    outbound=outbound,
                 )
             )
             await trio.sleep_forever()

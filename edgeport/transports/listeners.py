@@ -15,6 +15,12 @@ WebSocket upgrade (WS, WSS), then the connection's reader
 A listener that fails is logged and reported dead to the health check
 (``listener_alive``); the other listeners and the connections already open
 carry on.
+
+What a connection is checked with (:class:`ListenerSecurity`: the TLS
+server context, the WebSocket Origin list, the trusted PROXY protocol
+sources) is read once per accepted connection, so a reload that replaces
+``Listeners.security`` applies to the next connection; one already open
+keeps what it was accepted with.
 """
 
 from __future__ import annotations
@@ -137,6 +143,17 @@ class Listeners:
     def listening_points(self) -> list[Peer]:
         """One per listener, with the port actually bound."""
         return [point.local for point in self._points]
+
+    @property
+    def security(self) -> ListenerSecurity:
+        """What the next accepted connection is checked with."""
+        return self._security
+
+    @security.setter
+    def security(self, security: ListenerSecurity) -> None:
+        if security.tls is None and any(p.local.transport.secure for p in self._points):
+            raise ValueError("a TLS or WSS listener needs a server TLS context")
+        self._security = security
 
     def listening_point(self, transport: Transport) -> Peer | None:
         return next((p.local for p in self._points if p.local.transport is transport), None)

@@ -75,6 +75,16 @@ class Outbound:
         self._listening_points = tuple(listening_points)
         self._connecting: dict[Key, _ConnectAttempt] = {}
 
+    @property
+    def client_context(self) -> ssl.SSLContext:
+        """What the next outbound TLS connection verifies with (a reload replaces it;
+        connections already open keep theirs)."""
+        return self._client_context
+
+    @client_context.setter
+    def client_context(self, context: ssl.SSLContext) -> None:
+        self._client_context = context
+
     async def connect(self, transport: Transport, host: str, port: int) -> Connection:
         """The live connection to (transport, host, port); concurrent senders share one
         connection attempt and its outcome. Raises SendError."""

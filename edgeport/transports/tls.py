@@ -12,16 +12,24 @@ false, of the operating system's trust store; the keystore's certificate
 and key are presented when the server asks for a client certificate (mutual
 TLS); ``client.protocols`` sets the version range. See
 :func:`build_client_context` for how the server's name is checked.
+
+:func:`build_tls` builds both at once, with what a reload reports of the
+server certificate (its serial number and notAfter): a reload builds a new
+:class:`TlsSet` and the listeners take it for their next handshakes, while
+connections already open keep the context they were made with.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
+from dataclasses import dataclass
 from typing import Final
 
+from cryptography import x509
+
 from edgeport.config import ClientAuthType, SecurityContext
-from edgeport.keystore import load_cert_chain_into, load_keystore, load_trust_store
+from edgeport.keystore import KeyMaterial, load_cert_chain_into, load_keystore, load_trust_store
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +65,39 @@ def version_range(protocols: tuple[str, ...]) -> tuple[ssl.TLSVersion, ssl.TLSVe
     return min(versions), max(versions)
 
 
-def build_server_context(sc: SecurityContext) -> ssl.SSLContext:
-    """The listener context for TLS and WSS, from the keystore and trust store."""
+@dataclass(frozen=True, slots=True)
+class TlsSet:
+    """The TLS contexts of one configuration, and the server certificate they serve."""
+
+    server: ssl.SSLContext  # the TLS and WSS listeners'
+    client: ssl.SSLContext  # outbound TLS connections'
+    serial: int  # the server certificate's serial number
+    not_after: float  # the server certificate's notAfter, as a Unix timestamp
+
+
+def build_tls(sc: SecurityContext) -> TlsSet:
+    """Both contexts of ``sc``, each from the files as they are now.
+
+    Raises :class:`~edgeport.keystore.KeystoreError` (or ``ssl.SSLError``)
+    when a file cannot be used.
+    """
     material = load_keystore(sc.key_store, sc.key_store_password, sc.key_store_type)
+    leaf = x509.load_pem_x509_certificate(material.cert_chain_pem)
+    return TlsSet(
+        server=build_server_context(sc, material),
+        client=build_client_context(sc, material),
+        serial=leaf.serial_number,
+        not_after=leaf.not_valid_after_utc.timestamp(),
+    )
+
+
+def build_server_context(
+    sc: SecurityContext, material: KeyMaterial | None = None
+) -> ssl.SSLContext:
+    """The listener context for TLS and WSS, from the keystore (or its ``material``,
+    already read) and trust store."""
+    if material is None:
+        material = load_keystore(sc.key_store, sc.key_store_password, sc.key_store_type)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version, context.maximum_version = version_range(sc.client_protocols)
     load_cert_chain_into(context, material)
@@ -73,7 +111,9 @@ def build_server_context(sc: SecurityContext) -> ssl.SSLContext:
     return context
 
 
-def build_client_context(sc: SecurityContext | None = None) -> ssl.SSLContext:
+def build_client_context(
+    sc: SecurityContext | None = None, material: KeyMaterial | None = None
+) -> ssl.SSLContext:
     """The context for outbound TLS connections.
 
     Verification (always on: ``CERT_REQUIRED`` and a host name check): the
@@ -104,6 +144,7 @@ def build_client_context(sc: SecurityContext | None = None) -> ssl.SSLContext:
     if sc.trust_store:
         cadata = load_trust_store(sc.trust_store, sc.trust_store_password)
         context.load_verify_locations(cadata=cadata.decode("ascii"))
-    material = load_keystore(sc.key_store, sc.key_store_password, sc.key_store_type)
+    if material is None:
+        material = load_keystore(sc.key_store, sc.key_store_password, sc.key_store_type)
     load_cert_chain_into(context, material)
     return context

@@ -1,4 +1,4 @@
-"""A minimal HTTP/1.1 GET over a Unix socket: the supervisor asking a worker."""
+"""A minimal HTTP/1.1 client over a Unix socket: the supervisor asking a worker."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ class HttpError(Exception):
 
 async def get_unix(path: str, target: str) -> tuple[int, bytes]:
     """``GET target`` on the Unix socket ``path``: status code and body (the server closes)."""
+    return await request_unix(path, "GET", target)
+
+
+async def request_unix(path: str, method: str, target: str) -> tuple[int, bytes]:
+    """``method target`` (no body) on the Unix socket ``path``: status code and body."""
     try:
         stream = await trio.open_unix_socket(path)
     except OSError as error:
@@ -22,7 +27,8 @@ async def get_unix(path: str, target: str) -> tuple[int, bytes]:
     async with stream:
         try:
             await stream.send_all(
-                f"GET {target} HTTP/1.1\r\nHost: worker\r\nConnection: close\r\n\r\n".encode()
+                f"{method} {target} HTTP/1.1\r\nHost: worker\r\nContent-Length: 0\r\n"
+                "Connection: close\r\n\r\n".encode()
             )
             received = bytearray()
             while len(received) <= MAX_RESPONSE_BYTES:

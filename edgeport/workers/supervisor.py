@@ -9,13 +9,21 @@ processor it serves that processor over gRPC on a Unix socket, so every
 worker talks to one registrar. On the health port it serves ``/healthz``
 (every worker healthy), ``/readyz`` (every worker ready) and ``/metrics``
 (every worker's metrics, labelled ``worker="<i>"``, plus its own).
+
+Reloads: on SIGHUP, and when a file of ``spec.securityContext`` changes on
+disk, the supervisor asks every worker to reload (``POST /reload`` on its
+health socket): each worker reads and checks the configuration itself and
+answers with its result, which the supervisor logs, one line per worker.
+``/healthz`` shows the configuration generation each worker runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -26,10 +34,11 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from edgeport.config import BUILTIN_PROCESSOR
+from edgeport.config import BUILTIN_PROCESSOR, ConfigError, load_config_with_warnings
 from edgeport.health import HealthChecks, serve_health
 from edgeport.metrics import Registry
-from edgeport.workers.http_client import HttpError, get_unix
+from edgeport.reload.watch import FileWatch, tls_files
+from edgeport.workers.http_client import HttpError, get_unix, request_unix
 from edgeport.workers.metrics_merge import merge_expositions
 from edgeport.workers.worker import health_path
 
@@ -47,6 +56,8 @@ RESTART_BACKOFF_MAX: Final = 10.0
 STABLE_AFTER: Final = 30.0  # seconds of life after which a death starts the backoff afresh
 QUERY_TIMEOUT: Final = 1.0  # seconds for a worker to answer a health or metrics query
 KILL_AFTER: Final = 5.0  # seconds past the drain before a worker that did not exit is killed
+RELOAD_TIMEOUT: Final = 30.0  # seconds for a worker to reload and answer
+WATCH_IDLE: Final = 5.0  # seconds between looks at whether a file watch is wanted now
 
 
 @dataclass(slots=True)
@@ -61,6 +72,7 @@ class WorkerSlot:
     ready: bool = False
     metrics: str = ""
     problems: list[str] = field(default_factory=list)
+    generation: int | None = None  # the configuration it runs, from its /healthz
 
     @property
     def running(self) -> bool:
@@ -119,6 +131,8 @@ class Supervisor:
                 problem=f"worker {slot.index} is not running or not healthy",
             )
         self.checks.set_readiness(self._all_ready, problem="not every worker is ready")
+        self.checks.set_details(self._generations)
+        self._reloading = trio.Lock()
 
     # workers -------------------------------------------------------------
 
@@ -191,6 +205,88 @@ class Supervisor:
 
     # health --------------------------------------------------------------
 
+    def _generations(self) -> dict[str, object]:
+        return {
+            "workers": {
+                str(slot.index): {"configGeneration": slot.generation, "pid": slot.pid}
+                for slot in self.slots
+            }
+        }
+
+    # reloads ---------------------------------------------------------------
+
+    async def reload_workers(self, trigger: str) -> dict[int, dict[str, object]]:
+        """Ask every running worker to reload; log and return each one's result
+        (one reload of all of them at a time)."""
+        async with self._reloading:
+            logger.info("reloading the configuration of every worker (%s)", trigger)
+            await self._reload_own()
+            results: dict[int, dict[str, object]] = {}
+            async with trio.open_nursery() as nursery:
+                for slot in self.slots:
+                    if slot.running:
+                        nursery.start_soon(self._reload_worker, slot, results)
+            await self.refresh()
+            return results
+
+    async def _reload_own(self) -> None:
+        """The supervisor's own copy (the files to watch, the drain's timeout); the
+        workers report the problems of an invalid one."""
+        try:
+            config, _ = await trio.to_thread.run_sync(
+                load_config_with_warnings, self.command.config_path, dict(os.environ)
+            )
+        except ConfigError:
+            return
+        self.config = config
+
+    async def _reload_worker(self, slot: WorkerSlot, results: dict[int, dict[str, object]]) -> None:
+        path = health_path(self.command.rundir, slot.index)
+        answer: dict[str, object] = {"result": "failed", "problems": ["no answer"]}
+        with trio.move_on_after(RELOAD_TIMEOUT):
+            try:
+                status, body = await request_unix(path, "POST", "/reload")
+                parsed = json.loads(body) if status == 200 else None
+                if isinstance(parsed, dict):
+                    answer = parsed
+                else:
+                    answer["problems"] = [f"answered {status}"]
+            except (HttpError, ValueError) as error:
+                answer["problems"] = [str(error)]
+        results[slot.index] = answer
+        result, generation = answer.get("result"), answer.get("generation")
+        if result == "applied":
+            logger.info("worker %d: configuration generation %s applied", slot.index, generation)
+        elif result == "partial":
+            logger.warning(
+                "worker %d: configuration generation %s applied; needs a restart: %s",
+                slot.index,
+                generation,
+                _listed(answer.get("restartNeeded"), ", "),
+            )
+        else:
+            logger.error(
+                "worker %d: reload failed, generation %s keeps running: %s",
+                slot.index,
+                generation,
+                _listed(answer.get("problems"), "; "),
+            )
+
+    async def watch_tls_files(self) -> None:
+        """Reload every worker when a file of ``spec.securityContext`` changes on disk."""
+        watch = FileWatch(tls_files(self.config))
+        while not self.stopping.is_set():
+            interval = self.config.reload.watch_interval
+            if interval <= 0 or not watch.paths:
+                await trio.sleep(WATCH_IDLE)
+                watch.watch(tls_files(self.config))
+                continue
+            await trio.sleep(interval)
+            if watch.poll():
+                logger.info("%s changed on disk", ", ".join(watch.paths))
+                await self.reload_workers("TLS files changed")
+                watch.watch(tls_files(self.config))
+
     def _healthy(self, slot: WorkerSlot) -> bool:
         return slot.running and slot.healthy
 
@@ -207,13 +303,16 @@ class Supervisor:
         if not slot.running:
             slot.healthy = slot.ready = False
             slot.metrics = ""
+            slot.generation = None
             return
         path = health_path(self.command.rundir, slot.index)
         healthy = ready = False
         metrics = ""
         with trio.move_on_after(QUERY_TIMEOUT):
             try:
-                healthy = (await get_unix(path, "/healthz"))[0] == 200
+                status, body = await get_unix(path, "/healthz")
+                healthy = status == 200
+                slot.generation = _generation(body)
                 ready = (await get_unix(path, "/readyz"))[0] == 200
                 status, body = await get_unix(path, "/metrics")
                 metrics = body.decode("utf-8", "replace") if status == 200 else ""
@@ -238,6 +337,20 @@ class Supervisor:
             await trio.sleep(0.2)
 
 
+def _listed(items: object, separator: str) -> str:
+    return separator.join(str(item) for item in items) if isinstance(items, list) else ""
+
+
+def _generation(body: bytes) -> int | None:
+    """The configGeneration of a worker's /healthz document, if it says one."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    value = document.get("configGeneration") if isinstance(document, dict) else None
+    return value if isinstance(value, int) else None
+
+
 async def supervise(
     config: EdgePortConfig,
     *,
@@ -257,11 +370,12 @@ async def supervise(
                 await nursery.start(_serve_builtin, processor, config)
             command = WorkerCommand(config_path, log_level, log_format, workers, rundir, processor)
             supervisor = Supervisor(config, command)
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
                 async with trio.open_nursery() as workers_nursery:
                     for slot in supervisor.slots:
                         workers_nursery.start_soon(supervisor.keep_running, slot)
                     nursery.start_soon(supervisor.watch_startup)
+                    nursery.start_soon(supervisor.watch_tls_files)
                     if config.health.enabled:
                         port = await nursery.start(
                             functools.partial(
@@ -292,9 +406,14 @@ async def _forward_signals(
     supervisor: Supervisor,
     workers_nursery: trio.Nursery,
 ) -> None:
-    """The first signal drains every worker; a second one is passed on (they stop at once)."""
+    """SIGHUP reloads every worker. The first SIGTERM or SIGINT drains every worker; a
+    second one is passed on (they stop at once)."""
     async for signum in signals:
         name = signal.Signals(signum).name
+        if signum == signal.SIGHUP:
+            if not supervisor.stopping.is_set():
+                workers_nursery.start_soon(supervisor.reload_workers, name)
+            continue
         if not supervisor.stopping.is_set():
             logger.info("%s: draining %d workers", name, len(supervisor.slots))
             supervisor.stop(signal.SIGTERM)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
+from edgeport.config import BUILTIN_PROCESSOR
 from edgeport.memory import MemoryBudget
 from edgeport.transports.sockets import share_listening_ports
 from edgeport.workers.branch import worker_branch_factory
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
     from edgeport.config import EdgePortConfig
     from edgeport.protection import EdgeGuard
+    from edgeport.reload.reloader import ConfigSource
     from edgeport.server import RunningServer
     from edgeport.transports import Handler, TransportLayer
     from edgeport.transports.connections import TableObserver
@@ -61,10 +63,20 @@ class WorkerRole:
     index: int
     count: int
     rundir: str
+    processor: str | None = None  # the supervisor's built-in processor, for "builtin"
 
     def __post_init__(self) -> None:
         if not 0 <= self.index < self.count:
             raise ValueError(f"worker index {self.index} is not below the count {self.count}")
+
+    def config_for(self, config: EdgePortConfig) -> EdgePortConfig:
+        """``config`` as this worker runs it: the supervisor's processor socket for the
+        built-in processor, and this worker's share of the limits (at the start and
+        at each reload)."""
+        if self.processor is not None and config.processor.addr == BUILTIN_PROCESSOR:
+            processor = dataclasses.replace(config.processor, addr=self.processor)
+            config = dataclasses.replace(config, processor=processor)
+        return worker_share(config, self.count)
 
     @property
     def health_path(self) -> str:
@@ -174,11 +186,18 @@ def worker_share(config: EdgePortConfig, count: int) -> EdgePortConfig:
     )
 
 
-async def run_worker(config: EdgePortConfig, role: WorkerRole) -> None:
-    """Serve as worker ``role.index`` until a signal (drain) or the supervisor's end."""
+async def run_worker(
+    config: EdgePortConfig, role: WorkerRole, source: ConfigSource | None = None
+) -> None:
+    """Serve as worker ``role.index`` until a signal (drain) or the supervisor's end.
+
+    ``config`` is the file's; ``source`` (where it came from, with
+    :meth:`WorkerRole.config_for` as its ``prepare``) lets the supervisor
+    reload it (``POST /reload`` on the health socket).
+    """
     from edgeport import server  # late: the worker's parent imports none of it
 
-    config = worker_share(config, role.count)
+    config = role.config_for(config)
     share_listening_ports()
     parent = os.getppid()
     handoffs = WorkerHandoffs(role)
@@ -194,6 +213,8 @@ async def run_worker(config: EdgePortConfig, role: WorkerRole) -> None:
                 memory=MemoryBudget.per_worker(config.limits.memory, role.count),
                 handoffs=handoffs,
                 health_unix_path=role.health_path,
+                source=source,
+                watch_files=False,  # the supervisor watches, and reloads every worker
                 task_status=task_status,
             )
             nursery.cancel_scope.cancel()

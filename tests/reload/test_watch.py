@@ -1,0 +1,71 @@
+"""Noticing a change of the TLS files: in place, replaced, and a Kubernetes symlink swap."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edgeport.reload.watch import FileWatch, look_at
+
+
+def kubernetes_secret(root: Path, version: str, content: bytes) -> Path:
+    """A Secret volume as the kubelet writes it: ``..<version>/edge.p12``, ``..data``
+    pointing at it, and ``edge.p12 -> ..data/edge.p12``. Swaps ``..data`` atomically."""
+    data_dir = root / f"..{version}"
+    data_dir.mkdir()
+    (data_dir / "edge.p12").write_bytes(content)
+    link = root / "..data_tmp"
+    link.symlink_to(data_dir.name)
+    os.replace(link, root / "..data")
+    name = root / "edge.p12"
+    if not name.is_symlink():
+        name.symlink_to("..data/edge.p12")
+    return name
+
+
+def test_a_kubernetes_secret_update_is_seen_through_its_symlinks(tmp_path: Path) -> None:
+    keystore = kubernetes_secret(tmp_path, "2026_01", b"first certificate")
+    watch = FileWatch([str(keystore)])
+    assert not watch.poll()
+    link_before = look_at(str(keystore))[0]
+    kubernetes_secret(tmp_path, "2026_02", b"next certificate")  # same size, new file
+    # The name is still the same link; only what it resolves to is new.
+    assert look_at(str(keystore))[0] == link_before
+    assert not watch.poll()  # changed: reported once it holds still for one poll
+    assert watch.poll()
+    assert not watch.poll()  # once per change
+
+
+def test_a_file_rewritten_in_place_is_a_change(tmp_path: Path) -> None:
+    keystore = tmp_path / "edge.pem"
+    keystore.write_bytes(b"a" * 100)
+    watch = FileWatch([str(keystore)])
+    keystore.write_bytes(b"b" * 101)
+    assert [watch.poll(), watch.poll()] == [False, True]
+
+
+def test_a_file_still_being_written_is_reported_when_it_holds_still(tmp_path: Path) -> None:
+    keystore = tmp_path / "edge.pem"
+    keystore.write_bytes(b"a" * 100)
+    watch = FileWatch([str(keystore)])
+    keystore.write_bytes(b"b" * 50)  # the writer's first part
+    assert not watch.poll()
+    keystore.write_bytes(b"b" * 150)  # and the rest, before the next poll
+    assert not watch.poll()
+    assert watch.poll()
+
+
+def test_nothing_changed_is_never_reported(tmp_path: Path) -> None:
+    keystore = tmp_path / "edge.pem"
+    keystore.write_bytes(b"a")
+    watch = FileWatch([str(keystore), str(tmp_path / "missing.pem")])
+    assert [watch.poll() for _ in range(5)] == [False] * 5
+
+
+def test_a_file_that_appears_or_goes_is_a_change(tmp_path: Path) -> None:
+    keystore = tmp_path / "edge.pem"
+    watch = FileWatch([str(keystore)])
+    keystore.write_bytes(b"now here")
+    assert [watch.poll(), watch.poll()] == [False, True]
+    keystore.unlink()
+    assert [watch.poll(), watch.poll()] == [False, True]

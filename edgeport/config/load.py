@@ -235,4 +235,5 @@ def effective_config(document: DocumentFile, settings: EnvSettings) -> EdgePortC
         hep=spec.capture.hep,
         limits=spec.limits,
         builtin=spec.builtin,
+        large_requests_over_tcp=spec.large_requests_over_tcp,
     )

@@ -35,6 +35,7 @@ from cattrs.gen import make_dict_structure_fn, override
 from edgeport.config import values
 from edgeport.config.errors import Invalid
 from edgeport.config.model import (
+    DEFAULT_LARGE_REQUEST_BYTES,
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_SHUTDOWN_TIMEOUT,
     TLS_PROTOCOLS,
@@ -115,6 +116,7 @@ class SpecFile:
     capture: CaptureFile = field(default_factory=CaptureFile)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     builtin: BuiltinConfig = field(default_factory=BuiltinConfig)
+    large_requests_over_tcp: int | None = DEFAULT_LARGE_REQUEST_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +218,11 @@ _structure_security: Final = _register(
 )
 _structure_connections: Final = _register(
     ConnectionLimits,
-    {"idle_timeout": values.positive_seconds, "max_connections": values.positive_integer},
+    {
+        "idle_timeout": values.positive_seconds,
+        "max_connections": values.positive_integer,
+        "web_socket_ping_interval": values.ping_interval,
+    },
 )
 _structure_websocket: Final = _register(
     WebSocketConfig, {"allowed_origins": values.list_of(values.nonempty_string)}
@@ -292,6 +298,7 @@ _structure_spec: Final = _register(
         "capture": _structure_capture,
         "limits": _structure_limits,
         "builtin": _structure_builtin,
+        "large_requests_over_tcp": values.large_request_bytes,
     },
 )
 _structure_document: Final = _register(

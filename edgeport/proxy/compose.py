@@ -34,6 +34,7 @@ from edgeport.own_addresses import OwnAddresses
 from edgeport.proxy.dialog_state import CSeqShifts, EndedDialogs, ReadyRelays
 from edgeport.proxy.forwarding import Forwarder
 from edgeport.proxy.inbound import Dispatcher
+from edgeport.proxy.large_requests import LargeRequests
 from edgeport.proxy.loop_guard import LoopGuard
 from edgeport.proxy.model import Destination, new_branch
 from edgeport.proxy.processor_calls import ProcessorCalls
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from edgeport.processor import ProcessorClient
     from edgeport.proxy.answers import Responder
     from edgeport.proxy.inbound import AliasBinder
+    from edgeport.proxy.large_requests import StreamOpener
     from edgeport.proxy.upstream import StrayCounter
     from edgeport.transaction_layer import TransactionLayer
     from edgeport.transports import Connection, InboundMessage, Peer
@@ -74,6 +76,7 @@ class Proxy:
         strays: StrayCounter | None = None,
         branch_factory: Callable[[], str] = new_branch,
         loop_key: bytes,
+        streams: StreamOpener | None = None,
         metrics: EdgeportMetrics = METRICS,
     ) -> None:
         self._transactions = transactions
@@ -88,6 +91,8 @@ class Proxy:
         ended = EndedDialogs()
         ready = ReadyRelays()
         routing = Routing()
+        # RFC 3261 §18.1.1: requests too large for UDP go over TCP (needs ``streams``).
+        large = LargeRequests(config.large_requests_over_tcp, streams, listening_points)
         self.upstream = UpstreamRelay(
             transactions,
             responder,
@@ -111,6 +116,7 @@ class Proxy:
             cseq=cseq,
             ended=ended,
             ready=ready,
+            large=large,
             strip_session_progress_sdp=config.strip_session_progress_sdp,
         )
         self.requests = RequestHandler(
@@ -131,6 +137,7 @@ class Proxy:
                 ["localhost", "127.0.0.1", "::1"],
             ),
             max_in_flight=config.max_in_flight,
+            large=large,
         )
         self.dispatcher = Dispatcher(
             self.requests,

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from edgeport.metrics import EdgeportMetrics
     from edgeport.proxy.answers import Responder
     from edgeport.proxy.dialog_state import CSeqShifts, EndedDialogs, ReadyRelays
+    from edgeport.proxy.large_requests import LargeRequests
     from edgeport.proxy.loop_guard import LoopGuard
     from edgeport.proxy.model import Exchange
     from edgeport.proxy.processor_calls import ProcessorCalls
@@ -185,6 +186,7 @@ class Forwarder:
         cseq: CSeqShifts,
         ended: EndedDialogs,
         ready: ReadyRelays,
+        large: LargeRequests,
         strip_session_progress_sdp: bool = False,
     ) -> None:
         self._transactions = transactions
@@ -198,6 +200,7 @@ class Forwarder:
         self._cseq = cseq
         self._ended = ended
         self.ready = ready
+        self._large = large  # RFC 3261 §18.1.1: over TCP when too large for UDP
         self._strip_183_sdp = strip_session_progress_sdp
         # Forwards whose caller still waits for a final response, by server transaction.
         self._forwards: dict[object, Forward] = {}
@@ -274,11 +277,14 @@ class Forwarder:
         if self._loops.routed_to_self(request, hop.host, peer):
             await self._responder.answer(handle, 482)
             return
+        destination = Destination(peer)
+        with trio.CancelScope() as forward.routing_scope:
+            destination = await self._large.destination(outgoing, peer)
         if forward.machine.state is not ForwardState.ROUTING:
             logger.info("%s: cancelled while routing; not forwarded", request.call_id)
             return
         forward.request = outgoing
-        forward.destination = Destination(peer)
+        forward.destination = destination
         forward.credentials = credentials
         self._forwards[handle.key] = forward
         forward.machine.handle(Event.ROUTED)
@@ -295,7 +301,10 @@ class Forwarder:
             )
         try:
             forward.client = await self._transactions.send_request(
-                outgoing, forward.destination, reliable=peer.transport.reliable, tu=forward
+                outgoing,
+                destination,
+                reliable=destination.peer.transport.reliable,
+                tu=forward,
             )
         except (TransactionTableFull, ValueError, SipSerializeError) as error:
             logger.warning("%s: could not forward: %s", request.call_id, error)

@@ -430,6 +430,7 @@ async def _handle_events(
     conn: WebSocketConnection, message: _MessageBuffer, deliver: Deliver, stats: Counter[str]
 ) -> bool:
     """Handle what the received bytes produced; False when the reader should stop."""
+    ping: Ping | None = None
     for event in conn.ws.events():
         if not isinstance(event, Pong):
             # A Pong answers edgeport's own Ping: the peer is there, not busy.
@@ -457,10 +458,7 @@ async def _handle_events(
         elif isinstance(event, Ping):
             # RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a
             # Pong frame in response, unless it already received a Close frame."
-            try:
-                await conn.send_control(event.response())
-            except ConnectionLost:
-                return False
+            ping = event
         elif isinstance(event, Pong):
             conn.pong_received(bytes(event.payload))
         elif isinstance(event, CloseConnection):
@@ -476,6 +474,15 @@ async def _handle_events(
                 logger.info("%s %s protocol error: %s", conn.id, conn.peer, event.reason)
                 stats["ws_protocol_errors"] += 1
                 await conn.fail(event.code, event.reason)
+            return False
+    if ping is not None:
+        # RFC 6455 §5.5.3: "If an endpoint receives a Ping frame and has not yet sent
+        # Pong frame(s) in response to previous Ping frame(s), the endpoint MAY elect
+        # to send a Pong frame for only the most recently processed Ping frame." Pings
+        # read together get one Pong: a burst of them must not cost a write each.
+        try:
+            await conn.send_control(ping.response())
+        except ConnectionLost:
             return False
     return True
 

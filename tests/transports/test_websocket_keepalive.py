@@ -9,7 +9,7 @@ import trio
 import trio.testing
 import trio_websocket
 from transport_helpers import point, running_layer, sip_request
-from wsproto.events import Pong
+from wsproto.events import Ping, Pong
 
 from edgeport.config import ConnectionLimits
 from edgeport.sip.transport import Transport
@@ -94,3 +94,22 @@ async def test_with_pings_off_a_silent_websocket_gets_none(
             assert trio.current_time() - start == pytest.approx(300.0, abs=1.0)
             assert layer.stats["ws_ping_timeouts"] == 0
             await silent.aclose()
+
+
+async def test_a_burst_of_client_pings_gets_a_pong_for_the_last_one_read() -> None:
+    with trio.fail_after(5):
+        async with running_layer([Transport.WS]) as (layer, recorder):
+            client = await SilentWebSocket.connect(*point(layer, Transport.WS))
+            burst = b"".join(client.ws.send(Ping(payload=b"%d" % n)) for n in range(2000))
+            await client.stream.send_all(burst)
+            pongs: list[bytes] = []
+            with trio.move_on_after(0.3):
+                while True:
+                    data = await client.stream.receive_some(65536)
+                    client.ws.receive_data(data)
+                    pongs += [bytes(e.payload) for e in client.ws.events() if isinstance(e, Pong)]
+            assert 1 <= len(pongs) <= 16  # one per read, not 2,000
+            assert pongs[-1] == b"1999"  # RFC 6455 §5.5.3: the most recent Ping's
+            await client.send(sip_request())
+            assert (await recorder.next()).data == sip_request()
+            await client.aclose()

@@ -332,3 +332,31 @@ async def test_large_requests_stay_on_udp_when_large_requests_over_tcp_is_false(
                 with trio.move_on_after(0.2):
                     await phone.listener.accept()
                     raise AssertionError("edgeport opened a TCP connection with the feature off")
+
+
+async def test_a_large_ack_for_a_2xx_goes_over_tcp_too() -> None:
+    """A late offer: the browser's answer SDP rides on the ACK, forwarded statelessly."""
+    async with routed_edge() as server:
+        phone = await open_phone(address(server, Transport.UDP), tcp=True)
+        async with browser(server) as alice:
+            with trio.fail_after(20):
+                await alice.send(browser_invite(phone.uri, call_id="late-offer", sdp=""))
+                incoming = await phone.udp.receive_until(lambda m: m.method == "INVITE")
+                contact = f"Contact: <sip:bob@127.0.0.1:{phone.port}>\n"
+                await phone.udp.send(response_to(incoming, "200 OK", to_tag="bob4", extra=contact))
+                ok = await alice.receive_until(lambda m: m.status == 200)
+                ack = in_dialog("ACK", 1, ok, call_id="late-offer", callee=phone.port)
+                head, _, _ = ack.partition(b"Content-Length: 0\r\n\r\n")
+                body = SDP.encode()
+                await alice.send(
+                    head
+                    + b"Content-Type: application/sdp\r\n"
+                    + b"Content-Length: %d\r\n\r\n" % len(body)
+                    + body
+                )
+                bob = await phone.accept()
+                got = await bob.receive()
+                assert got.method == "ACK"
+                assert got.headers("Via")[0].startswith("SIP/2.0/TCP 127.0.0.1:")
+                assert got.body == body
+                await bob.close()

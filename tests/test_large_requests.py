@@ -9,7 +9,13 @@ import pytest
 import trio
 import trio.testing
 
-from edgeport.proxy.large_requests import LARGE_REQUESTS, TCP_CONNECT_TIMEOUT, LargeRequests
+from edgeport.proxy.large_requests import (
+    LARGE_REQUESTS,
+    MAX_NO_TCP_PEERS,
+    NO_TCP_MEMORY,
+    TCP_CONNECT_TIMEOUT,
+    LargeRequests,
+)
 from edgeport.sip.message import Request
 from edgeport.sip.parser import parse_message
 from edgeport.sip.transport import Transport
@@ -69,10 +75,14 @@ class Opener:
 
 
 def large(
-    outcome: str = "accept", *, tcp_port: int = 5070, limit: int | None = 1300
+    outcome: str = "accept",
+    *,
+    tcp_port: int = 5070,
+    limit: int | None = 1300,
+    opener: Opener | None = None,
 ) -> LargeRequests:
     points = [UDP_POINT, Peer(Transport.TCP, "192.0.2.1", tcp_port)]
-    return LargeRequests(limit, Opener(outcome), points)
+    return LargeRequests(limit, opener or Opener(outcome), points)
 
 
 @pytest.mark.parametrize("extra", [-1, 0, 1])
@@ -162,3 +172,34 @@ async def test_an_open_connection_to_the_next_hop_is_reused(
 
     sender = Sender(table, must_not, Counter())
     assert await sender.connection_to(peer, connect_timeout=TCP_CONNECT_TIMEOUT) is conn
+
+
+async def test_a_next_hop_that_took_no_tcp_is_not_asked_again_for_a_while(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A trunk whose firewall drops TCP would hold up every large INVITE otherwise."""
+    opener = Opener("refused")
+    chooser = large(opener=opener)
+    for _ in range(3):
+        assert (await chooser.destination(request(body_bytes=4000), PHONE)).peer == PHONE
+    assert len(opener.asked) == 1
+    await trio.sleep(NO_TCP_MEMORY)
+    opener.outcome = "accept"
+    destination = await chooser.destination(request(body_bytes=4000), PHONE)
+    assert destination.peer.transport is Transport.TCP
+    assert len(opener.asked) == 2
+
+
+async def test_the_memory_of_next_hops_without_tcp_is_bounded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    opener = Opener("refused")
+    chooser = large(opener=opener)
+    for n in range(MAX_NO_TCP_PEERS + 1):
+        peer = Peer(Transport.UDP, f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", 5060)
+        await chooser.destination(request(body_bytes=4000), peer)
+    assert len(chooser._no_tcp) == MAX_NO_TCP_PEERS
+    first = Peer(Transport.UDP, "10.0.0.0", 5060)  # the oldest, forgotten: asked again
+    await chooser.destination(request(body_bytes=4000), first)
+    assert opener.asked[-1] == Peer(Transport.TCP, "10.0.0.0", 5060)
+    assert len(opener.asked) == MAX_NO_TCP_PEERS + 2

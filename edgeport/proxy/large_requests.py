@@ -19,8 +19,11 @@ retry of auth on behalf; responses come back over the connection (RFC 3261
 §18.2.2) and match the client transaction by branch as over UDP.
 
 When the next hop does not take TCP (refused, or no connection within
-``TCP_CONNECT_TIMEOUT``), the request goes over UDP as before. Both outcomes
-are counted in ``edgeport_large_requests_total{result="tcp"|"udp_fallback"}``.
+``TCP_CONNECT_TIMEOUT``), the request goes over UDP as before, and so do
+the large requests for that address and port for ``NO_TCP_MEMORY`` seconds:
+a trunk whose firewall drops TCP silently would otherwise hold up each of
+its large INVITEs for the whole connect timeout. Both outcomes are counted
+in ``edgeport_large_requests_total{result="tcp"|"udp_fallback"}``.
 Without a TCP listener edgeport keeps large requests on UDP: a TCP Via would
 name a port where nothing listens.
 """
@@ -28,7 +31,10 @@ name a port where nothing listens.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Final, Protocol
+
+import trio
 
 from edgeport.metrics import METRICS
 from edgeport.proxy.model import Destination
@@ -47,6 +53,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TCP_CONNECT_TIMEOUT: Final = 2.0  # seconds a UDP next hop gets to accept TCP
+NO_TCP_MEMORY: Final = 300.0  # seconds a next hop that took no TCP is not asked again
+MAX_NO_TCP_PEERS: Final = 4096  # next hops remembered so; past it the oldest is forgotten
 # Added to a request's size estimate per header line: the estimate uses the
 # names as received, and a compact name (v, f, t...) is written out in full.
 _NAME_SLACK_BYTES: Final = 20
@@ -91,6 +99,8 @@ class LargeRequests:
         self._tcp_port = tcp.port if tcp is not None else 0
         self._udp_port = udp.port if udp is not None else 0
         self._connect_timeout = connect_timeout
+        # (host, port) of next hops that took no TCP -> when they may be asked again.
+        self._no_tcp: OrderedDict[tuple[str, int], float] = OrderedDict()
         self._log = RateLimitedLog(logger)
         if limit is not None and tcp is None:
             logger.info("requests over %d bytes stay on UDP: no TCP listener", limit)
@@ -116,11 +126,19 @@ class LargeRequests:
         if not self.too_large(request, peer):
             return Destination(peer)
         assert self._streams is not None
+        address = (peer.host, peer.port)
+        retry_at = self._no_tcp.get(address)
+        if retry_at is not None:
+            if trio.current_time() < retry_at:
+                LARGE_REQUESTS.labels(result="udp_fallback").inc()
+                return Destination(peer)
+            del self._no_tcp[address]
         tcp = Peer(Transport.TCP, peer.host, peer.port)
         try:
             conn = await self._streams.connection_to(tcp, connect_timeout=self._connect_timeout)
         except SendError as error:
             LARGE_REQUESTS.labels(result="udp_fallback").inc()
+            self._remember_no_tcp(address)
             self._log.info(
                 "%s: %s too large for UDP, but %s takes no TCP (%s): sent over UDP",
                 request.call_id,
@@ -132,6 +150,12 @@ class LargeRequests:
         self._via_over_tcp(request)
         LARGE_REQUESTS.labels(result="tcp").inc()
         return Destination(conn.peer, conn)
+
+    def _remember_no_tcp(self, address: tuple[str, int]) -> None:
+        self._no_tcp[address] = trio.current_time() + NO_TCP_MEMORY
+        self._no_tcp.move_to_end(address)
+        while len(self._no_tcp) > MAX_NO_TCP_PEERS:
+            self._no_tcp.popitem(last=False)
 
     def _via_over_tcp(self, request: Request) -> None:
         """RFC 3261 §18.1.1: the top Via says TCP; its sent-by names the TCP listener

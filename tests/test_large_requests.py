@@ -203,3 +203,14 @@ async def test_the_memory_of_next_hops_without_tcp_is_bounded(
     await chooser.destination(request(body_bytes=4000), first)
     assert opener.asked[-1] == Peer(Transport.TCP, "10.0.0.0", 5060)
     assert len(opener.asked) == MAX_NO_TCP_PEERS + 2
+
+
+async def test_a_large_request_without_a_via_is_left_to_the_send_to_refuse() -> None:
+    no_via = request(body_bytes=4000)
+    no_via.headers.remove("v")
+    assert b"\r\nVia:" not in no_via.to_bytes()
+    assert large().too_large(no_via, PHONE)
+    opener = Opener("accept")
+    destination = await large(opener=opener).destination(no_via, PHONE)
+    assert destination.peer == PHONE
+    assert opener.asked == []

@@ -39,7 +39,7 @@ import trio
 from edgeport.metrics import METRICS
 from edgeport.proxy.model import Destination
 from edgeport.ratelimit import RateLimitedLog
-from edgeport.sip.errors import SipSerializeError
+from edgeport.sip.errors import SipParseError, SipSerializeError
 from edgeport.sip.headers import Via
 from edgeport.sip.transport import Transport
 from edgeport.transports import Peer, SendError
@@ -125,6 +125,10 @@ class LargeRequests:
         for UDP and the peer takes TCP (its top Via then says TCP), else to ``peer``."""
         if not self.too_large(request, peer):
             return Destination(peer)
+        try:
+            via = request.top_via
+        except SipParseError:
+            return Destination(peer)  # no Via to say TCP in: the send reports it
         assert self._streams is not None
         address = (peer.host, peer.port)
         retry_at = self._no_tcp.get(address)
@@ -147,7 +151,7 @@ class LargeRequests:
                 error,
             )
             return Destination(peer)
-        self._via_over_tcp(request)
+        self._via_over_tcp(request, via)
         LARGE_REQUESTS.labels(result="tcp").inc()
         return Destination(conn.peer, conn)
 
@@ -157,10 +161,9 @@ class LargeRequests:
         while len(self._no_tcp) > MAX_NO_TCP_PEERS:
             self._no_tcp.popitem(last=False)
 
-    def _via_over_tcp(self, request: Request) -> None:
+    def _via_over_tcp(self, request: Request, via: Via) -> None:
         """RFC 3261 §18.1.1: the top Via says TCP; its sent-by names the TCP listener
         where it named the UDP one. The branch stays: it names the transaction."""
-        via = request.top_via
         port = via.port
         if (port if port is not None else Transport.UDP.default_port) == self._udp_port:
             port = self._tcp_port

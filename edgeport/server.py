@@ -219,6 +219,7 @@ async def serve(
                 strays=guard,
                 branch_factory=branch_factory,
                 loop_key=loop_key if loop_key is not None else secrets.token_bytes(16),
+                streams=transports.sender,
             )
             gate.open(proxy)
             if handoffs is not None:

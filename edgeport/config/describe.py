@@ -55,6 +55,7 @@ def describe_config(config: EdgePortConfig) -> dict[str, Any]:
     spec["connections"] = {
         "idleTimeout": config.connections.idle_timeout,
         "max": config.connections.max_connections,
+        "webSocketPingInterval": config.connections.web_socket_ping_interval,
     }
     spec["websocket"] = {"allowedOrigins": list(config.websocket.allowed_origins)}
     if config.proxy_protocol.trusted_proxies:
@@ -79,6 +80,8 @@ def describe_config(config: EdgePortConfig) -> dict[str, Any]:
         "firstMessageTimeout": protection.first_message_timeout,
     }
     spec["maxInFlight"] = config.max_in_flight
+    large = config.large_requests_over_tcp
+    spec["largeRequestsOverTcp"] = large if large is not None else False
     spec["limits"] = {"memory": config.limits.memory}
     spec["shutdownTimeout"] = config.shutdown_timeout
     spec["workers"] = config.workers

@@ -237,4 +237,5 @@ def effective_config(document: DocumentFile, settings: EnvSettings) -> EdgePortC
         builtin=spec.builtin,
         dns=spec.dns,
         reload=spec.reload,
+        large_requests_over_tcp=spec.large_requests_over_tcp,
     )

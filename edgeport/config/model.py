@@ -42,6 +42,20 @@ UNIX_PROCESSOR_PREFIX: Final = "unix:"  # spec.processor.addr: gRPC over a Unix 
 DEFAULT_PROCESSOR_TIMEOUT = 3.0  # seconds, edgeport extension spec.processor.timeout
 DEFAULT_IDLE_TIMEOUT = 600.0  # seconds, edgeport extension spec.connections.idleTimeout
 DEFAULT_MAX_CONNECTIONS = 10_000  # edgeport extension spec.connections.max
+# edgeport extension spec.connections.webSocketPingInterval: seconds between
+# WebSocket Pings to a silent WS/WSS peer. Browsers send no Pings of their own
+# and SIP.js and JsSIP no keepalives by default, while load balancers and NATs
+# drop a connection idle for 60 s (AWS ALB, nginx's proxy_read_timeout) or
+# less: without Pings a registered browser there loses its connection, and
+# its incoming calls, within a minute. 25 s stays under those with room for a
+# lost Pong. 0 turns it off.
+DEFAULT_WEBSOCKET_PING_INTERVAL = 25.0
+MIN_WEBSOCKET_PING_INTERVAL: Final = 1.0  # seconds; below it Pings are traffic, not keepalives
+# edgeport extension spec.largeRequestsOverTcp: RFC 3261 §18.1.1's bytes over
+# which a request for a UDP next hop goes over TCP (path MTU unknown).
+DEFAULT_LARGE_REQUEST_BYTES: Final = 1300
+MIN_LARGE_REQUEST_BYTES: Final = 200  # smaller would send about every request over TCP
+MAX_LARGE_REQUEST_BYTES: Final = 65_507  # the largest UDP payload over IPv4
 # edgeport extension spec.maxInFlight: new requests being routed at once. More
 # than the processor serves at its latency only queues in the processor, where
 # calls time out (3 s) after costing work on both sides: under overload edgeport
@@ -150,6 +164,7 @@ class ConnectionLimits:
 
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    web_socket_ping_interval: float = DEFAULT_WEBSOCKET_PING_INTERVAL  # 0: off
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +308,8 @@ class EdgePortConfig:
     builtin: BuiltinConfig = field(default_factory=BuiltinConfig)  # spec.builtin
     dns: DnsConfig = field(default_factory=DnsConfig)  # spec.dns
     reload: ReloadConfig = field(default_factory=ReloadConfig)  # spec.reload
+    # spec.largeRequestsOverTcp, bytes; None (the file's false): large requests stay on UDP
+    large_requests_over_tcp: int | None = DEFAULT_LARGE_REQUEST_BYTES
 
     @property
     def health_bind_addr(self) -> str:

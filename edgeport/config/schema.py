@@ -35,6 +35,7 @@ from cattrs.gen import make_dict_structure_fn, override
 from edgeport.config import values
 from edgeport.config.errors import Invalid
 from edgeport.config.model import (
+    DEFAULT_LARGE_REQUEST_BYTES,
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_SHUTDOWN_TIMEOUT,
     TLS_PROTOCOLS,
@@ -120,6 +121,7 @@ class SpecFile:
     builtin: BuiltinConfig = field(default_factory=BuiltinConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
     reload: ReloadConfig = field(default_factory=ReloadConfig)
+    large_requests_over_tcp: int | None = DEFAULT_LARGE_REQUEST_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +223,11 @@ _structure_security: Final = _register(
 )
 _structure_connections: Final = _register(
     ConnectionLimits,
-    {"idle_timeout": values.positive_seconds, "max_connections": values.positive_integer},
+    {
+        "idle_timeout": values.positive_seconds,
+        "max_connections": values.positive_integer,
+        "web_socket_ping_interval": values.ping_interval,
+    },
 )
 _structure_websocket: Final = _register(
     WebSocketConfig, {"allowed_origins": values.list_of(values.nonempty_string)}
@@ -311,6 +317,7 @@ _structure_spec: Final = _register(
         "builtin": _structure_builtin,
         "dns": _structure_dns,
         "reload": _structure_reload,
+        "large_requests_over_tcp": values.large_request_bytes,
     },
 )
 _structure_document: Final = _register(

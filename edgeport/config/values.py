@@ -23,10 +23,14 @@ from edgeport.config.model import (
     API_VERSIONS,
     BUILTIN_PROCESSOR,
     DEFAULT_DNS_PORT,
+    DEFAULT_LARGE_REQUEST_BYTES,
     KIND,
+    MAX_LARGE_REQUEST_BYTES,
     MAX_RELOAD_WATCH_INTERVAL,
     MAX_WORKERS,
+    MIN_LARGE_REQUEST_BYTES,
     MIN_RELOAD_WATCH_INTERVAL,
+    MIN_WEBSOCKET_PING_INTERVAL,
     TLS_PROTOCOLS,
     UNIX_PROCESSOR_PREFIX,
     WORKERS_AUTO,
@@ -159,6 +163,31 @@ def watch_interval(value: Any, _: Any = None) -> float:
             f"{MAX_RELOAD_WATCH_INTERVAL:g} seconds, got {show(value)}"
         )
     return seconds
+
+
+def ping_interval(value: Any, _: Any = None) -> float:
+    """``spec.connections.webSocketPingInterval``: 0 (off) or at least a second."""
+    seconds = non_negative_seconds(value)
+    if 0 < seconds < MIN_WEBSOCKET_PING_INTERVAL:
+        least = f"{MIN_WEBSOCKET_PING_INTERVAL:g}"
+        raise Invalid(f"expected 0 (off) or at least {least} seconds, got {show(value)}")
+    return seconds
+
+
+def large_request_bytes(value: Any, _: Any = None) -> int | None:
+    """``spec.largeRequestsOverTcp``: a byte count, ``true`` (the default) or ``false`` (off)."""
+    if value is False:
+        return None
+    if value is True:
+        return DEFAULT_LARGE_REQUEST_BYTES
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(f"expected a number of bytes, or false, got {show(value)}")
+    if not MIN_LARGE_REQUEST_BYTES <= value <= MAX_LARGE_REQUEST_BYTES:
+        raise Invalid(
+            f"expected {MIN_LARGE_REQUEST_BYTES} to {MAX_LARGE_REQUEST_BYTES} bytes, "
+            f"or false, got {value}"
+        )
+    return value
 
 
 def kind(value: Any, _: Any = None) -> str:

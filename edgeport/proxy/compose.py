@@ -35,6 +35,7 @@ from edgeport.own_addresses import OwnAddresses
 from edgeport.proxy.dialog_state import CSeqShifts, EndedDialogs, ReadyRelays
 from edgeport.proxy.forwarding import Forwarder
 from edgeport.proxy.inbound import Dispatcher
+from edgeport.proxy.large_requests import LargeRequests
 from edgeport.proxy.loop_guard import LoopGuard
 from edgeport.proxy.model import Destination, new_branch
 from edgeport.proxy.processor_calls import ProcessorCalls
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from edgeport.processor import ProcessorClient
     from edgeport.proxy.answers import Responder
     from edgeport.proxy.inbound import AliasBinder
+    from edgeport.proxy.large_requests import StreamOpener
     from edgeport.proxy.upstream import StrayCounter
     from edgeport.transaction_layer import TransactionLayer
     from edgeport.transports import Connection, InboundMessage, Peer
@@ -77,6 +79,7 @@ class Proxy:
         strays: StrayCounter | None = None,
         branch_factory: Callable[[], str] = new_branch,
         loop_key: bytes,
+        streams: StreamOpener | None = None,
         metrics: EdgeportMetrics = METRICS,
     ) -> None:
         self._transactions = transactions
@@ -101,6 +104,8 @@ class Proxy:
             listening_points=listening_points,
             failover_timeout=config.dns.failover_timeout,
         )
+        # RFC 3261 §18.1.1: requests too large for UDP go over TCP (needs ``streams``).
+        large = LargeRequests(config.large_requests_over_tcp, streams, listening_points)
         self.upstream = UpstreamRelay(
             transactions,
             responder,
@@ -125,6 +130,7 @@ class Proxy:
             ended=ended,
             ready=ready,
             hops=hops,
+            large=large,
             strip_session_progress_sdp=config.strip_session_progress_sdp,
         )
         self._listening_points = tuple(listening_points)
@@ -144,6 +150,7 @@ class Proxy:
             edge_hosts=self._edge_hosts(config),
             max_in_flight=config.max_in_flight,
             hops=hops,
+            large=large,
         )
         self.dispatcher = Dispatcher(
             self.requests,

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from edgeport.metrics import EdgeportMetrics
     from edgeport.proxy.answers import Responder
     from edgeport.proxy.dialog_state import CSeqShifts, EndedDialogs, ReadyRelays
+    from edgeport.proxy.large_requests import LargeRequests
     from edgeport.proxy.loop_guard import LoopGuard
     from edgeport.proxy.model import Exchange
     from edgeport.proxy.processor_calls import ProcessorCalls
@@ -237,6 +238,7 @@ class Forwarder:
         ended: EndedDialogs,
         ready: ReadyRelays,
         hops: NextHops,
+        large: LargeRequests,
         strip_session_progress_sdp: bool = False,
     ) -> None:
         self._transactions = transactions
@@ -251,6 +253,7 @@ class Forwarder:
         self._cseq = cseq
         self._ended = ended
         self.ready = ready
+        self._large = large  # RFC 3261 §18.1.1: over TCP when too large for UDP
         self._strip_183_sdp = strip_session_progress_sdp
         # Forwards whose caller still waits for a final response, by server transaction.
         self._forwards: dict[object, Forward] = {}
@@ -334,8 +337,16 @@ class Forwarder:
             await self._responder.answer(handle, 482)
             return
         forward.target = target
-        forward.request = self._hops.fit(outgoing, target)
-        forward.destination = Destination(peer)
+        outgoing = self._hops.fit(outgoing, target)
+        # RFC 3261 §18.1.1: too large for a UDP target, it goes over TCP (a connect
+        # the CANCEL of a routing INVITE cuts short).
+        with trio.CancelScope() as forward.routing_scope:
+            destination = await self._large.destination(outgoing, peer)
+        if forward.machine.state is not ForwardState.ROUTING:
+            logger.info("%s: cancelled while routing; not forwarded", request.call_id)
+            return
+        forward.request = outgoing
+        forward.destination = destination
         forward.credentials = credentials
         self._forwards[handle.key] = forward
         forward.machine.handle(Event.ROUTED)
@@ -433,7 +444,7 @@ class Forwarder:
             return
         forward.target = target
         forward.request = self._hops.fit(forward.request, target, branch=forward.new_branch())
-        forward.destination = Destination(peer_of(target))
+        forward.destination = await self._large.destination(forward.request, peer_of(target))
         forward.client = None
         forward.auth_answered = False
         await self._send_attempt(forward)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from edgeport.proxy.answers import Responder
     from edgeport.proxy.dialog_state import CSeqShifts
     from edgeport.proxy.forwarding import Forward, Forwarder
+    from edgeport.proxy.large_requests import LargeRequests
     from edgeport.proxy.loop_guard import LoopGuard
     from edgeport.proxy.model import Exchange
     from edgeport.proxy.processor_calls import ProcessorCalls
@@ -70,6 +71,7 @@ class RequestHandler:
         edge_hosts: Collection[str],
         max_in_flight: int,
         hops: NextHops,
+        large: LargeRequests,
     ) -> None:
         self._transactions = transactions
         self._hops = hops
@@ -84,6 +86,7 @@ class RequestHandler:
         self._methods = frozenset(methods)
         self._unknown_method_action = unknown_method_action
         self._edge_hosts = edge_hosts
+        self._large = large  # RFC 3261 §18.1.1: over TCP when too large for UDP
         self._limiter = trio.CapacityLimiter(max_in_flight)
         # Requests of one call reach the next hop in the order they came.
         self._call_turns = CallTurns()
@@ -324,15 +327,21 @@ class RequestHandler:
             target = (await self._hops.targets(hop))[0]
             outgoing = self._hops.fit(outgoing, target)
             peer = peer_of(target)
-            data = outgoing.to_bytes()
-        except (convert.ConversionError, SipSerializeError, UnresolvableHost) as error:
+        except (convert.ConversionError, UnresolvableHost) as error:
             logger.warning("%s: ACK not forwarded: %s", request.call_id, error)
             self._metrics.dropped_messages.labels(reason="ack_not_routed").inc()
             return
         if self._loops.routed_to_self(request, hop.host, peer):
             return  # an ACK is never answered
-        if await self._responder.send_quietly(data, Destination(peer)):
-            self._responder.count_sent(outgoing, peer.transport)
+        destination = await self._large.destination(outgoing, peer)
+        try:
+            data = outgoing.to_bytes()
+        except SipSerializeError as error:
+            logger.warning("%s: ACK not forwarded: %s", request.call_id, error)
+            self._metrics.dropped_messages.labels(reason="ack_not_routed").inc()
+            return
+        if await self._responder.send_quietly(data, destination):
+            self._responder.count_sent(outgoing, destination.peer.transport)
 
     def _publish_registered(self, request: Request) -> None:
         if not self._events.enabled:

@@ -73,7 +73,8 @@ class TransportLayer:
     ``dropped_<reason>`` (``no_route``, ``partial``, and each framing error:
     ``message_too_large``, ``bad_content_length``, ``header_section_too_large``,
     ``too_many_headers``, ``not_a_sip_start_line``), ``udp_keepalives``,
-    ``tls_handshake_failed``, ``ws_handshake_refused``/``_timeout``, ``ws_protocol_errors``,
+    ``stun_answered``, ``stun_dropped``, ``ws_ping_timeouts``, ``tls_handshake_failed``,
+    ``ws_handshake_refused``/``_timeout``, ``ws_protocol_errors``,
     ``handler_errors``, ``proxy_protocol_untrusted``/``_invalid``/``_timeout`` (connections
     closed on a PROXY protocol listener),
     ``shed_<lane>_<why>`` (``shed_new_full``, ``shed_new_stale``,

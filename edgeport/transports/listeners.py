@@ -39,6 +39,8 @@ from edgeport.transports.base import Peer
 from edgeport.transports.proxied import Refused, TrustedProxies, accept_proxied
 from edgeport.transports.sockets import aclose_stream, bind_socket, remote_peer
 from edgeport.transports.stream import StreamConnection, tls_handshake
+from edgeport.transports.stun import answer as stun_answer
+from edgeport.transports.stun import is_stun
 from edgeport.transports.udp import DatagramSocket
 from edgeport.transports.websocket import WebSocketConnection, accept_websocket
 
@@ -113,8 +115,9 @@ class Listeners:
     """Every listening point, served in the transports' nursery.
 
     Counts in ``stats``: ``listener_failures``, ``connections_refused``,
-    ``tls_handshake_failed``, ``proxy_protocol_untrusted``/``_invalid``/``_timeout``
-    (and what :mod:`.udp` and :mod:`.websocket` count while accepting and reading).
+    ``stun_answered``, ``stun_dropped`` (STUN on UDP), ``tls_handshake_failed``,
+    ``proxy_protocol_untrusted``/``_invalid``/``_timeout`` (and what :mod:`.udp` and
+    :mod:`.websocket` count while accepting and reading).
     """
 
     def __init__(
@@ -173,7 +176,7 @@ class Listeners:
         for point in self._points:
             local = point.local
             if point.udp is not None:
-                deliver = partial(self._deliver_datagram, local=local)
+                deliver = partial(self._deliver_datagram, local=local, udp=point.udp)
                 self._nursery.start_soon(
                     self._run_listener,
                     local,
@@ -196,11 +199,26 @@ class Listeners:
         finally:
             self._alive.discard(local)
 
-    def _deliver_datagram(self, data: bytes, peer: Peer, *, local: Peer) -> None:
-        # edge protection: dropped silently unless the guard admits it.
+    def _deliver_datagram(
+        self, data: bytes, peer: Peer, *, local: Peer, udp: DatagramSocket
+    ) -> None:
+        # edge protection: dropped silently unless the guard admits it (a STUN
+        # request counts toward the flood limit as a SIP request does).
         if self._guard is not None and self._guard.admit(peer, data) is not Verdict.ACCEPT:
             return
+        if is_stun(data):
+            self._answer_stun(data, peer, udp)
+            return
         self._deliver(data, peer, None, local)
+
+    def _answer_stun(self, data: bytes, peer: Peer, udp: DatagramSocket) -> None:
+        """RFC 5626 keep-alive: a STUN Binding request is answered from the socket it
+        came to; anything else STUN is dropped. Counts ``stun_answered``, ``stun_dropped``."""
+        answer = stun_answer(data, peer.host, peer.port)
+        if answer is not None and udp.send_nowait(answer, peer.host, peer.port):
+            self._stats["stun_answered"] += 1
+        else:
+            self._stats["stun_dropped"] += 1
 
     async def _serve_stream_listener(self, listener: trio.SocketListener, local: Peer) -> None:
         """Accept connections; each runs in this listener's own nursery."""

@@ -148,6 +148,7 @@ class ConnectionRunner:
             idle_timeout=self._limits.idle_timeout,
             max_message_bytes=self._max_message_bytes,
             buffers=self._buffers,
+            ping_interval=self._limits.web_socket_ping_interval,
         )
 
     def deliver_on(self, data: bytes, conn: Connection) -> None:

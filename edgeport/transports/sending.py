@@ -97,6 +97,20 @@ class Sender:
             conn = await self._connect(peer.transport, host, peer.port)
         await self.send_on(conn, data)
 
+    async def connection_to(self, peer: Peer, *, connect_timeout: float) -> Connection:
+        """The live TCP or TLS connection to ``peer`` here, or one opened within
+        ``connect_timeout`` seconds (a next hop that may not take TCP at all: RFC
+        3261 §18.1.1 large requests). Raises SendError."""
+        host = normalize_host(peer.host)
+        conn = self._connections.get(peer.transport, host, peer.port)
+        if conn is not None and not conn.closed:
+            return conn
+        with trio.move_on_after(connect_timeout):
+            return await self._connect(peer.transport, host, peer.port)
+        raise SendError(
+            f"no {peer.transport.value} connection to {peer} within {connect_timeout:g} s"
+        )
+
     async def send_on(self, conn: Connection, data: bytes) -> None:
         """Send over this connection; raises ConnectionLost (a SendError) when it is gone."""
         try:

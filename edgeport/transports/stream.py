@@ -203,9 +203,15 @@ def budget_closed(conn: Connection, size: int, stats: Counter[str]) -> None:
 async def _handle_frames(
     conn: Connection, frames: list[bytes | KeepalivePing], deliver: Deliver
 ) -> bool:
+    ponged = False
     for frame in frames:
         if isinstance(frame, KeepalivePing):
             # RFC 5626 §3.5.1, §4.4.1: a double-CRLF ping is answered with a CRLF pong.
+            # Pings read together get one pong: a keep-alive client sends one at a
+            # time, and a burst of them must not cost a write each.
+            if ponged:
+                continue
+            ponged = True
             try:
                 await conn.send(PONG)
             except ConnectionLost:

@@ -2,8 +2,9 @@
 
 Replies leave from the listening socket, so their source port is the
 listening port the peer knows (RFC 3261 §18.2.2, RFC 3581). Empty and
-CRLF-only datagrams are keepalives (RFC 5626 §3.5.1 uses STUN on UDP, but
-many clients send CRLF) and are dropped.
+CRLF-only datagrams are keepalives (RFC 5626 uses STUN on UDP, but many
+clients send CRLF) and are dropped; a STUN Binding request is answered by
+the listener (:mod:`.stun`).
 
 The reader takes every datagram the socket holds before it waits again (up
 to ``READ_BATCH``, then it lets other tasks run), and a send to a numeric
@@ -61,6 +62,15 @@ class DatagramSocket:
             except BlockingIOError:
                 pass
         await self.sock.sendto(data, (host, port))
+
+    def send_nowait(self, data: bytes, host: str, port: int) -> bool:
+        """Send one datagram to a numeric address if the socket takes it at once; False
+        when it would block or fails (for answers that may be lost, as keep-alives)."""
+        try:
+            self._raw.sendto(data, (host, port))
+        except OSError:  # BlockingIOError included
+            return False
+        return True
 
     async def read(self, deliver: DeliverDatagram, stats: Counter[str]) -> None:
         """Deliver each datagram with its source until cancelled."""

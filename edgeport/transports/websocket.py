@@ -12,9 +12,11 @@ close). The HTTP upgrade runs on a ``wsproto.handshake.H11Handshake`` that is
 dropped once the connection is open, so an idle connection keeps only the
 frame protocol state. A connection can be probed (a Ping whose Pong must come
 back, :meth:`WebSocketConnection.probe`) when another one claims its
-``.invalid`` alias. (trio-websocket, which the clients and tests use, keeps
-a second task, a message channel and the handshake for each connection: about
-twice the memory of an idle TCP connection.)
+``.invalid`` alias, and a silent one is pinged to keep NATs and load
+balancers open, and closed when it stops answering (:mod:`.ws_keepalive`).
+(trio-websocket, which the clients and tests use, keeps a second task, a
+message channel and the handshake for each connection: about twice the
+memory of an idle TCP connection.)
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from edgeport.transports.stream import (
     budget_closed,
     tls_handshake,
 )
+from edgeport.transports.ws_keepalive import Due, KeepalivePings
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -297,10 +300,14 @@ async def read_websocket(
     idle_timeout: float,
     max_message_bytes: int,
     buffers: Account | None = None,
+    ping_interval: float = 0.0,
 ) -> None:
     """Deliver one SIP message per WebSocket message until close or idle timeout.
 
-    Any bytes from the peer (a ping too) count as activity. A message over
+    Whatever the peer sends counts as activity (a Ping too), except a Pong:
+    the answer to edgeport's keep-alive Ping (every ``ping_interval`` seconds
+    of silence, 0: never; :mod:`.ws_keepalive`) keeps the connection open
+    while the peer answers, up to the idle timeout. A message over
     ``max_message_bytes`` (counted in bytes, text as UTF-8) closes the
     connection with 1009. The fragments of a message being received are
     charged to ``buffers`` (the streams share of the memory budget); a
@@ -308,7 +315,14 @@ async def read_websocket(
     """
     message = _MessageBuffer(max_message_bytes, None if buffers is None else Charge(buffers))
     try:
-        await _read_messages(conn, message, deliver, stats, idle_timeout=idle_timeout)
+        await _read_messages(
+            conn,
+            message,
+            deliver,
+            stats,
+            idle_timeout=idle_timeout,
+            ping_interval=ping_interval,
+        )
     finally:
         message.release()
 
@@ -320,11 +334,14 @@ async def _read_messages(
     stats: Counter[str],
     *,
     idle_timeout: float,
+    ping_interval: float,
 ) -> None:
+    keepalive = KeepalivePings(ping_interval, trio.current_time())
     while True:
         if not await _handle_events(conn, message, deliver, stats):
             return
-        with trio.CancelScope(deadline=conn.last_activity + idle_timeout) as scope:
+        deadline = min(conn.last_activity + idle_timeout, keepalive.deadline)
+        with trio.CancelScope(deadline=deadline) as scope:
             try:
                 data = await conn.stream.receive_some(RECEIVE_BYTES)
             except _BROKEN as exc:
@@ -332,9 +349,12 @@ async def _read_messages(
                 stats["connections_broken"] += 1
                 return
         if scope.cancelled_caught:
-            if trio.current_time() >= conn.last_activity + idle_timeout:
+            now = trio.current_time()
+            if now >= conn.last_activity + idle_timeout:
                 logger.info("%s %s idle, closing", conn.id, conn.peer)
                 stats["connections_idle_closed"] += 1
+                return
+            if not await _keep_alive(conn, keepalive, now, stats):
                 return
             continue
         if not data:
@@ -342,9 +362,30 @@ async def _read_messages(
             if message.size:
                 stats["dropped_partial"] += 1
             return
-        conn.last_activity = trio.current_time()
+        keepalive.heard_from(trio.current_time())
         conn.ws.receive_data(bytes(data))
         del data  # an idle connection keeps no received bytes
+
+
+async def _keep_alive(
+    conn: WebSocketConnection, keepalive: KeepalivePings, now: float, stats: Counter[str]
+) -> bool:
+    """Ping a silent peer, or close a connection whose Pings went unanswered; False when
+    the reader should stop."""
+    due = keepalive.due(now)
+    if due is Due.CLOSE:
+        logger.info(
+            "%s %s answered no Ping in %g s, closing", conn.id, conn.peer, now - keepalive.heard
+        )
+        stats["ws_ping_timeouts"] += 1
+        return False
+    if due is Due.PING:
+        keepalive.sent_ping(now)
+        try:
+            await conn.send_control(Ping())
+        except ConnectionLost:
+            return False
+    return True
 
 
 class _MessageBuffer:
@@ -389,7 +430,11 @@ async def _handle_events(
     conn: WebSocketConnection, message: _MessageBuffer, deliver: Deliver, stats: Counter[str]
 ) -> bool:
     """Handle what the received bytes produced; False when the reader should stop."""
+    ping: Ping | None = None
     for event in conn.ws.events():
+        if not isinstance(event, Pong):
+            # A Pong answers edgeport's own Ping: the peer is there, not busy.
+            conn.last_activity = trio.current_time()
         if isinstance(event, TextMessage | BytesMessage):
             data = event.data.encode("utf-8") if isinstance(event.data, str) else bytes(event.data)
             if not message.add(data):
@@ -413,10 +458,7 @@ async def _handle_events(
         elif isinstance(event, Ping):
             # RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a
             # Pong frame in response, unless it already received a Close frame."
-            try:
-                await conn.send_control(event.response())
-            except ConnectionLost:
-                return False
+            ping = event
         elif isinstance(event, Pong):
             conn.pong_received(bytes(event.payload))
         elif isinstance(event, CloseConnection):
@@ -432,6 +474,15 @@ async def _handle_events(
                 logger.info("%s %s protocol error: %s", conn.id, conn.peer, event.reason)
                 stats["ws_protocol_errors"] += 1
                 await conn.fail(event.code, event.reason)
+            return False
+    if ping is not None:
+        # RFC 6455 §5.5.3: "If an endpoint receives a Ping frame and has not yet sent
+        # Pong frame(s) in response to previous Ping frame(s), the endpoint MAY elect
+        # to send a Pong frame for only the most recently processed Ping frame." Pings
+        # read together get one Pong: a burst of them must not cost a write each.
+        try:
+            await conn.send_control(ping.response())
+        except ConnectionLost:
             return False
     return True
 

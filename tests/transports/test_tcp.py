@@ -83,6 +83,23 @@ async def test_keepalive_ping_gets_a_pong() -> None:
                 assert (await recorder.next()).data == sip_request()
 
 
+async def test_a_burst_of_keepalive_pings_gets_one_pong_per_read_not_one_each() -> None:
+    with trio.fail_after(5):
+        async with running_layer([Transport.TCP]) as (layer, recorder):
+            client = await connect(point(layer, Transport.TCP))
+            async with client:
+                await client.send_all(b"\r\n\r\n" * 4000)  # 16,000 bytes of pings
+                received = b""
+                with trio.move_on_after(0.3):
+                    while True:
+                        received += await client.receive_some(65536)
+                assert received
+                assert not received.strip(b"\r\n")
+                assert len(received) // 2 <= 16  # a pong per read, not 4,000
+                await client.send_all(sip_request())
+                assert (await recorder.next()).data == sip_request()
+
+
 async def test_oversized_message_gets_513_then_close() -> None:
     head = (
         b"MESSAGE sip:edge@example.com SIP/2.0\r\n"

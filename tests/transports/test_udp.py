@@ -5,6 +5,8 @@ from __future__ import annotations
 import trio
 from transport_helpers import Recorder, point, running_layer, sip_request
 
+from edgeport.protection import EdgeGuard
+from edgeport.protection.flood import FloodLimits
 from edgeport.sip.transport import Transport
 from edgeport.transports import InboundMessage, Peer, SendError
 
@@ -83,3 +85,68 @@ async def test_udp_send_failure_raises_send_error() -> None:
             else:
                 raise AssertionError("expected SendError")
             assert layer.stats["send_failed_udp"] == 1
+
+
+STUN_BINDING = bytes.fromhex("0001 0000 2112a442 b7e7a701bc34d686fa87dfae")
+
+
+async def test_a_stun_binding_request_is_answered_from_the_listening_port() -> None:
+    """RFC 5626 keep-alive on UDP: STUN is answered, not handed over as a bad SIP message."""
+    with trio.fail_after(5):
+        async with running_layer([Transport.UDP]) as (layer, recorder):
+            server = point(layer, Transport.UDP)
+            client = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            with client:
+                await client.bind(("127.0.0.1", 0))
+                await client.sendto(STUN_BINDING, server)
+                data, source = await client.recvfrom(65535)
+                assert source == server
+                assert data[:2] == bytes.fromhex("0101")  # Binding Success Response
+                assert data[8:20] == STUN_BINDING[8:20]  # its transaction ID
+                port = client.getsockname()[1]
+                # XOR-MAPPED-ADDRESS: 127.0.0.1 and the client's port, XORed with the cookie.
+                assert data[20:] == bytes.fromhex("0020 0008 0001") + (port ^ 0x2112).to_bytes(
+                    2, "big"
+                ) + bytes(a ^ b for a, b in zip(bytes([127, 0, 0, 1]), data[4:8], strict=True))
+                await client.sendto(sip_request(), server)
+                assert (await recorder.next()).data == sip_request()
+                assert recorder.pending() == 0
+                assert layer.stats["stun_answered"] == 1
+
+
+async def test_stun_that_is_not_a_binding_request_gets_no_answer() -> None:
+    """A forged Binding response gets none: two STUN speakers cannot be set to ping-pong."""
+    with trio.fail_after(5):
+        async with running_layer([Transport.UDP]) as (layer, recorder):
+            server = point(layer, Transport.UDP)
+            client = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            with client:
+                await client.bind(("127.0.0.1", 0))
+                await client.sendto(bytes.fromhex("0101") + STUN_BINDING[2:], server)
+                await client.sendto(sip_request(), server)
+                assert (await recorder.next()).data == sip_request()
+                with trio.move_on_after(0.2):
+                    data, _ = await client.recvfrom(65535)
+                    raise AssertionError(f"answered: {data!r}")
+                assert layer.stats["stun_dropped"] == 1
+                assert layer.stats["stun_answered"] == 0
+
+
+async def test_a_stun_flood_is_limited_like_sip_requests() -> None:
+    guard = EdgeGuard(flood=FloodLimits(requests=3, window=10.0, ban_time=30.0, max_tracked=10))
+    with trio.fail_after(5):
+        async with running_layer([Transport.UDP], guard=guard) as (layer, _recorder):
+            server = point(layer, Transport.UDP)
+            client = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            with client:
+                await client.bind(("127.0.0.1", 0))
+                for _ in range(10):
+                    await client.sendto(STUN_BINDING, server)
+                answers = 0
+                with trio.move_on_after(0.3):
+                    while True:
+                        await client.recvfrom(65535)
+                        answers += 1
+                assert answers == 3
+                assert layer.stats["stun_answered"] == 3
+                assert guard.flood.banned("127.0.0.1", trio.current_time())

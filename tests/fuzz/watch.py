@@ -58,9 +58,11 @@ class ProcessWatch:
     def look(self, index: int, after: str = "") -> None:
         """A finding for each process gone since the last look, then watch those alive.
         ``after`` names what was sent instead of generated inputs (the reproducers)."""
+        ended: set[int] = set()
         for name, pid in self.watched.items():
             if alive(pid):
                 continue
+            ended.add(pid)
             if after:
                 self.report.findings.append(f"{name} (pid {pid}) ended after {after}")
                 continue
@@ -74,7 +76,13 @@ class ProcessWatch:
                 f"{name} (pid {pid}) ended between inputs #{first} and #{index}; "
                 f"large stream inputs in that window: {', '.join(suspects) or 'none'}"
             )
-        self.watched = {name: pid for name, pid in process_pids(self.edges).items() if alive(pid)}
+        # A process that ends between the look above and this one stays watched,
+        # so that the next look reports it.
+        self.watched = {
+            name: pid
+            for name, pid in process_pids(self.edges).items()
+            if pid not in ended and (alive(pid) or self.watched.get(name) == pid)
+        }
         self.recent.clear()
 
 

@@ -28,6 +28,8 @@ from edgeport.sip.timers import Timer
 
 __all__ = ["FIELD_OF", "TimerHeap", "TimerOwner"]
 
+WAIT_TICK: Final = 0.1  # seconds: waits end on this grid
+
 
 class TimerOwner(Protocol):
     """The fields a timer owner gives the heap: 0, or its running timer's number."""
@@ -101,6 +103,10 @@ class TimerHeap(Generic[OwnerT]):
         setattr(owner, field, number)
         self._running[number] = owner
         deadline = trio.current_time() + delay
+        if field == "wait_timer":
+            # A wait (D, I, J, K) only ends a transaction: rounded up to the next
+            # tick, the ones of a busy second end together, in one wake-up.
+            deadline = math.ceil(deadline / WAIT_TICK) * WAIT_TICK
         heapq.heappush(self._heap, (deadline, number))
         wakeup = self._wakeup
         if wakeup is not None and deadline < wakeup.deadline:

@@ -40,6 +40,7 @@ from edgeport.processor_switch import SwitchingProcessorClient
 from edgeport.protection import EdgeGuard
 from edgeport.protection.guard import source_key
 from edgeport.proxy import Destination, Proxy, Responder, new_branch, new_tag, on_stream
+from edgeport.reload.watch import watch_tls_files
 from edgeport.sip.timers import TimerConfig
 from edgeport.sip.transport import Transport
 from edgeport.transaction_layer import TransactionLayer
@@ -70,7 +71,6 @@ logger = logging.getLogger(__name__)
 EVENT_FLUSH_TIMEOUT: Final = 5.0  # seconds to publish queued events at shutdown
 DRAIN_POLL_INTERVAL: Final = 0.1  # seconds between checks for in-flight transactions
 ADMITTED_TASKS_PER_IN_FLIGHT: Final = 2  # handlers of responses/ACK/CANCEL per spec.maxInFlight
-RELOAD_WATCH_IDLE: Final = 5.0  # seconds between looks at whether a file watch is wanted now
 
 
 class Handoffs(Protocol):
@@ -231,7 +231,8 @@ async def serve(
                     config, source, transports, guard, proxy, processor, capture, tls_set, work
                 )
                 if watch_files:
-                    root.start_soon(_watch_tls_files, reloader)
+                    live = reloader
+                    root.start_soon(watch_tls_files, lambda: live.config, live.reload)
 
             health_port = None
             if health_unix_path is not None:  # a worker's, for the supervisor to gather
@@ -316,26 +317,6 @@ def _reloader(
         nursery=nursery,
     )
     return Reloader(source, config, live)
-
-
-async def _watch_tls_files(reloader: Reloader) -> None:
-    """Reload when a file of ``spec.securityContext`` changes on disk (a certificate
-    renewed, a Kubernetes Secret updated); the files and the interval follow the
-    configuration each reload applies."""
-    from edgeport.reload.watch import FileWatch, tls_files
-
-    watch = FileWatch(tls_files(reloader.config))
-    while True:
-        interval = reloader.config.reload.watch_interval
-        if interval <= 0 or not watch.paths:
-            await trio.sleep(RELOAD_WATCH_IDLE)
-            watch.watch(tls_files(reloader.config))
-            continue
-        await trio.sleep(interval)
-        if watch.poll():
-            logger.info("%s changed on disk", ", ".join(watch.paths))
-            await reloader.reload("TLS files changed")
-            watch.watch(tls_files(reloader.config))
 
 
 async def _start_capture(root: trio.Nursery, config: EdgePortConfig) -> HepCapture:

@@ -11,8 +11,9 @@ link, but its real path is a new file.
 :class:`FileWatch` is sans-IO apart from the ``stat`` calls it is given: a
 change is reported once the files have looked the same on two polls in a
 row, so a file caught half written is read only when its writer is done.
-:func:`tls_files` names the files of a configuration; the server polls the
-watch every ``spec.reload.watchInterval`` seconds.
+:func:`tls_files` names the files of a configuration; :func:`watch_tls_files`
+polls the watch every ``spec.reload.watchInterval`` seconds and reloads (a
+single process reloads itself, a supervisor every worker).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import logging
 import os
 from typing import TYPE_CHECKING, Final
 
+import trio
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Awaitable, Callable, Iterable
 
     from edgeport.config import EdgePortConfig
 
@@ -87,3 +90,26 @@ def tls_files(config: EdgePortConfig) -> list[str]:
     if security is None:
         return []
     return [path for path in (security.key_store, security.trust_store) if path]
+
+
+WATCH_IDLE: Final = 5.0  # seconds between looks at whether a file watch is wanted now
+
+
+async def watch_tls_files(
+    current: Callable[[], EdgePortConfig], reload: Callable[[str], Awaitable[object]]
+) -> None:
+    """Call ``reload`` when a file of ``spec.securityContext`` changes on disk (a
+    certificate renewed, a Kubernetes Secret updated), until cancelled; the files
+    and the interval follow ``current()``, the configuration each reload applied."""
+    watch = FileWatch(tls_files(current()))
+    while True:
+        interval = current().reload.watch_interval
+        if interval <= 0 or not watch.paths:
+            await trio.sleep(WATCH_IDLE)
+            watch.watch(tls_files(current()))
+            continue
+        await trio.sleep(interval)
+        if watch.poll():
+            logger.info("%s changed on disk", ", ".join(watch.paths))
+            await reload("TLS files changed")
+            watch.watch(tls_files(current()))

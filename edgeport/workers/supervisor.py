@@ -37,7 +37,7 @@ import trio
 from edgeport.config import BUILTIN_PROCESSOR, ConfigError, load_config_with_warnings
 from edgeport.health import HealthChecks, serve_health
 from edgeport.metrics import Registry
-from edgeport.reload.watch import FileWatch, tls_files
+from edgeport.reload.watch import watch_tls_files
 from edgeport.workers.http_client import HttpError, get_unix, request_unix
 from edgeport.workers.metrics_merge import merge_expositions
 from edgeport.workers.worker import health_path
@@ -57,7 +57,6 @@ STABLE_AFTER: Final = 30.0  # seconds of life after which a death starts the bac
 QUERY_TIMEOUT: Final = 1.0  # seconds for a worker to answer a health or metrics query
 KILL_AFTER: Final = 5.0  # seconds past the drain before a worker that did not exit is killed
 RELOAD_TIMEOUT: Final = 30.0  # seconds for a worker to reload and answer
-WATCH_IDLE: Final = 5.0  # seconds between looks at whether a file watch is wanted now
 
 
 @dataclass(slots=True)
@@ -274,18 +273,11 @@ class Supervisor:
 
     async def watch_tls_files(self) -> None:
         """Reload every worker when a file of ``spec.securityContext`` changes on disk."""
-        watch = FileWatch(tls_files(self.config))
-        while not self.stopping.is_set():
-            interval = self.config.reload.watch_interval
-            if interval <= 0 or not watch.paths:
-                await trio.sleep(WATCH_IDLE)
-                watch.watch(tls_files(self.config))
-                continue
-            await trio.sleep(interval)
-            if watch.poll():
-                logger.info("%s changed on disk", ", ".join(watch.paths))
-                await self.reload_workers("TLS files changed")
-                watch.watch(tls_files(self.config))
+        await watch_tls_files(lambda: self.config, self._reload_unless_stopping)
+
+    async def _reload_unless_stopping(self, why: str) -> None:
+        if not self.stopping.is_set():
+            await self.reload_workers(why)
 
     def _healthy(self, slot: WorkerSlot) -> bool:
         return slot.running and slot.healthy

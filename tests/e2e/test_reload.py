@@ -19,8 +19,6 @@ import ssl
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -38,6 +36,7 @@ from tests.config_fixtures import write_leaf_pkcs12
 from tests.e2e.flows import ack_and_hang_up, invite, response_to
 from tests.e2e.flows import register as udp_register
 from tests.support.grpc_processor import ScriptableProcessor, answer, start_processor
+from tests.support.http_get import http_get
 from tests.support.kubernetes_secret import FILE_NAME, update_secret
 from tests.support.ports import free_port, stop_process
 from tests.support.ua import Received, UdpUA, sip
@@ -74,17 +73,7 @@ class Edge:
     health: int
 
     async def get(self, path: str) -> tuple[int, str]:
-        def fetch() -> tuple[int, str]:
-            url = f"http://127.0.0.1:{self.health}{path}"
-            try:
-                with urllib.request.urlopen(url, timeout=5) as answered:
-                    return int(answered.status), answered.read().decode()
-            except urllib.error.HTTPError as error:
-                return int(error.code), error.read().decode()
-            except OSError:
-                return 0, ""
-
-        return await trio.to_thread.run_sync(fetch)
+        return await http_get(self.health, path)
 
     async def generations(self) -> list[int | None]:
         """The configuration generation of each process serving SIP."""

@@ -227,9 +227,20 @@ async def serve(
             _register_gauges(transactions, transports, memory)
             reloader = None
             if source is not None:
-                reloader = _reloader(
-                    config, source, transports, guard, proxy, processor, capture, tls_set, work
+                from edgeport.reload.live import LiveParts
+                from edgeport.reload.reloader import Reloader
+
+                parts = LiveParts(
+                    config=config,
+                    transports=transports,
+                    guard=guard,
+                    proxy=proxy,
+                    processor=processor,
+                    capture=capture,
+                    tls=tls_set,
+                    nursery=work,
                 )
+                reloader = Reloader(source, config, parts)
                 if watch_files:
                     live = reloader
                     root.start_soon(watch_tls_files, lambda: live.config, live.reload)
@@ -290,33 +301,6 @@ async def _open_processor(config: EdgePortConfig) -> AsyncIterator[SwitchingProc
         yield SwitchingProcessorClient(in_process, timeout=timeout)
     finally:
         in_process.close()
-
-
-def _reloader(
-    config: EdgePortConfig,
-    source: ConfigSource,
-    transports: TransportLayer,
-    guard: EdgeGuard,
-    proxy: Proxy,
-    processor: SwitchingProcessorClient,
-    capture: HepCapture | None,
-    tls: TlsSet | None,
-    nursery: trio.Nursery,
-) -> Reloader:
-    from edgeport.reload.live import LiveParts
-    from edgeport.reload.reloader import Reloader
-
-    live = LiveParts(
-        config=config,
-        transports=transports,
-        guard=guard,
-        proxy=proxy,
-        processor=processor,
-        capture=capture,
-        tls=tls,
-        nursery=nursery,
-    )
-    return Reloader(source, config, live)
 
 
 async def _start_capture(root: trio.Nursery, config: EdgePortConfig) -> HepCapture:

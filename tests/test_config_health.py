@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from edgeport.config import ConfigError, describe_config, load_config
-
-HEADER = "kind: EdgePort\napiVersion: v2beta1\nref: edgeport-01\n"
+from tests.config_fixtures.spec import write_spec as minimal_spec
 
 
 def write_spec(tmp_path: Path, bind_addr: str | None) -> Path:
-    spec = textwrap.dedent(
-        """\
-        methods: [REGISTER, INVITE]
-        processor:
-          addr: 127.0.0.1:51904
-        transport:
-          - protocol: udp
-            port: 5060
-        """
-    )
-    if bind_addr is not None:
-        spec += f"bindAddr: {bind_addr}\n"
-    path = tmp_path / "edgeport.yaml"
-    path.write_text(HEADER + "spec:\n" + textwrap.indent(spec, "  "))
-    return path
+    return minimal_spec(tmp_path, "" if bind_addr is None else f"bindAddr: {bind_addr}\n")
 
 
 @pytest.mark.parametrize(

@@ -3,29 +3,12 @@ values, the one-line error naming the key, and what check-config shows."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from edgeport.config import ConfigError, describe_config, load_config
-
-HEADER = "kind: EdgePort\napiVersion: v2beta1\nref: edgeport-01\n"
-BASE = """\
-methods: [REGISTER, INVITE]
-processor:
-  addr: 127.0.0.1:51904
-transport:
-  - protocol: udp
-    port: 5060
-"""
-
-
-def write_spec(tmp_path: Path, extra: str = "") -> Path:
-    path = tmp_path / "edgeport.yaml"
-    spec = BASE + textwrap.dedent(extra)
-    path.write_text(HEADER + "spec:\n" + textwrap.indent(spec, "  "))
-    return path
+from tests.config_fixtures.spec import write_spec
 
 
 def test_defaults_are_1300_bytes_and_a_ping_every_25_s(tmp_path: Path) -> None:

@@ -57,6 +57,18 @@ def quantile(q: float, by: str = "") -> str:
     )
 
 
+def now(metric: str) -> str:
+    """A gauge's samples now, under the dashboard's matchers."""
+    return f"{metric}{{{SEL}}}"
+
+
+def by(labels: str, expr: str, legend: str = "{}", *, agg: str = "sum") -> tuple[str, str]:
+    """A query with one series per value of ``labels`` (``sum by (labels) (expr)``) and
+    its legend: ``{}`` in ``legend`` stands for the labels' values (``{{method}}``)."""
+    values = " ".join(f"{{{{{name.strip()}}}}}" for name in labels.split(","))
+    return f"{agg} by ({labels}) ({expr})", legend.replace("{}", values)
+
+
 def target(expr: str, legend: str, ref: int) -> Json:
     return {
         "datasource": DATASOURCE,
@@ -157,38 +169,28 @@ def traffic() -> list[Json]:
         timeseries(
             "Requests received by method",
             "SIP requests received per second (method `other`: any method edgeport does not know).",
-            [(f"sum by (method) ({rate(received, REQUESTS)})", "{{method}}")],
+            [by("method", rate(received, REQUESTS))],
             "reqps",
             stack=True,
         ),
         timeseries(
             "Responses sent by status class",
             "Responses edgeport sent to clients and peers (its own and relayed).",
-            [
-                (
-                    f"sum by (status_class) ({rate(sent, RESPONSES)})",
-                    "{{status_class}}",
-                )
-            ],
+            [by("status_class", rate(sent, RESPONSES))],
             "ops",
             stack=True,
         ),
         timeseries(
             "Responses received by status class",
             "Responses received from the peers edgeport forwarded requests to.",
-            [
-                (
-                    f"sum by (status_class) ({rate(received, RESPONSES)})",
-                    "{{status_class}}",
-                )
-            ],
+            [by("status_class", rate(received, RESPONSES))],
             "ops",
             stack=True,
         ),
         timeseries(
             "Requests sent by method",
             "Requests edgeport forwarded (and retransmitted), by method.",
-            [(f"sum by (method) ({rate(sent, REQUESTS)})", "{{method}}")],
+            [by("method", rate(sent, REQUESTS))],
             "reqps",
             stack=True,
         ),
@@ -196,8 +198,8 @@ def traffic() -> list[Json]:
             "Messages by transport",
             "Every SIP message received (in) and sent (out), by transport.",
             [
-                (f"sum by (transport) ({rate(received)})", "{{transport}} in"),
-                (f"sum by (transport) ({rate(sent)})", "{{transport}} out"),
+                by("transport", rate(received), "{} in"),
+                by("transport", rate(sent), "{} out"),
             ],
             "ops",
         ),
@@ -205,7 +207,7 @@ def traffic() -> list[Json]:
             "Messages received by worker",
             "How the kernel spreads traffic over the worker processes of `--workers N` "
             "(one line, with no worker, for a single process).",
-            [(f"sum by (instance, worker) ({rate(received)})", "{{instance}} {{worker}}")],
+            [by("instance, worker", rate(received))],
             "ops",
         ),
     ]
@@ -230,7 +232,7 @@ def processor() -> list[Json]:
         timeseries(
             "Processor calls by outcome",
             "ok, error (the processor failed or was unreachable), timeout.",
-            [(f"sum by (outcome) ({rate(calls)})", "{{outcome}}")],
+            [by("outcome", rate(calls))],
             "ops",
             stack=True,
             width=6,
@@ -266,30 +268,20 @@ def transactions_and_connections() -> list[Json]:
         timeseries(
             "Active transactions",
             "Live SIP transactions, per instance and worker.",
-            [
-                (
-                    f"sum by (instance, worker) (edgeport_active_transactions{{{SEL}}})",
-                    "{{instance}} {{worker}}",
-                )
-            ],
+            [by("instance, worker", now("edgeport_active_transactions"))],
             "short",
             stack=True,
         ),
         timeseries(
             "Retransmissions by transport",
             "Requests and responses sent again by transaction timers.",
-            [(f"sum by (transport) ({rate('edgeport_retransmissions_total')})", "{{transport}}")],
+            [by("transport", rate("edgeport_retransmissions_total"))],
             "ops",
         ),
         timeseries(
             "Open connections by transport",
             "TCP, TLS, WS and WSS connections open now.",
-            [
-                (
-                    f"sum by (transport) (edgeport_active_connections{{{SEL}}})",
-                    "{{transport}}",
-                )
-            ],
+            [by("transport", now("edgeport_active_connections"))],
             "short",
             stack=True,
         ),
@@ -297,21 +289,15 @@ def transactions_and_connections() -> list[Json]:
             "Transport events",
             "Connections opened, closed, refused, idle-closed; framing errors; TLS and "
             "WebSocket handshake failures; PROXY protocol refusals.",
-            [(f"sum by (event) ({rate('edgeport_transport_events_total')})", "{{event}}")],
+            [by("event", rate("edgeport_transport_events_total"))],
             "ops",
         ),
         timeseries(
             "Memory budget",
             "Bytes charged to each share of spec.limits.memory, and each share's size.",
             [
-                (
-                    f"sum by (share) (edgeport_memory_budget_used_bytes{{{SEL}}})",
-                    "{{share}} used",
-                ),
-                (
-                    f"sum by (share) (edgeport_memory_budget_limit_bytes{{{SEL}}})",
-                    "{{share}} limit",
-                ),
+                by("share", now("edgeport_memory_budget_used_bytes"), "{} used"),
+                by("share", now("edgeport_memory_budget_limit_bytes"), "{} limit"),
             ],
             "bytes",
         ),
@@ -332,12 +318,7 @@ def drops_and_protection() -> list[Json]:
             "Dropped messages by reason",
             "Messages dropped or refused: parse errors, overload shedding (overload*), "
             "access lists (denied), bans (banned), scanners, loops, stray responses...",
-            [
-                (
-                    f"sum by (reason) ({rate('edgeport_dropped_messages_total')})",
-                    "{{reason}}",
-                )
-            ],
+            [by("reason", rate("edgeport_dropped_messages_total"))],
             "ops",
             stack=True,
             width=12,
@@ -360,12 +341,7 @@ def drops_and_protection() -> list[Json]:
             "Connections closed by edge protection",
             "Inbound connections closed: denied, banned, per_source_limit, "
             "handshake_timeout, first_message_timeout.",
-            [
-                (
-                    f"sum by (reason) ({rate('edgeport_protection_closed_connections_total')})",
-                    "{{reason}}",
-                )
-            ],
+            [by("reason", rate("edgeport_protection_closed_connections_total"))],
             "ops",
             stack=True,
             width=12,
@@ -376,10 +352,7 @@ def drops_and_protection() -> list[Json]:
             "(refused), and probes of the holder.",
             [
                 (f"sum ({rate('edgeport_alias_claims_refused_total')})", "claims refused"),
-                (
-                    f"sum by (result) ({rate('edgeport_alias_probes_total')})",
-                    "probe {{result}}",
-                ),
+                by("result", rate("edgeport_alias_probes_total"), "probe {}"),
             ],
             "ops",
             width=12,
@@ -395,26 +368,15 @@ def events_and_hep() -> list[Json]:
             "call.started, call.ended, endpoint.registered events published and dropped "
             "(queue full or too large), by publisher.",
             [
-                (
-                    f"sum by (publisher) ({rate('edgeport_events_published_total')})",
-                    "{{publisher}} published",
-                ),
-                (
-                    f"sum by (publisher) ({rate('edgeport_events_dropped_total')})",
-                    "{{publisher}} dropped",
-                ),
+                by("publisher", rate("edgeport_events_published_total"), "{} published"),
+                by("publisher", rate("edgeport_events_dropped_total"), "{} dropped"),
             ],
             "ops",
         ),
         timeseries(
             "Event queue depth",
             "Events waiting to be published (each publisher holds at most 10,000).",
-            [
-                (
-                    f"sum by (publisher) (edgeport_event_queue_depth{{{SEL}}})",
-                    "{{publisher}}",
-                )
-            ],
+            [by("publisher", now("edgeport_event_queue_depth"))],
             "short",
         ),
         timeseries(
@@ -448,12 +410,7 @@ def workers() -> list[Json]:
         timeseries(
             "Worker restarts",
             "Workers that died and were restarted by their supervisor.",
-            [
-                (
-                    f"sum by (instance, worker) ({increase('edgeport_worker_restarts_total')})",
-                    "{{instance}} {{worker}}",
-                )
-            ],
+            [by("instance, worker", increase("edgeport_worker_restarts_total"))],
             "short",
             width=6,
         ),
@@ -461,7 +418,7 @@ def workers() -> list[Json]:
             "Hand-offs by kind",
             "Messages one worker handed to another: responses, sends over a connection "
             "another worker holds, connection announcements, edge protection (guard).",
-            [(f"sum by (kind) ({rate('edgeport_handoffs_total')})", "{{kind}}")],
+            [by("kind", rate("edgeport_handoffs_total"))],
             "ops",
             width=6,
         ),
@@ -469,12 +426,7 @@ def workers() -> list[Json]:
             "Hand-offs dropped",
             "Hand-offs lost: the other worker's socket was full, it was restarting, or "
             "its connection had closed.",
-            [
-                (
-                    f"sum by (kind, reason) ({rate('edgeport_handoff_drops_total')})",
-                    "{{kind}} {{reason}}",
-                )
-            ],
+            [by("kind, reason", rate("edgeport_handoff_drops_total"))],
             "ops",
             width=6,
         ),
@@ -488,23 +440,13 @@ def configuration_and_tls() -> list[Json]:
             "Configuration generation",
             "The configuration each instance and worker runs (1 at start, one more at "
             "each applied reload).",
-            [
-                (
-                    f"max by (instance, worker) (edgeport_config_generation{{{SEL}}})",
-                    "{{instance}} {{worker}}",
-                )
-            ],
+            [by("instance, worker", now("edgeport_config_generation"), agg="max")],
             "short",
         ),
         timeseries(
             "Configuration reloads",
             "Reloads applied and failed (a failed reload keeps the running configuration).",
-            [
-                (
-                    f"sum by (result) ({increase('edgeport_config_reloads_total')})",
-                    "{{result}}",
-                )
-            ],
+            [by("result", increase("edgeport_config_reloads_total"))],
             "short",
         ),
         stat(

@@ -63,43 +63,38 @@ def restart_keys(running: EdgePortConfig, loaded: EdgePortConfig) -> list[str]:
     """The key paths whose new value needs a restart, in the model's field order
     (empty: everything in ``loaded`` can be applied live)."""
     keys: list[str] = []
-    for item in dataclasses.fields(running):
-        name = item.name
-        old, new = getattr(running, name), getattr(loaded, name)
-        if old == new:
-            continue
-        if name == "processor":
-            if (old.addr == BUILTIN_PROCESSOR) != (new.addr == BUILTIN_PROCESSOR):
-                keys.append(_KEY_PATHS[name])
-            continue
-        if name == "hep":
-            if (old is None) != (new is None):
-                keys.append(_KEY_PATHS[name])
-            continue
-        if name in LIVE:
-            continue
-        keys.extend(_differing(_KEY_PATHS[name], old, new))
+    for name in _waiting_fields(running, loaded):
+        if name in {"processor", "hep"}:  # the whole key: its fields are all live
+            keys.append(_KEY_PATHS[name])
+        else:
+            keys.extend(_differing(_KEY_PATHS[name], getattr(running, name), getattr(loaded, name)))
     return keys
 
 
 def after_reload(running: EdgePortConfig, loaded: EdgePortConfig) -> EdgePortConfig:
     """What runs once ``loaded`` is applied: its live settings, and the running
     values of those that wait for a restart (so the next reload still names them)."""
-    kept: dict[str, Any] = {}
+    kept = {name: getattr(running, name) for name in _waiting_fields(running, loaded)}
+    return dataclasses.replace(loaded, **kept)
+
+
+def _waiting_fields(running: EdgePortConfig, loaded: EdgePortConfig) -> list[str]:
+    """The fields whose new value waits for a restart, in the model's field order."""
+    names: list[str] = []
     for item in dataclasses.fields(running):
         name = item.name
         old, new = getattr(running, name), getattr(loaded, name)
         if old == new:
             continue
-        if name == "processor":
-            if (old.addr == BUILTIN_PROCESSOR) != (new.addr == BUILTIN_PROCESSOR):
-                kept[name] = old
-        elif name == "hep":
-            if (old is None) != (new is None):
-                kept[name] = old
-        elif name not in LIVE:
-            kept[name] = old
-    return dataclasses.replace(loaded, **kept)
+        if name == "processor":  # a new address is live; built-in <-> gRPC is not
+            waits = (old.addr == BUILTIN_PROCESSOR) != (new.addr == BUILTIN_PROCESSOR)
+        elif name == "hep":  # a new collector is live; capture on <-> off is not
+            waits = (old is None) != (new is None)
+        else:
+            waits = name not in LIVE
+        if waits:
+            names.append(name)
+    return names
 
 
 def _differing(path: str, old: Any, new: Any) -> list[str]:

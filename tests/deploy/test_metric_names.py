@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import os
 import sys
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from typing import TYPE_CHECKING, Final
 
@@ -34,6 +32,7 @@ from tests.deploy.promql import (
     metric_names,
     rule_queries,
 )
+from tests.support.http_get import http_get
 from tests.support.ports import free_port, stop_process
 from tests.support.ua import UdpUA, sip
 
@@ -132,19 +131,6 @@ spec:
 """
     )
     return path
-
-
-async def http_get(port: int, path: str) -> tuple[int, str]:
-    def fetch() -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
-                return int(answer.status), answer.read().decode()
-        except urllib.error.HTTPError as error:
-            return int(error.code), error.read().decode()
-        except OSError:
-            return 0, ""
-
-    return await trio.to_thread.run_sync(fetch)
 
 
 async def scrape_running_edgeport(tmp_path: Path) -> str:

@@ -10,11 +10,11 @@ import pytest
 import trio
 
 from edgeport.config import DnsConfig
-from edgeport.convert import NextHop
 from edgeport.dns import DnsResolver, UnresolvableHost
 from edgeport.metrics import EdgeportMetrics
 from edgeport.sip.transport import Transport
 from tests.dns.test_cache import FakeClock
+from tests.dns.test_resolver import hop
 from tests.support.dnsmasq import run_dnsmasq
 
 RECORDS = [
@@ -26,17 +26,6 @@ RECORDS = [
     'naptr-record=naptr.test,20,50,"S","SIP+D2U","","_sip._udp.trunk.test"',
     "srv-host=_sip._tcp.trunk.test,a.trunk.test,5080,10,10",
 ]
-
-
-def hop(host: str, port: int | None = None, transport: Transport | None = None) -> NextHop:
-    chosen = transport or Transport.UDP
-    return NextHop(
-        host,
-        port if port is not None else chosen.default_port,
-        chosen,
-        explicit_port=port is not None,
-        explicit_transport=transport is not None,
-    )
 
 
 def resolver(server: str, **kwargs: object) -> DnsResolver:

@@ -13,6 +13,7 @@ ALL = frozenset({Transport.UDP, Transport.TCP, Transport.TLS})
 
 
 def hop(host: str, port: int | None = None, transport: Transport | None = None) -> NextHop:
+    """A next hop to ``host`` as a Request-URI names it: port and transport only if given."""
     chosen = transport or Transport.UDP
     return NextHop(
         host,

@@ -51,16 +51,10 @@ async def register_both(alice: UdpUA, bob: UdpUA) -> None:
     assert (await bob.receive()).status == 200
 
 
-async def call_and_hang_up(
-    alice: UdpUA, bob: UdpUA, *, call_id: str, callee_status: str = "200 OK"
-) -> int:
-    """alice calls bob, bob answers ``callee_status``; on 200 they talk and alice hangs up.
-
-    Returns the final status alice saw for her INVITE.
-    """
-    await alice.send(
-        sip(
-            f"""INVITE sip:bob@127.0.0.1 SIP/2.0
+def invite(alice: UdpUA, *, call_id: str, extra: str = "") -> bytes:
+    """alice's INVITE to bob (the dialog's first request: CSeq 1, no To tag)."""
+    return sip(
+        f"""INVITE sip:bob@127.0.0.1 SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:{alice.port};branch=z9hG4bK-inv-{call_id};rport
 Max-Forwards: 70
 From: <sip:alice@127.0.0.1>;tag=alice-{call_id}
@@ -68,25 +62,15 @@ To: <sip:bob@127.0.0.1>
 Call-ID: {call_id}
 CSeq: 1 INVITE
 Contact: <sip:alice@127.0.0.1:{alice.port}>
-X-Tenant: acme
-Content-Length: 0
+{extra}Content-Length: 0
 
 """
-        )
     )
-    incoming = await bob.receive_until(lambda m: m.method == "INVITE")
-    await bob.send(response_to(incoming, "180 Ringing", to_tag=f"bob-{call_id}"))
-    await bob.send(
-        response_to(
-            incoming,
-            callee_status,
-            to_tag=f"bob-{call_id}",
-            extra=f"Contact: <sip:bob@127.0.0.1:{bob.port}>\n",
-        )
-    )
-    final = await alice.receive_until(lambda m: m.status is not None and m.status >= 200)
-    if final.status != 200:
-        return final.status or 0
+
+
+async def ack_and_hang_up(alice: UdpUA, bob: UdpUA, final: Received, *, call_id: str) -> None:
+    """alice ACKs bob's 200 ``final`` and sends BYE along its Record-Route; bob answers 200
+    and alice must see it."""
     routes = "".join(f"Route: {r}\n" for r in final.headers("Record-Route"))
     for method, cseq in (("ACK", 1), ("BYE", 2)):
         await alice.send(
@@ -107,4 +91,28 @@ Content-Length: 0
     await bob.send(response_to(bye, "200 OK", to_tag=f"bob-{call_id}"))
     bye_ok = await alice.receive_until(lambda m: m.status is not None and "BYE" in m.header("CSeq"))
     assert bye_ok.status == 200
+
+
+async def call_and_hang_up(
+    alice: UdpUA, bob: UdpUA, *, call_id: str, callee_status: str = "200 OK"
+) -> int:
+    """alice calls bob, bob answers ``callee_status``; on 200 they talk and alice hangs up.
+
+    Returns the final status alice saw for her INVITE.
+    """
+    await alice.send(invite(alice, call_id=call_id, extra="X-Tenant: acme\n"))
+    incoming = await bob.receive_until(lambda m: m.method == "INVITE")
+    await bob.send(response_to(incoming, "180 Ringing", to_tag=f"bob-{call_id}"))
+    await bob.send(
+        response_to(
+            incoming,
+            callee_status,
+            to_tag=f"bob-{call_id}",
+            extra=f"Contact: <sip:bob@127.0.0.1:{bob.port}>\n",
+        )
+    )
+    final = await alice.receive_until(lambda m: m.status is not None and m.status >= 200)
+    if final.status != 200:
+        return final.status or 0
+    await ack_and_hang_up(alice, bob, final, call_id=call_id)
     return 200

@@ -4,7 +4,8 @@ edgeport, and UAs on 127.0.0.1; failover from a target that fails to the next on
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -24,51 +25,36 @@ from tests.support.ua import UdpUA, sip
 pytestmark = pytest.mark.slow
 
 
-def message(ua: UdpUA, target: str, branch: str) -> bytes:
+def request(
+    method: str, ua: UdpUA, target: str, branch: str, *, headers: str = "", body: str = ""
+) -> bytes:
+    """A request from ``ua`` to ``target`` in the call ``<branch>@dns`` (its only CSeq)."""
     return sip(
-        f"""MESSAGE {target} SIP/2.0
+        f"""{method} {target} SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:{ua.port};branch={branch};rport
 Max-Forwards: 70
 From: <sip:alice@127.0.0.1>;tag=a1
 To: <sip:bob@trunk.test>
 Call-ID: {branch}@dns
-CSeq: 1 MESSAGE
-Content-Type: text/plain
-Content-Length: 2
+CSeq: 1 {method}
+{headers}Content-Length: {len(body)}
 
-hi"""
+{body}"""
     )
 
 
-def invite(ua: UdpUA, target: str, branch: str) -> bytes:
-    return sip(
-        f"""INVITE {target} SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:{ua.port};branch={branch};rport
-Max-Forwards: 70
-From: <sip:alice@127.0.0.1>;tag=a1
-To: <sip:bob@trunk.test>
-Call-ID: {branch}@dns
-CSeq: 1 INVITE
-Contact: <sip:alice@127.0.0.1:{ua.port}>
-Content-Length: 0
+def message(ua: UdpUA, target: str, branch: str) -> bytes:
+    return request("MESSAGE", ua, target, branch, headers="Content-Type: text/plain\n", body="hi")
 
-"""
+
+def invite(ua: UdpUA, target: str, branch: str) -> bytes:
+    return request(
+        "INVITE", ua, target, branch, headers=f"Contact: <sip:alice@127.0.0.1:{ua.port}>\n"
     )
 
 
 def cancel(ua: UdpUA, target: str, branch: str) -> bytes:
-    return sip(
-        f"""CANCEL {target} SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:{ua.port};branch={branch};rport
-Max-Forwards: 70
-From: <sip:alice@127.0.0.1>;tag=a1
-To: <sip:bob@trunk.test>
-Call-ID: {branch}@dns
-CSeq: 1 CANCEL
-Content-Length: 0
-
-"""
-    )
+    return request("CANCEL", ua, target, branch)
 
 
 async def closed_port(kind: int) -> int:
@@ -94,6 +80,29 @@ async def dns_edge(
 
 def trunk(srv: Sequence[str], naptr: Sequence[str] = ()) -> list[str]:
     return ["host-record=pbx.trunk.test,127.0.0.1", *naptr, *srv]
+
+
+@asynccontextmanager
+async def two_udp_targets(
+    nursery: trio.Nursery, tmp_path: Path, *, failover_timeout: float = 4.0
+) -> AsyncIterator[tuple[UdpUA, UdpUA, UdpUA]]:
+    """edgeport in front of ``trunk.test``: two UDP targets by SRV priority, 10 then 20.
+
+    Yields the caller and the two targets, each a UA whose server is edgeport."""
+    first = await UdpUA.open(("127.0.0.1", 1))  # its server is set once edgeport runs
+    second = await UdpUA.open(("127.0.0.1", 1))
+    records = trunk(
+        srv=[
+            f"srv-host=_sip._udp.trunk.test,pbx.trunk.test,{first.port},10,10",
+            f"srv-host=_sip._udp.trunk.test,pbx.trunk.test,{second.port},20,10",
+        ]
+    )
+    with run_dnsmasq(tmp_path, records) as dns:
+        server = await dns_edge(nursery, dns, failover_timeout=failover_timeout)
+        edge = address(server, Transport.UDP)
+        first.server = second.server = edge
+        caller = await UdpUA.open(edge)
+        yield caller, first, second
 
 
 async def test_a_call_to_a_trunk_whose_first_target_is_down_reaches_the_second(
@@ -140,19 +149,7 @@ async def test_a_call_to_a_trunk_whose_first_target_is_down_reaches_the_second(
 async def test_a_503_from_the_first_target_fails_over_to_the_second(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    first = await UdpUA.open(("127.0.0.1", 1))
-    second = await UdpUA.open(("127.0.0.1", 1))
-    records = trunk(
-        srv=[
-            f"srv-host=_sip._udp.trunk.test,pbx.trunk.test,{first.port},10,10",
-            f"srv-host=_sip._udp.trunk.test,pbx.trunk.test,{second.port},20,10",
-        ]
-    )
-    with run_dnsmasq(tmp_path, records) as dns:
-        server = await dns_edge(nursery, dns)
-        edge = address(server, Transport.UDP)
-        first.server = second.server = edge
-        caller = await UdpUA.open(edge)
+    async with two_udp_targets(nursery, tmp_path) as (caller, first, second):
         await caller.send(message(caller, "sip:bob@trunk.test;transport=udp", "z9hG4bK-503"))
         refused = await first.receive()
         await first.send(response_to(refused, "503 Service Unavailable", to_tag="f1"))
@@ -170,19 +167,11 @@ async def test_a_503_from_the_first_target_fails_over_to_the_second(
 async def test_a_silent_first_target_is_given_up_after_the_failover_timeout(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    silent = await UdpUA.open(("127.0.0.1", 1))
-    second = await UdpUA.open(("127.0.0.1", 1))
-    records = trunk(
-        srv=[
-            f"srv-host=_sip._udp.trunk.test,pbx.trunk.test,{silent.port},10,10",
-            f"srv-host=_sip._udp.trunk.test,pbx.trunk.test,{second.port},20,10",
-        ]
-    )
-    with run_dnsmasq(tmp_path, records) as dns:
-        server = await dns_edge(nursery, dns, failover_timeout=0.5)
-        edge = address(server, Transport.UDP)
-        silent.server = second.server = edge
-        caller = await UdpUA.open(edge)
+    async with two_udp_targets(nursery, tmp_path, failover_timeout=0.5) as (
+        caller,
+        silent,
+        second,
+    ):
         await caller.send(invite(caller, "sip:bob@trunk.test", "z9hG4bK-silent"))
         assert (await caller.receive()).status == 100
         late = await silent.receive()  # it says nothing
@@ -201,19 +190,11 @@ async def test_a_silent_first_target_is_given_up_after_the_failover_timeout(
 async def test_a_cancel_during_failover_leaves_no_branch_ringing(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    silent = await UdpUA.open(("127.0.0.1", 1))
-    second = await UdpUA.open(("127.0.0.1", 1))
-    records = trunk(
-        srv=[
-            f"srv-host=_sip._udp.trunk.test,pbx.trunk.test,{silent.port},10,10",
-            f"srv-host=_sip._udp.trunk.test,pbx.trunk.test,{second.port},20,10",
-        ]
-    )
-    with run_dnsmasq(tmp_path, records) as dns:
-        server = await dns_edge(nursery, dns, failover_timeout=0.5)
-        edge = address(server, Transport.UDP)
-        silent.server = second.server = edge
-        caller = await UdpUA.open(edge)
+    async with two_udp_targets(nursery, tmp_path, failover_timeout=0.5) as (
+        caller,
+        silent,
+        second,
+    ):
         await caller.send(invite(caller, "sip:bob@trunk.test", "z9hG4bK-cxl"))
         assert (await caller.receive()).status == 100
         await silent.receive()  # the INVITE reached the first target, which stays silent

@@ -11,12 +11,15 @@ the connection comes from, and writes the Via back as the browser sent it.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
 import trio_websocket
 
 from edgeport.config import ProcessorConfig
+from edgeport.server import RunningServer
 from edgeport.sip.transport import Transport
 from tests.e2e.conftest import address, make_config, start_edgeport
 from tests.e2e.flows import response_to
@@ -180,9 +183,10 @@ def failures(processor: RunningRoutrProcessor) -> list[str]:
     return [line for line in processor.log.read_text().splitlines() if line and line[0] not in "{ "]
 
 
-async def test_a_lan_browser_is_called_through_routr_processor_without_external_addrs(
-    tmp_path: Path,
-) -> None:
+@asynccontextmanager
+async def lan_edge(tmp_path: Path) -> AsyncIterator[tuple[RunningRoutrProcessor, RunningServer]]:
+    """@routr/processor, and edgeport in front of it with 127.0.0.0/8 as its LAN and no
+    externalAddrs. Once the case is done, the processor must have logged no failure."""
     with trio.fail_after(WAIT):
         async with (
             running_routr_processor(tmp_path) as processor,
@@ -194,32 +198,39 @@ async def test_a_lan_browser_is_called_through_routr_processor_without_external_
             )
             assert config.external_addrs == ()
             server = await start_edgeport(nursery, config)
-            udp_caller = await UdpUA.open(address(server, Transport.UDP))
-            tcp_caller = await TcpUA.open(address(server, Transport.TCP))
-            ws_port = address(server, Transport.WS)[1]
-            async with trio_websocket.open_websocket_url(
-                f"ws://127.0.0.1:{ws_port}/", subprotocols=["sip"]
-            ) as ws:
-                browser = WsUA(ws)
-                await register_browser(browser)
-                await call_the_browser(udp_caller, "UDP", browser, processor)
-                await call_the_browser(tcp_caller, "TCP", browser, processor)
-                phone = await UdpUA.open(address(server, Transport.UDP))
-                await phone.send(register_phone(phone))
-                assert (await phone.receive()).status == 200
-                await browser_calls_a_phone(browser, phone)
-                phone.close()
-            # What the processor saw: the browser's address where it wrote a .invalid host.
-            browser_vias = {
-                (line["method"], line["via"]["host"])
-                for line in processor.log_lines()
-                if line["type"] == "request" and line["sender"]["transport"] == "WS"
-            }
-            assert browser_vias == {("REGISTER", "127.0.0.1"), ("INVITE", "127.0.0.1")}
-            udp_caller.close()
-            await tcp_caller.close()
+            yield processor, server
             assert failures(processor) == []
             nursery.cancel_scope.cancel()
+
+
+async def test_a_lan_browser_is_called_through_routr_processor_without_external_addrs(
+    tmp_path: Path,
+) -> None:
+    async with lan_edge(tmp_path) as (processor, server):
+        udp_caller = await UdpUA.open(address(server, Transport.UDP))
+        tcp_caller = await TcpUA.open(address(server, Transport.TCP))
+        ws_port = address(server, Transport.WS)[1]
+        async with trio_websocket.open_websocket_url(
+            f"ws://127.0.0.1:{ws_port}/", subprotocols=["sip"]
+        ) as ws:
+            browser = WsUA(ws)
+            await register_browser(browser)
+            await call_the_browser(udp_caller, "UDP", browser, processor)
+            await call_the_browser(tcp_caller, "TCP", browser, processor)
+            phone = await UdpUA.open(address(server, Transport.UDP))
+            await phone.send(register_phone(phone))
+            assert (await phone.receive()).status == 200
+            await browser_calls_a_phone(browser, phone)
+            phone.close()
+        # What the processor saw: the browser's address where it wrote a .invalid host.
+        browser_vias = {
+            (line["method"], line["via"]["host"])
+            for line in processor.log_lines()
+            if line["type"] == "request" and line["sender"]["transport"] == "WS"
+        }
+        assert browser_vias == {("REGISTER", "127.0.0.1"), ("INVITE", "127.0.0.1")}
+        udp_caller.close()
+        await tcp_caller.close()
 
 
 OFFER = """v=0
@@ -255,93 +266,71 @@ Content-Length: {len(body)}
 
 async def test_a_jssip_browser_on_the_lan_registers_and_answers_a_call(tmp_path: Path) -> None:
     """The real JsSIP, over a WebSocket, with no externalAddrs, through @routr/processor."""
-    with trio.fail_after(WAIT):
-        async with (
-            running_routr_processor(tmp_path) as processor,
-            trio.open_nursery() as nursery,
-        ):
-            config = make_config(
-                processor=ProcessorConfig(processor.addr, timeout=5.0),
-                localnets=("127.0.0.1/8",),
-            )
-            server = await start_edgeport(nursery, config)
-            ws_port = address(server, Transport.WS)[1]
-            caller = await UdpUA.open(address(server, Transport.UDP))
-            async with running_jssip_agent(
-                tmp_path, ws_url=f"ws://127.0.0.1:{ws_port}", uri="sip:bob@127.0.0.1"
-            ) as agent:
-                started = await agent.wait_for("starting")
-                via_host = started["viaHost"]
-                assert via_host.endswith(".invalid")
-                # JsSIP takes the 200 only when its Via comes back as it wrote it.
-                registered = await agent.wait_for("registered")
-                assert registered["status"] == 200
-                assert registered["via"].startswith(f"SIP/2.0/WS {via_host};")
+    async with lan_edge(tmp_path) as (processor, server):
+        ws_port = address(server, Transport.WS)[1]
+        caller = await UdpUA.open(address(server, Transport.UDP))
+        async with running_jssip_agent(
+            tmp_path, ws_url=f"ws://127.0.0.1:{ws_port}", uri="sip:bob@127.0.0.1"
+        ) as agent:
+            started = await agent.wait_for("starting")
+            via_host = started["viaHost"]
+            assert via_host.endswith(".invalid")
+            # JsSIP takes the 200 only when its Via comes back as it wrote it.
+            registered = await agent.wait_for("registered")
+            assert registered["status"] == 200
+            assert registered["via"].startswith(f"SIP/2.0/WS {via_host};")
 
-                call_id = "jssip-call@test"
-                await caller.send(invite_with_offer(caller, call_id))
-                ringing = await caller.receive_until(lambda m: (m.status or 0) > 100)
-                assert ringing.status == 180, (ringing.first_line, failures(processor))
-                await agent.wait_for("newRTCSession", originator="remote", callId=call_id)
-                ok = await caller.receive_until(lambda m: (m.status or 0) >= 200)
-                assert ok.status == 200, ok.text
-                assert ok.header("Contact").endswith(".invalid;transport=ws>"), ok.text
-                await caller.send(in_dialog("ACK", 1, ok, caller.port, "UDP"))
-                await agent.wait_for("confirmed", callId=call_id)
-                await caller.send(in_dialog("BYE", 2, ok, caller.port, "UDP"))
-                bye_ok = await caller.receive_until(lambda m: (m.status or 0) >= 200)
-                assert (bye_ok.status, bye_ok.header("CSeq")) == (200, "2 BYE")
-                ended = await agent.wait_for("ended", callId=call_id)
-                assert ended["originator"] == "remote"
-            caller.close()
-            assert failures(processor) == []
-            nursery.cancel_scope.cancel()
+            call_id = "jssip-call@test"
+            await caller.send(invite_with_offer(caller, call_id))
+            ringing = await caller.receive_until(lambda m: (m.status or 0) > 100)
+            assert ringing.status == 180, (ringing.first_line, failures(processor))
+            await agent.wait_for("newRTCSession", originator="remote", callId=call_id)
+            ok = await caller.receive_until(lambda m: (m.status or 0) >= 200)
+            assert ok.status == 200, ok.text
+            assert ok.header("Contact").endswith(".invalid;transport=ws>"), ok.text
+            await caller.send(in_dialog("ACK", 1, ok, caller.port, "UDP"))
+            await agent.wait_for("confirmed", callId=call_id)
+            await caller.send(in_dialog("BYE", 2, ok, caller.port, "UDP"))
+            bye_ok = await caller.receive_until(lambda m: (m.status or 0) >= 200)
+            assert (bye_ok.status, bye_ok.header("CSeq")) == (200, "2 BYE")
+            ended = await agent.wait_for("ended", callId=call_id)
+            assert ended["originator"] == "remote"
+        caller.close()
 
 
 async def test_a_jssip_browser_on_the_lan_calls_a_phone(tmp_path: Path) -> None:
     """JsSIP confirms the call only if every response carries its Via as it wrote it."""
-    with trio.fail_after(WAIT):
-        async with (
-            running_routr_processor(tmp_path) as processor,
-            trio.open_nursery() as nursery,
-        ):
-            config = make_config(
-                processor=ProcessorConfig(processor.addr, timeout=5.0),
-                localnets=("127.0.0.1/8",),
-            )
-            server = await start_edgeport(nursery, config)
-            ws_port = address(server, Transport.WS)[1]
-            phone = await UdpUA.open(address(server, Transport.UDP))
-            await phone.send(register_phone(phone))
-            assert (await phone.receive()).status == 200
-            async with running_jssip_agent(
-                tmp_path,
-                ws_url=f"ws://127.0.0.1:{ws_port}",
-                uri="sip:bob@127.0.0.1",
-                call_target="sip:carol@127.0.0.1",
-            ) as agent:
-                via_host = (await agent.wait_for("starting"))["viaHost"]
-                incoming = await phone.receive_until(lambda m: m.method == "INVITE")
-                assert incoming.headers("Via")[1].startswith(f"SIP/2.0/WS {via_host};")
-                call_id = incoming.header("Call-ID")
-                await phone.send(response_to(incoming, "180 Ringing", to_tag="carol-js"))
-                await agent.wait_for("progress", callId=call_id, status=180)
-                body = OFFER.replace("\n", "\r\n")
-                answer = response_to(
-                    incoming,
-                    "200 OK",
-                    to_tag="carol-js",
-                    extra=f"Contact: <sip:carol@127.0.0.1:{phone.port}>\n"
-                    "Content-Type: application/sdp\n",
-                ).replace(b"Content-Length: 0", f"Content-Length: {len(body)}".encode())
-                await phone.send(answer + body.encode())
-                await agent.wait_for("confirmed", callId=call_id)
-                ack = await phone.receive_until(lambda m: m.method == "ACK")
-                assert ack.header("Call-ID") == call_id
-                bye = await phone.receive_until(lambda m: m.method == "BYE")
-                await phone.send(response_to(bye, "200 OK", to_tag="carol-js"))
-                ended = await agent.wait_for("ended", callId=call_id)
-                assert ended["originator"] == "local"
-            phone.close()
-            assert failures(processor) == []
-            nursery.cancel_scope.cancel()
+    async with lan_edge(tmp_path) as (_, server):
+        ws_port = address(server, Transport.WS)[1]
+        phone = await UdpUA.open(address(server, Transport.UDP))
+        await phone.send(register_phone(phone))
+        assert (await phone.receive()).status == 200
+        async with running_jssip_agent(
+            tmp_path,
+            ws_url=f"ws://127.0.0.1:{ws_port}",
+            uri="sip:bob@127.0.0.1",
+            call_target="sip:carol@127.0.0.1",
+        ) as agent:
+            via_host = (await agent.wait_for("starting"))["viaHost"]
+            incoming = await phone.receive_until(lambda m: m.method == "INVITE")
+            assert incoming.headers("Via")[1].startswith(f"SIP/2.0/WS {via_host};")
+            call_id = incoming.header("Call-ID")
+            await phone.send(response_to(incoming, "180 Ringing", to_tag="carol-js"))
+            await agent.wait_for("progress", callId=call_id, status=180)
+            body = OFFER.replace("\n", "\r\n")
+            answer = response_to(
+                incoming,
+                "200 OK",
+                to_tag="carol-js",
+                extra=f"Contact: <sip:carol@127.0.0.1:{phone.port}>\n"
+                "Content-Type: application/sdp\n",
+            ).replace(b"Content-Length: 0", f"Content-Length: {len(body)}".encode())
+            await phone.send(answer + body.encode())
+            await agent.wait_for("confirmed", callId=call_id)
+            ack = await phone.receive_until(lambda m: m.method == "ACK")
+            assert ack.header("Call-ID") == call_id
+            bye = await phone.receive_until(lambda m: m.method == "BYE")
+            await phone.send(response_to(bye, "200 OK", to_tag="carol-js"))
+            ended = await agent.wait_for("ended", callId=call_id)
+            assert ended["originator"] == "local"
+        phone.close()

@@ -19,9 +19,7 @@ import ssl
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,9 +33,11 @@ from edgeport._proto import sipmessage_pb2
 from edgeport.builtin.registrar import Registrar
 from edgeport.builtin.router import Router
 from tests.config_fixtures import write_leaf_pkcs12
+from tests.e2e.flows import ack_and_hang_up, invite, response_to
 from tests.e2e.flows import register as udp_register
-from tests.e2e.flows import response_to
 from tests.support.grpc_processor import ScriptableProcessor, answer, start_processor
+from tests.support.http_get import http_get
+from tests.support.kubernetes_secret import FILE_NAME, update_secret
 from tests.support.ports import free_port, stop_process
 from tests.support.ua import Received, UdpUA, sip
 
@@ -73,17 +73,7 @@ class Edge:
     health: int
 
     async def get(self, path: str) -> tuple[int, str]:
-        def fetch() -> tuple[int, str]:
-            url = f"http://127.0.0.1:{self.health}{path}"
-            try:
-                with urllib.request.urlopen(url, timeout=5) as answered:
-                    return int(answered.status), answered.read().decode()
-            except urllib.error.HTTPError as error:
-                return int(error.code), error.read().decode()
-            except OSError:
-                return 0, ""
-
-        return await trio.to_thread.run_sync(fetch)
+        return await http_get(self.health, path)
 
     async def generations(self) -> list[int | None]:
         """The configuration generation of each process serving SIP."""
@@ -202,6 +192,32 @@ def free_ports() -> tuple[int, int, int]:
     return free_port(), free_port(), free_port()
 
 
+@dataclass
+class Setup:
+    """What an edgeport under test is given: a CA, the keystore it issued, three ports."""
+
+    certificates: Certificates
+    keystore: Path
+    ports: tuple[int, int, int]
+
+    def config(self, processor: str, *, deny: tuple[str, ...] = ()) -> str:
+        """:func:`config_text` for these ports and this keystore."""
+        return config_text(self.ports, self.keystore, processor, deny=deny)
+
+    def run(
+        self, tmp_path: Path, workers: int, processor: str
+    ) -> AbstractAsyncContextManager[Edge]:
+        return run_edgeport(tmp_path, workers, self.config(processor), self.ports)
+
+
+def setup(tmp_path: Path) -> tuple[Setup, x509.Certificate]:
+    """A fresh CA and keystore ``edge.p12`` (valid 30 days): the setup and its certificate."""
+    certificates = Certificates()
+    keystore = tmp_path / "edge.p12"
+    first = certificates.issue(keystore, days=30)
+    return Setup(certificates, keystore, free_ports()), first
+
+
 def routing_processor() -> ScriptableProcessor:
     return ScriptableProcessor(reply=Router(Registrar(time.monotonic)).process)
 
@@ -251,13 +267,9 @@ async def test_tls_and_wss_clients_keep_their_connections_across_a_certificate_r
     nursery: trio.Nursery, tmp_path: Path, workers: int
 ) -> None:
     processor = await start_processor(nursery, routing_processor())
-    certificates = Certificates()
-    keystore = tmp_path / "edge.p12"
-    first = certificates.issue(keystore, days=30)
-    ports = free_ports()
-    text = config_text(ports, keystore, processor.addr)
-    context = certificates.client_context()
-    async with run_edgeport(tmp_path, workers, text, ports) as edge:
+    given, first = setup(tmp_path)
+    context = given.certificates.client_context()
+    async with given.run(tmp_path, workers, processor.addr) as edge:
         tls = await trio.open_ssl_over_tcp_stream("127.0.0.1", edge.tls, ssl_context=context)
         local_port = tls.transport_stream.socket.getsockname()[1]
         await tls.send_all(register("TLS", local_port, "alice", 1))
@@ -269,7 +281,7 @@ async def test_tls_and_wss_clients_keep_their_connections_across_a_certificate_r
             await wss.send_message(register("WSS", 0, "bob", 1).decode())
             assert Received((await wss.get_message()).encode()).status == 200
 
-            second = certificates.issue(keystore, days=90)
+            second = given.certificates.issue(given.keystore, days=90)
             assert second.serial_number != first.serial_number
             reload = await trio.run_process(
                 [sys.executable, "-m", "edgeport", "reload", "--pid-file", str(edge.pid_file)],
@@ -310,13 +322,8 @@ async def test_a_source_added_to_deny_is_refused_while_another_clients_dialog_go
     nursery: trio.Nursery, tmp_path: Path, workers: int
 ) -> None:
     processor = await start_processor(nursery, routing_processor())
-    certificates = Certificates()
-    keystore = tmp_path / "edge.p12"
-    certificates.issue(keystore, days=30)
-    ports = free_ports()
-    async with run_edgeport(
-        tmp_path, workers, config_text(ports, keystore, processor.addr), ports
-    ) as edge:
+    given, _ = setup(tmp_path)
+    async with given.run(tmp_path, workers, processor.addr) as edge:
         server = ("127.0.0.1", edge.udp)
         alice, bob = await UdpUA.open(server), await UdpUA.open(server)
         other_sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
@@ -328,59 +335,25 @@ async def test_a_source_added_to_deny_is_refused_while_another_clients_dialog_go
         assert (await other.receive()).status == 200  # served before the reload
 
         call_id = "deny-dialog"
-        await alice.send(
-            sip(
-                f"""INVITE sip:bob@127.0.0.1 SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:{alice.port};branch=z9hG4bK-inv-{call_id};rport
-Max-Forwards: 70
-From: <sip:alice@127.0.0.1>;tag=alice-{call_id}
-To: <sip:bob@127.0.0.1>
-Call-ID: {call_id}
-CSeq: 1 INVITE
-Contact: <sip:alice@127.0.0.1:{alice.port}>
-Content-Length: 0
-
-"""
-            )
-        )
-        invite = await bob.receive_until(lambda m: m.method == "INVITE")
+        await alice.send(invite(alice, call_id=call_id))
+        incoming = await bob.receive_until(lambda m: m.method == "INVITE")
         await bob.send(
             response_to(
-                invite, "200 OK", to_tag="bob-1", extra=f"Contact: <sip:bob@127.0.0.1:{bob.port}>\n"
+                incoming,
+                "200 OK",
+                to_tag="bob-1",
+                extra=f"Contact: <sip:bob@127.0.0.1:{bob.port}>\n",
             )
         )
         ok = await alice.receive_until(lambda m: m.status == 200)
 
-        edge.config.write_text(
-            config_text(ports, keystore, processor.addr, deny=(f"{OTHER_HOST}/32",))
-        )
+        edge.config.write_text(given.config(processor.addr, deny=(f"{OTHER_HOST}/32",)))
         edge.hang_up()
         await edge.wait_generation(2)
 
         await other.send(udp_register("carol", other.port, call_id="deny-reg-carol-2"))
         await other.nothing_within(1.0)
-        routes = "".join(f"Route: {r}\n" for r in ok.headers("Record-Route"))
-        for method, cseq in (("ACK", 1), ("BYE", 2)):
-            await alice.send(
-                sip(
-                    f"""{method} sip:bob@127.0.0.1:{bob.port} SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:{alice.port};branch=z9hG4bK-{method}-{call_id};rport
-{routes}Max-Forwards: 70
-From: <sip:alice@127.0.0.1>;tag=alice-{call_id}
-To: {ok.header("To")}
-Call-ID: {call_id}
-CSeq: {cseq} {method}
-Content-Length: 0
-
-"""
-                )
-            )
-        bye = await bob.receive_until(lambda m: m.method == "BYE")
-        await bob.send(response_to(bye, "200 OK", to_tag="bob-1"))
-        bye_ok = await alice.receive_until(
-            lambda m: m.status is not None and "BYE" in m.header("CSeq")
-        )
-        assert bye_ok.status == 200
+        await ack_and_hang_up(alice, bob, ok, call_id=call_id)
         denied = await edge.metric("edgeport_dropped_messages_total", 'reason="denied"')
         assert sum(denied) >= 1
         for ua in (alice, bob, other):
@@ -392,13 +365,9 @@ async def test_an_invalid_file_on_reload_leaves_edgeport_serving_the_old_configu
     nursery: trio.Nursery, tmp_path: Path, workers: int
 ) -> None:
     processor = await start_processor(nursery, routing_processor())
-    certificates = Certificates()
-    keystore = tmp_path / "edge.p12"
-    certificates.issue(keystore, days=30)
-    ports = free_ports()
-    text = config_text(ports, keystore, processor.addr)
-    async with run_edgeport(tmp_path, workers, text, ports) as edge:
-        edge.config.write_text(text.replace("timeout: 10", "timeout: -1"))
+    given, _ = setup(tmp_path)
+    async with given.run(tmp_path, workers, processor.addr) as edge:
+        edge.config.write_text(given.config(processor.addr).replace("timeout: 10", "timeout: -1"))
         edge.hang_up()
         with trio.fail_after(RELOAD_TIMEOUT):
             while (
@@ -435,12 +404,8 @@ async def test_a_new_processor_address_takes_new_calls_while_a_held_call_complet
     new = ScriptableProcessor(reply=answer(sipmessage_pb2.ACCEPTED))
     running_old: RunningProcessor = await start_processor(nursery, old)
     running_new: RunningProcessor = await start_processor(nursery, new)
-    certificates = Certificates()
-    keystore = tmp_path / "edge.p12"
-    certificates.issue(keystore, days=30)
-    ports = free_ports()
-    text = config_text(ports, keystore, running_old.addr)
-    async with run_edgeport(tmp_path, workers, text, ports) as edge:
+    given, _ = setup(tmp_path)
+    async with given.run(tmp_path, workers, running_old.addr) as edge:
         server = ("127.0.0.1", edge.udp)
         first, second = await UdpUA.open(server), await UdpUA.open(server)
         try:
@@ -448,7 +413,7 @@ async def test_a_new_processor_address_takes_new_calls_while_a_held_call_complet
             with trio.fail_after(5):
                 while not held:
                     await trio.sleep(0.01)
-            edge.config.write_text(config_text(ports, keystore, running_new.addr))
+            edge.config.write_text(given.config(running_new.addr))
             edge.hang_up()
             await edge.wait_generation(2)
 
@@ -492,18 +457,10 @@ hello"""
 
 
 def kubernetes_secret(root: Path, version: str, certificates: Certificates) -> x509.Certificate:
-    """The keystore as a Secret volume: ``edge.p12 -> ..data/edge.p12``, ``..data`` swapped
-    atomically to a new ``..<version>`` directory, as the kubelet updates it."""
-    data_dir = root / f"..{version}"
-    data_dir.mkdir()
-    issued = certificates.issue(data_dir / "edge.p12", days=30 + len(version))
-    link = root / "..data_tmp"
-    link.symlink_to(data_dir.name)
-    os.replace(link, root / "..data")
-    name = root / "edge.p12"
-    if not name.is_symlink():
-        name.symlink_to("..data/edge.p12")
-    return issued
+    """The keystore as a Secret volume, updated to a new certificate as the kubelet does."""
+    return update_secret(
+        root, version, lambda path: certificates.issue(path, days=30 + len(version))
+    )
 
 
 @WORKERS
@@ -515,7 +472,7 @@ async def test_a_kubernetes_secret_update_of_the_keystore_reloads_by_itself(
     secret = tmp_path / "secret"
     secret.mkdir()
     first = kubernetes_secret(secret, "2026_12_01", certificates)
-    keystore = secret / "edge.p12"
+    keystore = secret / FILE_NAME
     ports = free_ports()
     text = config_text(ports, keystore, processor.addr, watch_interval=0.2)
     context = certificates.client_context()

@@ -11,8 +11,6 @@ import os
 import re
 import signal
 import sys
-import urllib.error
-import urllib.request
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,6 +20,7 @@ import trio
 import trio_websocket
 
 from tests.e2e.flows import response_to
+from tests.support.http_get import http_get
 from tests.support.ports import free_port, listening_addresses, stop_process
 from tests.support.ua import TcpUA, UdpUA, WsUA, sip
 
@@ -47,17 +46,7 @@ class Running:
     log: Path
 
     async def get(self, path: str) -> tuple[int, str]:
-        def fetch() -> tuple[int, str]:
-            url = f"http://127.0.0.1:{self.health_port}{path}"
-            try:
-                with urllib.request.urlopen(url, timeout=5) as answer:
-                    return int(answer.status), answer.read().decode()
-            except urllib.error.HTTPError as error:
-                return int(error.code), error.read().decode()
-            except OSError:
-                return 0, ""
-
-        return await trio.to_thread.run_sync(fetch)
+        return await http_get(self.health_port, path)
 
     def worker_pids(self, index: int) -> list[int]:
         """PIDs the supervisor logged for worker ``index``, oldest first."""

@@ -50,15 +50,20 @@ def reloader_for(path: Path, applied: Applied, metrics: EdgeportMetrics) -> Relo
     return Reloader(source, config, applied, metrics)
 
 
+def started_on_base(tmp_path: Path) -> tuple[Path, Applied, EdgeportMetrics, Reloader]:
+    """A reloader that started on ``BASE``: its file, what it applies, its metrics."""
+    path = tmp_path / "edgeport.yaml"
+    path.write_text(BASE)
+    applied, metrics = Applied(), EdgeportMetrics()
+    return path, applied, metrics, reloader_for(path, applied, metrics)
+
+
 def reloads(metrics: EdgeportMetrics, result: str) -> float:
     return metrics.config_reloads.labels(result=result).value
 
 
 async def test_a_valid_change_is_applied_and_counted(tmp_path: Path) -> None:
-    path = tmp_path / "edgeport.yaml"
-    path.write_text(BASE)
-    applied, metrics = Applied(), EdgeportMetrics()
-    reloader = reloader_for(path, applied, metrics)
+    path, applied, metrics, reloader = started_on_base(tmp_path)
     assert metrics.config_generation.labels().value == 1
     path.write_text(BASE.replace("methods: [REGISTER, INVITE]", "methods: [REGISTER]"))
     result = await reloader.reload("test")
@@ -72,10 +77,7 @@ async def test_a_valid_change_is_applied_and_counted(tmp_path: Path) -> None:
 async def test_an_invalid_file_changes_nothing_and_logs_each_problem(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = tmp_path / "edgeport.yaml"
-    path.write_text(BASE)
-    applied, metrics = Applied(), EdgeportMetrics()
-    reloader = reloader_for(path, applied, metrics)
+    path, applied, metrics, reloader = started_on_base(tmp_path)
     before = reloader.config
     path.write_text(
         BASE.replace("port: 5060", "port: 99999").replace("[REGISTER, INVITE]", "[REGISTER, NOPE]")
@@ -95,10 +97,7 @@ async def test_an_invalid_file_changes_nothing_and_logs_each_problem(
 async def test_a_new_port_is_applied_partly_and_named_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = tmp_path / "edgeport.yaml"
-    path.write_text(BASE)
-    applied, metrics = Applied(), EdgeportMetrics()
-    reloader = reloader_for(path, applied, metrics)
+    path, applied, metrics, reloader = started_on_base(tmp_path)
     path.write_text(
         BASE.replace("port: 5060", "port: 5070").replace("10.0.0.1:51901", "10.0.0.2:51901")
     )

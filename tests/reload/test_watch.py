@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from edgeport.reload.watch import FileWatch, look_at
+from tests.support.kubernetes_secret import FILE_NAME, update_secret
 
 
 def kubernetes_secret(root: Path, version: str, content: bytes) -> Path:
-    """A Secret volume as the kubelet writes it: ``..<version>/edge.p12``, ``..data``
-    pointing at it, and ``edge.p12 -> ..data/edge.p12``. Swaps ``..data`` atomically."""
-    data_dir = root / f"..{version}"
-    data_dir.mkdir()
-    (data_dir / "edge.p12").write_bytes(content)
-    link = root / "..data_tmp"
-    link.symlink_to(data_dir.name)
-    os.replace(link, root / "..data")
-    name = root / "edge.p12"
-    if not name.is_symlink():
-        name.symlink_to("..data/edge.p12")
-    return name
+    """A Secret volume as the kubelet writes it, at ``version``; the keystore's name."""
+    update_secret(root, version, lambda path: path.write_bytes(content))
+    return root / FILE_NAME
 
 
 def test_a_kubernetes_secret_update_is_seen_through_its_symlinks(tmp_path: Path) -> None:

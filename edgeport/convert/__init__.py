@@ -16,13 +16,12 @@ from edgeport.convert.codes import (
     status_for_response_type,
 )
 from edgeport.convert.errors import ConversionError, ReplyError
+from edgeport.convert.next_hop import NextHop, next_hop
 from edgeport.convert.replies import (
     ForwardedRequest,
-    NextHop,
     build_answer,
     build_forward_request,
     build_forward_response,
-    next_hop,
 )
 from edgeport.convert.to_proto import MessageRequestBuilder, to_message_request, to_sip_message
 

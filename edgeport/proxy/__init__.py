@@ -16,6 +16,9 @@ The path is a few parts, each owning one stage, composed in
 - ``inbound.py``: every inbound message starts here (parse, count, route);
 - ``requests.py``: new requests and their processor call;
 - ``forwarding.py``: the forward lifecycle, driven by ``edgeport.forward_state``;
+- ``failover.py``: RFC 3263 failover between the targets of a next hop
+  (``targets.py``), and ``own_requests.py``: the CANCEL, ACK and BYE edgeport
+  sends itself;
 - ``upstream.py``: responses going back upstream, stray responses;
 - ``answers.py``: the send side (and the transaction layer's send callback);
 - ``processor_calls.py``, ``loop_guard.py``, ``dialog_state.py``,

@@ -8,7 +8,10 @@ constructor, nothing is attached later):
    (branches and loop checks), the dialog state (:mod:`.dialog_state`), the
    routing table of requests in flight (``edgeport.admission.Routing``);
 2. :class:`~.upstream.UpstreamRelay`, the response side;
-3. :class:`~.forwarding.Forwarder`, the forward lifecycle (it relays
+3. :class:`~.own_requests.OwnRequests` (the CANCEL, ACK and BYE edgeport
+   sends itself) and :class:`~.failover.Failover` (RFC 3263 failover
+   between the targets of a next hop), then
+   :class:`~.forwarding.Forwarder`, the forward lifecycle (it relays
    responses through 2);
 4. :class:`~.requests.RequestHandler`, the request side (it forwards
    through 3);
@@ -33,11 +36,13 @@ from edgeport.edge_checks import own_hosts
 from edgeport.metrics import METRICS
 from edgeport.own_addresses import OwnAddresses
 from edgeport.proxy.dialog_state import CSeqShifts, EndedDialogs, ReadyRelays
+from edgeport.proxy.failover import Failover
 from edgeport.proxy.forwarding import Forwarder
 from edgeport.proxy.inbound import Dispatcher
 from edgeport.proxy.large_requests import LargeRequests
 from edgeport.proxy.loop_guard import LoopGuard
 from edgeport.proxy.model import Destination, new_branch
+from edgeport.proxy.own_requests import OwnRequests
 from edgeport.proxy.processor_calls import ProcessorCalls
 from edgeport.proxy.requests import RequestHandler
 from edgeport.proxy.targets import NextHops
@@ -117,6 +122,7 @@ class Proxy:
             ready=ready,
             strays=strays,
         )
+        own = OwnRequests(transactions, responder, loops=loops, ended=ended)
         self.forwarder = Forwarder(
             transactions,
             responder,
@@ -127,10 +133,11 @@ class Proxy:
             tasks,
             loops=loops,
             cseq=cseq,
-            ended=ended,
             ready=ready,
             hops=hops,
             large=large,
+            failover=Failover(hops, loops, large, tasks, own),
+            own=own,
             strip_session_progress_sdp=config.strip_session_progress_sdp,
         )
         self._listening_points = tuple(listening_points)

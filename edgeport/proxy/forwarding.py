@@ -8,13 +8,9 @@ CANCEL (RFC 3261 §9, §16.10), Timer B/C/F and transport failures (§16.7 step
 and BYE downstream) are handled here; responses go upstream through
 :class:`~edgeport.proxy.upstream.UpstreamRelay`.
 
-Failover (RFC 3263 §4.3): a next hop named in DNS may give several targets
-(:mod:`edgeport.proxy.targets`). When the current one fails before anything
-of it was relayed upstream (a transport error, no response at all within
-``spec.dns.failoverTimeout``, a 503), the request goes to the next one with
-a new branch. An attempt given up for silence that wakes up later is
-cancelled (or, for a 2xx, acknowledged and ended with a BYE): no branch is
-left ringing.
+Failover between the targets of a next hop (RFC 3263 §4.3) is
+:class:`~edgeport.proxy.failover.Failover`'s; the CANCEL, ACK and BYE
+edgeport sends itself are :class:`~edgeport.proxy.own_requests.OwnRequests`'.
 """
 
 from __future__ import annotations
@@ -28,14 +24,13 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from edgeport import convert
-from edgeport.dns import MAX_TARGETS, UnresolvableHost
+from edgeport.dns import UnresolvableHost
 from edgeport.events import call_ended, call_started, x_headers
 from edgeport.forward_state import Action, Event, ForwardMachine, ForwardState
 from edgeport.gateway_auth import GatewayAuthError, GatewayCredentials, answer_challenge
 from edgeport.proxy.model import Destination, aor_of, new_branch
 from edgeport.proxy.targets import peer_of
-from edgeport.sip.errors import SipParseError, SipSerializeError
-from edgeport.sip.teardown import end_dialog
+from edgeport.sip.errors import SipSerializeError
 from edgeport.sip.transaction import build_cancel, matching_invite_key
 from edgeport.transaction_layer import TransactionTableFull
 
@@ -46,10 +41,12 @@ if TYPE_CHECKING:
     from edgeport.events import EventBus
     from edgeport.metrics import EdgeportMetrics
     from edgeport.proxy.answers import Responder
-    from edgeport.proxy.dialog_state import CSeqShifts, EndedDialogs, ReadyRelays
+    from edgeport.proxy.dialog_state import CSeqShifts, ReadyRelays
+    from edgeport.proxy.failover import Attempt, Failover
     from edgeport.proxy.large_requests import LargeRequests
     from edgeport.proxy.loop_guard import LoopGuard
     from edgeport.proxy.model import Exchange
+    from edgeport.proxy.own_requests import OwnRequests
     from edgeport.proxy.processor_calls import ProcessorCalls
     from edgeport.proxy.targets import NextHops
     from edgeport.proxy.tasks import GuardedTasks
@@ -68,15 +65,6 @@ MAX_RELAY_QUEUE: Final = 64  # responses waiting for one forwarded request
 AUTH_METHODS: Final = frozenset({"INVITE", "MESSAGE", "REGISTER"})
 # Actions that answer the caller: the forward stays in the table until they are done.
 _OWED: Final = frozenset({Action.RELAY, Action.ANSWER_487, Action.ANSWER_408, Action.ANSWER_503})
-
-
-@dataclass(slots=True)
-class Attempt:
-    """A request sent to a target that was given up (RFC 3263 §4.3 failover)."""
-
-    request: Request
-    destination: Destination
-    cancelled: bool = False  # a CANCEL went to it after its first provisional
 
 
 @dataclass(eq=False)
@@ -140,7 +128,8 @@ class Forward:
         if not self._current(handle):
             if handle in self.abandoned:  # a target given up for silence woke up
                 self._enqueue(
-                    lambda: self.forwarder.abandoned_response(self, handle, response), inline=True
+                    lambda: self.forwarder.failover.abandoned_response(self, handle, response),
+                    inline=True,
                 )
             return  # a late response of an attempt that auth on behalf replaced
         self.stop_silence_timer()
@@ -202,24 +191,6 @@ class Forward:
             self._relaying = False
 
 
-class _IgnoreResponses:
-    """The TU of a request edgeport sends itself (CANCEL, BYE): its answers end there."""
-
-    def on_response(
-        self,
-        handle: ClientTransactionHandle[Destination],
-        response: Response,
-        source: Destination | None,
-    ) -> None:
-        return None
-
-    def on_timeout(self, handle: ClientTransactionHandle[Destination]) -> None:
-        return None
-
-    def on_transport_error(self, handle: ClientTransactionHandle[Destination]) -> None:
-        return None
-
-
 class Forwarder:
     """Forwards: sending downstream, CANCEL, failures, auth on behalf, and their table."""
 
@@ -235,10 +206,11 @@ class Forwarder:
         *,
         loops: LoopGuard,
         cseq: CSeqShifts,
-        ended: EndedDialogs,
         ready: ReadyRelays,
         hops: NextHops,
         large: LargeRequests,
+        failover: Failover,
+        own: OwnRequests,
         strip_session_progress_sdp: bool = False,
     ) -> None:
         self._transactions = transactions
@@ -251,10 +223,11 @@ class Forwarder:
         self.tasks = tasks
         self._loops = loops
         self._cseq = cseq
-        self._ended = ended
         self.ready = ready
         self._large = large  # RFC 3261 §18.1.1: over TCP when too large for UDP
         self._strip_183_sdp = strip_session_progress_sdp
+        self.failover = failover  # RFC 3263 §4.3: the next target when one fails
+        self._own = own  # CANCEL, ACK and BYE of edgeport's own
         # Forwards whose caller still waits for a final response, by server transaction.
         self._forwards: dict[object, Forward] = {}
 
@@ -379,108 +352,20 @@ class Forwarder:
             await self.handle_event(forward, Event.SEND_FAILED)
             return
         if forward.targets:
-            self._start_silence_timer(forward, forward.client)
+            self.failover.start_silence_timer(forward, forward.client)
         # A CANCEL that came during the send left the machine in
         # CANCEL_WAITING: the CANCEL goes down with the first provisional.
         await self.handle_event(forward, Event.SENT)
 
-    # -- failover (RFC 3263 §4.3) -----------------------------------------
-
-    def _start_silence_timer(
-        self, forward: Forward, client: ClientTransactionHandle[Destination]
-    ) -> None:
-        """Give up on ``client``'s target when it sends nothing within the failover timeout."""
-        forward.stop_silence_timer()
-        scope = forward.silence_timer = trio.CancelScope()
-        timeout = self._hops.failover_timeout
-
-        async def wait() -> None:
-            with scope:
-                await trio.sleep(timeout)
-                forward.silence_timer = None
-                forward.on_silence(client)
-
-        self.tasks.spawn(wait)
-
     async def attempt_failed(self, forward: Forward, event: Event | None, why: str) -> bool:
         """The current target failed: the next target if there is one and the caller has
         seen nothing yet (True), else ``event`` (None: nothing happens)."""
-        if (
-            forward.targets
-            and not forward.relayed_provisional
-            and forward.machine.state
-            in (
-                ForwardState.SENDING,
-                ForwardState.CALLING,
-                ForwardState.PROCEEDING,
-                ForwardState.CANCEL_WAITING,
-                ForwardState.CANCELLED,
-            )
-        ):
-            forward.failure = why
+        if self.failover.takes_over(forward, why):
             await self.handle_event(forward, Event.TARGET_FAILED)
             return True
         if event is not None:
             await self.handle_event(forward, event)
         return False
-
-    async def _next_target(self, forward: Forward) -> None:
-        """Action NEXT_TARGET: the request again, to the next target, with a new branch."""
-        assert forward.request is not None
-        assert forward.destination is not None
-        assert forward.target is not None
-        forward.stop_silence_timer()
-        if forward.client is not None and len(forward.abandoned) < MAX_TARGETS:
-            forward.abandoned[forward.client] = Attempt(forward.request, forward.destination)
-        failed = forward.target
-        while forward.targets:
-            target = forward.targets.pop(0)
-            self._hops.failed(forward.call_id, failed, forward.failure, target)
-            if not self._loops.routed_to_self(forward.request, target.name, peer_of(target)):
-                break
-            failed = target
-        else:
-            await self.handle_event(forward, Event.SEND_FAILED)
-            return
-        forward.target = target
-        forward.request = self._hops.fit(forward.request, target, branch=forward.new_branch())
-        forward.destination = await self._large.destination(forward.request, peer_of(target))
-        forward.client = None
-        forward.auth_answered = False
-        await self._send_attempt(forward)
-
-    async def abandoned_response(
-        self, forward: Forward, handle: ClientTransactionHandle[Destination], response: Response
-    ) -> None:
-        """A response from a target given up for silence: nobody upstream will see it.
-
-        An INVITE that rings there is cancelled (RFC 3261 §9.1, now that a
-        provisional came); one that was answered 2xx is acknowledged and ended.
-        """
-        attempt = forward.abandoned[handle]
-        if attempt.request.method != "INVITE":
-            return
-        status = response.status_code
-        if status < 200 and not attempt.cancelled:
-            attempt.cancelled = True
-            logger.info(
-                "%s: cancelling the INVITE left at %s", forward.call_id, attempt.destination.peer
-            )
-            await self._send_own_request(build_cancel(attempt.request), attempt.destination)
-        elif 200 <= status < 300:
-            await self._end_dialog(attempt.request, attempt.destination, response)
-
-    async def _send_own_request(self, request: Request, destination: Destination) -> None:
-        """A request edgeport makes itself (CANCEL, BYE): its responses end with it."""
-        try:
-            await self._transactions.send_request(
-                request,
-                destination,
-                reliable=destination.peer.transport.reliable,
-                tu=_IgnoreResponses(),
-            )
-        except (TransactionTableFull, ValueError, SipSerializeError) as error:
-            logger.warning("%s: %s not sent: %s", request.call_id, request.method, error)
 
     # -- CANCEL ------------------------------------------------------------
 
@@ -597,16 +482,19 @@ class Forwarder:
             elif action is Action.ANSWER_408 or action is Action.ANSWER_503:
                 await self._fail(forward, 408 if action is Action.ANSWER_408 else 503)
             elif action is Action.NEXT_TARGET:
-                await self._next_target(forward)
+                if await self.failover.next_target(forward):
+                    await self._send_attempt(forward)
+                else:
+                    await self.handle_event(forward, Event.SEND_FAILED)
             elif action is Action.SEND_CANCEL:
                 assert forward.request is not None
                 assert forward.destination is not None
-                await self._send_own_request(build_cancel(forward.request), forward.destination)
+                await self._own.send(build_cancel(forward.request), forward.destination)
             elif action is Action.END_DIALOG:
                 assert response is not None
                 assert forward.request is not None
                 assert forward.destination is not None
-                await self._end_dialog(forward.request, forward.destination, response)
+                await self._own.end_dialog(forward.request, forward.destination, response)
 
     def _finish(self, forward: Forward) -> None:
         """The caller has its final answer: the views of what was sent can go."""
@@ -642,23 +530,6 @@ class Forwarder:
                 await self._responder.answer(forward.server, 500, "Internal Server Error")
             except Exception:
                 logger.exception("%s: answering 500 failed", forward.call_id)
-
-    async def _end_dialog(
-        self, request: Request, destination: Destination, response: Response
-    ) -> None:
-        """A 2xx nobody upstream will see (the caller cancelled, or the target was
-        given up): acknowledge it and hang up (BYE)."""
-        try:
-            ack, bye = end_dialog(request, response, branch=self._loops.new_branch())
-            ack_data = ack.to_bytes()
-        except (SipParseError, SipSerializeError, ValueError) as error:
-            logger.warning("%s: 2xx after CANCEL not ended: %s", response.call_id, error)
-            return
-        logger.info("%s: 2xx after CANCEL: acknowledged and ended with BYE", response.call_id)
-        self._ended.ended(response, ack_data, destination)
-        if await self._responder.send_quietly(ack_data, destination):
-            self._responder.count_sent(ack, destination.peer.transport)
-        await self._send_own_request(bye, destination)
 
     async def _answer_challenge(self, forward: Forward, challenge: Response) -> bool:
         """Auth on behalf: answer a 401/407 with the X-Gateway-Auth credentials, CSeq + 1."""

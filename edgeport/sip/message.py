@@ -1,26 +1,25 @@
-"""The SIP message model: Request, Response, Headers (RFC 3261 §7, §20).
+"""The SIP message model: Request, Response and their typed views (RFC 3261 §7, §20).
 
-A message keeps its header lines as received (name as written, raw value,
-in order) and its body as bytes. Typed views (Via, From, To, CSeq...) are
-parsed on first access and cached; any change to the headers drops the
-cache. ``to_bytes`` writes canonical header names, recomputes
-Content-Length and refuses a line break in any value (no header injection).
+A message keeps its header lines as received (:class:`~edgeport.sip.header_list.Headers`)
+and its body as bytes. Typed views (Via, From, To, CSeq...) are parsed on
+first access and cached; any change to the headers drops the cache.
+``to_bytes`` writes canonical header names, recomputes Content-Length and
+refuses a line break in any value (no header injection). :func:`make_response`
+builds the response a UAS or a stateless proxy sends (RFC 3261 §8.2.6).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final, TypeVar, cast
 
-from edgeport.sip.errors import SipParseError, SipSerializeError
+from edgeport.sip.errors import SipParseError
+from edgeport.sip.header_list import Headers, write_message
 from edgeport.sip.headers import (
-    TOKEN_CHARS,
     CSeq,
     DigestChallenge,
     DigestCredentials,
     NameAddr,
     Via,
-    canonical_name_for_key,
-    header_key,
     parse_call_id,
     parse_cseq,
     parse_digest_challenge,
@@ -31,9 +30,10 @@ from edgeport.sip.headers import (
     parse_via,
     split_header_values,
 )
+from edgeport.sip.reason_phrases import REASON_PHRASES
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable
 
     from edgeport.sip.uri import Uri
 
@@ -43,171 +43,6 @@ SIP_VERSION: Final = "SIP/2.0"
 
 _T = TypeVar("_T")
 _MISSING: Final = object()
-# Header name as written -> the start of its line on the wire ("Via: "), for
-# names already checked to be tokens (a name's wire form depends on the name alone).
-_WIRE_NAMES: Final[dict[str, str]] = {}
-_WIRE_NAMES_MAX: Final = 1024  # entries; past it a new name is resolved each time
-
-
-class Headers:
-    """An ordered multi-map of header lines.
-
-    Names compare case-insensitively with compact forms folded (``v`` is
-    ``Via``); iteration gives ``(name as received or added, raw value)``.
-    ``get_all`` returns one string per line: values are not comma-split here.
-    """
-
-    __slots__ = ("_index", "_items", "_version")
-
-    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        # (name as given, lookup key, raw value)
-        self._items: list[tuple[str, str, str]] = [
-            (name, header_key(name), value) for name, value in items
-        ]
-        self._version = 0
-        self._index: dict[str, list[str]] | None = None
-
-    @classmethod
-    def _from_keyed(
-        cls, items: list[tuple[str, str, str]], index: dict[str, list[str]] | None = None
-    ) -> Headers:
-        """Headers over ``(name as written, lookup key, value)`` lines (and their index)."""
-        headers = cls.__new__(cls)
-        headers._items = items
-        headers._version = 0
-        headers._index = index
-        return headers
-
-    @classmethod
-    def from_keyed(cls, items: list[tuple[str, str, str]]) -> Headers:
-        """Headers over ``(name as written, header_key(name), raw value)`` lines.
-
-        The codec's fast path: the caller vouches for each key; the list is
-        taken over, not copied.
-        """
-        return cls._from_keyed(items)
-
-    def _lookup(self) -> dict[str, list[str]]:
-        """key -> raw values in order; built on first use, dropped on change."""
-        index = self._index
-        if index is None:
-            index = {}
-            for _, key, value in self._items:
-                values = index.get(key)
-                if values is None:
-                    index[key] = [value]
-                else:
-                    values.append(value)
-            self._index = index
-        return index
-
-    def _changed(self) -> None:
-        self._version += 1
-        self._index = None
-
-    @property
-    def version(self) -> int:
-        """Bumped on every change; typed views cached against an older one are stale."""
-        return self._version
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        for name, _, value in self._items:
-            yield name, value
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
-        return header_key(name) in self._lookup()
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Headers):
-            return NotImplemented
-        return list(self) == list(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Headers({list(self)!r})"
-
-    def canonical_items(self) -> Iterator[tuple[str, str]]:
-        """``(canonical name, raw value)`` per line; unknown names as received."""
-        for name, key, value in self._items:
-            yield canonical_name_for_key(key, name), value
-
-    def keyed_items(self) -> list[tuple[str, str, str]]:
-        """``(name as written, lookup key, raw value)`` per line, in order (a copy)."""
-        return list(self._items)
-
-    def get(self, name: str) -> str | None:
-        values = self._lookup().get(header_key(name))
-        return None if values is None else values[0]
-
-    def count(self, name: str) -> int:
-        """How many lines of that name (compact forms folded) the message holds."""
-        values = self._lookup().get(header_key(name))
-        return 0 if values is None else len(values)
-
-    def get_all(self, name: str) -> list[str]:
-        values = self._lookup().get(header_key(name))
-        return [] if values is None else list(values)
-
-    def add(self, name: str, value: str) -> None:
-        self._items.append((name, header_key(name), value))
-        self._changed()
-
-    def prepend(self, name: str, value: str) -> None:
-        """Insert before the first line of that name, or at the top when there is none."""
-        key = header_key(name)
-        index = 0
-        for i, (_, k, _) in enumerate(self._items):
-            if k == key:
-                index = i
-                break
-        self._items.insert(index, (name, key, value))
-        self._changed()
-
-    def set(self, name: str, value: str) -> None:
-        """Replace every line of that name by one, at the first one's place (else at the end)."""
-        key = header_key(name)
-        items: list[tuple[str, str, str]] = []
-        placed = False
-        for item in self._items:
-            if item[1] != key:
-                items.append(item)
-            elif not placed:
-                items.append((name, key, value))
-                placed = True
-        if not placed:
-            items.append((name, key, value))
-        self._items = items
-        self._changed()
-
-    def remove(self, name: str) -> None:
-        key = header_key(name)
-        self._items = [item for item in self._items if item[1] != key]
-        self._changed()
-
-    def replace_first(self, name: str, value: str) -> None:
-        """Rewrite the first line of that name in place, keeping its name as written."""
-        key = header_key(name)
-        for i, (written, k, _) in enumerate(self._items):
-            if k == key:
-                self._items[i] = (written, key, value)
-                index = self._index
-                self._changed()
-                if index is not None:
-                    # The first line of that name is the first value of its key:
-                    # the index stays right with one entry rewritten.
-                    index[key][0] = value
-                    self._index = index
-                return
-        raise KeyError(name)
-
-    def copy(self) -> Headers:
-        return Headers._from_keyed(list(self._items))
 
 
 class Message:
@@ -236,23 +71,17 @@ class Message:
     def _views(self) -> dict[str, object]:
         """The typed-view cache, emptied first when the headers changed since it was filled."""
         headers = self.headers
-        if self._cache_headers is not headers or self._cache_version != headers._version:
+        if self._cache_headers is not headers or self._cache_version != headers.version:
             self._cache = {}
             self._cache_headers = headers
-            self._cache_version = headers._version
+            self._cache_version = headers.version
         return self._cache
-
-    def _required(self, name: str) -> str:
-        value = self.headers.get(name)
-        if value is None:
-            raise SipParseError(f"Missing {name}")
-        return value
 
     def _prime_cache(self, views: dict[str, object]) -> None:
         """Seed the typed-view cache with values already parsed (by the parser)."""
         self._cache = views
         self._cache_headers = self.headers
-        self._cache_version = self.headers._version
+        self._cache_version = self.headers.version
 
     def drop_views(self) -> None:
         """Forget the parsed views and the header index; they are rebuilt on next use.
@@ -262,7 +91,7 @@ class Message:
         parsed copies are most of what it holds.
         """
         self._cache = {}
-        self.headers._index = None
+        self.headers.drop_index()
 
     @property
     def via(self) -> list[Via]:
@@ -292,7 +121,7 @@ class Message:
             if vias:
                 top = vias[0]
             else:
-                items = split_header_values(self._required("Via"))
+                items = split_header_values(self.headers.require("Via"))
                 if not items:
                     raise SipParseError("Missing Via")
                 top = parse_via(items[0])
@@ -304,7 +133,7 @@ class Message:
         views = self._views()
         value = views.get("from")
         if value is None:
-            value = views["from"] = parse_name_addr(self._required("From"))
+            value = views["from"] = parse_name_addr(self.headers.require("From"))
         return cast("NameAddr", value)
 
     @property
@@ -312,7 +141,7 @@ class Message:
         views = self._views()
         value = views.get("to")
         if value is None:
-            value = views["to"] = parse_name_addr(self._required("To"))
+            value = views["to"] = parse_name_addr(self.headers.require("To"))
         return cast("NameAddr", value)
 
     @property
@@ -320,7 +149,7 @@ class Message:
         views = self._views()
         value = views.get("call_id")
         if value is None:
-            value = views["call_id"] = parse_call_id(self._required("Call-ID"))
+            value = views["call_id"] = parse_call_id(self.headers.require("Call-ID"))
         return cast("str", value)
 
     @property
@@ -328,84 +157,59 @@ class Message:
         views = self._views()
         value = views.get("cseq")
         if value is None:
-            value = views["cseq"] = parse_cseq(self._required("CSeq"))
+            value = views["cseq"] = parse_cseq(self.headers.require("CSeq"))
         return cast("CSeq", value)
-
-    def _address_list(self, key: str) -> list[NameAddr]:
-        views = self._views()
-        value = views.get(key)
-        if value is None:
-            value = views[key] = [
-                addr for line in self.headers.get_all(key) for addr in parse_name_addr_list(line)
-            ]
-        return cast("list[NameAddr]", value)
 
     @property
     def contacts(self) -> list[NameAddr]:
-        return self._address_list("contact")
+        return _address_list(self, "contact")
 
     @property
     def routes(self) -> list[NameAddr]:
-        return self._address_list("route")
+        return _address_list(self, "route")
 
     @property
     def record_routes(self) -> list[NameAddr]:
-        return self._address_list("record-route")
-
-    def _optional_int(self, key: str, what: str, maximum: int) -> int | None:
-        views = self._views()
-        value = views.get(key, _MISSING)
-        if value is _MISSING:
-            line = self.headers.get(key)
-            value = views[key] = None if line is None else parse_int_value(line, what, maximum)
-        return cast("int | None", value)
+        return _address_list(self, "record-route")
 
     @property
     def max_forwards(self) -> int | None:
         # Max-Forwards = 1*DIGIT; above 255 is refused (RFC 4475 §3.1.2.4).
-        return self._optional_int("max-forwards", "Max-Forwards", 255)
+        return _optional_int(self, "max-forwards", "Max-Forwards", 255)
 
     @property
     def expires(self) -> int | None:
-        return self._optional_int("expires", "Expires", 2**32 - 1)
+        return _optional_int(self, "expires", "Expires", 2**32 - 1)
 
     @property
     def content_length(self) -> int | None:
         """The Content-Length header as written (to_bytes recomputes it)."""
-        return self._optional_int("content-length", "Content-Length", 2**32 - 1)
+        return _optional_int(self, "content-length", "Content-Length", 2**32 - 1)
 
     @property
     def content_type(self) -> str | None:
         value = self.headers.get("content-type")
         return None if value is None else value.strip()
 
-    def _optional_auth(self, key: str, parse: Callable[[str], _T]) -> _T | None:
-        views = self._views()
-        value = views.get(key, _MISSING)
-        if value is _MISSING:
-            line = self.headers.get(key)
-            value = views[key] = None if line is None else parse(line)
-        return cast("_T | None", value)
-
     @property
     def authorization(self) -> DigestCredentials | None:
-        return self._optional_auth("authorization", parse_digest_credentials)
+        return _optional_parsed(self, "authorization", parse_digest_credentials)
 
     @property
     def proxy_authorization(self) -> DigestCredentials | None:
-        return self._optional_auth("proxy-authorization", parse_digest_credentials)
+        return _optional_parsed(self, "proxy-authorization", parse_digest_credentials)
 
     @property
     def www_authenticate(self) -> DigestChallenge | None:
-        return self._optional_auth("www-authenticate", parse_digest_challenge)
+        return _optional_parsed(self, "www-authenticate", parse_digest_challenge)
 
     @property
     def proxy_authenticate(self) -> DigestChallenge | None:
-        return self._optional_auth("proxy-authenticate", parse_digest_challenge)
+        return _optional_parsed(self, "proxy-authenticate", parse_digest_challenge)
 
     def set_top_via(self, via: Via) -> None:
         """Rewrite the first Via value (received/rport stamping, RFC 3261 §18.2.1)."""
-        line = self._required("Via")
+        line = self.headers.require("Via")
         items = split_header_values(line)
         items[0] = str(via)
         views = self._views()
@@ -435,38 +239,42 @@ class Message:
         Raises SipSerializeError (a ValueError) when the start line, a header
         name or value holds CR or LF, or a header name is not a token.
         """
-        body = self.body
-        body_length = len(body)
-        lines = [self.start_line()]
-        append = lines.append
-        length_written = False
-        wire_names = _WIRE_NAMES
-        for name, key, value in self.headers._items:
-            if key == "content-length":
-                if length_written:
-                    continue
-                value = str(body_length)
-                length_written = True
-            prefix = wire_names.get(name)
-            if prefix is None:
-                canonical = canonical_name_for_key(key, name)
-                if canonical is name and (not name or name.strip(TOKEN_CHARS)):
-                    raise SipSerializeError(f"Invalid header name {name!r}")
-                prefix = f"{canonical}: "
-                if len(wire_names) < _WIRE_NAMES_MAX:
-                    wire_names[name] = prefix
-            append(prefix + value)
-        if not length_written:
-            lines.append(f"Content-Length: {body_length}")
-        lines.append("")
-        lines.append("")  # the empty line that ends the header section
-        text = "\r\n".join(lines)
-        breaks = len(lines) - 1
-        # RFC 3261 §7.3.1 lets a value span lines only by folding; a CR or LF in
-        # a value would start a new header line of the sender's choosing.
-        if text.count("\n") != breaks or text.count("\r") != breaks:
-            raise SipSerializeError("CR or LF in a start line or header value")
-        return text.encode("utf-8") + body if body else text.encode("utf-8")
+        return write_message(self.start_line(), self.headers, self.body)
+
+
+# The typed views' shared steps, as functions of this module: they read the
+# message's view cache and are no part of a message's interface.
+
+
+def _address_list(message: Message, key: str) -> list[NameAddr]:
+    """Every address on the lines of ``key`` (Contact, Route, Record-Route), in order."""
+    views = message._views()
+    value = views.get(key)
+    if value is None:
+        value = views[key] = [
+            addr for line in message.headers.get_all(key) for addr in parse_name_addr_list(line)
+        ]
+    return cast("list[NameAddr]", value)
+
+
+def _optional_int(message: Message, key: str, what: str, maximum: int) -> int | None:
+    """The ``1*DIGIT`` value of ``key``, None when the message has no such line."""
+    views = message._views()
+    value = views.get(key, _MISSING)
+    if value is _MISSING:
+        line = message.headers.get(key)
+        value = views[key] = None if line is None else parse_int_value(line, what, maximum)
+    return cast("int | None", value)
+
+
+def _optional_parsed(message: Message, key: str, parse: Callable[[str], _T]) -> _T | None:
+    """The first line of ``key`` as ``parse`` reads it, None when there is none."""
+    views = message._views()
+    value = views.get(key, _MISSING)
+    if value is _MISSING:
+        line = message.headers.get(key)
+        value = views[key] = None if line is None else parse(line)
+    return cast("_T | None", value)
 
 
 class Request(Message):
@@ -521,83 +329,6 @@ class Response(Message):
         )
 
 
-# RFC 3261 §21, plus the codes of RFC 3265, 3329, 3903, 4028, 4412, 4474,
-# 5079, 5360, 5393, 6086, 6228, 6665, 8599, 8197, 8688.
-REASON_PHRASES: Final[dict[int, str]] = {
-    100: "Trying",
-    180: "Ringing",
-    181: "Call Is Being Forwarded",
-    182: "Queued",
-    183: "Session Progress",
-    199: "Early Dialog Terminated",
-    200: "OK",
-    202: "Accepted",
-    204: "No Notification",
-    300: "Multiple Choices",
-    301: "Moved Permanently",
-    302: "Moved Temporarily",
-    305: "Use Proxy",
-    380: "Alternative Service",
-    400: "Bad Request",
-    401: "Unauthorized",
-    402: "Payment Required",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    406: "Not Acceptable",
-    407: "Proxy Authentication Required",
-    408: "Request Timeout",
-    410: "Gone",
-    412: "Conditional Request Failed",
-    413: "Request Entity Too Large",
-    414: "Request-URI Too Long",
-    415: "Unsupported Media Type",
-    416: "Unsupported URI Scheme",
-    417: "Unknown Resource-Priority",
-    420: "Bad Extension",
-    421: "Extension Required",
-    422: "Session Interval Too Small",
-    423: "Interval Too Brief",
-    428: "Use Identity Header",
-    429: "Provide Referrer Identity",
-    433: "Anonymity Disallowed",
-    436: "Bad Identity-Info",
-    437: "Unsupported Certificate",
-    438: "Invalid Identity Header",
-    439: "First Hop Lacks Outbound Support",
-    440: "Max-Breadth Exceeded",
-    469: "Bad Info Package",
-    470: "Consent Needed",
-    480: "Temporarily Unavailable",
-    481: "Call/Transaction Does Not Exist",
-    482: "Loop Detected",
-    483: "Too Many Hops",
-    484: "Address Incomplete",
-    485: "Ambiguous",
-    486: "Busy Here",
-    487: "Request Terminated",
-    488: "Not Acceptable Here",
-    489: "Bad Event",
-    491: "Request Pending",
-    493: "Undecipherable",
-    494: "Security Agreement Required",
-    500: "Server Internal Error",
-    501: "Not Implemented",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Server Time-out",
-    505: "Version Not Supported",
-    513: "Message Too Large",
-    555: "Push Notification Service Not Supported",
-    580: "Precondition Failure",
-    600: "Busy Everywhere",
-    603: "Decline",
-    604: "Does Not Exist Anywhere",
-    606: "Not Acceptable",
-    607: "Unwanted",
-    608: "Rejected",
-}
-
 # RFC 3261 §8.2.6.2: "The From field of the response MUST equal the From header
 # field of the request. The Call-ID header field of the response MUST equal the
 # Call-ID header field of the request. The CSeq header field of the response
@@ -626,7 +357,7 @@ def make_response(
     if reason is None:
         reason = REASON_PHRASES.get(status_code, "Unknown")
     copied = _COPIED_TO_RESPONSE | {"timestamp"} if status_code == 100 else _COPIED_TO_RESPONSE
-    items = [item for item in request.headers._items if item[1] in copied]
+    items = request.headers.keyed_lines_of(copied)
     if to_tag is not None and request.to.tag is None:
         # "the UAS MUST add a tag to the To header field in the response"
         # (§8.2.6.2), when the request's To had none.
@@ -634,7 +365,7 @@ def make_response(
             if key == "to":
                 items[i] = (name, key, f"{value.rstrip()};tag={to_tag}")
                 break
-    response = Response(status_code, reason, Headers._from_keyed(items))
+    response = Response(status_code, reason, Headers.from_keyed(items))
     # The copied lines say what the request's do: its parsed CSeq and Call-ID
     # views hold for the response too (sending and counting it reads them).
     views = request._views()

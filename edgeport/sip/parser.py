@@ -85,7 +85,7 @@ def parse_message(data: bytes) -> Request | Response:
         raise SipParseError("NUL byte in message")
     lines = _split_lines(head)
     items, index, header_error = _parse_header_lines(lines)
-    headers = Headers._from_keyed(items, index)
+    headers = Headers.from_keyed(items, index)
     message, version_error = _parse_start_line(lines[0], headers)
     if version_error is not None:
         raise SipParseError(version_error, 505, message)

@@ -18,11 +18,15 @@ from edgeport.sip import (
     Response,
     SipParseError,
     SipUri,
+    addresses,
+    header_grammar,
+    header_names,
     parse_message,
     parser,
+    request_ids,
     uri,
 )
-from edgeport.sip import headers as header_values
+from edgeport.sip import via as via_values
 from edgeport.sip.headers import parse_via
 
 INVITE = (
@@ -57,9 +61,9 @@ def cold() -> Iterator[None]:
     """Every kept table empty before and after the test."""
     tables = (
         parser._LINES,
-        header_values._ADDR_PARTS,
-        header_values._CSEQS,
-        header_values._VIA_PARTS,
+        addresses._ADDR_PARTS,
+        request_ids._CSEQS,
+        via_values._VIA_PARTS,
         uri._URI_PARTS,
     )
     for table in tables:
@@ -161,7 +165,7 @@ def test_lines_new_in_every_message_and_long_lines_are_not_kept(cold: None) -> N
 
 
 def test_kept_tables_stay_bounded(cold: None) -> None:
-    for number in range(max(parser._LINES_MAX, header_values._PARTS_MAX, uri._PARTS_MAX) + 10):
+    for number in range(max(parser._LINES_MAX, header_grammar.PARTS_MAX, uri._PARTS_MAX) + 10):
         data = (
             INVITE.replace(b"User-Agent: phone/1", b"User-Agent: phone/%d" % number)
             .replace(b"tag=a1", b"tag=a%d" % number)
@@ -174,11 +178,11 @@ def test_kept_tables_stay_bounded(cold: None) -> None:
         assert message.from_.tag == f"a{number}"
         assert message.cseq.seq == number
         assert len(parser._LINES) <= parser._LINES_MAX
-        assert len(header_values._ADDR_PARTS) <= header_values._PARTS_MAX
-        assert len(header_values._CSEQS) <= header_values._PARTS_MAX
+        assert len(addresses._ADDR_PARTS) <= header_grammar.PARTS_MAX
+        assert len(request_ids._CSEQS) <= header_grammar.PARTS_MAX
         assert message.top_via.port == number + 1
         assert len(uri._URI_PARTS) <= uri._PARTS_MAX
-        assert len(header_values._VIA_PARTS) <= header_values._PARTS_MAX
+        assert len(via_values._VIA_PARTS) <= header_grammar.PARTS_MAX
 
 
 def _via_fields(text: str) -> tuple[object, ...] | str:
@@ -207,13 +211,13 @@ def test_a_via_kept_but_for_its_branch_parses_as_a_cold_one(cold: None) -> None:
     ]
     expected = {}
     for text in texts:
-        header_values._VIA_PARTS.clear()
+        via_values._VIA_PARTS.clear()
         expected[text] = _via_fields(text)
-    header_values._VIA_PARTS.clear()
+    via_values._VIA_PARTS.clear()
     for _ in range(2):
         for text in texts:
             assert _via_fields(text) == expected[text], text
-    assert header_values._VIA_PARTS, "nothing was kept"
+    assert via_values._VIA_PARTS, "nothing was kept"
 
 
 def test_a_via_parsed_from_kept_parts_is_its_own(cold: None) -> None:
@@ -226,7 +230,7 @@ def test_a_via_parsed_from_kept_parts_is_its_own(cold: None) -> None:
 
 
 def test_known_header_spellings_fold_as_any_other_name() -> None:
-    names = [*header_values.CANONICAL_NAMES.values(), *header_values.COMPACT_FORMS]
+    names = [*header_names.CANONICAL_NAMES.values(), *header_names.COMPACT_FORMS]
     spellings = {
         spelling
         for name in names
@@ -234,8 +238,8 @@ def test_known_header_spellings_fold_as_any_other_name() -> None:
     }
     for spelling in spellings:
         expected = (
-            header_values.COMPACT_FORMS[spelling.lower()].lower()
+            header_names.COMPACT_FORMS[spelling.lower()].lower()
             if len(spelling) == 1
             else spelling.lower()
         )
-        assert header_values.header_key(spelling) == expected, spelling
+        assert header_names.header_key(spelling) == expected, spelling

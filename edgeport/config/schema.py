@@ -32,7 +32,7 @@ import cattrs
 from cattrs.errors import ClassValidationError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn, override
 
-from edgeport.config import values
+import edgeport.config.values as values
 from edgeport.config.errors import Invalid
 from edgeport.config.model import (
     DEFAULT_LARGE_REQUEST_BYTES,

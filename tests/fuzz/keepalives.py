@@ -13,9 +13,11 @@ edgeport pings a WebSocket peer silent for ``webSocketPingInterval`` seconds
 and closes one silent for :data:`UNANSWERED_INTERVALS` intervals (Pongs do
 not count as activity, so a peer that only answers Pings is closed at the
 idle timeout). :class:`QuietWebSockets` keeps, on each WebSocket listener,
-one silent connection that answers edgeport's Pings and one that never
-does: at the end the first must have been pinged and still be open (unless
-the idle timeout has passed), the second must have been pinged and closed.
+one connection that answers edgeport's Pings and one that never does, each
+silent after one OPTIONS (a connection that sends no SIP at all is closed
+after ``spec.protection.firstMessageTimeout``): at the end the first must
+have been pinged and still be open (unless the idle timeout has passed), the
+second must have been pinged and closed.
 """
 
 from __future__ import annotations
@@ -134,15 +136,22 @@ class QuietWebSockets:
             if not listener.websocket:
                 continue
             for answers in (True, False):
+                name = f"quiet-{listener.value}-{'answering' if answers else 'silent'}"
                 try:
                     with trio.fail_after(BURST_TIMEOUT):
                         stream, ws = await open_client(
                             listener, port, client_tls, answer_pings=answers
                         )
+                        assert ws is not None
+                        # One SIP message first: a connection that sends none is closed
+                        # after spec.protection.firstMessageTimeout whatever it answers.
+                        await ws.send_message(probe_message(listener, port, name).decode())
+                        answer = await ws.get_message()
                 except (*CONNECTION_ERRORS, trio.TooSlowError) as exc:
                     self.failed_to_open.append(f"{listener.value}: {exc!r:.100}")
                     continue
-                assert ws is not None
+                if not answer.startswith(b"SIP/2.0 200"):
+                    self.failed_to_open.append(f"{name}: the OPTIONS got {answer[:20]!r}")
                 quiet = QuietSocket(listener, answers, ws, stream, trio.current_time())
                 self.sockets.append(quiet)
                 nursery.start_soon(self._read, quiet)

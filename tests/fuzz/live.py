@@ -3,13 +3,18 @@
 Two ``edgeport --workers 2`` processes (:mod:`tests.fuzz.edges`): one with UDP,
 TCP, TLS, WS and WSS, one with PROXY protocol listeners for TCP, TLS, WS and
 WSS; both with HEP capture to a real UDP collector here, the flood limit on,
-and a processor here that answers every request 200 and judges each request's
-Call-ID (:mod:`tests.fuzz.observers`, :mod:`tests.fuzz.verdicts`). The saved
+and a processor here that answers requests 200 (or forwards them) and judges
+each request's Call-ID (:mod:`tests.fuzz.observers`, :mod:`tests.fuzz.verdicts`). The saved
 reproducers (:mod:`tests.fuzz.reproducers`) go first; then the generator's
 mutated SIP, resized into the size classes of :mod:`tests.fuzz.sizes` (0 bytes
 to past 1 MiB on streams, up to the UDP maximum in datagrams), from many
 127.x.y.z sources, behind valid, invalid and mutated PROXY headers on the PROXY
-listeners (:mod:`tests.fuzz.senders`).
+listeners (:mod:`tests.fuzz.senders`). A share of the UDP inputs are STUN
+datagrams (:mod:`tests.fuzz.stun`), a share of the stream inputs CRLF or
+WebSocket Ping bursts; the processor forwards a share of the requests to a next
+hop here, named by IP and in DNS (:mod:`tests.fuzz.nexthop`); each process gets
+SIGHUPs while the inputs flow (:mod:`tests.fuzz.reloads`); silent WebSockets
+wait for edgeport's Pings (:mod:`tests.fuzz.keepalives`).
 
 A run passes when: no supervisor or worker ended, every PID of the start is the
 same at the end and the supervisors counted no worker restart; every listener
@@ -20,7 +25,15 @@ edgeport logged no ERROR and no traceback and dropped nothing on an internal
 error; every HEP packet the collector got is framed right; the edgeport
 processes' RSS grew less than :data:`~tests.fuzz.report.MAX_EDGE_RSS_GROWTH_MIB`;
 every input was sent within the time limit with the fuzzer itself under
-:data:`MAX_FUZZER_RSS_MIB`; and each supervisor exits 0 on SIGTERM.
+:data:`MAX_FUZZER_RSS_MIB`; and each supervisor exits 0 on SIGTERM. For the
+newer paths: every STUN answer is right (only to a Binding request the fuzzer
+sent, back to the socket it came from, a success of at most 44 bytes naming the
+sender, a 420 no larger than the request); a ping burst gets 1 to n pongs and
+breaks nothing; a WebSocket never gets more Pongs than it sent Pings; a silent
+WebSocket that answers edgeport's Pings stays open and one that does not is
+closed; no forwarded request over 1,300 bytes reaches the next hop over UDP;
+every SIGHUP is applied by both workers (``edgeport_config_reloads_total``
+counts SIGHUPs x workers) and every listener answers while each reload runs.
 """
 
 from __future__ import annotations

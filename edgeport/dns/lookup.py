@@ -110,6 +110,9 @@ class DnsResolver:
             if not resolution.targets:
                 raise UnresolvableHost(f"{host}: no address in DNS")
             return self.avoid.reorder(resolution.targets)
+        # The lookup's deadline ends the query under way before its own timeout could:
+        # counted here, or a DNS server that never answers would show nowhere.
+        self._metrics.dns_lookups.labels(result="failure").inc()
         raise UnresolvableHost(f"{host}: DNS lookup timed out after {self._timeout} s")
 
     def failed(self, target: Target) -> None:

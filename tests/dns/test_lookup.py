@@ -133,8 +133,10 @@ class NeverAnswered(DnsResolver):
     """A resolver whose DNS server never answers: each query waits until cancelled, and
     the task that asked is remembered (so the test cancels exactly that one)."""
 
-    def __init__(self) -> None:
-        super().__init__(DnsConfig(servers=("127.0.0.1:9",), timeout=30.0))
+    def __init__(self, metrics: EdgeportMetrics | None = None) -> None:
+        super().__init__(
+            DnsConfig(servers=("127.0.0.1:9",), timeout=30.0), metrics=metrics or EdgeportMetrics()
+        )
         self.asking: list[trio.lowlevel.Task] = []
 
     async def _ask(self, question: Question) -> tuple[tuple[str, ...], float, str]:
@@ -178,3 +180,16 @@ async def test_a_lookup_outliving_two_cancelled_queries_of_its_name_never_raises
             await trio.testing.wait_all_tasks_blocked()
             assert len(dns_resolver.asking) == 1
             nursery.cancel_scope.cancel()
+
+
+async def test_a_lookup_that_times_out_is_counted_as_a_failure(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A DNS server that never answers: the lookup's deadline ends it before the query's
+    # own timeout does, and the request gets a failure answer; the lookup must show in
+    # edgeport_dns_lookups_total{result="failure"} ("failure (timeout, server error)").
+    metrics = EdgeportMetrics()
+    dns_resolver = NeverAnswered(metrics=metrics)
+    with pytest.raises(UnresolvableHost, match="timed out"):
+        await dns_resolver.resolve(hop("nowhere.test"))
+    assert metrics.dns_lookups.labels(result="failure").value == 1

@@ -391,6 +391,7 @@ def assert_exercised_the_newer_paths(report: LiveReport) -> None:
     assert edge["dns_answer"] > 0
     assert edge["dns_negative"] > 0
     assert report.next_hop["queries to the silent resolver"] > 0
+    assert proxied["dns_failure"] > 0  # its lookups time out
     assert edge["large_requests_tcp"] > 0
     assert report.next_hop["tcp connections"] > 0
     for figures in (edge, proxied):

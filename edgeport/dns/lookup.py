@@ -110,6 +110,9 @@ class DnsResolver:
             if not resolution.targets:
                 raise UnresolvableHost(f"{host}: no address in DNS")
             return self.avoid.reorder(resolution.targets)
+        # The lookup's deadline ends the query under way before its own timeout could:
+        # counted here, or a DNS server that never answers would show nowhere.
+        self._metrics.dns_lookups.labels(result="failure").inc()
         raise UnresolvableHost(f"{host}: DNS lookup timed out after {self._timeout} s")
 
     def failed(self, target: Target) -> None:
@@ -127,14 +130,19 @@ class DnsResolver:
             if pending is None:
                 break
             await pending.wait()
-        done = self._pending[question] = trio.Event()
+        # After two shared queries cancelled in turn, another one may be under way
+        # already: then this one is asked beside it, and only the owner of the entry
+        # removes it (taking its place would leave it to be removed twice).
+        done = trio.Event()
+        owner = self._pending.setdefault(question, done) is done
         try:
             records, ttl, result = await self._ask(question)
             self.cache.put(question, records, ttl)
             self._metrics.dns_lookups.labels(result=result).inc()
             return records
         finally:
-            del self._pending[question]
+            if owner:
+                del self._pending[question]
             done.set()
 
     async def _ask(self, question: Question) -> tuple[Records, float, str]:

@@ -24,7 +24,13 @@ class GuardedTasks:
         self._metrics = metrics
 
     def spawn(self, fn: Callable[[], Awaitable[object]]) -> None:
-        self._nursery.start_soon(self._guarded, fn)
+        """Run ``fn`` in a task of its own. Once the nursery has ended (the server is
+        stopping: a connection that closes last reports its transactions' transport
+        errors) there is nothing left to run it: it is dropped, with a debug line."""
+        try:
+            self._nursery.start_soon(self._guarded, fn)
+        except RuntimeError:  # trio: "Nursery is closed to new arrivals"
+            logger.debug("a job queued after the message path's tasks ended is dropped")
 
     async def _guarded(self, fn: Callable[[], Awaitable[object]]) -> None:
         try:

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from edgeport.config import DnsConfig
 from edgeport.dns import DnsResolver, UnresolvableHost
+from edgeport.dns.resolver import Kind, Question
 from edgeport.metrics import EdgeportMetrics
 from edgeport.sip.transport import Transport
 from tests.dns.test_cache import FakeClock
@@ -114,3 +116,69 @@ async def test_weights_spread_calls_over_the_srv_targets(tmp_path: Path) -> None
             )
     # 60/40 weights: loosely, the heavier one first more often, the other one too.
     assert firsts[5070] > firsts[5071] > 100
+
+
+class NeverAnswered(DnsResolver):
+    """A resolver whose DNS server never answers: each query waits until cancelled, and
+    the task that asked is remembered (so the test cancels exactly that one)."""
+
+    def __init__(self, metrics: EdgeportMetrics | None = None) -> None:
+        super().__init__(
+            DnsConfig(servers=("127.0.0.1:9",), timeout=30.0), metrics=metrics or EdgeportMetrics()
+        )
+        self.asking: list[trio.lowlevel.Task] = []
+
+    async def _ask(self, question: Question) -> tuple[tuple[str, ...], float, str]:
+        self.asking.append(trio.lowlevel.current_task())
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+async def test_a_lookup_outliving_two_cancelled_queries_of_its_name_never_raises() -> None:
+    # Four lookups of one name; the query under way is cancelled (its lookup's deadline)
+    # again and again. A waiter whose second shared query was cancelled asks itself:
+    # once two did at the same time, the second took the first one's place in the table
+    # of queries under way and the first, ending, removed it: KeyError, and the request
+    # being forwarded failed with an internal error.
+    dns_resolver = NeverAnswered()
+    question = Question("nowhere.test", Kind.NAPTR)
+    scopes: dict[trio.lowlevel.Task, trio.CancelScope] = {}
+    ended: list[int] = []
+
+    async def lookup(n: int) -> None:
+        with trio.CancelScope() as scope:
+            scopes[trio.lowlevel.current_task()] = scope
+            await dns_resolver.records(question)
+        ended.append(n)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            for n in range(4):
+                nursery.start_soon(lookup, n)
+            for _ in range(10):  # rounds of queries: 1, 1, then 2 at once
+                await trio.testing.wait_all_tasks_blocked()
+                if not dns_resolver.asking:
+                    break
+                for task in dns_resolver.asking:
+                    scopes[task].cancel()
+                dns_resolver.asking.clear()
+        assert sorted(ended) == [0, 1, 2, 3]
+        # Nothing is left under way: a new lookup asks at once.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lookup, 4)
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(dns_resolver.asking) == 1
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_lookup_that_times_out_is_counted_as_a_failure(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A DNS server that never answers: the lookup's deadline ends it before the query's
+    # own timeout does, and the request gets a failure answer; the lookup must show in
+    # edgeport_dns_lookups_total{result="failure"} ("failure (timeout, server error)").
+    metrics = EdgeportMetrics()
+    dns_resolver = NeverAnswered(metrics=metrics)
+    with pytest.raises(UnresolvableHost, match="timed out"):
+        await dns_resolver.resolve(hop("nowhere.test"))
+    assert metrics.dns_lookups.labels(result="failure").value == 1

@@ -18,13 +18,14 @@ from typing import Final
 import trio
 
 from tests.fuzz.edges import REPO_ROOT
-from tests.fuzz.inprocess import Findings, check_one
+from tests.fuzz.inprocess import Findings, check_one, check_stun
 from tests.fuzz.live import run_live
 from tests.fuzz.mutate import generate
 from tests.fuzz.report import format_live
 
 MAX_RSS_GROWTH_MIB: Final = 300  # in-process: beyond this the run fails, memory is not bounded
 DEFAULT_COUNT: Final = 1_000_000
+STUN_EVERY: Final = 5  # in-process: one STUN datagram through the decoder per this many inputs
 # The live part's time limit: start-up and probes, and 5 ms an input (it sends about
 # 650 a second on a shared 2-core machine), so that a stuck or crawling run ends.
 LIVE_SETUP_SECONDS: Final = 120.0
@@ -39,9 +40,12 @@ def rss_mib() -> float:
 
 def run_inprocess(seed: int, count: int, progress: bool = False) -> Findings:
     rng = random.Random(seed)
+    stun_rng = random.Random(f"stun-{seed}")  # the SIP inputs stay those of the seed
     findings = Findings()
     for index in range(count):
         check_one(generate(rng), rng, findings)
+        if index % STUN_EVERY == 0:
+            check_stun(stun_rng, findings)
         if progress and index and index % 100_000 == 0:
             print(f"  {index} messages, {findings.exceptions} exceptions, {rss_mib():.0f} MiB")
     return findings
@@ -89,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"in-process: {findings.messages:,} messages in {inprocess_time:.1f} s "
         f"({findings.parsed:,} parsed, {findings.converted:,} converted, "
         f"{findings.frames:,} frames), {findings.exceptions} unexpected exceptions; "
+        f"STUN decoder: {findings.stun:,} datagrams, {findings.stun_answered:,} answered, "
+        f"{findings.wrong_answers} wrong answers; "
         f"RSS +{growth:.0f} MiB (bound {MAX_RSS_GROWTH_MIB})"
     )
     for stage, data in findings.examples:
@@ -106,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     print("\n".join(format_live(live)))
-    ok = findings.exceptions == 0 and growth < MAX_RSS_GROWTH_MIB and live.passed
+    inprocess_ok = findings.exceptions == 0 and findings.wrong_answers == 0
+    ok = inprocess_ok and growth < MAX_RSS_GROWTH_MIB and live.passed
     if live.passed:
         shutil.rmtree(workdir, ignore_errors=True)
     else:

@@ -11,8 +11,12 @@ Both: HEP capture to the fuzzer's collector, the flood limit on, localnets set
 to a network the fuzzer never uses so that 127.0.0.0/8 is limited (only the
 processor's address, 127.0.0.1, is trusted: the probes come from there), a
 processor in the fuzzer, health and metrics on a port of their own, a short
-shutdown drain. Each is started from a configuration file and stopped by its
-PID; its workers' PIDs come from its log and ``/proc``.
+shutdown drain; and the newer features (:class:`Features`): WebSocket Pings
+every second of silence, large requests over TCP, the TLS files watched for
+a reload, next hops named in DNS resolved by the fuzzer's dnsmasq (``edge``)
+or by a resolver that never answers (``proxied``). Each is started from a
+configuration file and stopped by its PID; its workers' PIDs come from its
+log and ``/proc``.
 """
 
 from __future__ import annotations
@@ -45,6 +49,11 @@ SHUTDOWN_TIMEOUT: Final = 2.0  # spec.shutdownTimeout: seconds in-flight work ge
 LOCALNETS: Final = ("192.0.2.0/24",)  # not loopback: 127.0.0.0/8 stays flood-limited
 TRUSTED_PROXIES: Final = ("127.0.0.1/32", "127.0.1.0/24")
 HEP_AGENT_ID: Final = 4242
+WS_PING_INTERVAL: Final = 1.0  # seconds: the least edgeport takes, so silent peers go soon
+IDLE_TIMEOUT: Final = 600.0  # spec.connections.idleTimeout, seconds (edgeport's default)
+LARGE_REQUEST_BYTES: Final = 1300  # spec.largeRequestsOverTcp (RFC 3261 §18.1.1)
+WATCH_INTERVAL: Final = 0.5  # spec.reload.watchInterval, seconds
+DNS_TIMEOUT: Final = 1.0  # spec.dns.timeout, seconds: a silent resolver fails soon
 _ENV_CLEARED: Final = frozenset(
     {
         "CONFIG_PATH",
@@ -63,6 +72,30 @@ _ENV_CLEARED: Final = frozenset(
 )
 _WORKER_STARTED: Final = re.compile(r"worker (\d+) started \(pid (\d+)\)")
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Features:
+    """The newer input paths and features, on in both processes: where each resolves
+    next hops named in DNS (``spec.dns.servers``, one ``host:port`` each), WebSocket
+    keep-alive Pings, large requests over TCP and the watch of the TLS files."""
+
+    edge_dns: str
+    proxied_dns: str
+    ws_ping_interval: float = WS_PING_INTERVAL
+    large_requests_over_tcp: int = LARGE_REQUEST_BYTES
+    watch_interval: float = WATCH_INTERVAL
+
+    def spec(self, dns_server: str) -> dict[str, Any]:
+        return {
+            "connections": {
+                "webSocketPingInterval": self.ws_ping_interval,
+                "idleTimeout": IDLE_TIMEOUT,
+            },
+            "largeRequestsOverTcp": self.large_requests_over_tcp,
+            "reload": {"watchInterval": self.watch_interval},
+            "dns": {"servers": [dns_server], "timeout": DNS_TIMEOUT},
+        }
 
 
 @dataclass(frozen=True)
@@ -184,6 +217,7 @@ def _document(
     flood: FloodSettings,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
+    """The configuration document; ``extra`` adds keys to ``spec``."""
     return {
         "kind": "EdgePort",
         "apiVersion": "v2beta1",
@@ -211,7 +245,12 @@ def _document(
 
 
 def edge_config(
-    directory: Path, certs: Certificates, processor: str, collector: str, flood: FloodSettings
+    directory: Path,
+    certs: Certificates,
+    processor: str,
+    collector: str,
+    flood: FloodSettings,
+    features: Features,
 ) -> tuple[Path, dict[Listener, int]]:
     sip = free_udp_and_tcp_port()
     ports = {
@@ -232,7 +271,7 @@ def edge_config(
             "keyStoreType": "pkcs12",
         },
         flood=flood,
-        extra={"unknownMethodAction": "Respond"},
+        extra={"unknownMethodAction": "Respond", **features.spec(features.edge_dns)},
     )
     path = directory / "edge.json"
     path.write_text(json.dumps(document, indent=2))
@@ -240,7 +279,12 @@ def edge_config(
 
 
 def proxied_config(
-    directory: Path, certs: Certificates, processor: str, collector: str, flood: FloodSettings
+    directory: Path,
+    certs: Certificates,
+    processor: str,
+    collector: str,
+    flood: FloodSettings,
+    features: Features,
 ) -> tuple[Path, dict[Listener, int]]:
     ports = {
         Listener.PROXY_TCP: free_port(),
@@ -262,7 +306,10 @@ def proxied_config(
             "keyStoreType": "pem",
         },
         flood=flood,
-        extra={"proxyProtocol": {"trustedProxies": list(TRUSTED_PROXIES)}},
+        extra={
+            "proxyProtocol": {"trustedProxies": list(TRUSTED_PROXIES)},
+            **features.spec(features.proxied_dns),
+        },
     )
     path = directory / "proxied.json"
     path.write_text(json.dumps(document, indent=2))

@@ -3,13 +3,18 @@
 Two ``edgeport --workers 2`` processes (:mod:`tests.fuzz.edges`): one with UDP,
 TCP, TLS, WS and WSS, one with PROXY protocol listeners for TCP, TLS, WS and
 WSS; both with HEP capture to a real UDP collector here, the flood limit on,
-and a processor here that answers every request 200 and judges each request's
-Call-ID (:mod:`tests.fuzz.observers`, :mod:`tests.fuzz.verdicts`). The saved
+and a processor here that answers requests 200 (or forwards them) and judges
+each request's Call-ID (:mod:`tests.fuzz.observers`, :mod:`tests.fuzz.verdicts`). The saved
 reproducers (:mod:`tests.fuzz.reproducers`) go first; then the generator's
 mutated SIP, resized into the size classes of :mod:`tests.fuzz.sizes` (0 bytes
 to past 1 MiB on streams, up to the UDP maximum in datagrams), from many
 127.x.y.z sources, behind valid, invalid and mutated PROXY headers on the PROXY
-listeners (:mod:`tests.fuzz.senders`).
+listeners (:mod:`tests.fuzz.senders`). A share of the UDP inputs are STUN
+datagrams (:mod:`tests.fuzz.stun`), a share of the stream inputs CRLF or
+WebSocket Ping bursts; the processor forwards a share of the requests to a next
+hop here, named by IP and in DNS (:mod:`tests.fuzz.nexthop`); each process gets
+SIGHUPs while the inputs flow (:mod:`tests.fuzz.reloads`); silent WebSockets
+wait for edgeport's Pings (:mod:`tests.fuzz.keepalives`).
 
 A run passes when: no supervisor or worker ended, every PID of the start is the
 same at the end and the supervisors counted no worker restart; every listener
@@ -20,7 +25,15 @@ edgeport logged no ERROR and no traceback and dropped nothing on an internal
 error; every HEP packet the collector got is framed right; the edgeport
 processes' RSS grew less than :data:`~tests.fuzz.report.MAX_EDGE_RSS_GROWTH_MIB`;
 every input was sent within the time limit with the fuzzer itself under
-:data:`MAX_FUZZER_RSS_MIB`; and each supervisor exits 0 on SIGTERM.
+:data:`MAX_FUZZER_RSS_MIB`; and each supervisor exits 0 on SIGTERM. For the
+newer paths: every STUN answer is right (only to a Binding request the fuzzer
+sent, back to the socket it came from, a success of at most 44 bytes naming the
+sender, a 420 no larger than the request); a ping burst gets 1 to n pongs and
+breaks nothing; a WebSocket never gets more Pongs than it sent Pings; a silent
+WebSocket that answers edgeport's Pings stays open and one that does not is
+closed; no forwarded request over 1,300 bytes reaches the next hop over UDP;
+every SIGHUP is applied by both workers (``edgeport_config_reloads_total``
+counts SIGHUPs x workers) and every listener answers while each reload runs.
 """
 
 from __future__ import annotations
@@ -37,8 +50,11 @@ from typing import Final
 import trio
 
 from tests.fuzz.edges import (
+    IDLE_TIMEOUT,
     REPO_ROOT,
+    WS_PING_INTERVAL,
     EdgeProcess,
+    Features,
     FloodSettings,
     edge_config,
     proxied_config,
@@ -47,9 +63,24 @@ from tests.fuzz.edges import (
     stop_edge,
     write_certificates,
 )
+from tests.fuzz.keepalives import (
+    BURST_SIZES,
+    CRLF_PING,
+    QuietWebSockets,
+    check_burst,
+    ping_payloads,
+)
 from tests.fuzz.listeners import WEIGHTS, Listener
 from tests.fuzz.logscan import scan_log
-from tests.fuzz.mutate import generate
+from tests.fuzz.mutate import OPTIONS, generate, with_call_id
+from tests.fuzz.nexthop import (
+    LARGE_REQUEST_BYTES,
+    Forwarding,
+    NextHopSink,
+    SilentResolver,
+    dnsmasq_hosts,
+    dnsmasq_lines,
+)
 from tests.fuzz.observers import FuzzProcessor, HepSink
 from tests.fuzz.probes import (
     CONNECTION_ERRORS,
@@ -58,6 +89,7 @@ from tests.fuzz.probes import (
     exchange,
     probe_all,
 )
+from tests.fuzz.reloads import Reloads, reload_findings
 from tests.fuzz.report import MAX_EDGE_RSS_GROWTH_MIB, LiveReport, SentInput
 from tests.fuzz.reproducers import REPRODUCERS, Reproducer
 from tests.fuzz.senders import Datagrams, Streams, mark, pick_source
@@ -69,6 +101,7 @@ from tests.fuzz.sizes import (
     pick_size,
     resize,
 )
+from tests.fuzz.stun import generate as generate_stun
 from tests.fuzz.verdicts import MALFORMED, Judgement, Verdicts
 from tests.fuzz.watch import (
     CHECK_EVERY,
@@ -78,6 +111,7 @@ from tests.fuzz.watch import (
     read_metrics,
     rss_by_process,
 )
+from tests.support.dnsmasq import run_dnsmasq
 from tests.support.grpc_processor import start_processor
 from tests.support.hep_collector import Collector
 
@@ -88,6 +122,10 @@ PACE_PAUSE: Final = 0.005  # seconds
 RSS_EVERY: Final = 2_000  # inputs between samples of the RSS
 PROGRESS_EVERY: Final = 100_000  # inputs between two progress lines
 MAX_FUZZER_RSS_MIB: Final = 1_500  # past it the run stops: the fuzzer's memory is bounded
+STUN_SHARE: Final = 0.15  # of the UDP inputs: STUN datagrams instead of SIP
+BURST_SHARE: Final = 0.03  # of the stream inputs: a CRLF or WebSocket Ping burst instead
+INPUTS_PER_RELOAD: Final = 5_000  # by default one SIGHUP to each process per this many inputs
+MAX_RELOADS: Final = 20
 
 Hook = Callable[[int, Sequence[EdgeProcess]], Awaitable[None]]
 Progress = Callable[[str], None]
@@ -109,6 +147,7 @@ async def run_live(
     replay: Sequence[Reproducer] = REPRODUCERS,
     max_input_bytes: int | None = None,
     progress: Progress | None = None,
+    reloads: int | None = None,
 ) -> LiveReport:
     """Send ``count`` inputs into fresh edgeport processes (run from the checkout
     ``tree``, their files in ``workdir``); the figures and findings.
@@ -116,55 +155,107 @@ async def run_live(
     ``time_limit``: seconds to send the inputs. ``hook`` is awaited before each
     input. ``max_input_bytes`` cuts every input to that size (for a run that must
     not meet the defects large inputs find). ``progress`` gets a line of figures every
-    :data:`PROGRESS_EVERY` inputs."""
+    :data:`PROGRESS_EVERY` inputs. ``reloads``: SIGHUPs to each process during the
+    run (default one per :data:`INPUTS_PER_RELOAD` inputs, at least 2)."""
     started = time.perf_counter()
     report = LiveReport(count=count)
     fuzzer_before = fuzzer_rss_mib()
     verdicts = Verdicts(seed, count)
-    processor = FuzzProcessor(verdicts)
+    next_hop = NextHopSink()
     edges: list[EdgeProcess] = []
-    async with trio.open_nursery() as nursery:
-        sink = HepSink(await Collector.open())
-        nursery.start_soon(sink.serve)
-        running = await start_processor(nursery, processor)
-        certs = write_certificates(workdir)
-        settings = flood or FloodSettings()
-        collector = sink.collector.addr
-        configs = {
-            "edge": edge_config(workdir, certs, running.addr, collector, settings),
-            "proxied": proxied_config(workdir, certs, running.addr, collector, settings),
-        }
-        try:
+    if reloads is None:
+        reloads = min(MAX_RELOADS, max(2, count // INPUTS_PER_RELOAD))
+    dnsmasq = contextlib.ExitStack()  # started and stopped in a thread: it blocks
+    try:
+        async with trio.open_nursery() as nursery:
+            sink = HepSink(await Collector.open())
+            nursery.start_soon(sink.serve)
+            sink_port = await nursery.start(next_hop.serve)
+            forwarding = Forwarding(sink_port)
+            processor = FuzzProcessor(verdicts, forwarding)
+            silent = SilentResolver()
+            silent_port = await nursery.start(silent.serve)
+            dns = await trio.to_thread.run_sync(
+                dnsmasq.enter_context,
+                run_dnsmasq(workdir, dnsmasq_lines(sink_port), hosts=dnsmasq_hosts()),
+            )
+            features = Features(edge_dns=dns.server, proxied_dns=f"127.0.0.1:{silent_port}")
+            running = await start_processor(nursery, processor)
+            certs = write_certificates(workdir)
+            settings = flood or FloodSettings()
+            collector = sink.collector.addr
+            configs = {
+                "edge": edge_config(workdir, certs, running.addr, collector, settings, features),
+                "proxied": proxied_config(
+                    workdir, certs, running.addr, collector, settings, features
+                ),
+            }
+            try:
 
-            async def start(name: str) -> None:
-                config, listeners = configs[name]
-                edges.append(await start_edge(name, config, listeners, workdir, tree))
+                async def start(name: str) -> None:
+                    config, listeners = configs[name]
+                    edges.append(await start_edge(name, config, listeners, workdir, tree))
 
-            async with trio.open_nursery() as starting:
-                for name in configs:
-                    starting.start_soon(start, name)
-            edges.sort(key=lambda edge: list(configs).index(edge.name))
-            client_tls = ssl.create_default_context()
-            certs.ca.configure_trust(client_tls)
-            run = LiveRun(seed, edges, client_tls, verdicts, report, max_input_bytes, progress)
-            await run.check_listeners_answer()
-            pids_before = process_pids(edges)
-            report.rss_before_kib = rss_by_process(edges)
-            send_started = time.perf_counter()
-            await run.replay(replay)
-            await run.send_all(count, time_limit, hook)
-            report.send_time = time.perf_counter() - send_started
-            await trio.sleep(DRAIN_TIME)
-            report.listeners_answering = await probe_all(run.ports, client_tls, n=1)
-            report.rss_after_kib = rss_by_process(edges)
-            compare_pids(pids_before, process_pids(edges), report)
-            for edge in edges:
-                await read_metrics(edge, report)
-        finally:
-            for edge in edges:
-                await stop_edge(edge)
-        nursery.cancel_scope.cancel()
+                async with trio.open_nursery() as starting:
+                    for name in configs:
+                        starting.start_soon(start, name)
+                edges.sort(key=lambda edge: list(configs).index(edge.name))
+                client_tls = ssl.create_default_context()
+                certs.ca.configure_trust(client_tls)
+                reload_at = [count * (k + 1) // (reloads + 1) for k in range(reloads)]
+                run = LiveRun(
+                    seed,
+                    edges,
+                    client_tls,
+                    verdicts,
+                    report,
+                    max_input_bytes,
+                    progress,
+                    Reloads(edges, client_tls, reload_at, random.Random(f"reload-{seed}")),
+                )
+                await run.check_listeners_answer()
+                await run.check_bursts()
+                quiet = QuietWebSockets(WS_PING_INTERVAL, IDLE_TIMEOUT)
+                await quiet.open(nursery, run.ports, client_tls)
+                pids_before = process_pids(edges)
+                report.rss_before_kib = rss_by_process(edges)
+                send_started = time.perf_counter()
+                await run.replay(replay)
+                await run.send_all(count, time_limit, hook)
+                report.send_time = time.perf_counter() - send_started
+                await trio.sleep(DRAIN_TIME)
+                await quiet.wait_closed()
+                report.findings.extend(quiet.findings())
+                report.quiet_websockets = [
+                    f"{q.listener.value} {'answering' if q.answers else 'silent'}: "
+                    f"{q.ws.pings_received} Pings, "
+                    + (
+                        "open"
+                        if q.closed_at is None
+                        else f"closed after {q.closed_at - q.opened:.1f} s"
+                    )
+                    for q in quiet.sockets
+                ]
+                report.listeners_answering = await probe_all(run.ports, client_tls, n=1)
+                report.rss_after_kib = rss_by_process(edges)
+                compare_pids(pids_before, process_pids(edges), report)
+                for edge in edges:
+                    await read_metrics(edge, report)
+                    if edge.name in report.metrics:
+                        report.findings.extend(
+                            reload_findings(
+                                edge.name, run.reloads.sighups[edge.name], report.metrics[edge.name]
+                            )
+                        )
+            finally:
+                for edge in edges:
+                    await stop_edge(edge)
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(dnsmasq.close)
     _judge(report, edges, processor, sink)
+    _judge_next_hop(report, next_hop, forwarding, silent)
     report.fuzzer_rss_mib = (fuzzer_before, fuzzer_rss_mib())
     report.elapsed = time.perf_counter() - started
     return report
@@ -207,6 +298,26 @@ def _judge(
         )
 
 
+def _judge_next_hop(
+    report: LiveReport, next_hop: NextHopSink, forwarding: Forwarding, silent: SilentResolver
+) -> None:
+    """RFC 3261 §18.1.1: no forwarded request over LARGE_REQUEST_BYTES came as a
+    datagram (the sink takes TCP, so no fallback to UDP was due)."""
+    report.forwarded = dict(forwarding.forwarded)
+    report.next_hop = {
+        "datagrams": next_hop.datagrams,
+        "largest datagram": next_hop.largest_datagram,
+        "tcp connections": next_hop.connections,
+        "tcp bytes": next_hop.stream_bytes,
+        "queries to the silent resolver": silent.queries,
+    }
+    if next_hop.large_datagram_count:
+        report.findings.append(
+            f"{next_hop.large_datagram_count} forwarded requests over {LARGE_REQUEST_BYTES} "
+            f"bytes came over UDP, not TCP; sizes: {next_hop.large_datagrams}"
+        )
+
+
 class LiveRun:
     """The sending side of a run: what goes where, and what the sockets saw.
 
@@ -224,8 +335,10 @@ class LiveRun:
         report: LiveReport,
         max_input_bytes: int | None,
         progress: Progress | None = None,
+        reloads: Reloads | None = None,
     ) -> None:
         self.seed = seed
+        self.reloads = reloads or Reloads(edges, client_tls, (), random.Random(seed))
         self.progress = progress
         self.edges = edges
         self.ports = {listener: port for edge in edges for listener, port in edge.listeners.items()}
@@ -241,6 +354,19 @@ class LiveRun:
         answered = await probe_all(self.ports, self.client_tls, n=0)
         if any(ok != f"{PROBES_PER_LISTENER}/{PROBES_PER_LISTENER}" for ok in answered.values()):
             raise RuntimeError(f"a listener does not answer before the run: {answered}")
+
+    async def check_bursts(self) -> None:
+        """A ping burst on a fresh connection to each stream listener (see
+        :func:`~tests.fuzz.keepalives.check_burst`)."""
+        rng = random.Random(f"bursts-{self.seed}")
+        for listener, port in self.ports.items():
+            if listener is Listener.UDP:
+                continue
+            count = rng.choice(BURST_SIZES)
+            problem = await check_burst(listener, port, self.client_tls, count, rng)
+            self.report.burst_checks += 1
+            if problem is not None:
+                self.report.findings.append(problem)
 
     async def replay(self, reproducers: Sequence[Reproducer]) -> None:
         """Each saved reproducer once, then a look at the processes."""
@@ -269,6 +395,8 @@ class LiveRun:
             for index in range(count):
                 if hook is not None:
                     await hook(index, self.edges)
+                if self.reloads.due(index):
+                    nursery.start_soon(self.reloads.run_one)
                 if index % CHECK_EVERY == 0:
                     self.watch.look(index)
                     stop = self._stop_reason(deadline, time_limit)
@@ -280,14 +408,21 @@ class LiveRun:
                 if index and index % PROGRESS_EVERY == 0 and self.progress is not None:
                     self.progress(self._progress_line(index))
                 listener = self._rng.choices(listeners, weights)[0]
-                data, sent = self._next_input(index, listener)
-                self.watch.sent(sent)
-                if listener is Listener.UDP:
-                    await self._send_datagram(datagrams, data)
+                call_id = f"fz-{self.seed}-{index}"
+                if listener is Listener.UDP and self._rng.random() < STUN_SHARE:
+                    await self._send_stun(datagrams, call_id)
+                elif listener is not Listener.UDP and self._rng.random() < BURST_SHARE:
+                    await self._send_burst(streams, listener, call_id)
                 else:
-                    await self._send_on_stream(streams, listener, data, f"fz-{self.seed}-{index}")
+                    data, sent = self._next_input(index, listener)
+                    self.watch.sent(sent)
+                    if listener is Listener.UDP:
+                        await self._send_datagram(datagrams, data)
+                    else:
+                        await self._send_on_stream(streams, listener, data, call_id)
                 if index % PACE_EVERY == PACE_EVERY - 1:
                     await trio.sleep(PACE_PAUSE)
+            await self.reloads.wait_idle()
             self.watch.look(count)
             report.connections = dict(streams.opened)
             report.connections_refused = dict(streams.open_failed)
@@ -301,6 +436,26 @@ class LiveRun:
             streams.close()
             datagrams.close()
             nursery.cancel_scope.cancel()
+        # Once every connection's task has ended: the keep-alive figures and the STUN
+        # answers.
+        report.ws_keepalives = dict(streams.keepalives)
+        report.findings.extend(
+            f"more Pongs than Pings on a WebSocket: {line}" for line in streams.too_many_pongs
+        )
+        ledger = datagrams.stun
+        report.stun_sent = dict(ledger.kinds)
+        report.stun_answers = dict(ledger.answers)
+        if ledger.wrong:
+            report.findings.append(f"{ledger.answers['judged wrong']} wrong STUN answers:")
+            report.findings.extend(f"  {line}" for line in ledger.wrong)
+        reloads = self.reloads
+        report.reloads = {
+            name: f"{n} SIGHUPs, {reloads.applied[name]} applied by every worker"
+            for name, n in reloads.sighups.items()
+        }
+        report.reload_probes = dict(reloads.probes)
+        report.burst_checks += reloads.bursts
+        report.findings.extend(reloads.findings)
 
     def _stop_reason(self, deadline: float, time_limit: float) -> str:
         if trio.current_time() > deadline:
@@ -335,12 +490,50 @@ class LiveRun:
             data = data[: self.max_input_bytes]
         report = self.report
         report.sent[listener.value] += 1
+        report.inputs_by_kind["sip"] += 1
         report.sizes[f"{'datagram' if datagram else 'stream'} {size_class.value}"] += 1
         if datagram:
             report.largest_datagram = max(report.largest_datagram, len(data))
         else:
             report.largest_stream = max(report.largest_stream, len(data))
         return data, SentInput(index, listener, len(data), size_class)
+
+    async def _send_stun(self, datagrams: Datagrams, call_id: str) -> None:
+        """A STUN (or STUN-looking) datagram; the SIP some carry must not reach the
+        processor unless it comes after no STUN header and parses."""
+        kind, data = generate_stun(self._rng, with_call_id(OPTIONS, call_id))
+        if kind == "stun-then-sip":
+            self.verdicts.mark(call_id, MALFORMED)
+        else:
+            mark(self.verdicts, data)
+        self.report.sent[Listener.UDP.value] += 1
+        self.report.inputs_by_kind["stun"] += 1
+        if await datagrams.send(pick_source(self._net), data, self.ports[Listener.UDP], kind):
+            self.report.bytes_sent += len(data)
+        else:
+            self.report.not_delivered[Listener.UDP.value] += 1
+
+    async def _send_burst(self, streams: Streams, listener: Listener, call_id: str) -> None:
+        """A burst of keep-alive pings on one of the open connections: CRLF pings, or
+        WebSocket Ping frames (the WebSocket Pongs are counted per connection)."""
+        count = self._rng.choice(BURST_SIZES)
+        self.report.sent[listener.value] += 1
+        if not listener.websocket:
+            self.report.inputs_by_kind["crlf burst"] += 1
+            await self._send_on_stream(streams, listener, CRLF_PING * count, call_id)
+            return
+        self.report.inputs_by_kind["ws ping burst"] += 1
+        payloads = ping_payloads(self._rng, count)
+        conn = await streams.connection(listener, self._net)
+        if conn is None:
+            self.report.not_delivered[listener.value] += 1
+            return
+        outcome = await conn.send_pings(payloads)
+        if outcome == "timeout":
+            self.report.send_timeouts[listener.value] += 1
+        elif outcome != "sent":
+            self.report.not_delivered[listener.value] += 1
+            conn.close()
 
     async def _send_datagram(self, datagrams: Datagrams, data: bytes) -> None:
         mark(self.verdicts, data)

@@ -9,6 +9,7 @@ from typing import Final
 
 from edgeport._proto import processor_pb2_grpc, sipmessage_pb2
 from edgeport._proto.processor_pb2 import MessageRequest, MessageResponse
+from tests.fuzz.nexthop import Forwarding
 from tests.fuzz.verdicts import Judgement, Verdicts
 from tests.support.hep_collector import Collector
 
@@ -16,10 +17,12 @@ MAX_KEPT_LINES: Final = 20  # examples kept of what went wrong
 
 
 class FuzzProcessor(processor_pb2_grpc.ProcessorServicer):
-    """Answers every request 200 and judges its Call-ID; keeps counts, not requests."""
+    """Judges each request's Call-ID and answers it 200, or forwards a share of the
+    expected ones (:mod:`tests.fuzz.nexthop`); keeps counts, not requests."""
 
-    def __init__(self, verdicts: Verdicts) -> None:
+    def __init__(self, verdicts: Verdicts, forwarding: Forwarding | None = None) -> None:
         self.verdicts = verdicts
+        self.forwarding = forwarding
         self.judged: Counter[Judgement] = Counter()
         self.unexpected: list[str] = []
         self._lock = threading.Lock()
@@ -40,6 +43,10 @@ class FuzzProcessor(processor_pb2_grpc.ProcessorServicer):
                 self.unexpected.append(
                     f"{request.ref[:120]!r} ({len(request.message.body)} B body)"
                 )
+        if self.forwarding is not None and judgement is Judgement.EXPECTED:
+            forwarded = self.forwarding.reply(request)
+            if forwarded is not None:
+                return forwarded
         return MessageResponse(
             message=sipmessage_pb2.SIPMessage(response_type=sipmessage_pb2.ResponseType.OK)
         )

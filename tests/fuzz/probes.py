@@ -29,7 +29,7 @@ CONNECTION_ERRORS: Final = (
 )
 
 
-def _probe_message(listener: Listener, port: int, n: str) -> bytes:
+def probe_message(listener: Listener, port: int, n: str) -> bytes:
     # An OPTIONS to edgeport's own address: answered by edgeport itself.
     return sip(
         f"""OPTIONS sip:{HOST}:{port} SIP/2.0
@@ -68,7 +68,7 @@ async def probe(
 ) -> bool:
     """An OPTIONS from 127.0.0.1 on a fresh socket (behind a PROXY header of ``version``
     naming 127.0.0.1 on a PROXY listener) is answered 200."""
-    message = _probe_message(listener, port, n)
+    message = probe_message(listener, port, n)
     with trio.move_on_after(PROBE_TIMEOUT):
         try:
             answer = await exchange(listener, port, client_tls, message, version)
@@ -76,6 +76,38 @@ async def probe(
         except CONNECTION_ERRORS:
             return False
     return False
+
+
+async def open_client(
+    listener: Listener,
+    port: int,
+    client_tls: ssl.SSLContext,
+    version: int = 2,
+    *,
+    answer_pings: bool = False,
+) -> tuple[ClientStream, WsClient | None]:
+    """A fresh connection from 127.0.0.1 to a stream listener: behind a PROXY header of
+    ``version`` naming 127.0.0.1 on a PROXY listener, TLS and the WebSocket upgrade
+    done where the listener has them. The caller sets the deadline and closes it."""
+    tcp = await trio.open_tcp_stream(HOST, port, local_address=TRUSTED_SOURCE)
+    stream: ClientStream = tcp
+    try:
+        if listener.proxied:
+            local_port = tcp.socket.getsockname()[1]
+            claimed = (TRUSTED_SOURCE, local_port)
+            header = v1(claimed, (HOST, port)) if version == 1 else v2(claimed, (HOST, port))
+            await tcp.send_all(header)
+        if listener.tls:
+            stream = trio.SSLStream(tcp, client_tls, server_hostname=HOST)
+            await stream.do_handshake()
+        ws = None
+        if listener.websocket:
+            ws = WsClient(stream, answer_pings=answer_pings)
+            await ws.handshake(HOST, "/", ["sip"])
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    return stream, ws
 
 
 async def exchange(
@@ -91,20 +123,9 @@ async def exchange(
             await sock.sendto(message, (HOST, port))
             data: bytes = await sock.recv(65535)
         return data
-    tcp = await trio.open_tcp_stream(HOST, port, local_address=TRUSTED_SOURCE)
-    stream: ClientStream = tcp
+    stream, ws = await open_client(listener, port, client_tls, version)
     try:
-        if listener.proxied:
-            local_port = tcp.socket.getsockname()[1]
-            claimed = (TRUSTED_SOURCE, local_port)
-            header = v1(claimed, (HOST, port)) if version == 1 else v2(claimed, (HOST, port))
-            await tcp.send_all(header)
-        if listener.tls:
-            stream = trio.SSLStream(tcp, client_tls, server_hostname=HOST)
-            await stream.do_handshake()
-        if listener.websocket:
-            ws = WsClient(stream)
-            await ws.handshake(HOST, "/", ["sip"])
+        if ws is not None:
             try:
                 await ws.send_message(message.decode())
             except UnicodeDecodeError:

@@ -43,6 +43,17 @@ class LiveReport:
     elapsed: float = 0.0
     send_time: float = 0.0
     exit_codes: dict[str, int | None] = field(default_factory=dict)
+    # "sip", "stun", "crlf burst", "ws ping burst" -> inputs
+    inputs_by_kind: Counter[str] = field(default_factory=Counter)
+    stun_sent: dict[str, int] = field(default_factory=dict)  # STUN datagrams by kind
+    stun_answers: dict[str, int] = field(default_factory=dict)  # "success", "420", ...
+    ws_keepalives: dict[str, int] = field(default_factory=dict)  # Pings, Pongs
+    burst_checks: int = 0  # ping bursts on fresh connections, each then probed
+    quiet_websockets: list[str] = field(default_factory=list)  # what each one saw
+    reloads: dict[str, str] = field(default_factory=dict)  # edge -> SIGHUPs, applied
+    reload_probes: dict[str, int] = field(default_factory=dict)  # "asked", "answered"
+    forwarded: dict[str, int] = field(default_factory=dict)  # target host -> requests
+    next_hop: dict[str, int] = field(default_factory=dict)  # what the sink received
     findings: list[str] = field(default_factory=list)
 
     @property
@@ -79,6 +90,22 @@ def format_live(live: LiveReport) -> list[str]:
         f"{live.largest_datagram:,} B; inputs by size class:"
     )
     lines += [f"    {size_class:32} {n:9,}" for size_class, n in sorted(live.sizes.items())]
+    lines.append("  inputs by kind: " + _pairs(live.inputs_by_kind))
+    lines.append("  STUN datagrams sent by kind: " + _pairs(live.stun_sent))
+    lines.append("  STUN answers received (judged): " + _pairs(live.stun_answers))
+    lines.append(
+        f"  WebSocket keep-alives on the fuzzer's connections: {_pairs(live.ws_keepalives)}; "
+        f"ping bursts on fresh connections, then an OPTIONS: {live.burst_checks}"
+    )
+    lines.append("  quiet WebSockets: " + ("; ".join(live.quiet_websockets) or "none"))
+    lines.append(
+        "  reloads: "
+        + ("; ".join(f"{k}: {v}" for k, v in live.reloads.items()) or "none")
+        + "; probes during reloads: "
+        + _pairs(live.reload_probes)
+    )
+    lines.append("  requests forwarded by target: " + _pairs(live.forwarded))
+    lines.append("  the next hop got: " + _pairs(live.next_hop))
     lines.append("  PROXY headers sent: " + _pairs(live.proxy_headers))
     lines.append(
         "  connections edgeport closed as it must (invalid PROXY header or untrusted proxy, "

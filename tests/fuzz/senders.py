@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import random
 import ssl
+from collections import Counter
+from collections.abc import Callable
 from typing import Final
 
 import trio
@@ -30,6 +32,7 @@ from tests.fuzz.listeners import Listener
 from tests.fuzz.mutate import call_id_of
 from tests.fuzz.proxy_headers import HeaderVerdict, ProxyHeader
 from tests.fuzz.proxy_headers import pick as pick_header
+from tests.fuzz.stun import StunLedger
 from tests.fuzz.verdicts import MALFORMED, UNJUDGED, WELL_FORMED, Verdicts
 from tests.fuzz.wsclient import ClientStream, WsClient, WsRefused
 
@@ -50,6 +53,7 @@ CONNECT_TIMEOUT: Final = 10.0  # seconds for TCP connect, PROXY header, TLS and 
 REFUSAL_TIMEOUT: Final = 8.0  # seconds for edgeport to close a connection it must refuse
 SEND_TIMEOUT: Final = 10.0  # seconds for one input to be taken by edgeport
 RECEIVE_BYTES: Final = 65536
+MAX_KEPT_PROBLEMS: Final = 20  # examples kept of wrong STUN answers
 
 
 def pick_source(rng: random.Random) -> str:
@@ -84,19 +88,27 @@ def mark(verdicts: Verdicts, unit: bytes, forced: int | None = None) -> None:
 
 
 class Datagrams:
-    """One UDP socket per source address; a task drains each."""
+    """One UDP socket per source address; a task drains each, and has each STUN answer
+    (a datagram whose first byte is 0x00 or 0x01: SIP starts with a letter) judged by
+    the ledger of the STUN datagrams sent."""
 
-    def __init__(self, nursery: trio.Nursery) -> None:
+    def __init__(self, nursery: trio.Nursery, stun: StunLedger | None = None) -> None:
         self._nursery = nursery
         self._sockets: dict[str, trio.socket.SocketType] = {}
+        self.stun = StunLedger() if stun is None else stun
+        self.stun_looking_answers = 0  # answers that start 0x00/0x01
 
-    async def send(self, source: str, data: bytes, port: int) -> bool:
+    async def send(self, source: str, data: bytes, port: int, stun_kind: str = "") -> bool:
+        """Send ``data`` from ``source``; ``stun_kind`` names a STUN datagram's kind."""
         sock = self._sockets.get(source)
         if sock is None:
             sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
             await sock.bind((source, 0))
             self._sockets[source] = sock
             self._nursery.start_soon(self._drain, sock)
+        if stun_kind:
+            # Recorded before it leaves: the answer may come at once.
+            self.stun.record(stun_kind, source, data)
         try:
             await sock.sendto(data, (HOST, port))
         except OSError:
@@ -104,13 +116,17 @@ class Datagrams:
         return True
 
     async def _drain(self, sock: trio.socket.SocketType) -> None:
+        host, port = sock.getsockname()[:2]
         while True:
             try:
-                await sock.recv(65535)
+                data = await sock.recv(65535)
             except ConnectionRefusedError:
                 continue  # an ICMP error for an earlier datagram
             except (OSError, trio.ClosedResourceError):
                 return  # closed: the run is over
+            if data[:1] in (b"\x00", b"\x01"):
+                self.stun_looking_answers += 1
+                self.stun.answer(data, host, port, keep=MAX_KEPT_PROBLEMS)
 
     def close(self) -> None:
         for sock in self._sockets.values():
@@ -126,7 +142,13 @@ class Connection:
     (edgeport must close the connection), UNJUDGED behind a mutated header.
     """
 
-    def __init__(self, listener: Listener, header: ProxyHeader | None, forced: int | None) -> None:
+    def __init__(
+        self,
+        listener: Listener,
+        header: ProxyHeader | None,
+        forced: int | None,
+        ended: Callable[[Connection], None] | None = None,
+    ) -> None:
         self.listener = listener
         self.header = header
         self.forced = forced
@@ -135,6 +157,8 @@ class Connection:
         self.ws: WsClient | None = None
         self.closed = False
         self.received_bytes = 0
+        self.pings_sent = 0  # WebSocket Pings the fuzzer sent on it
+        self._ended = ended
         self._scope = trio.CancelScope()
 
     def units(self, data: bytes) -> tuple[list[bytes], bool]:
@@ -171,6 +195,8 @@ class Connection:
                         self.received_bytes += len(data)
         finally:
             self.closed = True
+            if self._ended is not None:
+                self._ended(self)
             await trio.aclose_forcefully(stream)
 
     async def send(self, data: bytes, rng: random.Random) -> str:
@@ -191,6 +217,20 @@ class Connection:
             return "timeout"
         except (trio.BrokenResourceError, trio.ClosedResourceError, WsRefused, OSError):
             return "broken"
+        return "sent"
+
+    async def send_pings(self, payloads: list[bytes]) -> str:
+        """Ping frames in one write (a WebSocket connection): like :meth:`send`."""
+        if self.ws is None:
+            return "broken"
+        try:
+            with trio.fail_after(SEND_TIMEOUT):
+                await self.ws.send_pings(payloads)
+        except trio.TooSlowError:
+            return "timeout"
+        except (trio.BrokenResourceError, trio.ClosedResourceError, WsRefused, OSError):
+            return "broken"
+        self.pings_sent += len(payloads)
         return "sent"
 
     def close(self) -> None:
@@ -220,6 +260,10 @@ class Streams:
         self.open_timeouts: dict[str, int] = {}  # "listener header from source" -> count
         self.refused: dict[str, int] = {}  # closed by edgeport as it must be, per listener
         self.not_refused: dict[str, int] = {}  # left open: "listener header from source"
+        # WebSocket keep-alives on the fuzzer's connections: Pings sent, Pongs back,
+        # edgeport's own Pings; and connections that got more Pongs than Pings sent.
+        self.keepalives: Counter[str] = Counter()
+        self.too_many_pongs: list[str] = []
 
     async def connection(self, listener: Listener, rng: random.Random) -> Connection | None:
         """An open connection to ``listener`` (a new one in a free slot), or None when
@@ -261,7 +305,7 @@ class Streams:
                 forced = UNJUDGED
         else:
             source = pick_source(rng)
-        conn = Connection(listener, header, forced)
+        conn = Connection(listener, header, forced, self._ended)
         stream: ClientStream | None = None
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
@@ -318,6 +362,20 @@ class Streams:
             if stream is not None:
                 await trio.aclose_forcefully(stream)
         self._count(self.refused, listener.value)
+
+    def _ended(self, conn: Connection) -> None:
+        """RFC 6455 §5.5.3: at most one Pong per Ping (edgeport answers the last of a
+        burst read together), never a Pong to no Ping."""
+        ws = conn.ws
+        if ws is None:
+            return
+        self.keepalives["pings sent"] += conn.pings_sent
+        self.keepalives["pongs received"] += ws.pongs_received
+        self.keepalives["edgeport pings"] += ws.pings_received
+        if ws.pongs_received > conn.pings_sent and len(self.too_many_pongs) < MAX_KEPT_PROBLEMS:
+            self.too_many_pongs.append(
+                f"{conn.listener.value}: {ws.pongs_received} Pongs for {conn.pings_sent} Pings"
+            )
 
     @staticmethod
     def _count(counts: dict[str, int], key: str) -> None:

@@ -16,8 +16,10 @@ import pytest
 from edgeport.sip.errors import MAX_MESSAGE_BYTES
 from edgeport.sip.framing import FramingError, StreamFramer
 from edgeport.transports.proxy_protocol import ProxyProtocolError, parse_proxy_header
+from edgeport.transports.stun import answer as stun_answer
+from tests.fuzz import stun
 from tests.fuzz.__main__ import MAX_RSS_GROWTH_MIB, rss_mib, run_inprocess
-from tests.fuzz.edges import EdgeProcess, FloodSettings, alive
+from tests.fuzz.edges import WORKERS, EdgeProcess, FloodSettings, alive
 from tests.fuzz.inprocess import Findings, check_one, well_formed
 from tests.fuzz.listeners import Listener
 from tests.fuzz.live import run_live
@@ -25,6 +27,7 @@ from tests.fuzz.logscan import scan_log
 from tests.fuzz.mutate import MUTATIONS, OPTIONS, SEEDS, generate
 from tests.fuzz.probes import PROBES_PER_LISTENER
 from tests.fuzz.proxy_headers import INVALID_HEADERS, HeaderVerdict, every_invalid, valid
+from tests.fuzz.reloads import reload_findings
 from tests.fuzz.report import LiveReport
 from tests.fuzz.reproducers import HEP_OVERSIZED_BYTES, REPRODUCERS
 from tests.fuzz.sizes import (
@@ -158,6 +161,95 @@ def test_the_fuzzers_valid_and_invalid_proxy_headers_are_read_as_the_spec_says()
             parse_proxy_header(header.data)
 
 
+# -- STUN -------------------------------------------------------------------------------
+
+
+def test_the_stun_generator_makes_every_kind_and_tells_binding_requests_apart() -> None:
+    rng = random.Random(SEED)
+    made: dict[str, list[bytes]] = {}
+    for _ in range(2_000):
+        kind, data = stun.generate(rng, OPTIONS)
+        made.setdefault(kind, []).append(data)
+        assert len(data) <= stun.MAX_UDP_PAYLOAD_BYTES
+    assert set(made) == set(stun.KINDS)
+    assert all(stun.sent(d).binding_request for d in made["binding"])
+    assert all(stun.sent(d).binding_request for d in made["binding-many-unknown"])
+    assert not any(stun.looks_like_stun(d) for d in made["wrong-cookie"])
+    assert not any(stun.sent(d).binding_request for d in made["other-type"])
+    assert all(d.endswith(OPTIONS) for d in made["sip-after-zero-bytes"])
+    assert max(len(d) for d in made["binding-huge-attribute"]) > stun.MAX_UDP_PAYLOAD_BYTES - 8
+
+
+# A Binding request from RFC 5769 §2.1's layout: no attributes, transaction 0x00..0x0b.
+BINDING = bytes.fromhex("000100002112a442") + bytes(range(12))
+
+
+def test_the_stun_verdict_takes_edgeports_answers_from_ipv4_and_ipv6() -> None:
+    for host, port in (("192.0.2.1", 32853), ("2001:db8:1234:5678:11:2233:4455:6677", 32853)):
+        answer = stun_answer(BINDING, host, port)
+        assert answer is not None
+        assert stun.judge_answer(stun.sent(BINDING), answer, host, port) is None
+        assert len(answer) <= stun.MAX_SUCCESS_BYTES
+
+
+def test_the_stun_verdict_refuses_wrong_answers() -> None:
+    # The verdict must be able to fail: each answer here breaks one rule.
+    request = stun.sent(BINDING)
+    tid = BINDING[8:20]
+    good = stun_answer(BINDING, "192.0.2.1", 5060)
+    assert good is not None
+    padded = stun.message(stun.BINDING_SUCCESS, tid, good[20:] + stun.attribute(0x8022, b"x" * 16))
+    wrong_port = stun_answer(BINDING, "192.0.2.1", 5061)
+    assert wrong_port is not None
+    other = stun.sent(stun.message(0x0011, tid, b""))  # an indication
+    big_error = stun.message(
+        stun.BINDING_ERROR,
+        tid,
+        stun.attribute(stun.ERROR_CODE, bytes((0, 0, 4, 20)))
+        + stun.attribute(stun.UNKNOWN_ATTRIBUTES, b"\x40\x00" * 20),
+    )
+    not_420 = stun.message(
+        stun.BINDING_ERROR, tid, stun.attribute(stun.ERROR_CODE, bytes((0, 0, 5, 0)))
+    )
+    cases = {
+        "never sent": stun.judge_answer(None, good, "192.0.2.1", 5060),
+        "no Binding request": stun.judge_answer(other, good, "192.0.2.1", 5060),
+        "over 44 bytes": stun.judge_answer(request, padded, "192.0.2.1", 5060),
+        "another port": stun.judge_answer(request, wrong_port, "192.0.2.1", 5060),
+        "error larger than the request": stun.judge_answer(request, big_error, "192.0.2.1", 5060),
+        "error not 420": stun.judge_answer(request, not_420, "192.0.2.1", 5060),
+        "not STUN": stun.judge_answer(request, b"SIP/2.0 200 OK\r\n" * 2, "192.0.2.1", 5060),
+        "length field": stun.judge_answer(request, good + b"\x00" * 4, "192.0.2.1", 5060),
+    }
+    assert all(problem is not None for problem in cases.values()), cases
+
+
+def test_the_stun_ledger_judges_answers_by_transaction_and_source() -> None:
+    ledger = stun.StunLedger()
+    ledger.record("binding", "127.0.1.7", BINDING)
+    good = stun_answer(BINDING, "127.0.1.7", 40000)
+    assert good is not None
+    ledger.answer(good, "127.0.1.7", 40000, keep=5)
+    ledger.answer(good, "127.0.1.8", 40000, keep=5)  # came to another source's socket
+    assert ledger.answers == {"success": 1, "judged wrong": 1}
+    assert ledger.wrong == ["an answer to a request from 127.0.1.7 came to 127.0.1.8"]
+
+
+# -- reloads ----------------------------------------------------------------------------
+
+
+def test_reloads_applied_must_be_the_sighups_times_the_workers() -> None:
+    counted = {"reloads_applied": 3.0 * WORKERS, "reloads_partial": 0.0, "reloads_failed": 0.0}
+    assert reload_findings("edge", 3, counted) == []
+    assert reload_findings("edge", 4, counted) == [
+        f"edge: {3 * WORKERS} reloads applied counted for 4 SIGHUPs to {WORKERS} workers "
+        f"(expected {4 * WORKERS})"
+    ]
+    assert reload_findings("edge", 3, {**counted, "reloads_failed": 1.0}) == [
+        "edge: 1 reloads failed"
+    ]
+
+
 # -- verdicts ---------------------------------------------------------------------------
 
 
@@ -234,6 +326,8 @@ def test_fuzz_parser_conversion_and_framing() -> None:
     findings = run_inprocess(SEED, INPROCESS_COUNT)
     assert findings.examples == []
     assert findings.exceptions == 0
+    assert findings.wrong_answers == 0
+    assert 0 < findings.stun_answered < findings.stun  # STUN answered and refused
     assert findings.parsed > 0  # the mix holds messages that parse...
     assert findings.parsed < findings.messages  # ...and many that do not
     assert rss_mib() - before < MAX_RSS_GROWTH_MIB
@@ -277,6 +371,32 @@ def assert_exercised_everything(report: LiveReport) -> None:
     assert report.rss_before_kib
     assert report.rss_after_kib
     assert report.replayed == len(REPRODUCERS)
+    assert_exercised_the_newer_paths(report)
+
+
+def assert_exercised_the_newer_paths(report: LiveReport) -> None:
+    # STUN, ping bursts, quiet WebSockets, forwarding by IP and DNS, large requests over
+    # TCP, reloads: each one reached, in both processes where it applies.
+    assert set(report.inputs_by_kind) == {"sip", "stun", "crlf burst", "ws ping burst"}
+    assert report.stun_answers.get("success", 0) > 0
+    edge, proxied = report.metrics["edge"], report.metrics["proxied"]
+    assert edge["stun_answered"] >= sum(report.stun_answers.values())
+    assert edge["stun_dropped"] > 0
+    assert report.ws_keepalives["pongs received"] > 0
+    assert report.burst_checks >= 2 * len(Listener) - 2  # at the start and in reloads
+    assert edge["ws_ping_timeouts"] > 0
+    assert proxied["ws_ping_timeouts"] > 0
+    assert len(report.quiet_websockets) == 8
+    assert set(report.forwarded) == {"127.0.0.1", "a.sink.test", "sink.test", "nowhere.test"}
+    assert edge["dns_answer"] > 0
+    assert edge["dns_negative"] > 0
+    assert report.next_hop["queries to the silent resolver"] > 0
+    assert proxied["dns_failure"] > 0  # its lookups time out
+    assert edge["large_requests_tcp"] > 0
+    assert report.next_hop["tcp connections"] > 0
+    for figures in (edge, proxied):
+        assert figures["reloads_applied"] == 2 * WORKERS  # two SIGHUPs each
+    assert report.reload_probes["answered"] == report.reload_probes["asked"] > 0
 
 
 @pytest.mark.fuzz
@@ -307,6 +427,7 @@ async def test_a_killed_worker_and_dead_listeners_are_findings(tmp_path: Path) -
         hook=kill,
         replay=(),
         max_input_bytes=60_000,
+        reloads=0,  # a SIGHUP must not go to a supervisor killed here
     )
     assert not report.passed
     text = "\n".join(report.findings)

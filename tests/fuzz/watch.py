@@ -28,6 +28,7 @@ PROXY_EVENTS: Final = (
     "proxy_protocol_untrusted",
     "proxy_protocol_timeout",
 )
+KEEPALIVE_EVENTS: Final = ("stun_answered", "stun_dropped", "ws_ping_timeouts")
 
 
 def process_pids(edges: Sequence[EdgeProcess]) -> dict[str, int]:
@@ -118,8 +119,20 @@ async def read_metrics(edge: EdgeProcess, report: LiveReport) -> None:
         figures[f"received_worker_{worker}"] = total(
             exposition, "edgeport_messages_received_total", f'worker="{worker}"'
         )
-    for event in PROXY_EVENTS:
+    for event in PROXY_EVENTS + KEEPALIVE_EVENTS:
         figures[event] = total(exposition, "edgeport_transport_events_total", f'event="{event}"')
+    for result in ("applied", "partial", "failed"):
+        figures[f"reloads_{result}"] = total(
+            exposition, "edgeport_config_reloads_total", f'result="{result}"'
+        )
+    for result in ("tcp", "udp_fallback"):
+        figures[f"large_requests_{result}"] = total(
+            exposition, "edgeport_large_requests_total", f'result="{result}"'
+        )
+    for result in ("answer", "negative", "failure", "cached"):
+        figures[f"dns_{result}"] = total(
+            exposition, "edgeport_dns_lookups_total", f'result="{result}"'
+        )
     report.metrics[edge.name] = figures
     if figures["restarts"]:
         report.findings.append(f"{edge.name}: {figures['restarts']:.0f} worker restarts")

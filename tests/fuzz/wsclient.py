@@ -4,8 +4,10 @@ trio-websocket's client waits for its whole handshake timeout when the server
 closes the connection before answering the upgrade, which edgeport does to a
 banned source or behind a refused PROXY header: here the end of the stream
 before the answer is a :class:`WsRefused` at once. One task sends, one may
-read at the same time; the reader never writes (pings go unanswered, a close
-is not echoed: the fuzzer closes the socket right after).
+read at the same time; writes take turns under a lock. The reader answers
+edgeport's Pings only when ``answer_pings`` (a client that never answers is
+one edgeport must give up on), counts them and the Pongs it gets, and never
+echoes a close (the fuzzer closes the socket right after).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from wsproto.events import (
     BytesMessage,
     CloseConnection,
     Event,
+    Ping,
+    Pong,
     RejectConnection,
     RejectData,
     Request,
@@ -37,12 +41,25 @@ class WsRefused(Exception):
 
 
 class WsClient:
-    def __init__(self, stream: ClientStream) -> None:
+    def __init__(self, stream: ClientStream, *, answer_pings: bool = False) -> None:
         self.stream = stream
+        self.answer_pings = answer_pings
+        self.pings_received = 0  # edgeport's keep-alive Pings
+        self.pongs_received = 0  # edgeport's answers to this client's Pings
+        self.last_pong = b""  # the payload of the last Pong
         self._ws = WSConnection(ConnectionType.CLIENT)
         self._events: deque[Event] = deque()
         self._parts: list[bytes] = []
         self._size = 0
+        self._writing = trio.Lock()
+
+    async def _write(self, event: Event) -> None:
+        try:
+            data = self._ws.send(event)
+        except LocalProtocolError:  # closed by the server already
+            raise WsRefused("closed") from None
+        async with self._writing:
+            await self.stream.send_all(data)
 
     async def handshake(self, host: str, resource: str, subprotocols: list[str]) -> None:
         request = Request(host=host, target=resource, subprotocols=subprotocols)
@@ -56,26 +73,54 @@ class WsClient:
 
     async def send_message(self, data: bytes | str) -> None:
         message = TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data)
+        await self._write(message)
+
+    async def send_pings(self, payloads: list[bytes]) -> None:
+        """Ping frames with these payloads (at most 125 bytes each), in one write."""
         try:
-            await self.stream.send_all(self._ws.send(message))
-        except LocalProtocolError:  # closed by the server already
+            data = b"".join(self._ws.send(Ping(payload=payload)) for payload in payloads)
+        except LocalProtocolError:
             raise WsRefused("closed") from None
+        async with self._writing:
+            await self.stream.send_all(data)
+
+    async def wait_pong(self) -> None:
+        """Read until a Pong comes (a message read meanwhile is dropped); WsRefused once
+        the connection ends."""
+        seen = self.pongs_received
+        while self.pongs_received == seen:
+            await self._next_message_or_control()
 
     async def get_message(self) -> bytes:
         """The next whole message (text as UTF-8); WsRefused once the connection ends."""
         while True:
-            event = await self._next_event()
-            if isinstance(event, CloseConnection):
-                raise WsRefused(f"closed: {event.code}")
-            if isinstance(event, TextMessage | BytesMessage):
-                data = event.data.encode() if isinstance(event.data, str) else bytes(event.data)
-                if self._size < MAX_MESSAGE_BYTES:
-                    self._parts.append(data)
-                    self._size += len(data)
-                if event.message_finished:
-                    whole = b"".join(self._parts)
-                    self._parts, self._size = [], 0
-                    return whole
+            whole = await self._next_message_or_control()
+            if whole is not None:
+                return whole
+
+    async def _next_message_or_control(self) -> bytes | None:
+        """Handle the next event: a whole message, or None for a frame of one or a
+        control frame."""
+        event = await self._next_event()
+        if isinstance(event, CloseConnection):
+            raise WsRefused(f"closed: {event.code}")
+        if isinstance(event, Ping):
+            self.pings_received += 1
+            if self.answer_pings:
+                await self._write(event.response())
+        elif isinstance(event, Pong):
+            self.pongs_received += 1
+            self.last_pong = bytes(event.payload)
+        if isinstance(event, TextMessage | BytesMessage):
+            data = event.data.encode() if isinstance(event.data, str) else bytes(event.data)
+            if self._size < MAX_MESSAGE_BYTES:
+                self._parts.append(data)
+                self._size += len(data)
+            if event.message_finished:
+                whole = b"".join(self._parts)
+                self._parts, self._size = [], 0
+                return whole
+        return None
 
     async def _next_event(self) -> Event:
         while not self._events:

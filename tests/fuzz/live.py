@@ -117,6 +117,8 @@ from tests.support.hep_collector import Collector
 
 DRAIN_TIME: Final = 3.0  # seconds for in-flight messages to be handled after the last input
 REPLAY_SETTLE: Final = 1.0  # seconds after the reproducers before looking at the processes
+PRE_RUN_PROBE_ROUNDS: Final = 3  # rounds of probes before the run, until every one answers
+PRE_RUN_PROBE_PAUSE: Final = 1.0  # seconds between two such rounds
 PACE_EVERY: Final = 20  # inputs between two short pauses that let edgeport keep up
 PACE_PAUSE: Final = 0.005  # seconds
 RSS_EVERY: Final = 2_000  # inputs between samples of the RSS
@@ -351,9 +353,15 @@ class LiveRun:
         self._net = random.Random(seed + 1)
 
     async def check_listeners_answer(self) -> None:
-        answered = await probe_all(self.ports, self.client_tls, n=0)
-        if any(ok != f"{PROBES_PER_LISTENER}/{PROBES_PER_LISTENER}" for ok in answered.values()):
-            raise RuntimeError(f"a listener does not answer before the run: {answered}")
+        # Before the run this only says the processes are ready: on a loaded
+        # machine a worker may still be starting, so a short round is asked again.
+        everyone = f"{PROBES_PER_LISTENER}/{PROBES_PER_LISTENER}"
+        for round_ in range(PRE_RUN_PROBE_ROUNDS):
+            answered = await probe_all(self.ports, self.client_tls, n=-1 - round_)
+            if all(ok == everyone for ok in answered.values()):
+                return
+            await trio.sleep(PRE_RUN_PROBE_PAUSE)
+        raise RuntimeError(f"a listener does not answer before the run: {answered}")
 
     async def check_bursts(self) -> None:
         """A ping burst on a fresh connection to each stream listener (see

@@ -27,8 +27,6 @@ import re
 import signal
 import socket
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -39,6 +37,7 @@ import trustme
 from tests.config_fixtures import write_leaf_pkcs12, write_pem
 from tests.e2e.conftest import METHODS
 from tests.fuzz.listeners import Listener
+from tests.support.http_get import http_get
 from tests.support.ports import free_port
 
 START_TIMEOUT: Final = 60.0  # seconds for a supervisor and its workers to be healthy
@@ -143,17 +142,7 @@ class EdgeProcess:
         return pids
 
     async def get(self, path: str) -> tuple[int, str]:
-        def fetch() -> tuple[int, str]:
-            url = f"http://127.0.0.1:{self.health_port}{path}"
-            try:
-                with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as answer:
-                    return int(answer.status), answer.read().decode()
-            except urllib.error.HTTPError as error:
-                return int(error.code), error.read().decode()
-            except OSError:
-                return 0, ""
-
-        return await trio.to_thread.run_sync(fetch)
+        return await http_get(self.health_port, path, HTTP_TIMEOUT)
 
 
 def alive(pid: int) -> bool:

@@ -14,13 +14,13 @@ import trio
 TIMEOUT_SECONDS = 5
 
 
-async def http_get(port: int, path: str) -> tuple[int, str]:
+async def http_get(port: int, path: str, timeout: float = TIMEOUT_SECONDS) -> tuple[int, str]:
     """``GET http://127.0.0.1:<port><path>``: the status and the body as text."""
 
     def fetch() -> tuple[int, str]:
         url = f"http://127.0.0.1:{port}{path}"
         try:
-            with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as answer:
+            with urllib.request.urlopen(url, timeout=timeout) as answer:
                 return int(answer.status), answer.read().decode()
         except urllib.error.HTTPError as error:
             return int(error.code), error.read().decode()

@@ -41,9 +41,9 @@ class Headers:
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         # (name as given, lookup key, raw value)
-        self._items: list[tuple[str, str, str]] = [
-            (name, header_key(name), value) for name, value in items
-        ]
+        self._items: list[tuple[str, str, str]] = (
+            [(name, header_key(name), value) for name, value in items] if items != () else []
+        )
         self.version = 0
         self._index: dict[str, list[str]] | None = None
 
@@ -57,9 +57,10 @@ class Headers:
         ``index``, the values by key in order, when it gives one); the list is
         taken over, not copied.
         """
-        headers = cls.__new__(cls)
+        # cls() rather than cls.__new__(cls): the compiled build's native
+        # classes have no __new__ to call.
+        headers = cls()
         headers._items = items
-        headers.version = 0
         headers._index = index
         return headers
 

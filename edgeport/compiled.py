@@ -85,10 +85,12 @@ def _is_extension(name: str) -> bool:
     return origin is not None and origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
 
 
-def codec_build() -> str:
-    """``compiled`` when every module of the list runs as an extension module,
-    ``pure`` when none does, else ``partly compiled (N of M modules)``."""
-    names = compiled_module_names()
+def codec_build(names: tuple[str, ...] | None = None) -> str:
+    """``compiled`` when every module of the list (``names``, by default
+    :data:`COMPILED_MODULES`) is an extension module, ``pure`` when none is,
+    else ``partly compiled (N of M modules)``."""
+    if names is None:
+        names = compiled_module_names()
     compiled = sum(1 for name in names if _is_extension(name))
     if compiled == len(names):
         return "compiled"

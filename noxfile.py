@@ -146,8 +146,9 @@ def proto(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Codec, processor hop, transport and load benchmarks; each prints its figures."""
-    # grpclib only for the processor hop benchmark's comparison with the old client.
-    session.install("-e", ".[test]", "grpclib>=0.4.7,<0.5")
+    # grpclib only for the processor hop benchmark's comparison with the old client;
+    # mypyc for the codec benchmark's compiled build (--builds pure,compiled).
+    session.install("-e", ".[test]", "grpclib>=0.4.7,<0.5", *MYPYC, "setuptools>=77")
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 

@@ -193,3 +193,31 @@ def test_the_startup_log_line_names_the_codec_build(
         assert main(["--pid-file", ""]) == 0
     starting = [r.getMessage() for r in caplog.records if " starting as " in r.getMessage()]
     assert starting == [f"edgeport {__version__} starting as edgeport-01 (codec: {EXPECTED})"]
+
+
+def codec_benchmark() -> Any:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import codec
+    finally:
+        sys.path.remove(str(ROOT))
+    return codec
+
+
+def test_the_codec_benchmark_measures_a_build_in_a_python_of_its_own() -> None:
+    codec = codec_benchmark()
+    rows = codec._measure_in(ROOT, EXPECTED, 3, False)
+    assert [row[0] for row in rows] == ["REGISTER", "INVITE+SDP", "200 OK+RR"]
+    assert all(figure > 0 for row in rows for figure in row[1:])
+    other = "compiled" if EXPECTED == "pure" else "pure"
+    with pytest.raises(RuntimeError, match=f"runs the {EXPECTED} codec, not the {other} one"):
+        codec._measure_in(ROOT, other, 3, False)
+
+
+def test_the_codec_benchmark_refuses_an_unknown_build() -> None:
+    codec = codec_benchmark()
+    assert codec.parse_options(["--builds", "pure,compiled"]).builds == ["pure", "compiled"]
+    with pytest.raises(SystemExit):
+        codec.parse_options(["--builds", "pure,fast"])
+    with pytest.raises(SystemExit):
+        codec.parse_options(["--builds", "pure,pure"])

@@ -576,7 +576,7 @@ def test_codec_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
         sys.path.remove(root)
     codec.main(iterations=3)
     out = capsys.readouterr().out
-    for name in ("REGISTER", "INVITE+SDP", "200 OK+RR", "INVITE budget"):
+    for name in ("codec build: ", "REGISTER", "INVITE+SDP", "200 OK+RR", "INVITE budget"):
         assert name in out
 
 

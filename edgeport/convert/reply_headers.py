@@ -10,13 +10,13 @@ value may hold CR, LF or NUL. X-Gateway-Auth is taken out apart.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Final
 
 from edgeport._proto import sipmessage_pb2
 from edgeport.convert.to_sip import (
     ReplyError,
     authorization_text,
+    breaks_line,
     check_token,
     check_value,
     contact_text,
@@ -52,8 +52,6 @@ ORDER: Final = (
     "www-authenticate",
 )
 _ORDER_SET: Final = frozenset(ORDER)
-# RFC 3261 §7.3.1: a header line ends at CRLF; NUL has no place in a message.
-_LINE_BREAKER: Final = re.compile("[\r\n\x00]")
 
 # (name as written, lookup key, value): a header line ready for Headers.from_keyed.
 Row = tuple[str, str, str]
@@ -234,10 +232,10 @@ def header_groups(
     extensions = [(extension.name, extension.value) for extension in message.extensions]
     # Typed values were checked as they were written; an extension is raw text.
     # One scan over every value finds the common case (none holds CR, LF or NUL).
-    if _LINE_BREAKER.search("".join([value for _, value in extensions])) is not None:
+    if breaks_line("".join([value for _, value in extensions])):
         for name, value in extensions:
             _extension_key(name)
-            if _LINE_BREAKER.search(value) is not None:
+            if breaks_line(value):
                 raise ReplyError(f"{name} holds CR, LF or NUL")
     known_keys = _EXTENSION_KEYS
     out_of_order = False

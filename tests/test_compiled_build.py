@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -269,3 +270,38 @@ def test_value_classes_build_by_position_keyword_and_dataclasses_replace() -> No
     assert (uri.scheme, uri.params, uri.headers) == ("sip", {}, {})
     assert str(NameAddr(None, uri, {"tag": "1"})) == "<sip:example.com>;tag=1"
     assert repr(SipUri(host="h", port=1)).startswith("SipUri(scheme='sip', user=None")
+
+
+def _outcomes(pythonpath: Path, cwd: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "support" / "codec_outcomes.py"), "11", "3000"],
+        cwd=cwd,
+        env=dict(os.environ, PYTHONPATH=str(pythonpath), PYTHONHASHSEED="0"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@pytest.mark.skipif(
+    EXPECTED != "compiled", reason="compares the compiled codec with the pure one: nox -s compiled"
+)
+def test_the_compiled_codec_makes_what_the_pure_one_makes_of_3000_fuzzed_messages(
+    tmp_path: Path,
+) -> None:
+    pure = tmp_path / "pure"
+    shutil.copytree(ROOT / "edgeport", pure / "edgeport", ignore=shutil.ignore_patterns("*.so"))
+    compiled = _outcomes(ROOT, tmp_path)
+    reference = _outcomes(pure, tmp_path)
+    assert (compiled["build"], reference["build"]) == ("compiled", "pure")
+    assert len(compiled["outcomes"]) == len(reference["outcomes"]) == 3000
+    differ = [
+        i
+        for i, (a, b) in enumerate(zip(compiled["outcomes"], reference["outcomes"], strict=True))
+        if a != b
+    ]
+    assert not differ, f"inputs {differ[:10]} of seed 11 differ (tests/support/codec_outcomes.py)"

@@ -37,7 +37,9 @@ GRPCIO_TOOLS = "grpcio-tools==1.85.1"
 _COMPILED = runpy.run_path(str(Path(__file__).parent / "edgeport" / "compiled.py"))
 MYPYC: tuple[str, ...] = _COMPILED["MYPYC_REQUIREMENTS"]
 # What `nox -s compiled` runs against the compiled codec: the sans-IO tests of
-# the compiled modules, the conversion, the codec benchmark, and end-to-end
+# the compiled modules, the conversion, the transports (stream framing), the
+# codec benchmark (tests/test_convert_replies.py), the compiled codec against
+# the pure one on fuzzed input (tests/test_compiled_build.py), and end-to-end
 # cases through a real gRPC processor (REGISTER, calls, CANCEL, digest auth,
 # the edge's own answers, reply checks) and the built-in one.
 COMPILED_TESTS = (
@@ -51,8 +53,7 @@ COMPILED_TESTS = (
     "tests/test_transaction_layer.py",
     "tests/protection",
     "tests/capture/test_hep.py",
-    "tests/transports/test_udp.py",
-    "tests/transports/test_tcp.py",
+    "tests/transports",
     "tests/e2e/test_register_call_udp.py",
     "tests/e2e/test_cancel_and_auth.py",
     "tests/e2e/test_edge_answers.py",

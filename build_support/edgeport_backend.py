@@ -20,7 +20,6 @@ from setuptools.build_meta import (
     build_editable,
     build_sdist,
     build_wheel,
-    get_requires_for_build_sdist,
     prepare_metadata_for_build_editable,
     prepare_metadata_for_build_wheel,
 )
@@ -72,4 +71,13 @@ def get_requires_for_build_editable(config_settings: dict[str, Any] | None = Non
     if compiling:
         return compiling
     requires: list[str] = _setuptools.get_requires_for_build_editable(config_settings)
+    return requires
+
+
+def get_requires_for_build_sdist(config_settings: dict[str, Any] | None = None) -> list[str]:
+    # setup.py runs for an sdist too, and with the variable set it compiles.
+    compiling = compile_requirements(os.environ)
+    if compiling:
+        return compiling
+    requires: list[str] = _setuptools.get_requires_for_build_sdist(config_settings)
     return requires

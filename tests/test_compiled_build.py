@@ -85,6 +85,7 @@ def test_the_compiled_build_requires_the_pinned_mypy(monkeypatch: pytest.MonkeyP
     hooks = backend(monkeypatch)
     assert hooks["get_requires_for_build_wheel"]() == list(MYPYC_REQUIREMENTS)
     assert hooks["get_requires_for_build_editable"]() == list(MYPYC_REQUIREMENTS)
+    assert hooks["get_requires_for_build_sdist"]() == list(MYPYC_REQUIREMENTS)
     assert "mypy==2.4.1" in MYPYC_REQUIREMENTS
 
 

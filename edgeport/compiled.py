@@ -42,9 +42,13 @@ _NO: Final = frozenset({"", "0", "false", "no", "off"})
 MYPYC_REQUIREMENTS: Final = ("mypy==2.4.1", "types-protobuf>=5.28")
 
 # Source files (relative to the project root) compiled by the compiled build:
-# the sans-IO codec on every message's path (parse, SIP <-> protobuf, the
-# reply's SIP bytes). Only synchronous code that imports no trio, socket or
-# grpc, and that nothing inspects at run time (trio looks at coroutines).
+# the sans-IO code on every message's path (stream framing, parse, SIP <->
+# protobuf, the reply's SIP bytes, received/rport, loop checks, transaction
+# keys). Only synchronous code that imports no trio, socket or grpc, and that
+# nothing inspects at run time (trio looks at coroutines). Not here: the
+# transaction state machines (sip/transaction*.py), whose actions are frozen
+# dataclasses that a compiled caller would still build through their
+# interpreted, generated __init__.
 COMPILED_MODULES: Final = (
     "edgeport/sip/header_names.py",
     "edgeport/sip/header_grammar.py",

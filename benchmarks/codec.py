@@ -11,17 +11,38 @@
 Measured with ``time.perf_counter_ns`` over a bounded loop, best of 5, next
 to a bare protobuf encode of the same MessageRequest in the same run (the
 floor any pure-Python codec sits on). Budget (architecture.md): 40 µs each
-way for an INVITE.
+way for an INVITE. The first line says which codec build runs (``pure``, or
+``compiled`` for ``EDGEPORT_COMPILE=1``).
+
+``python -m benchmarks.codec --builds pure,compiled`` measures both builds in
+one run: this tree as it is, and a copy with the codec compiled in place in a
+temporary directory (``tools/compiled_tree.py``; the running Python needs
+mypyc, ``MYPYC_REQUIREMENTS`` in ``edgeport/compiled.py``), each measured in
+a subprocess of its own, pinned to CPU 0 with ``taskset`` when present, the
+builds taking turns ``--rounds`` times; each figure is the best of its
+build's rounds. ``python -m benchmarks codec`` takes the same options from
+``EDGEPORT_CODEC_ARGS``.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import re
+import runpy
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Final
 
 from edgeport._proto import common_pb2, processor_pb2
+from edgeport.compiled import codec_build
 from edgeport.convert import (
     MessageRequestBuilder,
     build_forward_request,
@@ -34,6 +55,12 @@ from edgeport.sip.parser import parse_message
 ITERATIONS: Final = 20_000
 ROUNDS: Final = 5
 BUDGET_US: Final = 40.0
+BUILDS: Final = ("pure", "compiled")
+BUILD_ROUNDS: Final = 2  # turns each build takes with --builds
+MEASURE_TIMEOUT: Final = 900.0  # seconds for one build's measurement subprocess
+ROOT: Final = Path(__file__).resolve().parent.parent
+
+Row = tuple[str, float, float, float, float]
 
 REGISTER: Final = (
     b"REGISTER sip:sip.example.com SIP/2.0\r\n"
@@ -219,28 +246,148 @@ def measure(
     return name, to_proto_us, parse_us, to_sip_us, encode_us
 
 
-def main(iterations: int = ITERATIONS) -> None:
-    rows = [
+def measure_all(iterations: int = ITERATIONS) -> list[Row]:
+    return [
         measure("REGISTER", REGISTER, iterations),
         measure("INVITE+SDP", INVITE, iterations),
         measure("200 OK+RR", OK_WITH_RECORD_ROUTE, iterations),
     ]
-    print(f"codec, µs per message (best of {ROUNDS} x {iterations:,}):")
+
+
+def _ratios(row: Row) -> tuple[float, float]:
+    _, to_proto_us, _, to_sip_us, encode_us = row
+    if not encode_us:
+        return float("inf"), float("inf")
+    return to_proto_us / encode_us, to_sip_us / encode_us
+
+
+def print_table(rows: list[Row], heading: str) -> None:
+    print(heading)
     print(
         f"{'message':<12} {'(a) SIP->pb':>12} {'of it parse':>12} {'(b) pb->SIP':>12}"
         f" {'pb encode':>10} {'a/enc':>6} {'b/enc':>6}"
     )
-    for name, to_proto_us, parse_us, to_sip_us, encode_us in rows:
-        a_ratio = to_proto_us / encode_us if encode_us else float("inf")
-        b_ratio = to_sip_us / encode_us if encode_us else float("inf")
+    for row in rows:
+        name, to_proto_us, parse_us, to_sip_us, encode_us = row
+        a_ratio, b_ratio = _ratios(row)
         print(
             f"{name:<12} {to_proto_us:>12.1f} {parse_us:>12.1f} {to_sip_us:>12.1f}"
             f" {encode_us:>10.2f} {a_ratio:>5.0f}x {b_ratio:>5.0f}x"
         )
+
+
+def parse_options(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.codec", description=__doc__)
+    parser.add_argument(
+        "--builds",
+        default="",
+        help="comma-separated builds to measure in turn, of: pure, compiled",
+    )
+    parser.add_argument("--iterations", type=int, default=ITERATIONS, help="per timed loop")
+    parser.add_argument("--rounds", type=int, default=BUILD_ROUNDS, help="turns per build")
+    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(list(argv))
+    builds = [build.strip() for build in args.builds.split(",") if build.strip()]
+    unknown = [build for build in builds if build not in BUILDS]
+    if unknown:
+        parser.error(f"--builds: unknown build(s) {', '.join(unknown)}; known: pure, compiled")
+    if len(set(builds)) != len(builds):
+        parser.error("--builds: a build is named twice")
+    if not 1 <= args.iterations <= 1_000_000 or not 1 <= args.rounds <= 10:
+        parser.error("--iterations must be 1..1000000 and --rounds 1..10")
+    args.builds = builds
+    return args
+
+
+def _measure_in(tree: Path, build: str, iterations: int, pin: bool) -> list[Row]:
+    """One measurement of the codec of ``tree`` in a Python of its own (best of ROUNDS)."""
+    command = [sys.executable, "-m", "benchmarks.codec", "--json", "--iterations", str(iterations)]
+    if pin and shutil.which("taskset"):
+        command = ["taskset", "-c", "0", *command]
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    done = subprocess.run(
+        command,
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=MEASURE_TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the {build} measurement failed:\n{done.stderr[-4000:]}")
+    result = json.loads(done.stdout)
+    if result["build"] != build:
+        raise RuntimeError(f"{tree} runs the {result['build']} codec, not the {build} one")
+    return [(str(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4])) for r in result["rows"]]
+
+
+def _best_rows(kept: list[Row], rows: list[Row]) -> list[Row]:
+    """Each figure the smaller of the two measurements."""
+    return [
+        (old[0], min(old[1], new[1]), min(old[2], new[2]), min(old[3], new[3]), min(old[4], new[4]))
+        for old, new in zip(kept, rows, strict=True)
+    ]
+
+
+def compare_builds(builds: list[str], iterations: int, rounds: int, pin: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="edgeport-codec-") as temporary:
+        trees: dict[str, Path] = {}
+        for build in builds:
+            if build == "pure":
+                trees[build] = ROOT
+            else:
+                tree = Path(temporary) / "edgeport"
+                print(f"compiling the codec into {tree} ...", flush=True)
+                tools = runpy.run_path(str(ROOT / "tools" / "compiled_tree.py"))
+                tools["build_compiled_tree"](tree, root=ROOT, python=sys.executable)
+                trees[build] = tree
+        best: dict[str, list[Row]] = {}
+        for turn in range(rounds):
+            for build in builds:
+                print(f"round {turn + 1}/{rounds}: {build} ...", flush=True)
+                rows = _measure_in(trees[build], build, iterations, pin)
+                kept = best.get(build)
+                best[build] = rows if kept is None else _best_rows(kept, rows)
+    # The bare protobuf encode is the same C code under both builds: each build's
+    # ratios use the best encode of all their rounds.
+    encodes = [min(best[build][i][4] for build in builds) for i in range(len(best[builds[0]]))]
+    pinned = "pinned to CPU 0" if pin and shutil.which("taskset") else "not pinned"
+    for build in builds:
+        print_table(
+            [(*row[:4], encode) for row, encode in zip(best[build], encodes, strict=True)],
+            f"codec build: {build}, µs per message (best of {rounds} rounds x {ROUNDS} x "
+            f"{iterations:,}, {pinned}):",
+        )
+    if set(builds) == set(BUILDS):
+        print("compiled / pure, time per message:")
+        for pure_row, compiled_row in zip(best["pure"], best["compiled"], strict=True):
+            print(
+                f"{pure_row[0]:<12} (a) {compiled_row[1] / pure_row[1]:.2f}"
+                f"  (b) {compiled_row[3] / pure_row[3]:.2f}"
+            )
+
+
+def main(argv: Sequence[str] | None = None, iterations: int | None = None) -> None:
+    if argv is None:
+        argv = shlex.split(os.environ.get("EDGEPORT_CODEC_ARGS", ""))
+    args = parse_options(argv)
+    count = args.iterations if iterations is None else iterations
+    if args.json:
+        rows = measure_all(count)
+        print(json.dumps({"build": codec_build(), "rows": rows}))
+        return
+    if args.builds:
+        compare_builds(args.builds, count, args.rounds, not args.no_pin)
+        return
+    print(f"codec build: {codec_build()}")
+    rows = measure_all(count)
+    print_table(rows, f"codec, µs per message (best of {ROUNDS} x {count:,}):")
     invite = rows[1]
     verdict = "within" if max(invite[1], invite[3]) <= BUDGET_US else "OVER"
     print(f"INVITE budget {BUDGET_US:.0f} µs each way: {verdict}")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -29,6 +29,11 @@ The baseline (``--baseline REV``, default ``7da4699``) is ``git archive``d
 from this repository into ``~/.cache/edgeport-bench/<commit>/src`` and
 installed with pip into ``.../venv``; the cache is reused by later runs.
 
+``--compiled`` compares this tree's two builds instead of two commits: this
+tree pure as the baseline, against a copy of it with the codec compiled in
+place (``tools/compiled_tree.py``, in the run's temporary directory; the
+running Python needs mypyc, ``MYPYC_REQUIREMENTS`` in ``edgeport/compiled.py``).
+
 Run: ``python -m benchmarks overload`` (options from ``main(argv)`` or,
 without arguments, from ``EDGEPORT_OVERLOAD_ARGS``), e.g.
 ``--max 480 --no-baseline``. The figures are printed and written into
@@ -45,6 +50,7 @@ import csv
 import io
 import math
 import os
+import runpy
 import shlex
 import shutil
 import signal
@@ -94,6 +100,7 @@ class Options:
     baseline: str | None = BASELINE
     pin: bool = True
     out_dir: Path = load.RESULTS
+    compiled: bool = False  # this tree pure against this tree compiled
 
 
 def parse_options(argv: Sequence[str]) -> Options:
@@ -109,6 +116,11 @@ def parse_options(argv: Sequence[str]) -> Options:
     parser.add_argument("--cpu-rounds", type=int, default=CPU_ROUNDS)
     parser.add_argument("--baseline", default=BASELINE, help="git revision to compare with")
     parser.add_argument("--no-baseline", action="store_true", help="only this tree")
+    parser.add_argument(
+        "--compiled",
+        action="store_true",
+        help="this tree pure against this tree with the codec compiled (no baseline commit)",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--out-dir", type=Path, default=load.RESULTS)
     args = parser.parse_args(list(argv))
@@ -127,9 +139,10 @@ def parse_options(argv: Sequence[str]) -> Options:
         call_rate=args.call_rate,
         cpu_seconds=args.cpu_seconds,
         cpu_rounds=args.cpu_rounds,
-        baseline=None if args.no_baseline else args.baseline,
+        baseline=None if args.no_baseline or args.compiled else args.baseline,
         pin=not args.no_pin,
         out_dir=args.out_dir,
+        compiled=args.compiled,
     )
 
 
@@ -159,6 +172,27 @@ def current_tree() -> Tree:
     env = _env_without_pythonpath()
     env["PYTHONPATH"] = str(REPO)
     return Tree("current", sys.executable, env)
+
+
+def compiled_tree(where: Path) -> Tree:
+    """A copy of this tree with the codec compiled in place in ``where``."""
+    print(f"   compiling the codec into {where}", flush=True)
+    tools = runpy.run_path(str(REPO / "tools" / "compiled_tree.py"))
+    tools["build_compiled_tree"](where, root=REPO, python=sys.executable)
+    env = _env_without_pythonpath()
+    env["PYTHONPATH"] = str(where)
+    version = subprocess.run(
+        [sys.executable, "-m", "edgeport", "--version"],
+        cwd=where,  # not this checkout: `-m` puts the working directory first
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    ).stdout
+    if "(codec: compiled)" not in version:
+        raise RuntimeError(f"the copy in {where} does not run the compiled codec: {version!r}")
+    return Tree("compiled", sys.executable, env)
 
 
 def resolve_commit(rev: str) -> str:
@@ -538,6 +572,9 @@ def run(opts: Options) -> Report:
         trees.insert(0, baseline_tree(opts.baseline))
     with tempfile.TemporaryDirectory(prefix="edgeport-overload-") as tmp:
         workdir = Path(tmp)
+        if opts.compiled:
+            current = Tree("pure", current.python, current.env)
+            trees = [current, compiled_tree(workdir / "compiled" / "edgeport")]
         max_rate = opts.max_register
         if max_rate is None:
             print("-- max REGISTER/s (ramp)", flush=True)

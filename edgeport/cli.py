@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Final
 import yaml
 
 from edgeport import __version__
+from edgeport.compiled import codec_build
 from edgeport.config import (
     ConfigError,
     describe_config,
@@ -95,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
         description="A SIP edge proxy for Routr: SIP over UDP, TCP, TLS, WS and WSS in, "
         "gRPC to a Routr processor out.",
     )
-    parser.add_argument("--version", action="version", version=f"edgeport {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"edgeport {__version__} (codec: {codec_build()})"
+    )
     parser.add_argument(
         "--config",
         metavar="PATH",
@@ -244,7 +247,7 @@ def _serve(
             "no configuration given (--config or CONFIG_PATH): serving the embedded default, "
             "UDP and TCP 5060 and WS 5062 with the built-in processor"
         )
-    logger.info("edgeport %s starting as %s", __version__, config.ref)
+    logger.info("edgeport %s starting as %s (codec: %s)", __version__, config.ref, codec_build())
     _tune_garbage_collector()
     # SIGTERM and SIGINT stop the listeners and drain transactions (architecture: shutdown);
     # SIGHUP reloads the configuration from where it came.
@@ -260,7 +263,13 @@ def _supervise(
 
     from edgeport.workers.supervisor import supervise
 
-    logger.info("edgeport %s starting as %s with %d workers", __version__, config.ref, workers)
+    logger.info(
+        "edgeport %s starting as %s with %d workers (codec: %s)",
+        __version__,
+        config.ref,
+        workers,
+        codec_build(),
+    )
     try:
         code: int = trio.run(
             functools.partial(

@@ -55,6 +55,8 @@ def test_options() -> None:
     opts = overload.parse_options(["--factors", "2,4", "--max", "100"])
     assert (opts.factors, opts.max_register, opts.baseline) == ((2.0, 4.0), 100.0, "7da4699")
     assert overload.parse_options(["--no-baseline"]).baseline is None
+    compiled = overload.parse_options(["--compiled"])
+    assert (compiled.compiled, compiled.baseline) == (True, None)
     with pytest.raises(SystemExit):
         overload.parse_options(["--factors", "0"])
 

@@ -153,7 +153,8 @@ def test_check_config_warns_about_unknown_keys(tmp_path: Path) -> None:
 def test_version() -> None:
     result = run_edgeport("--version")
     assert result.returncode == 0
-    assert result.stdout == f"edgeport {__version__}\n"
+    # The codec build (pure or compiled) is checked in tests/test_compiled_build.py.
+    assert result.stdout.startswith(f"edgeport {__version__} (codec: ")
 
 
 # --- the run command, in process --------------------------------------------------------

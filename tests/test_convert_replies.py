@@ -359,6 +359,25 @@ def test_reply_values_that_cannot_go_on_the_wire(change: object, match: str) -> 
         build_forward_request(reply, original, branch_factory=fixed_branch)
 
 
+@pytest.mark.parametrize(
+    ("extensions", "match"),
+    [
+        ([("X-Evil", "a\r\nVia: x"), ("Bad Name", "a")], "^X-Evil holds CR, LF or NUL$"),
+        ([("Bad Name", "a"), ("X-Evil", "a\r\nVia: x")], "^invalid header name 'Bad Name'$"),
+        ([("X-Ok", "1"), ("X-Nul", "a\x00b"), ("X-Lf", "\n")], "^X-Nul holds CR, LF or NUL$"),
+    ],
+)
+def test_the_first_bad_extension_of_a_reply_is_the_one_reported(
+    extensions: list[tuple[str, str]], match: str
+) -> None:
+    original = parse_request(INVITE)
+    reply = echo(original)
+    for name, value in extensions:
+        reply.message.extensions.add(name=name, value=value)
+    with pytest.raises(ReplyError, match=match):
+        build_forward_request(reply, original, branch_factory=fixed_branch)
+
+
 def test_forward_request_needs_request_uri() -> None:
     original = parse_request(INVITE)
     reply = processor_pb2.MessageResponse()
@@ -576,7 +595,7 @@ def test_codec_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
         sys.path.remove(root)
     codec.main(iterations=3)
     out = capsys.readouterr().out
-    for name in ("REGISTER", "INVITE+SDP", "200 OK+RR", "INVITE budget"):
+    for name in ("codec build: ", "REGISTER", "INVITE+SDP", "200 OK+RR", "INVITE budget"):
         assert name in out
 
 

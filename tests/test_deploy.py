@@ -7,6 +7,7 @@ use are loaded by edgeport's own loader.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,18 @@ def test_dockerfile_health_check_probes_a_server_the_image_turns_on() -> None:
     assert "http://127.0.0.1:8080/healthz" in dockerfile
     # Without the health server, the image's own check would mark it unhealthy.
     assert "ENABLE_HEALTHCHECKS=true" in dockerfile
+
+
+def test_the_image_builds_the_compiled_codec_and_runs_it_without_a_compiler() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = re.split(r"^FROM ", dockerfile, flags=re.MULTILINE)[1:]
+    build, runtime = stages
+    assert build.startswith("python:3.11 AS build")  # gcc and the Python headers
+    assert runtime.startswith("python:3.11-slim")  # neither
+    assert "ARG EDGEPORT_COMPILE=1" in dockerfile.split("FROM ")[0]
+    # What the in-tree build backend and setup.py need beside the package.
+    assert "COPY pyproject.toml setup.py README.md ./" in build
+    assert "COPY build_support ./build_support" in build
+    assert 'EDGEPORT_COMPILE="$EDGEPORT_COMPILE" pip wheel' in build
+    # The image refuses to build when the codec it runs is not the compiled one.
+    assert 'edgeport --version | grep -q "(codec: compiled)"' in runtime

@@ -132,7 +132,9 @@ def main() -> int:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("PYENV", "VIRTUAL_ENV", "PYTHON", "PIP_", "CONFIG_PATH"))
+        if not key.startswith(
+            ("PYENV", "VIRTUAL_ENV", "PYTHON", "PIP_", "CONFIG_PATH", "EDGEPORT_COMPILE")
+        )
     }
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     with tempfile.TemporaryDirectory(prefix="edgeport-readme-") as temporary:

@@ -120,11 +120,19 @@ class Originals:
         if sent is not None:
             # The Vias as sent pair with the lines when each line holds one:
             # their branches are read from the protobuf, nothing is parsed.
-            texts = self._lone_lines("via", len(sent.via))
+            protos = sent.via
+            texts = self._lone_lines("via", len(protos))
             if texts is not None:
-                protos = list(sent.via)
-                for position, proto in enumerate(protos):
-                    branches.setdefault(proto.branch, position)
+                # The branches as parsed, when they are (the parser parses a lone
+                # Via), spare reading each protobuf: a Via's branch field is its
+                # branch parameter, or "" without one.
+                parsed = self._message.parsed_vias()
+                if parsed is not None and len(parsed) == len(texts):
+                    for position, via in enumerate(parsed):
+                        branches.setdefault(via.params.get("branch") or "", position)
+                else:
+                    for position, proto in enumerate(protos):
+                        branches.setdefault(proto.branch, position)
                 self._via_protos = protos
                 self._via_texts = texts
                 return branches

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from edgeport.convert.codes import status_for_response_type
-from edgeport.convert.errors import reply_errors
 from edgeport.convert.originals import Originals
 from edgeport.convert.reply_headers import flatten, header_groups, ordered_keys
 from edgeport.convert.to_sip import ReplyError, check_value, sip_uri
+from edgeport.sip.errors import SipParseError
 from edgeport.sip.message import Headers, Request, Response, make_response
 from edgeport.sip.transaction import DEFAULT_MAX_FORWARDS
 
@@ -66,12 +66,17 @@ _FROM_REQUEST_IN_ANSWER: Final = frozenset(
 )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ForwardedRequest:
     """A request to send downstream, and the X-Gateway-Auth value taken out of it."""
 
     request: Request
     gateway_auth: str | None = None
+
+    # Written out (init=False): the compiled build constructs it natively.
+    def __init__(self, request: Request, gateway_auth: str | None = None) -> None:
+        self.request = request
+        self.gateway_auth = gateway_auth
 
 
 def _reply_body(message: sipmessage_pb2.SIPMessage, original: bytes) -> bytes:
@@ -84,7 +89,6 @@ def _reason(message: sipmessage_pb2.SIPMessage) -> str | None:
     return check_value(reason, "reason phrase") if reason else None
 
 
-@reply_errors
 def build_answer(
     reply: processor_pb2.MessageResponse,
     request: Request,
@@ -104,6 +108,18 @@ def build_answer(
     Raises ReplyError for a reply that does not set a known response_type,
     or holds a value that cannot go on the wire.
     """
+    try:
+        return _build_answer(reply, request, to_tag, sent)
+    except SipParseError as error:
+        raise ReplyError(error.reason) from error
+
+
+def _build_answer(
+    reply: processor_pb2.MessageResponse,
+    request: Request,
+    to_tag: str,
+    sent: sipmessage_pb2.SIPMessage | None,
+) -> Response:
     message = reply.message
     if message.WhichOneof("message_type") != "response_type":
         raise ReplyError("the reply does not set response_type")
@@ -122,7 +138,6 @@ def build_answer(
     return response
 
 
-@reply_errors
 def build_forward_request(
     reply: processor_pb2.MessageResponse,
     original: Request,
@@ -145,6 +160,19 @@ def build_forward_request(
     reply without request_uri, without one of Via, From, To, Call-ID and
     CSeq, or with a value that cannot go on the wire.
     """
+    try:
+        return _build_forward_request(reply, original, branch_factory, sent, replace_branch)
+    except SipParseError as error:
+        raise ReplyError(error.reason) from error
+
+
+def _build_forward_request(
+    reply: processor_pb2.MessageResponse,
+    original: Request,
+    branch_factory: Callable[[], str],
+    sent: sipmessage_pb2.SIPMessage | None,
+    replace_branch: bool,
+) -> ForwardedRequest:
     message = reply.message
     if message.WhichOneof("message_type") != "request_uri":
         raise ReplyError("the reply does not set request_uri")
@@ -169,7 +197,6 @@ def build_forward_request(
     return ForwardedRequest(request, gateway_auth)
 
 
-@reply_errors
 def build_forward_response(
     reply: processor_pb2.MessageResponse,
     original: Response,
@@ -187,6 +214,18 @@ def build_forward_response(
     transaction's request CSeq). Raises ReplyError for a reply without a Via
     or with a value that cannot go on the wire.
     """
+    try:
+        return _build_forward_response(reply, original, cseq, sent)
+    except SipParseError as error:
+        raise ReplyError(error.reason) from error
+
+
+def _build_forward_response(
+    reply: processor_pb2.MessageResponse,
+    original: Response,
+    cseq: str | None,
+    sent: sipmessage_pb2.SIPMessage | None,
+) -> Response:
     message = reply.message
     groups, _ = header_groups(message, Originals(original, sent))
     replaced = frozenset(groups)

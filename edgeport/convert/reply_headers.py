@@ -10,13 +10,13 @@ value may hold CR, LF or NUL. X-Gateway-Auth is taken out apart.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Final
 
 from edgeport._proto import sipmessage_pb2
 from edgeport.convert.to_sip import (
     ReplyError,
     authorization_text,
+    breaks_line,
     check_token,
     check_value,
     contact_text,
@@ -52,8 +52,6 @@ ORDER: Final = (
     "www-authenticate",
 )
 _ORDER_SET: Final = frozenset(ORDER)
-# RFC 3261 §7.3.1: a header line ends at CRLF; NUL has no place in a message.
-_LINE_BREAKER: Final = re.compile("[\r\n\x00]")
 
 # (name as written, lookup key, value): a header line ready for Headers.from_keyed.
 Row = tuple[str, str, str]
@@ -231,18 +229,22 @@ def header_groups(
 
     gateway_auth: str | None = None
     extra: dict[str, Rows] = {}
-    extensions = [(extension.name, extension.value) for extension in message.extensions]
-    # Typed values were checked as they were written; an extension is raw text.
-    # One scan over every value finds the common case (none holds CR, LF or NUL).
-    if _LINE_BREAKER.search("".join([value for _, value in extensions])) is not None:
-        for name, value in extensions:
-            _extension_key(name)
-            if _LINE_BREAKER.search(value) is not None:
-                raise ReplyError(f"{name} holds CR, LF or NUL")
     known_keys = _EXTENSION_KEYS
     out_of_order = False
-    for name, value in extensions:
-        key = known_keys.get(name) or _extension_key(name)
+    values: list[str] = []
+    # One pass over the extensions (each read from the protobuf once); the
+    # checks of names and values below give the first problem in order.
+    for extension in message.extensions:
+        name = extension.name
+        value = extension.value
+        values.append(value)
+        key = known_keys.get(name)
+        if key is None:
+            try:
+                key = _extension_key(name)
+            except ReplyError:
+                _refuse_extensions(message)
+                raise
         if key == GATEWAY_AUTH_KEY:
             if gateway_auth is None:
                 gateway_auth = value.strip()
@@ -262,12 +264,25 @@ def header_groups(
             extra[key] = [(name, key, value)]
         else:
             same_name.append((name, key, value))
+    # Typed values were checked as they were written; an extension is raw text.
+    # One scan over every value finds the common case (none holds CR, LF or NUL).
+    if breaks_line("".join(values)):
+        _refuse_extensions(message)
     if cseq_rows is not None and not cseq_rows:
         del groups["cseq"]
     if out_of_order:
         groups = {key: groups[key] for key in ORDER if key in groups}
     groups.update(extra)
     return groups, gateway_auth
+
+
+def _refuse_extensions(message: sipmessage_pb2.SIPMessage) -> None:
+    """Raise ReplyError for the reply's first extension with a bad name or a value
+    holding CR, LF or NUL, in order (the name of each first)."""
+    for extension in message.extensions:
+        _extension_key(extension.name)
+        if breaks_line(extension.value):
+            raise ReplyError(f"{extension.name} holds CR, LF or NUL")
 
 
 def flatten(groups: Iterable[Rows]) -> Rows:

@@ -38,7 +38,7 @@ from edgeport.sip.uri import (
 )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class NameAddr:
     """A From, To, Contact, Route or Record-Route value (RFC 3261 §20.10, §25.1).
 
@@ -51,6 +51,19 @@ class NameAddr:
     uri: Uri
     params: dict[str, str | None] = field(default_factory=dict)
     wildcard: bool = False
+
+    # Written out (init=False): the compiled build constructs it natively.
+    def __init__(
+        self,
+        display_name: str | None,
+        uri: Uri,
+        params: dict[str, str | None] | None = None,
+        wildcard: bool = False,
+    ) -> None:
+        self.display_name = display_name
+        self.uri = uri
+        self.params = {} if params is None else params
+        self.wildcard = wildcard
 
     @property
     def tag(self) -> str | None:

@@ -98,7 +98,7 @@ _CHALLENGE_TOKENS: Final = frozenset({"algorithm", "stale", "userhash", "charset
 _CREDENTIAL_TOKENS: Final = frozenset({"algorithm", "qop", "nc", "userhash"})
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class DigestChallenge:
     """A WWW-Authenticate / Proxy-Authenticate value (RFC 3261 §20.44, §20.27).
 
@@ -110,6 +110,14 @@ class DigestChallenge:
     scheme: str
     params: dict[str, str] = field(default_factory=dict)
     token68: str | None = None
+
+    # Written out (init=False): the compiled build constructs it natively.
+    def __init__(
+        self, scheme: str, params: dict[str, str] | None = None, token68: str | None = None
+    ) -> None:
+        self.scheme = scheme
+        self.params = {} if params is None else params
+        self.token68 = token68
 
     @property
     def realm(self) -> str | None:
@@ -145,13 +153,21 @@ class DigestChallenge:
         return _auth_str(self.scheme, self.params, self.token68, _CHALLENGE_TOKENS)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class DigestCredentials:
     """An Authorization / Proxy-Authorization value (RFC 3261 §20.7, §20.28)."""
 
     scheme: str
     params: dict[str, str] = field(default_factory=dict)
     token68: str | None = None
+
+    # Written out (init=False): the compiled build constructs it natively.
+    def __init__(
+        self, scheme: str, params: dict[str, str] | None = None, token68: str | None = None
+    ) -> None:
+        self.scheme = scheme
+        self.params = {} if params is None else params
+        self.token68 = token68
 
     @property
     def username(self) -> str | None:

@@ -68,7 +68,7 @@ def common_params(text: str) -> dict[str, str | None]:
     return params
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class SipUri:
     """A ``sip:`` or ``sips:`` URI (RFC 3261 §19.1.1).
 
@@ -85,6 +85,25 @@ class SipUri:
     port: int | None = None
     params: dict[str, str | None] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+
+    # Written out (init=False): the compiled build constructs it natively.
+    def __init__(
+        self,
+        scheme: str = "sip",
+        user: str | None = None,
+        password: str | None = None,
+        host: str = "",
+        port: int | None = None,
+        params: dict[str, str | None] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.scheme = scheme
+        self.user = user
+        self.password = password
+        self.host = host
+        self.port = port
+        self.params = {} if params is None else params
+        self.headers = {} if headers is None else headers
 
     @property
     def secure(self) -> bool:
@@ -157,7 +176,7 @@ class SipUri:
         return "".join(parts)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class OpaqueUri:
     """A URI edgeport does not look into (``tel:``, ``urn:``, ``http:``...).
 
@@ -167,6 +186,11 @@ class OpaqueUri:
 
     scheme: str
     value: str
+
+    # Written out (init=False): the compiled build constructs it natively.
+    def __init__(self, scheme: str, value: str) -> None:
+        self.scheme = scheme
+        self.value = value
 
     @property
     def secure(self) -> bool:

@@ -30,7 +30,7 @@ from edgeport.sip.header_grammar import (
 from edgeport.sip.uri import common_params, parse_host, parse_port
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Via:
     """One Via value (RFC 3261 §20.42, §18.2.1; RFC 3581 rport).
 
@@ -44,6 +44,21 @@ class Via:
     port: int | None = None
     params: dict[str, str | None] = field(default_factory=dict)
     protocol: str = "SIP/2.0"
+
+    # Written out (init=False): the compiled build constructs it natively.
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int | None = None,
+        params: dict[str, str | None] | None = None,
+        protocol: str = "SIP/2.0",
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.params = {} if params is None else params
+        self.protocol = protocol
 
     @property
     def branch(self) -> str | None:

@@ -22,8 +22,11 @@ One gRPC channel carries every call, concurrently, over one HTTP/2
 connection. grpcio connects, keeps the connection alive and reconnects
 (with a bounded backoff) by itself, so a processor that restarts is picked
 up without any action here. Readiness (``/readyz``) comes from the
-channel's connectivity state, recorded by a callback on a grpcio thread,
-and from recent successful calls.
+channel's connectivity state and from recent successful calls. The state is
+read when asked (:class:`_ConnectivityReader`: gRPC core answers at once,
+from memory), not watched: grpcio's watcher (``channel.subscribe``) is a
+thread that wakes every 0.2 s and keeps gRPC core's threads waking for its
+deadlines, for as long as the channel lives, idle or not.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT: Final = 3.0  # seconds, per call
 HEALTHY_WITHIN: Final = 30.0  # seconds: a success this recent means ready while (re)connecting
-CONNECTIVITY_POLL: Final = 0.2  # seconds: how often grpcio's watcher thread looks at the channel
+CONNECTIVITY_POLL: Final = 0.2  # seconds: how often grpcio's watcher thread (the fallback) looks
 
 # The largest SIP message edgeport accepts is 1 MiB (a body included); the
 # MessageRequest around it adds the edge's addresses and the metadata. Both
@@ -256,24 +259,38 @@ class GrpcProcessorClient:
         self.last_success_at: float | None = None
         self.last_error: ProcessorError | None = None
         self._completions = _Completions(trio.lowlevel.current_trio_token())
-        # Written by grpcio's connectivity thread, read by trio: one attribute
-        # assignment, atomic under the GIL, so no lock is needed.
-        self.connectivity = grpc.ChannelConnectivity.IDLE
+        # Written by grpcio's connectivity thread (only where the state cannot be
+        # read when asked), read by trio: one attribute assignment, atomic under
+        # the GIL, so no lock is needed.
+        self._watched = grpc.ChannelConnectivity.IDLE
         self._channel = grpc.insecure_channel(self._target, options=CHANNEL_OPTIONS)
         stub = processor_pb2_grpc.ProcessorStub(self._channel)  # type: ignore[no-untyped-call]
         self._call: Callable[..., grpc.Future[MessageResponse]] = stub.ProcessMessage.future
         self._closed = False
         self._spin = _SpinThreadKeeper(self._channel)
+        self._reader = _ConnectivityReader.of(self._channel)
         # Connect now rather than on the first call, so readiness is known early.
-        self._channel.subscribe(self._on_connectivity, try_to_connect=True)
+        if self._reader is not None:
+            self._reader.read(try_to_connect=True)
+        else:
+            self._channel.subscribe(self._on_connectivity, try_to_connect=True)
 
     @property
     def name(self) -> str:
         return self._target
 
+    @property
+    def connectivity(self) -> grpc.ChannelConnectivity:
+        """The channel's connectivity state now."""
+        if self._closed:
+            return grpc.ChannelConnectivity.SHUTDOWN
+        if self._reader is None:
+            return self._watched
+        return self._reader.read(try_to_connect=False)
+
     def _on_connectivity(self, state: grpc.ChannelConnectivity) -> None:
         # Runs on a grpcio thread.
-        self.connectivity = state
+        self._watched = state
 
     async def process(self, request: MessageRequest) -> MessageResponse:
         """Send one message to the processor; raise a :class:`ProcessorError` on failure."""
@@ -327,8 +344,11 @@ class GrpcProcessorClient:
             return True
         if state is grpc.ChannelConnectivity.IDLE and not self._closed:
             # The connection was lost and nothing asked for a new one yet.
-            self._channel.unsubscribe(self._on_connectivity)
-            self._channel.subscribe(self._on_connectivity, try_to_connect=True)
+            if self._reader is not None:
+                self._reader.read(try_to_connect=True)
+            else:
+                self._channel.unsubscribe(self._on_connectivity)
+                self._channel.subscribe(self._on_connectivity, try_to_connect=True)
         if state in (grpc.ChannelConnectivity.IDLE, grpc.ChannelConnectivity.CONNECTING):
             return (
                 self.last_success_at is not None
@@ -343,10 +363,10 @@ class GrpcProcessorClient:
         """
         if not self._closed:
             self._closed = True
-            self._channel.unsubscribe(self._on_connectivity)
+            if self._reader is None:
+                self._channel.unsubscribe(self._on_connectivity)
             self._spin.release()
             self._channel.close()
-            self.connectivity = grpc.ChannelConnectivity.SHUTDOWN
 
     async def aclose(self) -> None:
         """Stop watching the connectivity, let grpcio's watcher thread end, then close.
@@ -357,6 +377,9 @@ class GrpcProcessorClient:
         """
         if self._closed:
             return
+        if self._reader is not None:  # no watcher thread to wait for
+            self.close()
+            return
         self._channel.unsubscribe(self._on_connectivity)
         watcher: Any = getattr(self._channel, "_connectivity_state", None)  # grpcio internals
         with trio.CancelScope(shield=True), trio.move_on_after(CONNECTIVITY_POLL * 2):
@@ -366,6 +389,42 @@ class GrpcProcessorClient:
                 while watcher.polling:  # noqa: ASYNC110 - another thread's flag
                     await trio.sleep(CONNECTIVITY_POLL / 10)
         self.close()
+
+
+class _ConnectivityReader:
+    """Reads a channel's connectivity state from gRPC core when asked, with no thread.
+
+    grpcio offers the state only through ``channel.subscribe``: a thread per
+    channel that waits on the state with a 0.2 s deadline, again and again,
+    for as long as anyone is subscribed (so gRPC core's own threads wake for
+    each deadline too). gRPC core answers the same question synchronously,
+    from the channel's memory, without I/O; grpcio's channel object has it
+    (``Channel._channel.check_connectivity_state``, grpcio internals). Where
+    it does not (another grpcio), :meth:`of` gives None and the client
+    subscribes as grpcio means it to.
+    """
+
+    __slots__ = ("_check",)
+
+    def __init__(self, check: Callable[[bool], int]) -> None:
+        self._check = check
+
+    @classmethod
+    def of(cls, channel: grpc.Channel) -> _ConnectivityReader | None:
+        core: Any = getattr(channel, "_channel", None)
+        check = getattr(core, "check_connectivity_state", None)
+        return cls(check) if callable(check) else None
+
+    def read(self, *, try_to_connect: bool) -> grpc.ChannelConnectivity:
+        """The state now; ``try_to_connect`` makes an IDLE channel start connecting."""
+        try:
+            number = self._check(try_to_connect)
+        except ValueError:  # "Channel closed!"
+            return grpc.ChannelConnectivity.SHUTDOWN
+        return _CONNECTIVITY_BY_NUMBER.get(number, grpc.ChannelConnectivity.SHUTDOWN)
+
+
+_CONNECTIVITY_BY_NUMBER: Final = {state.value[0]: state for state in grpc.ChannelConnectivity}
 
 
 class _SpinThreadKeeper:

@@ -1,7 +1,7 @@
 """What an idle edgeport costs: CPU and wake-ups per process and per thread, no traffic.
 
 ``python -m benchmarks idle [--workers 1 2] [--seconds 20] [--rounds 1]
-[--processor builtin tcp] [--baseline REV] [--no-pin]`` (or ``python -m
+[--processor builtin tcp] [--warm-up 40] [--settle 12] [--baseline REV] [--no-pin]`` (or ``python -m
 benchmarks idle`` with those options in ``EDGEPORT_IDLE_ARGS``) starts, for each
 worker count N and each processor kind, ``edgeport --workers N`` with
 
@@ -10,7 +10,10 @@ worker count N and each processor kind, ``edgeport --workers N`` with
 * ``tcp``: an external processor over TCP (``edgeport builtin-processor``,
   always this tree's, as ``benchmarks.workers`` runs it),
 
-waits until ``/readyz`` answers 200 and a settling delay has passed, then
+waits until ``/readyz`` answers 200, sends ``--warm-up`` REGISTERs (each from a
+UDP port of its own, so the kernel spreads them over the workers: an idle
+edgeport is one that had traffic, its processor connection and grpcio's
+threads started), waits ``--settle`` seconds (what the warm-up started is over), then
 reads ``/proc/<pid>/task/<tid>/stat`` and ``status`` at the start and the end
 of a window of ``--seconds`` with no SIP traffic and no probe. It prints, per
 process (supervisor, each worker) and per thread (by its name, ``comm``),
@@ -42,18 +45,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from benchmarks import load, overload
-from benchmarks.workers import children_of
+from benchmarks.workers import children_of, register
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 START_TIMEOUT: Final = 30.0  # seconds for edgeport (and the processor) to be ready
-SETTLE_SECONDS: Final = 3.0  # after ready: start-up work (imports, first connects) is over
+# After the warm-up: its transactions have ended (timer K, 5 s) and grpcio's completion
+# thread, kept between calls, has been let go (edgeport.processor.SPIN_IDLE_RELEASE, 10 s).
+SETTLE_SECONDS: Final = 12.0
 WINDOW_SECONDS: Final = 20.0  # the idle window measured
 STOP_TIMEOUT: Final = 30.0  # seconds for edgeport to drain and exit after SIGTERM
 EDGEPORT_CPU: Final = 0  # taskset CPU of edgeport (every process of it)
 PROCESSOR_CPU: Final = 1  # taskset CPU of the external processor
 PROCESSORS: Final = ("builtin", "tcp")
+WARM_UP_REGISTERS: Final = 40  # before the window, from as many UDP ports
+ANSWER_TIMEOUT: Final = 2.0  # seconds for a warm-up REGISTER's answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +69,8 @@ class Options:
     processors: tuple[str, ...] = PROCESSORS
     seconds: float = WINDOW_SECONDS
     rounds: int = 1
+    warm_up: int = WARM_UP_REGISTERS
+    settle: float = SETTLE_SECONDS
     baseline: str | None = None
     pin: bool = True
 
@@ -75,16 +84,22 @@ def parse_options(argv: Sequence[str]) -> Options:
     )
     parser.add_argument("--seconds", type=float, default=defaults.seconds)
     parser.add_argument("--rounds", type=int, default=defaults.rounds)
+    parser.add_argument("--warm-up", type=int, default=defaults.warm_up)
+    parser.add_argument("--settle", type=float, default=defaults.settle, help="seconds")
     parser.add_argument("--baseline", default=None, help="git revision to measure too")
     parser.add_argument("--no-pin", action="store_true", help="no taskset")
     args = parser.parse_args(list(argv))
-    if min(args.workers) < 1 or args.seconds <= 0 or args.rounds < 1:
-        parser.error("--workers counts >= 1, --seconds > 0, --rounds >= 1")
+    if min(args.workers) < 1 or args.seconds <= 0 or args.rounds < 1 or args.warm_up < 0:
+        parser.error("--workers counts >= 1, --seconds > 0, --rounds >= 1, --warm-up >= 0")
+    if args.settle < 0:
+        parser.error("--settle must be >= 0")
     return Options(
         workers=tuple(args.workers),
         processors=tuple(args.processor),
         seconds=args.seconds,
         rounds=args.rounds,
+        warm_up=args.warm_up,
+        settle=args.settle,
         baseline=args.baseline,
         pin=not args.no_pin,
     )
@@ -199,6 +214,21 @@ def _wait_ready(health_port: int, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("edgeport did not become ready")
 
 
+def _warm_up(edge_port: int, registers: int) -> int:
+    """Send ``registers`` REGISTERs, each from a port of its own; how many were answered."""
+    answered = 0
+    for n in range(registers):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(ANSWER_TIMEOUT)
+            port = sock.getsockname()[1]
+            sock.sendto(register(f"idle{n}", port, 1), ("127.0.0.1", edge_port))
+            with contextlib.suppress(OSError):
+                if sock.recv(65535).startswith(b"SIP/2.0 "):
+                    answered += 1
+    return answered
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -256,7 +286,10 @@ def measure(
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             _wait_ready(health_port, proc)
-            time.sleep(SETTLE_SECONDS)
+            answered = _warm_up(edge_port, opts.warm_up)
+            if answered < opts.warm_up:
+                print(f"   warm-up: {answered}/{opts.warm_up} REGISTERs answered", flush=True)
+            time.sleep(opts.settle)
             children = _worker_roles(proc.pid, children_of(proc.pid))
             roles = {proc.pid: "supervisor" if children else "edgeport"} | children
             before = {pid: sample_threads(pid) for pid in roles}

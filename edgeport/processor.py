@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT: Final = 3.0  # seconds, per call
 HEALTHY_WITHIN: Final = 30.0  # seconds: a success this recent means ready while (re)connecting
+SPIN_IDLE_RELEASE: Final = 10.0  # seconds without a call before grpcio's thread may end
 CONNECTIVITY_POLL: Final = 0.2  # seconds: how often grpcio's watcher thread (the fallback) looks
 
 # The largest SIP message edgeport accepts is 1 MiB (a body included); the
@@ -268,6 +269,13 @@ class GrpcProcessorClient:
         self._call: Callable[..., grpc.Future[MessageResponse]] = stub.ProcessMessage.future
         self._closed = False
         self._spin = _SpinThreadKeeper(self._channel)
+        self._last_call_at = -math.inf  # trio.current_time() of the last call started
+        self._spin_kept = trio.Event()  # set when the completion thread is kept again
+        self._spin_watch = trio.CancelScope()
+        if not self._spin.kept:  # a grpcio whose thread can be kept
+            trio.lowlevel.spawn_system_task(
+                self._release_idle_thread, name=f"processor {self._target}: idle thread"
+            )
         self._reader = _ConnectivityReader.of(self._channel)
         # Connect now rather than on the first call, so readiness is known early.
         if self._reader is not None:
@@ -300,8 +308,11 @@ class GrpcProcessorClient:
             raise self._failed(ProcessorUnavailable("the processor client is closed"))
         timeout = self.timeout
         future = self._call(request, timeout=timeout)
+        self._last_call_at = started
         if not self._spin.kept:
             self._spin.keep()
+            if self._spin.kept:
+                self._spin_kept.set()
         pending = _PendingCall(future, trio.lowlevel.current_task(), self._completions)
         self.in_flight += 1
         try:
@@ -332,6 +343,29 @@ class GrpcProcessorClient:
         self.errors += 1
         self.last_error = error
         return error
+
+    async def _release_idle_thread(self) -> None:
+        """Give grpcio's completion thread back after ``SPIN_IDLE_RELEASE`` without a call.
+
+        A kept thread waits for completions in slices of 0.2 s (grpcio looks for
+        signals between them): five wake-ups a second while there is nothing to
+        complete. The next call starts a thread again, and keeps it.
+        """
+        with self._spin_watch:
+            while True:
+                if not self._spin.kept:
+                    self._spin_kept = trio.Event()
+                    await self._spin_kept.wait()
+                    continue
+                now = trio.current_time()
+                due = self._last_call_at + SPIN_IDLE_RELEASE
+                if now < due:
+                    await trio.sleep_until(due)
+                elif self.in_flight:  # a call longer than SPIN_IDLE_RELEASE
+                    await trio.sleep(SPIN_IDLE_RELEASE)
+                else:
+                    logger.debug("processor %s idle: its completion thread ends", self._target)
+                    self._spin.release()
 
     def ready(self, *, within: float = HEALTHY_WITHIN) -> bool:
         """Connected now, or (re)connecting after a success less than ``within`` seconds ago.
@@ -365,6 +399,7 @@ class GrpcProcessorClient:
             self._closed = True
             if self._reader is None:
                 self._channel.unsubscribe(self._on_connectivity)
+            self._spin_watch.cancel()
             self._spin.release()
             self._channel.close()
 
@@ -436,9 +471,10 @@ class _SpinThreadKeeper:
     per call (tens of µs of CPU, and latency). The thread ends only when the
     channel's count of calls in flight drops to 0, so this adds one to that
     count while the thread runs (checked under grpcio's own lock: a count
-    above 0 means the thread has not ended), and takes it back at close
-    while another call is still to be counted out, so that the thread sees
-    the count reach 0 and ends as grpcio ends it.
+    above 0 means the thread has not ended), and takes it back (at close, or
+    after ``SPIN_IDLE_RELEASE`` without a call) while another call is still
+    to be counted out, so that the thread sees the count reach 0 and ends as
+    grpcio ends it.
 
     This reads grpcio internals (``Channel._call_state``: ``lock``,
     ``managed_calls``). When they are not there (another grpcio), it does
@@ -464,35 +500,38 @@ class _SpinThreadKeeper:
                 self.kept = True
 
     def release(self) -> None:
-        """Give the count back; the channel is closed right after."""
+        """Give the count back: the thread ends once no call is left in flight, and
+        the next call starts one again (:meth:`keep` keeps that one)."""
         state = self._state
         if state is None or not self.kept:
             return
         self.kept = False
-        no_method: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
-            _NO_METHOD
-        )
-        started: list[grpc.Future[bytes]] = []
+        with state.lock:
+            # Above 1, some call has yet to be counted out by the thread: that
+            # last count-out ends the thread.
+            if state.managed_calls > 1:
+                state.managed_calls -= 1
+                return
+        # Only this count is left and the thread waits for completions: give it
+        # one more call, which ends at once without going out (its deadline has
+        # passed before it starts), then take this count back; the thread counts
+        # that call out, sees 0 and ends, as grpcio ends it.
         try:
-            for _ in range(RELEASE_ATTEMPTS):
-                with state.lock:
-                    # Above 1, some call has yet to be counted out by the thread
-                    # (the close cancels it): that last count-out ends the thread.
-                    if state.managed_calls > 1:
-                        state.managed_calls -= 1
-                        return
-                # Only this count is left and the thread waits for completions:
-                # give it one more call, to no real method, which waits for a
-                # connection and never ends by itself (the close cancels it).
-                started.append(no_method.future(b"", wait_for_ready=True))
-            logger.debug("grpcio's completion thread could not be released")
-        finally:
-            for call in started:
-                call.cancel()
+            self._expired(b"", timeout=EXPIRED_DEADLINE)
+        except Exception:  # not expected: keep the count (and the thread)
+            logger.debug("grpcio's completion thread could not be released", exc_info=True)
+            self.kept = True
+            return
+        with state.lock:
+            state.managed_calls -= 1
+
+    def _expired(self, request: bytes, *, timeout: float) -> grpc.Future[bytes]:
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(_NO_METHOD)
+        return call.future(request, timeout=timeout)
 
 
-RELEASE_ATTEMPTS: Final = 3
-_NO_METHOD: Final = "/edgeport.Channel/Close"
+EXPIRED_DEADLINE: Final = -1.0  # seconds: a call whose deadline passed before it started
+_NO_METHOD: Final = "/edgeport.Channel/Release"
 
 
 def _from_status(code: grpc.StatusCode | None, details: str | None) -> ProcessorError:

@@ -19,6 +19,7 @@ import grpc
 import pytest
 import trio
 
+from edgeport import processor as processor_module
 from edgeport._proto import sipmessage_pb2
 from edgeport._proto.processor_pb2 import MessageRequest, MessageResponse, Method
 from edgeport.config import TransportConfig, default_config
@@ -510,6 +511,26 @@ async def test_a_connected_client_keeps_no_thread_watching_its_connection() -> N
                 running = await start_processor(nursery, processor, port=port)
                 await eventually(client.ready)
                 await client.process(invite())
+            nursery.cancel_scope.cancel()
+
+
+async def test_an_idle_client_lets_grpcios_completion_thread_end_and_starts_it_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(processor_module, "SPIN_IDLE_RELEASE", 0.3)
+    processor = ScriptableProcessor(tag_with_ref)
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as nursery:
+            running = await start_processor(nursery, processor)
+            async with open_processor_client(running.addr, timeout=1.0) as client:
+                for round_ in range(2):
+                    await client.process(invite(f"round-{round_}"))
+                    await client.process(invite(f"round-{round_}-again"))
+                    assert len(threads_in("channel_spin")) == 1  # kept between calls
+                    # No call for a while: the thread ends (it would wake 5 times a
+                    # second, waiting for nothing); the next call starts one again.
+                    await eventually(lambda: threads_in("channel_spin") == [])
+                assert len(processor.requests) == 4
             nursery.cancel_scope.cancel()
 
 

@@ -10,8 +10,8 @@ worker count N and each processor kind, ``edgeport --workers N`` with
 * ``tcp``: an external processor over TCP (``edgeport builtin-processor``,
   always this tree's, as ``benchmarks.workers`` runs it),
 
-waits until ``/readyz`` answers 200, sends ``--warm-up`` REGISTERs (each from a
-UDP port of its own, so the kernel spreads them over the workers: an idle
+waits until ``/readyz`` answers 200, sends ``--warm-up`` REGISTERs (each on a
+TCP connection of its own, so the kernel spreads them over the workers: an idle
 edgeport is one that had traffic, its processor connection and grpcio's
 threads started), waits ``--settle`` seconds (what the warm-up started is over), then
 reads ``/proc/<pid>/task/<tid>/stat`` and ``status`` at the start and the end
@@ -215,18 +215,36 @@ def _wait_ready(health_port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 def _warm_up(edge_port: int, registers: int) -> int:
-    """Send ``registers`` REGISTERs, each from a port of its own; how many were answered."""
+    """Send ``registers`` REGISTERs, each on a TCP connection of its own (closed once
+    answered); how many were answered.
+
+    Over TCP, not UDP: a transaction over a reliable transport ends when it is
+    answered (RFC 3261 §17.2.2: Timer J is zero), where over UDP it would linger
+    32 s and its end would fall in the idle window.
+    """
     answered = 0
     for n in range(registers):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            sock.settimeout(ANSWER_TIMEOUT)
+        with socket.create_connection(("127.0.0.1", edge_port), timeout=ANSWER_TIMEOUT) as sock:
             port = sock.getsockname()[1]
-            sock.sendto(register(f"idle{n}", port, 1), ("127.0.0.1", edge_port))
+            request = register(f"idle{n}", port, 1).replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP")
+            sock.sendall(request.replace(b">\r\nExpires", b";transport=tcp>\r\nExpires"))
             with contextlib.suppress(OSError):
                 if sock.recv(65535).startswith(b"SIP/2.0 "):
                     answered += 1
     return answered
+
+
+def _imported_from(tree: overload.Tree, workdir: Path) -> str:
+    """Where ``tree``'s interpreter imports edgeport from, run as the benchmark runs it."""
+    return subprocess.run(
+        [tree.python, "-c", "import edgeport; print(edgeport.__file__)"],
+        env=tree.env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -283,7 +301,9 @@ def measure(
         *("--workers", str(workers)),
     ]
     with (workdir / f"edgeport-{workers}-{processor}.log").open("wb") as log:
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # In the work directory: ``-m`` puts the current directory first on sys.path,
+        # and a baseline must not import this tree's edgeport from there.
+        proc = subprocess.Popen(command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
         try:
             _wait_ready(health_port, proc)
             answered = _warm_up(edge_port, opts.warm_up)
@@ -362,9 +382,12 @@ def run(opts: Options) -> list[RunResult]:
                     *("builtin-processor", "--bind", f"127.0.0.1:{processor_port}"),
                 ],
                 env=current.env,
+                cwd=workdir,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+        for tree in trees:
+            print(f"   {tree.label}: {_imported_from(tree, workdir)}", flush=True)
         try:
             for _round in range(opts.rounds):
                 for workers in opts.workers:
@@ -392,7 +415,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Options from ``argv``, else (``python -m benchmarks idle``) from ``EDGEPORT_IDLE_ARGS``."""
     if argv is None:
         argv = shlex.split(os.environ.get("EDGEPORT_IDLE_ARGS", ""))
-    run(parse_options(argv))
+    opts = parse_options(argv)
+    # SIGTERM ends the run through its finally blocks: the processes it started stop too.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        run(opts)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -357,15 +357,15 @@ class GrpcProcessorClient:
                     self._spin_kept = trio.Event()
                     await self._spin_kept.wait()
                     continue
-                now = trio.current_time()
                 due = self._last_call_at + SPIN_IDLE_RELEASE
-                if now < due:
+                if trio.current_time() < due:
                     await trio.sleep_until(due)
-                elif self.in_flight:  # a call longer than SPIN_IDLE_RELEASE
-                    await trio.sleep(SPIN_IDLE_RELEASE)
-                else:
+                    continue
+                if not self.in_flight:
                     logger.debug("processor %s idle: its completion thread ends", self._target)
                     self._spin.release()
+                if self._spin.kept:  # a call longer than that, or not released: later
+                    await trio.sleep(SPIN_IDLE_RELEASE)
 
     def ready(self, *, within: float = HEALTHY_WITHIN) -> bool:
         """Connected now, or (re)connecting after a success less than ``within`` seconds ago.
@@ -501,35 +501,40 @@ class _SpinThreadKeeper:
 
     def release(self) -> None:
         """Give the count back: the thread ends once no call is left in flight, and
-        the next call starts one again (:meth:`keep` keeps that one)."""
+        the next call starts one again (:meth:`keep` keeps that one).
+
+        Calls are started and this runs in the trio thread only; the completion
+        thread only counts calls out.
+        """
         state = self._state
         if state is None or not self.kept:
             return
-        self.kept = False
-        with state.lock:
-            # Above 1, some call has yet to be counted out by the thread: that
-            # last count-out ends the thread.
-            if state.managed_calls > 1:
-                state.managed_calls -= 1
+        for _ in range(RELEASE_ATTEMPTS):
+            with state.lock:
+                # Above 1, some call has yet to be counted out by the thread: that
+                # last count-out ends the thread.
+                if state.managed_calls > 1:
+                    state.managed_calls -= 1
+                    self.kept = False
+                    return
+            # Only this count is left and the thread waits for completions: give
+            # it one more call, one that ends at once without going out (its
+            # deadline passed before it started). Unless the thread counts it out
+            # before the next look (then again), the look above takes this count
+            # back, and that call's count-out ends the thread.
+            try:
+                self._expired(b"", timeout=EXPIRED_DEADLINE)
+            except Exception:  # not expected: keep the count, and the thread
+                logger.debug("grpcio refused a call to release its thread", exc_info=True)
                 return
-        # Only this count is left and the thread waits for completions: give it
-        # one more call, which ends at once without going out (its deadline has
-        # passed before it starts), then take this count back; the thread counts
-        # that call out, sees 0 and ends, as grpcio ends it.
-        try:
-            self._expired(b"", timeout=EXPIRED_DEADLINE)
-        except Exception:  # not expected: keep the count (and the thread)
-            logger.debug("grpcio's completion thread could not be released", exc_info=True)
-            self.kept = True
-            return
-        with state.lock:
-            state.managed_calls -= 1
+        logger.debug("grpcio's completion thread could not be released")
 
     def _expired(self, request: bytes, *, timeout: float) -> grpc.Future[bytes]:
         call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(_NO_METHOD)
         return call.future(request, timeout=timeout)
 
 
+RELEASE_ATTEMPTS: Final = 3
 EXPIRED_DEADLINE: Final = -1.0  # seconds: a call whose deadline passed before it started
 _NO_METHOD: Final = "/edgeport.Channel/Release"
 

@@ -1,9 +1,9 @@
 """Run every benchmark module present, or only those named on the command line.
 
 ``python -m benchmarks`` runs codec, processor_hop, transport_soak, load, overload,
-protection, workers, flood_memory and transactions when those modules exist; ``python -m benchmarks
-codec load`` runs only those. A benchmark that fails is reported and the others
-still run; the exit status is 1 when one failed, 2 for an unknown name.
+protection, workers, flood_memory, transactions and idle when those modules exist;
+``python -m benchmarks codec load`` runs only those. A benchmark that fails is
+reported and the others still run; the exit status is 1 when one failed, 2 for an unknown name.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ BENCHMARKS: Final = (
     "workers",
     "flood_memory",
     "transactions",
+    "idle",
 )
 
 

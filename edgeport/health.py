@@ -6,10 +6,12 @@ request per connection, a bounded request head, a deadline per connection,
 scrapes it.
 
 ``/healthz`` is liveness: every registered check passes and the event loop
-is responsive. Responsiveness is measured by a heartbeat task that records
-``trio.current_time()`` every ``HEARTBEAT_INTERVAL``; a last beat older than
-``HEARTBEAT_MAX_AGE`` means tasks wait too long for their turn (a blocked or
-saturated loop). ``/readyz`` is readiness: one callback, typically "the
+is responsive. Responsiveness is measured when ``/healthz`` is asked, not
+sampled all along (an idle edgeport wakes for nothing): the answer waits
+for one turn of the event loop (:class:`Heartbeat`), and a wait longer than
+``HEARTBEAT_MAX_AGE`` means tasks wait too long for their turn (a saturated
+loop). A loop blocked outright answers nothing at all, and the probe's own
+timeout reports it. ``/readyz`` is readiness: one callback, typically "the
 processor answered recently". Both documents carry the checks' details
 (:meth:`HealthChecks.set_details`: the configuration generation, the
 workers').
@@ -38,8 +40,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_INTERVAL: Final = 0.2  # seconds between heartbeats
-HEARTBEAT_MAX_AGE: Final = 1.0  # seconds without a heartbeat before the loop counts as stalled
+HEARTBEAT_MAX_AGE: Final = 1.0  # seconds a task may wait for its turn before the loop is stalled
 MAX_REQUEST_HEAD_BYTES: Final = 8192  # request line and headers; probes send a few hundred
 MAX_HEADER_LINES: Final = 100
 CONNECTION_TIMEOUT: Final = 5.0  # seconds for a client to send its request and take the answer
@@ -115,32 +116,30 @@ def _passes(name: str, check: Callable[[], bool]) -> bool:
 
 
 class Heartbeat:
-    """Records when the event loop last let the heartbeat task run."""
+    """How long a task waits for its turn in the event loop, measured when asked.
 
-    def __init__(
-        self, *, interval: float = HEARTBEAT_INTERVAL, max_age: float = HEARTBEAT_MAX_AGE
-    ) -> None:
-        self.interval = interval
+    :meth:`measure` yields to the loop once and times how long the loop took
+    to come back to it: every task made runnable meanwhile runs first, so
+    that is how long any task waits for its turn now. Nothing runs between
+    two measures, so an idle loop is not woken for it.
+    """
+
+    def __init__(self, *, max_age: float = HEARTBEAT_MAX_AGE) -> None:
         self.max_age = max_age
-        self.last_beat: float | None = None
+        self.last_wait: float | None = None  # seconds, of the last measure
 
-    def beat(self) -> None:
-        self.last_beat = trio.current_time()
+    async def measure(self) -> None:
+        asked = trio.current_time()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        self.last_wait = trio.current_time() - asked
 
     def problem(self) -> str | None:
-        if self.last_beat is None:
-            return "event loop heartbeat is not running"
-        age = trio.current_time() - self.last_beat
-        if age > self.max_age:
-            return f"event loop did not answer for {age:.1f} s"
+        """What :meth:`measure` found wrong, if anything."""
+        if self.last_wait is None:
+            return "event loop heartbeat was not measured"
+        if self.last_wait > self.max_age:
+            return f"event loop did not answer for {self.last_wait:.1f} s"
         return None
-
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self.beat()
-        task_status.started()
-        while True:
-            await trio.sleep(self.interval)
-            self.beat()
 
 
 async def serve_health(
@@ -161,8 +160,8 @@ async def serve_health(
     else ``spec.bindAddr``), so the probes are never exposed on every interface
     by default.
 
-    Without ``heartbeat`` the server runs its own; with one, the caller runs it
-    (``heartbeat.serve``) and the server only reads it. ``refresh`` is awaited
+    ``heartbeat`` measures the event loop's responsiveness for ``/healthz``
+    (default: a :class:`Heartbeat` of its own). ``refresh`` is awaited
     before each answer (to gather what the checks and metrics read). With
     ``unix_path`` the server listens on that Unix socket instead (reports 0).
     ``reload`` answers ``POST /reload`` (404 without it).
@@ -170,7 +169,6 @@ async def serve_health(
     async with trio.open_nursery() as nursery:
         if heartbeat is None:
             heartbeat = Heartbeat()
-            await nursery.start(heartbeat.serve)
         server = _HealthServer(checks, render_metrics, heartbeat, refresh, reload)
         if unix_path is not None:
             listener = await _unix_listener(unix_path)
@@ -237,6 +235,7 @@ class _HealthServer:
                     if answer is None:
                         if self._refresh is not None:
                             await self._refresh()
+                        await self._heartbeat.measure()
                         answer = self._answer(head)
                     await stream.send_all(answer)
             if scope.cancelled_caught:

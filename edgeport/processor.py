@@ -22,8 +22,11 @@ One gRPC channel carries every call, concurrently, over one HTTP/2
 connection. grpcio connects, keeps the connection alive and reconnects
 (with a bounded backoff) by itself, so a processor that restarts is picked
 up without any action here. Readiness (``/readyz``) comes from the
-channel's connectivity state, recorded by a callback on a grpcio thread,
-and from recent successful calls.
+channel's connectivity state and from recent successful calls. The state is
+read when asked (:class:`_ConnectivityReader`: gRPC core answers at once,
+from memory), not watched: grpcio's watcher (``channel.subscribe``) is a
+thread that wakes every 0.2 s and keeps gRPC core's threads waking for its
+deadlines, for as long as the channel lives, idle or not.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT: Final = 3.0  # seconds, per call
 HEALTHY_WITHIN: Final = 30.0  # seconds: a success this recent means ready while (re)connecting
-CONNECTIVITY_POLL: Final = 0.2  # seconds: how often grpcio's watcher thread looks at the channel
+SPIN_IDLE_RELEASE: Final = 10.0  # seconds without a call before grpcio's thread may end
+CONNECTIVITY_POLL: Final = 0.2  # seconds: how often grpcio's watcher thread (the fallback) looks
 
 # The largest SIP message edgeport accepts is 1 MiB (a body included); the
 # MessageRequest around it adds the edge's addresses and the metadata. Both
@@ -256,24 +260,45 @@ class GrpcProcessorClient:
         self.last_success_at: float | None = None
         self.last_error: ProcessorError | None = None
         self._completions = _Completions(trio.lowlevel.current_trio_token())
-        # Written by grpcio's connectivity thread, read by trio: one attribute
-        # assignment, atomic under the GIL, so no lock is needed.
-        self.connectivity = grpc.ChannelConnectivity.IDLE
+        # Written by grpcio's connectivity thread (only where the state cannot be
+        # read when asked), read by trio: one attribute assignment, atomic under
+        # the GIL, so no lock is needed.
+        self._watched = grpc.ChannelConnectivity.IDLE
         self._channel = grpc.insecure_channel(self._target, options=CHANNEL_OPTIONS)
         stub = processor_pb2_grpc.ProcessorStub(self._channel)  # type: ignore[no-untyped-call]
         self._call: Callable[..., grpc.Future[MessageResponse]] = stub.ProcessMessage.future
         self._closed = False
         self._spin = _SpinThreadKeeper(self._channel)
+        self._last_call_at = -math.inf  # trio.current_time() of the last call started
+        self._spin_kept = trio.Event()  # set when the completion thread is kept again
+        self._spin_watch = trio.CancelScope()
+        if not self._spin.kept:  # a grpcio whose thread can be kept
+            trio.lowlevel.spawn_system_task(
+                self._release_idle_thread, name=f"processor {self._target}: idle thread"
+            )
+        self._reader = _ConnectivityReader.of(self._channel)
         # Connect now rather than on the first call, so readiness is known early.
-        self._channel.subscribe(self._on_connectivity, try_to_connect=True)
+        if self._reader is not None:
+            self._reader.read(try_to_connect=True)
+        else:
+            self._channel.subscribe(self._on_connectivity, try_to_connect=True)
 
     @property
     def name(self) -> str:
         return self._target
 
+    @property
+    def connectivity(self) -> grpc.ChannelConnectivity:
+        """The channel's connectivity state now."""
+        if self._closed:
+            return grpc.ChannelConnectivity.SHUTDOWN
+        if self._reader is None:
+            return self._watched
+        return self._reader.read(try_to_connect=False)
+
     def _on_connectivity(self, state: grpc.ChannelConnectivity) -> None:
         # Runs on a grpcio thread.
-        self.connectivity = state
+        self._watched = state
 
     async def process(self, request: MessageRequest) -> MessageResponse:
         """Send one message to the processor; raise a :class:`ProcessorError` on failure."""
@@ -283,8 +308,11 @@ class GrpcProcessorClient:
             raise self._failed(ProcessorUnavailable("the processor client is closed"))
         timeout = self.timeout
         future = self._call(request, timeout=timeout)
+        self._last_call_at = started
         if not self._spin.kept:
             self._spin.keep()
+            if self._spin.kept:
+                self._spin_kept.set()
         pending = _PendingCall(future, trio.lowlevel.current_task(), self._completions)
         self.in_flight += 1
         try:
@@ -316,6 +344,29 @@ class GrpcProcessorClient:
         self.last_error = error
         return error
 
+    async def _release_idle_thread(self) -> None:
+        """Give grpcio's completion thread back after ``SPIN_IDLE_RELEASE`` without a call.
+
+        A kept thread waits for completions in slices of 0.2 s (grpcio looks for
+        signals between them): five wake-ups a second while there is nothing to
+        complete. The next call starts a thread again, and keeps it.
+        """
+        with self._spin_watch:
+            while True:
+                if not self._spin.kept:
+                    self._spin_kept = trio.Event()
+                    await self._spin_kept.wait()
+                    continue
+                due = self._last_call_at + SPIN_IDLE_RELEASE
+                if trio.current_time() < due:
+                    await trio.sleep_until(due)
+                    continue
+                if not self.in_flight:
+                    logger.debug("processor %s idle: its completion thread ends", self._target)
+                    self._spin.release()
+                if self._spin.kept:  # a call longer than that, or not released: later
+                    await trio.sleep(SPIN_IDLE_RELEASE)
+
     def ready(self, *, within: float = HEALTHY_WITHIN) -> bool:
         """Connected now, or (re)connecting after a success less than ``within`` seconds ago.
 
@@ -327,8 +378,11 @@ class GrpcProcessorClient:
             return True
         if state is grpc.ChannelConnectivity.IDLE and not self._closed:
             # The connection was lost and nothing asked for a new one yet.
-            self._channel.unsubscribe(self._on_connectivity)
-            self._channel.subscribe(self._on_connectivity, try_to_connect=True)
+            if self._reader is not None:
+                self._reader.read(try_to_connect=True)
+            else:
+                self._channel.unsubscribe(self._on_connectivity)
+                self._channel.subscribe(self._on_connectivity, try_to_connect=True)
         if state in (grpc.ChannelConnectivity.IDLE, grpc.ChannelConnectivity.CONNECTING):
             return (
                 self.last_success_at is not None
@@ -343,10 +397,11 @@ class GrpcProcessorClient:
         """
         if not self._closed:
             self._closed = True
-            self._channel.unsubscribe(self._on_connectivity)
+            if self._reader is None:
+                self._channel.unsubscribe(self._on_connectivity)
+            self._spin_watch.cancel()
             self._spin.release()
             self._channel.close()
-            self.connectivity = grpc.ChannelConnectivity.SHUTDOWN
 
     async def aclose(self) -> None:
         """Stop watching the connectivity, let grpcio's watcher thread end, then close.
@@ -356,6 +411,9 @@ class GrpcProcessorClient:
         next look, within ``CONNECTIVITY_POLL`` seconds.
         """
         if self._closed:
+            return
+        if self._reader is not None:  # no watcher thread to wait for
+            self.close()
             return
         self._channel.unsubscribe(self._on_connectivity)
         watcher: Any = getattr(self._channel, "_connectivity_state", None)  # grpcio internals
@@ -368,6 +426,42 @@ class GrpcProcessorClient:
         self.close()
 
 
+class _ConnectivityReader:
+    """Reads a channel's connectivity state from gRPC core when asked, with no thread.
+
+    grpcio offers the state only through ``channel.subscribe``: a thread per
+    channel that waits on the state with a 0.2 s deadline, again and again,
+    for as long as anyone is subscribed (so gRPC core's own threads wake for
+    each deadline too). gRPC core answers the same question synchronously,
+    from the channel's memory, without I/O; grpcio's channel object has it
+    (``Channel._channel.check_connectivity_state``, grpcio internals). Where
+    it does not (another grpcio), :meth:`of` gives None and the client
+    subscribes as grpcio means it to.
+    """
+
+    __slots__ = ("_check",)
+
+    def __init__(self, check: Callable[[bool], int]) -> None:
+        self._check = check
+
+    @classmethod
+    def of(cls, channel: grpc.Channel) -> _ConnectivityReader | None:
+        core: Any = getattr(channel, "_channel", None)
+        check = getattr(core, "check_connectivity_state", None)
+        return cls(check) if callable(check) else None
+
+    def read(self, *, try_to_connect: bool) -> grpc.ChannelConnectivity:
+        """The state now; ``try_to_connect`` makes an IDLE channel start connecting."""
+        try:
+            number = self._check(try_to_connect)
+        except ValueError:  # "Channel closed!"
+            return grpc.ChannelConnectivity.SHUTDOWN
+        return _CONNECTIVITY_BY_NUMBER.get(number, grpc.ChannelConnectivity.SHUTDOWN)
+
+
+_CONNECTIVITY_BY_NUMBER: Final = {state.value[0]: state for state in grpc.ChannelConnectivity}
+
+
 class _SpinThreadKeeper:
     """Keeps grpcio's completion thread of the channel alive between calls.
 
@@ -377,9 +471,10 @@ class _SpinThreadKeeper:
     per call (tens of µs of CPU, and latency). The thread ends only when the
     channel's count of calls in flight drops to 0, so this adds one to that
     count while the thread runs (checked under grpcio's own lock: a count
-    above 0 means the thread has not ended), and takes it back at close
-    while another call is still to be counted out, so that the thread sees
-    the count reach 0 and ends as grpcio ends it.
+    above 0 means the thread has not ended), and takes it back (at close, or
+    after ``SPIN_IDLE_RELEASE`` without a call) while another call is still
+    to be counted out, so that the thread sees the count reach 0 and ends as
+    grpcio ends it.
 
     This reads grpcio internals (``Channel._call_state``: ``lock``,
     ``managed_calls``). When they are not there (another grpcio), it does
@@ -405,35 +500,43 @@ class _SpinThreadKeeper:
                 self.kept = True
 
     def release(self) -> None:
-        """Give the count back; the channel is closed right after."""
+        """Give the count back: the thread ends once no call is left in flight, and
+        the next call starts one again (:meth:`keep` keeps that one).
+
+        Calls are started and this runs in the trio thread only; the completion
+        thread only counts calls out.
+        """
         state = self._state
         if state is None or not self.kept:
             return
-        self.kept = False
-        no_method: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
-            _NO_METHOD
-        )
-        started: list[grpc.Future[bytes]] = []
-        try:
-            for _ in range(RELEASE_ATTEMPTS):
-                with state.lock:
-                    # Above 1, some call has yet to be counted out by the thread
-                    # (the close cancels it): that last count-out ends the thread.
-                    if state.managed_calls > 1:
-                        state.managed_calls -= 1
-                        return
-                # Only this count is left and the thread waits for completions:
-                # give it one more call, to no real method, which waits for a
-                # connection and never ends by itself (the close cancels it).
-                started.append(no_method.future(b"", wait_for_ready=True))
-            logger.debug("grpcio's completion thread could not be released")
-        finally:
-            for call in started:
-                call.cancel()
+        for _ in range(RELEASE_ATTEMPTS):
+            with state.lock:
+                # Above 1, some call has yet to be counted out by the thread: that
+                # last count-out ends the thread.
+                if state.managed_calls > 1:
+                    state.managed_calls -= 1
+                    self.kept = False
+                    return
+            # Only this count is left and the thread waits for completions: give
+            # it one more call, one that ends at once without going out (its
+            # deadline passed before it started). Unless the thread counts it out
+            # before the next look (then again), the look above takes this count
+            # back, and that call's count-out ends the thread.
+            try:
+                self._expired(b"", timeout=EXPIRED_DEADLINE)
+            except Exception:  # not expected: keep the count, and the thread
+                logger.debug("grpcio refused a call to release its thread", exc_info=True)
+                return
+        logger.debug("grpcio's completion thread could not be released")
+
+    def _expired(self, request: bytes, *, timeout: float) -> grpc.Future[bytes]:
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(_NO_METHOD)
+        return call.future(request, timeout=timeout)
 
 
 RELEASE_ATTEMPTS: Final = 3
-_NO_METHOD: Final = "/edgeport.Channel/Close"
+EXPIRED_DEADLINE: Final = -1.0  # seconds: a call whose deadline passed before it started
+_NO_METHOD: Final = "/edgeport.Channel/Release"
 
 
 def _from_status(code: grpc.StatusCode | None, details: str | None) -> ProcessorError:

@@ -243,7 +243,7 @@ async def serve(
                 reloader = Reloader(source, config, parts)
                 if watch_files:
                     live = reloader
-                    root.start_soon(watch_tls_files, lambda: live.config, live.reload)
+                    root.start_soon(watch_tls_files, lambda: live.config, live.reload, live.changes)
 
             health_port = None
             if health_unix_path is not None:  # a worker's, for the supervisor to gather

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
 
 import grpc
 import pytest
 import trio
 
+from edgeport import processor as processor_module
 from edgeport._proto import sipmessage_pb2
 from edgeport._proto.processor_pb2 import MessageRequest, MessageResponse, Method
 from edgeport.config import TransportConfig, default_config
@@ -456,18 +459,78 @@ async def test_readiness_follows_the_connection_and_recent_successes() -> None:
             nursery.cancel_scope.cancel()
 
 
-async def test_a_recent_success_keeps_a_reconnecting_client_ready() -> None:
+async def test_a_recent_success_keeps_a_reconnecting_client_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     processor = ScriptableProcessor()
     with trio.fail_after(DEADLINE):
         async with trio.open_nursery() as nursery:
             running = await start_processor(nursery, processor)
             async with open_processor_client(running.addr, timeout=1.0) as client:
                 await client.process(invite())
-                client.connectivity = grpc.ChannelConnectivity.CONNECTING
+                state = grpc.ChannelConnectivity.CONNECTING
+                monkeypatch.setattr(
+                    GrpcProcessorClient, "connectivity", property(lambda _client: state)
+                )
                 assert client.ready()
                 assert not client.ready(within=0.0)
-                client.connectivity = grpc.ChannelConnectivity.TRANSIENT_FAILURE
+                state = grpc.ChannelConnectivity.TRANSIENT_FAILURE
                 assert not client.ready()
+            nursery.cancel_scope.cancel()
+
+
+def threads_in(function: str) -> list[int]:
+    """The threads of this process running ``function`` (anywhere in their stack)."""
+    found: list[int] = []
+    for thread_id, frame in sys._current_frames().items():
+        walker: FrameType | None = frame
+        while walker is not None:
+            if walker.f_code.co_name == function:
+                found.append(thread_id)
+                break
+            walker = walker.f_back
+    return found
+
+
+async def test_a_connected_client_keeps_no_thread_watching_its_connection() -> None:
+    processor = ScriptableProcessor()
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as nursery:
+            running = await start_processor(nursery, processor)
+            baseline = threads_but_the_processors()
+            async with open_processor_client(running.addr, timeout=1.0) as client:
+                await eventually(client.ready)
+                # grpcio's watcher (channel.subscribe) would wake every 0.2 s for as
+                # long as the client lives; the state is read when asked instead.
+                assert threads_in("_poll_connectivity") == []
+                assert threads_but_the_processors() == baseline
+                port = running.port
+                await running.stop()
+                await eventually(lambda: not client.ready())
+                assert threads_in("_poll_connectivity") == []
+                running = await start_processor(nursery, processor, port=port)
+                await eventually(client.ready)
+                await client.process(invite())
+            nursery.cancel_scope.cancel()
+
+
+async def test_an_idle_client_lets_grpcios_completion_thread_end_and_starts_it_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(processor_module, "SPIN_IDLE_RELEASE", 0.3)
+    processor = ScriptableProcessor(tag_with_ref)
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as nursery:
+            running = await start_processor(nursery, processor)
+            async with open_processor_client(running.addr, timeout=1.0) as client:
+                for round_ in range(2):
+                    await client.process(invite(f"round-{round_}"))
+                    await client.process(invite(f"round-{round_}-again"))
+                    assert len(threads_in("channel_spin")) == 1  # kept between calls
+                    # No call for a while: the thread ends (it would wake 5 times a
+                    # second, waiting for nothing); the next call starts one again.
+                    await eventually(lambda: threads_in("channel_spin") == [])
+                assert len(processor.requests) == 4
             nursery.cancel_scope.cancel()
 
 

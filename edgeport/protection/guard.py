@@ -156,6 +156,13 @@ class GuardPeers(Protocol):
         """A source's unreported requests should be reported now."""
         ...
 
+    def counts_pending(self) -> None:
+        """Requests were counted since the last report: report within a short while.
+
+        Told once per report: the first count after :meth:`EdgeGuard.take_unreported`.
+        """
+        ...
+
     def connection_opened(self, source: str, serial: int, opened_at: float) -> None: ...
 
     def connection_closed(self, source: str, serial: int) -> None: ...
@@ -197,6 +204,7 @@ class EdgeGuard:
         self.worker = 0
         self._workers = 1
         self._unreported: UnreportedCounts | None = None
+        self._counts_pending = False  # counted since the last take_unreported
         # source -> (worker, serial) -> (opened_at, snapshot): other workers' counted
         # connections, with the last snapshot of the worker's that listed each
         self._remote: dict[str, dict[tuple[int, int], tuple[float, int]]] = {}
@@ -320,9 +328,14 @@ class EdgeGuard:
             self._start_ban(source)
             return True
         unreported = self._unreported
-        if unreported is not None and unreported.note(source, now):
+        if unreported is not None:
             assert self.peers is not None
-            self.peers.counts_due()
+            if unreported.note(source, now):
+                self._counts_pending = True
+                self.peers.counts_due()
+            elif not self._counts_pending:
+                self._counts_pending = True
+                self.peers.counts_pending()
         return False
 
     def _start_ban(self, source: str) -> None:
@@ -347,6 +360,7 @@ class EdgeGuard:
 
     def take_unreported(self, limit: int) -> list[tuple[str, int]]:
         """Requests counted here to report to the other workers now (busiest sources)."""
+        self._counts_pending = False
         if self._unreported is None:
             return []
         return self._unreported.take(self.clock(), limit)

@@ -32,6 +32,7 @@ from edgeport.config import ConfigError, load_config_with_warnings
 from edgeport.keystore import KeystoreError
 from edgeport.metrics import METRICS
 from edgeport.reload.plan import after_reload, restart_keys
+from edgeport.reload.watch import ConfigChanges
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -119,6 +120,7 @@ class Reloader:
     metrics: EdgeportMetrics = METRICS
     generation: int = 1
     last: ReloadResult | None = None
+    changes: ConfigChanges = field(default_factory=ConfigChanges)  # told of each new config
     _lock: trio.Lock = field(default_factory=trio.Lock)
 
     def __post_init__(self) -> None:
@@ -149,6 +151,7 @@ class Reloader:
             logger.exception("applying the reloaded configuration failed")
             return self._failed([f"applying the configuration failed: {error!r}"], [])
         self.config = running
+        self.changes.replaced()
         self.generation += 1
         self.metrics.config_generation.set(float(self.generation))
         if restart:

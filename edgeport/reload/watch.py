@@ -95,17 +95,41 @@ def tls_files(config: EdgePortConfig) -> list[str]:
 WATCH_IDLE: Final = 5.0  # seconds between looks at whether a file watch is wanted now
 
 
+class ConfigChanges:
+    """Tells whoever waits that the running configuration was replaced (a reload)."""
+
+    def __init__(self) -> None:
+        self._replaced = trio.Event()
+
+    def replaced(self) -> None:
+        self._replaced.set()
+        self._replaced = trio.Event()
+
+    async def wait(self) -> None:
+        """Until the next :meth:`replaced`."""
+        await self._replaced.wait()
+
+
 async def watch_tls_files(
-    current: Callable[[], EdgePortConfig], reload: Callable[[str], Awaitable[object]]
+    current: Callable[[], EdgePortConfig],
+    reload: Callable[[str], Awaitable[object]],
+    changes: ConfigChanges | None = None,
 ) -> None:
     """Call ``reload`` when a file of ``spec.securityContext`` changes on disk (a
     certificate renewed, a Kubernetes Secret updated), until cancelled; the files
-    and the interval follow ``current()``, the configuration each reload applied."""
+    and the interval follow ``current()``, the configuration each reload applied.
+
+    With nothing to watch, it waits for ``changes`` (the next reload), or without
+    them looks again every ``WATCH_IDLE``: an edgeport with no TLS file, or with
+    the watch off, does not wake for it."""
     watch = FileWatch(tls_files(current()))
     while True:
         interval = current().reload.watch_interval
         if interval <= 0 or not watch.paths:
-            await trio.sleep(WATCH_IDLE)
+            if changes is None:
+                await trio.sleep(WATCH_IDLE)
+            else:
+                await changes.wait()
             watch.watch(tls_files(current()))
             continue
         await trio.sleep(interval)

@@ -11,14 +11,18 @@ document per datagram, each with ``from`` (the sending worker):
 * ``counts``: ``[[source, requests], ...]``, requests counted toward the flood
   limit and not yet reported (:mod:`edgeport.protection.sharing`): sent as
   soon as a source has a significant share of the limit unreported, else
-  every ``REPORT_INTERVAL``; at most ``MAX_ITEMS`` sources, the busiest;
+  ``REPORT_INTERVAL`` after the first request counted since the last report
+  (while nothing is counted, nothing is sent and nothing wakes); at most
+  ``MAX_ITEMS`` sources, the busiest;
 * ``open`` / ``close``: ``[[source, serial, opened_at], ...]`` /
   ``[[source, serial], ...]``, connections counted toward
   ``maxConnectionsPerSource``, as they open and close;
 * ``snapshot``: every connection a worker counts, in ``open`` lists over as
   many datagrams as it takes, the last one marked ``last``; sent every
   ``SNAPSHOT_INTERVAL`` (a connection whose ``close`` was lost, its
-  hand-off dropped, stops counting then) and to a worker that said hello.
+  hand-off dropped, stops counting then) while connections open or close,
+  until ``SNAPSHOTS_AFTER_A_CHANGE`` were sent since the last change; and to
+  a worker that said hello.
 
 What arrives is checked (types, sizes, ranges) before the guard sees it. A
 worker that restarts says hello (:mod:`.mesh`): the others forget the
@@ -47,11 +51,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-REPORT_INTERVAL: Final = 0.25  # seconds between periodic reports of counted requests
+REPORT_INTERVAL: Final = 0.25  # seconds from a first count to the report that carries it
 MIN_REPORT_GAP: Final = 0.005  # seconds between two reports: at most 200 a second
 MAX_ITEMS: Final = 256  # sources (or connections) per datagram
 MAX_SOURCE_CHARS: Final = 64  # an IPv4 address or an IPv6 /64, as the guard keys sources
 SNAPSHOT_INTERVAL: Final = 30.0  # seconds between two lists of every counted connection
+# Lists sent after a connection opened or closed: one more than needed, in case one is lost.
+SNAPSHOTS_AFTER_A_CHANGE: Final = 2
 _NOWHERE: Final = Peer(Transport.UDP, "", 0)
 
 
@@ -65,8 +71,12 @@ class GuardExchange:
     def __init__(self, link: HandoffLink, guard: EdgeGuard) -> None:
         self.link = link
         self.guard = guard
-        self._due = trio.Event()
+        self._wake = trio.Event()  # something for run() to do, or to reckon with
+        self._due = trio.Event()  # a source is due: report now
+        self._counted = False  # counted since the last report
         self._snapshots = 0
+        self._snapshots_owed = 0  # periodic lists still to send since the last change
+        self._next_snapshot = math.inf
         guard.share(self, worker=link.index, workers=link.count)
 
     # what the guard tells the others (GuardPeers) --------------------------
@@ -76,24 +86,43 @@ class GuardExchange:
 
     def counts_due(self) -> None:
         self._due.set()
+        self.counts_pending()
+
+    def counts_pending(self) -> None:
+        self._counted = True
+        self._wake.set()
 
     def connection_opened(self, source: str, serial: int, opened_at: float) -> None:
         self._broadcast({"open": [[source, serial, opened_at]]})
+        self._connections_changed()
 
     def connection_closed(self, source: str, serial: int) -> None:
         self._broadcast({"close": [[source, serial]]})
+        self._connections_changed()
+
+    def _connections_changed(self) -> None:
+        if not self._snapshots_owed:
+            self._next_snapshot = trio.current_time() + SNAPSHOT_INTERVAL
+            self._wake.set()
+        self._snapshots_owed = SNAPSHOTS_AFTER_A_CHANGE
 
     async def run(self) -> None:
-        """Report counted requests when a source is due, else every ``REPORT_INTERVAL``;
-        list the counted connections every ``SNAPSHOT_INTERVAL``."""
-        next_snapshot = trio.current_time() + SNAPSHOT_INTERVAL
+        """Report counted requests when a source is due, else ``REPORT_INTERVAL`` after
+        the first count; list the counted connections every ``SNAPSHOT_INTERVAL`` while
+        they change. Sleeps with no deadline while there is neither."""
         while True:
-            with trio.move_on_after(REPORT_INTERVAL):
-                await self._due.wait()
-            self._due = trio.Event()
-            self.report()
-            if trio.current_time() >= next_snapshot:
-                next_snapshot = trio.current_time() + SNAPSHOT_INTERVAL
+            with trio.move_on_at(self._next_snapshot if self._snapshots_owed else math.inf):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            if self._counted:
+                with trio.move_on_after(REPORT_INTERVAL):
+                    await self._due.wait()
+                self._due = trio.Event()
+                self._counted = False
+                self.report()
+            if self._snapshots_owed and trio.current_time() >= self._next_snapshot:
+                self._snapshots_owed -= 1
+                self._next_snapshot = trio.current_time() + SNAPSHOT_INTERVAL
                 self.send_snapshot()
             await trio.sleep(MIN_REPORT_GAP)
 

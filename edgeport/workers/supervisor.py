@@ -37,7 +37,7 @@ import trio
 from edgeport.config import BUILTIN_PROCESSOR, ConfigError, load_config_with_warnings
 from edgeport.health import HealthChecks, serve_health
 from edgeport.metrics import Registry
-from edgeport.reload.watch import watch_tls_files
+from edgeport.reload.watch import ConfigChanges, watch_tls_files
 from edgeport.workers.http_client import HttpError, get_unix, request_unix
 from edgeport.workers.metrics_merge import merge_expositions
 from edgeport.workers.worker import health_path
@@ -110,6 +110,7 @@ class Supervisor:
 
     def __init__(self, config: EdgePortConfig, command: WorkerCommand) -> None:
         self.config = config
+        self.config_changes = ConfigChanges()  # told when _reload_own replaces config
         self.command = command
         self.slots = [WorkerSlot(index) for index in range(command.count)]
         self.stopping = trio.Event()
@@ -238,6 +239,7 @@ class Supervisor:
         except ConfigError:
             return
         self.config = config
+        self.config_changes.replaced()
 
     async def _reload_worker(self, slot: WorkerSlot, results: dict[int, dict[str, object]]) -> None:
         path = health_path(self.command.rundir, slot.index)
@@ -273,7 +275,9 @@ class Supervisor:
 
     async def watch_tls_files(self) -> None:
         """Reload every worker when a file of ``spec.securityContext`` changes on disk."""
-        await watch_tls_files(lambda: self.config, self._reload_unless_stopping)
+        await watch_tls_files(
+            lambda: self.config, self._reload_unless_stopping, self.config_changes
+        )
 
     async def _reload_unless_stopping(self, why: str) -> None:
         if not self.stopping.is_set():

@@ -225,8 +225,35 @@ async def run_worker(
 
 
 async def _watch_parent(parent: int, shutdown: Callable[[], None]) -> None:
-    """Drain when the supervisor is gone (this process was re-parented)."""
-    while os.getppid() == parent:  # noqa: ASYNC110 - no event tells a process its parent died
-        await trio.sleep(PARENT_POLL_INTERVAL)
+    """Drain when the supervisor is gone.
+
+    A pidfd of the supervisor (Linux 5.3) turns readable when it exits: no
+    wake-up until then. Where there is none, this process looks whether it
+    was re-parented every ``PARENT_POLL_INTERVAL``.
+    """
+    pidfd = _open_pidfd(parent)
+    if pidfd is not None:
+        try:
+            # Still its child after the pidfd was opened: the pidfd is of the live
+            # supervisor, not of a process that got its number since.
+            if os.getppid() == parent:
+                await trio.lowlevel.wait_readable(pidfd)
+        finally:
+            os.close(pidfd)
+    else:
+        while os.getppid() == parent:  # noqa: ASYNC110 - no pidfd: nothing else tells
+            await trio.sleep(PARENT_POLL_INTERVAL)
     logger.warning("the supervisor (pid %d) is gone: draining", parent)
     shutdown()
+
+
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd of process ``pid``, or None where the system has none (or it is gone)."""
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:
+        return None
+    try:
+        fd: int = pidfd_open(pid)
+    except OSError:
+        return None
+    return fd

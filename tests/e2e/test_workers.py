@@ -308,6 +308,30 @@ async def test_sigterm_drains_every_worker_and_exits_0(edgeport_workers: Running
     assert "Traceback" not in log
 
 
+def process_ended(pid: int) -> bool:
+    """``pid`` exited (gone, or a zombie nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def test_workers_drain_and_exit_when_their_supervisor_is_killed(
+    edgeport_workers: Running,
+) -> None:
+    pids = [edgeport_workers.worker_pids(index)[0] for index in (0, 1)]
+    edgeport_workers.process.kill()  # SIGKILL: the supervisor tells nobody
+    await edgeport_workers.process.wait()
+    with trio.fail_after(WAIT_TIMEOUT):
+        while not all(process_ended(pid) for pid in pids):
+            await trio.sleep(0.05)
+    log = edgeport_workers.log.read_text()
+    supervisor = edgeport_workers.process.pid
+    assert log.count(f"the supervisor (pid {supervisor}) is gone: draining") == 2
+    assert "Traceback" not in log
+
+
 async def call_stream_callee(
     caller: UdpUA, browser: WsUA | TcpUA, n: int, user: str, contact: str
 ) -> None:

@@ -269,6 +269,9 @@ class _RelayPeer:
             for edge in self.relay.others(self.index):
                 edge.add_reported(source, requests)
 
+    def counts_pending(self) -> None:
+        """Reported later, by the exchange's timer: here, not at all."""
+
     def connection_opened(self, source: str, serial: int, opened_at: float) -> None:
         for edge in self.relay.others(self.index):
             edge.remote_connection_opened(self.index, source, serial, opened_at)

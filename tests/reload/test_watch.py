@@ -1,10 +1,17 @@
-"""Noticing a change of the TLS files: in place, replaced, and a Kubernetes symlink swap."""
+"""Noticing a change of the TLS files: in place, replaced, and a Kubernetes symlink swap;
+no wake-up while there is nothing to watch."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
 
-from edgeport.reload.watch import FileWatch, look_at
+import trio
+import trio.testing
+
+from edgeport.config import EdgePortConfig, SecurityContext, default_config
+from edgeport.reload.watch import ConfigChanges, FileWatch, look_at, watch_tls_files
 from tests.support.kubernetes_secret import FILE_NAME, update_secret
 
 
@@ -60,3 +67,37 @@ def test_a_file_that_appears_or_goes_is_a_change(tmp_path: Path) -> None:
     assert [watch.poll(), watch.poll()] == [False, True]
     keystore.unlink()
     assert [watch.poll(), watch.poll()] == [False, True]
+
+
+def tls_config(key_store: str | None) -> EdgePortConfig:
+    config = default_config()
+    if key_store is None:
+        return config
+    return dataclasses.replace(config, security_context=SecurityContext(key_store=key_store))
+
+
+async def test_with_no_file_to_watch_the_watch_sleeps_until_a_reload_names_one(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    key_store = tmp_path / "tls.p12"
+    key_store.write_bytes(b"one")
+    config = tls_config(None)
+    changes = ConfigChanges()
+    reloads: list[str] = []
+
+    async def reload(why: str) -> None:
+        reloads.append(why)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_tls_files, lambda: config, reload, changes)
+        await trio.testing.wait_all_tasks_blocked()
+        # Nothing to watch: no timer, the watch waits for the next configuration.
+        statistics = trio.lowlevel.current_statistics()
+        assert statistics.seconds_to_next_deadline == math.inf
+        config = tls_config(str(key_store))
+        changes.replaced()
+        await trio.sleep(1)
+        key_store.write_bytes(b"two: renewed")
+        await trio.sleep(config.reload.watch_interval * 3)
+        assert reloads == ["TLS files changed"]
+        nursery.cancel_scope.cancel()

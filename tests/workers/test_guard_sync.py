@@ -4,18 +4,26 @@ connections reach the other worker; what arrives malformed is ignored."""
 from __future__ import annotations
 
 import json
+import math
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
+import trio.testing
 
 from edgeport.metrics import EdgeportMetrics
 from edgeport.protection import EdgeGuard, Verdict
 from edgeport.protection.flood import FloodLimits
 from edgeport.sip.transport import Transport
 from edgeport.transports import Peer
-from edgeport.workers.guard_sync import MAX_ITEMS, GuardExchange
-from edgeport.workers.handoff import HandoffLink
+from edgeport.workers.guard_sync import (
+    MAX_ITEMS,
+    REPORT_INTERVAL,
+    SNAPSHOT_INTERVAL,
+    SNAPSHOTS_AFTER_A_CHANGE,
+    GuardExchange,
+)
+from edgeport.workers.handoff import Handoff, HandoffLink
 from tests.protection.test_scanners import LEGIT_REGISTER
 
 if TYPE_CHECKING:
@@ -179,3 +187,97 @@ async def test_a_snapshot_adds_what_an_open_announcement_lost(tmp_path: Path) ->
             exchanges[0].send_snapshot()
             await wait_for(lambda: guards[1].open_connections("203.0.113.7") == 1)
             assert guards[1].open_connection(Peer(Transport.TCP, "203.0.113.7", 2)) is None
+
+
+class RecordingLink:
+    """Worker 0 of 2, keeping what it sends (with the time) instead of sending it."""
+
+    index = 0
+    count = 2
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[float, dict[str, Any]]] = []
+
+    def send(self, worker: int, handoff: Handoff) -> bool:
+        self.sent.append((trio.current_time(), json.loads(handoff.data)))
+        return True
+
+    def of(self, key: str) -> list[tuple[float, Any]]:
+        return [(at, document[key]) for at, document in self.sent if key in document]
+
+
+async def no_deadline_ahead() -> bool:
+    await trio.testing.wait_all_tasks_blocked()
+    return trio.lowlevel.current_statistics().seconds_to_next_deadline == math.inf
+
+
+@asynccontextmanager
+async def recorded_exchange(**kwargs: Any) -> AsyncIterator[tuple[RecordingLink, EdgeGuard]]:
+    link = RecordingLink()
+    edge = new_guard(**kwargs)
+    exchange = GuardExchange(cast("HandoffLink", link), edge)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(exchange.run)
+        yield link, edge
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_exchange_with_nothing_counted_schedules_no_wake_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with recorded_exchange() as (link, _):
+        assert await no_deadline_ahead()
+        await trio.sleep(120)
+        assert link.sent == []
+
+
+async def test_counted_requests_go_out_one_report_interval_after_the_first_count(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with recorded_exchange() as (link, edge):
+        await trio.sleep(10)
+        first = trio.current_time()
+        # Three requests (significant: 3 of a limit of 40 over 2 workers; due: 5).
+        for port in (1, 2, 3):
+            assert edge.admit(udp("203.0.113.7", port), LEGIT_REGISTER) is Verdict.ACCEPT
+            await trio.sleep(0.05)
+        for port in (1, 2):  # two: not significant yet
+            assert edge.admit(udp("203.0.113.8", port), LEGIT_REGISTER) is Verdict.ACCEPT
+        await trio.sleep(1)
+        assert link.of("counts") == [(first + REPORT_INTERVAL, [["203.0.113.7", 3]])]
+        # Reported: nothing more is due, and nothing wakes the exchange for it.
+        assert await no_deadline_ahead()
+        # A third request of the other source is counted: reported in its turn.
+        again = trio.current_time()
+        assert edge.admit(udp("203.0.113.8", 3), LEGIT_REGISTER) is Verdict.ACCEPT
+        await trio.sleep(1)
+        assert link.of("counts")[1:] == [(again + REPORT_INTERVAL, [["203.0.113.8", 3]])]
+        assert await no_deadline_ahead()
+
+
+async def test_a_source_due_is_reported_at_once_after_an_idle_spell(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with recorded_exchange() as (link, edge):
+        await trio.sleep(60)
+        for port in range(LIMIT // 8):  # a quarter of the limit over two workers: due
+            assert edge.admit(udp("203.0.113.7", port), LEGIT_REGISTER) is Verdict.ACCEPT
+        due_at = trio.current_time()
+        await trio.sleep(1)
+        assert link.of("counts") == [(due_at, [["203.0.113.7", LIMIT // 8]])]
+
+
+async def test_connections_are_listed_twice_after_a_change_then_no_more(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with recorded_exchange(max_connections_per_source=2) as (link, edge):
+        await trio.sleep(5)
+        opened_at = trio.current_time()
+        assert edge.open_connection(Peer(Transport.TCP, "203.0.113.7", 1)) is not None
+        await trio.sleep(10 * SNAPSHOT_INTERVAL)
+        snapshots = link.of("snapshot")
+        assert [at - opened_at for at, _ in snapshots] == [
+            SNAPSHOT_INTERVAL * n for n in range(1, SNAPSHOTS_AFTER_A_CHANGE + 1)
+        ]
+        assert all(document["open"][0][0] == "203.0.113.7" for _, document in link.sent[1:])
+        assert await no_deadline_ahead()

@@ -290,7 +290,6 @@ def _serve_worker(args: argparse.Namespace) -> int:
     from edgeport.reload.reloader import ConfigSource
     from edgeport.workers.worker import WorkerRole, run_worker, tag_log_lines
 
-    tag_log_lines(args.index)
     try:
         config = load_config(args.config, os.environ)
         role = WorkerRole(args.index, args.count, args.rundir, args.processor)
@@ -301,6 +300,9 @@ def _serve_worker(args: argparse.Namespace) -> int:
     except ValueError as error:
         _print_problems([str(error)])
         return EXIT_CONFIG
+    # Tagged only once the role is valid: a refused worker command leaves the
+    # process's log handlers as it found them.
+    tag_log_lines(role.index)
     _tune_garbage_collector()
     return _run(functools.partial(run_worker, role=role, source=source), config)
 

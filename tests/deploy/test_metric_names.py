@@ -12,8 +12,6 @@ supervisor add.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections import defaultdict
 from typing import TYPE_CHECKING, Final
 
@@ -32,6 +30,7 @@ from tests.deploy.promql import (
     metric_names,
     rule_queries,
 )
+from tests.support.edgeport_process import edgeport_env, open_edgeport
 from tests.support.http_get import http_get
 from tests.support.ports import free_port, stop_process
 from tests.support.ua import UdpUA, sip
@@ -140,21 +139,13 @@ async def scrape_running_edgeport(tmp_path: Path) -> str:
     ports = {"sip": free_port(), "tls": free_port(), "wss": free_port(), "health": free_port()}
     hep_host, hep_port = collector.getsockname()
     config = write_config(tmp_path, ports, f"{hep_host}:{hep_port}")
-    env = {k: v for k, v in os.environ.items() if k not in {"CONFIG_PATH", "HOSTNAME", "WORKERS"}}
-    env.update(
+    env = edgeport_env(
         ENABLE_HEALTHCHECKS="true",
         HEALTHCHECK_PORT=str(ports["health"]),
         CONSOLE_PUBLISHER_ENABLED="true",
-        PYTHONPATH=os.getcwd(),
     )
     log = tmp_path / "edgeport.log"
-    with log.open("wb") as sink:
-        process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "edgeport", "--config", str(config), "--workers", "2"],
-            stdout=sink,
-            stderr=sink,
-            env=env,
-        )
+    process = await open_edgeport(config, log, env, "--workers", "2")
     try:
         with trio.fail_after(START_TIMEOUT):
             while (await http_get(ports["health"], "/healthz"))[0] != 200:

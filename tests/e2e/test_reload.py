@@ -35,6 +35,7 @@ from edgeport.builtin.router import Router
 from tests.config_fixtures import write_leaf_pkcs12
 from tests.e2e.flows import ack_and_hang_up, invite, response_to
 from tests.e2e.flows import register as udp_register
+from tests.support.edgeport_process import edgeport_env, open_edgeport
 from tests.support.grpc_processor import ScriptableProcessor, answer, start_processor
 from tests.support.http_get import http_get
 from tests.support.kubernetes_secret import FILE_NAME, update_secret
@@ -164,19 +165,14 @@ async def run_edgeport(
     config = tmp_path / "edgeport.yaml"
     config.write_text(text)
     health = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in {"CONFIG_PATH", "HOSTNAME", "WORKERS"}}
-    env.update(
-        LOCALNETS="127.0.0.0/8",
-        ENABLE_HEALTHCHECKS="true",
-        HEALTHCHECK_PORT=str(health),
-        PYTHONPATH=os.getcwd(),
+    env = edgeport_env(
+        LOCALNETS="127.0.0.0/8", ENABLE_HEALTHCHECKS="true", HEALTHCHECK_PORT=str(health)
     )
     log = tmp_path / "edgeport.log"
     pid_file = tmp_path / "edgeport.pid"
-    argv = [sys.executable, "-m", "edgeport", "--config", str(config)]
-    argv += ["--workers", str(workers), "--pid-file", str(pid_file)]
-    with log.open("wb") as sink:
-        process = await trio.lowlevel.open_process(argv, stdout=sink, stderr=sink, env=env)
+    process = await open_edgeport(
+        config, log, env, "--workers", str(workers), "--pid-file", str(pid_file)
+    )
     edge = Edge(process, workers, config, pid_file, log, *ports, health)
     try:
         with trio.fail_after(START_TIMEOUT):

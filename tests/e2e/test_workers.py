@@ -20,6 +20,7 @@ import trio
 import trio_websocket
 
 from tests.e2e.flows import response_to
+from tests.support.edgeport_process import edgeport_env, open_edgeport
 from tests.support.http_get import http_get
 from tests.support.ports import free_port, listening_addresses, stop_process
 from tests.support.ua import TcpUA, UdpUA, WsUA, sip
@@ -102,21 +103,11 @@ async def run_workers(
     ws_port = free_port()
     health_port = free_port()
     config = write_config(tmp_path, sip_port, ws_port, spec)
-    env = {k: v for k, v in os.environ.items() if k not in {"CONFIG_PATH", "HOSTNAME", "WORKERS"}}
-    env.update(
-        LOCALNETS=localnets,
-        ENABLE_HEALTHCHECKS="true",
-        HEALTHCHECK_PORT=str(health_port),
-        PYTHONPATH=os.getcwd(),
+    env = edgeport_env(
+        LOCALNETS=localnets, ENABLE_HEALTHCHECKS="true", HEALTHCHECK_PORT=str(health_port)
     )
     log = tmp_path / "edgeport.log"
-    with log.open("wb") as sink:
-        process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "edgeport", "--config", str(config), "--workers", "2"],
-            stdout=sink,
-            stderr=sink,
-            env=env,
-        )
+    process = await open_edgeport(config, log, env, "--workers", "2")
     running = Running(process, sip_port, ws_port, health_port, log)
     try:
         with trio.fail_after(START_TIMEOUT):
